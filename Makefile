@@ -1,0 +1,33 @@
+# hml-template: `make demo` bakes the default package and runs it end to end; `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo-out
+PORT   ?= 8765
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install demo test lint typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python ## install hmlcore and the test tools into $(VENV) (pinned by constraints.txt)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+
+demo: install ## bake car-crashes, train it, serve it, print a prediction
+	$(BIN)/python scripts/demo.py --output $(DEMO) --port $(PORT)
+
+test: install ## run every test (the slow ones too)
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: install ## ruff and mypy on hmlcore
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+	$(BIN)/python -m mypy
+
+clean: ## remove the virtualenv and demo output
+	rm -rf $(VENV) $(DEMO)

@@ -1,0 +1,145 @@
+"""``HmlApp``: one per package. It holds the pipelines, the inference API and the models, and owns the CLI.
+
+Example:
+    >>> from hmlcore import hml
+    >>> app = hml.HmlApp(name="car-crashes", package_entrypoint="crashed", image_url="crashed:dev")
+    >>> app.name, app.inference_port
+    ('car-crashes', 8000)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from hmlcore.config import PlatformSettings
+from hmlcore.errors import ConfigError
+from hmlcore.inference import HmlInferenceApp
+from hmlcore.pipelines import HmlPipelineApp
+
+if TYPE_CHECKING:
+    import click
+
+    from hmlcore.lake import Lake
+    from hmlcore.model import ModelContainer
+    from hmlcore.warehouse import Warehouse
+
+__all__ = ["HmlApp"]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class HmlApp:
+    """The application: pipelines (``app.pipelines``), the inference API (``app.inference``) and models.
+
+    Args:
+        name: the project's name, a DNS-1123 label (it names Kubernetes objects).
+        platform: ``"local"`` (embedded lake and warehouse) or ``"GCP"`` (GCS and BigQuery).
+        image_url: the container image every step and the inference API run in.
+        package_entrypoint: the package's console script (``crashed``); steps run as ``<entrypoint> pipelines ...``.
+        inference_port: the port the inference API listens on.
+        k8s_namespace: the Kubernetes namespace to deploy into.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        platform: str = "local",
+        image_url: str | None = None,
+        package_entrypoint: str | None = None,
+        inference_port: int = 8000,
+        k8s_namespace: str = "kubeflow",
+    ) -> None:
+        if not isinstance(name, str) or not _DNS_LABEL.match(name):
+            raise ConfigError(f"app name {name!r} must be a DNS-1123 label: lower-case letters, digits and '-', at most 63")
+        if not isinstance(inference_port, int) or isinstance(inference_port, bool) or not 1 <= inference_port <= 65535:
+            raise ConfigError(f"inference_port must be an integer from 1 to 65535, got {inference_port!r}")
+        if not isinstance(k8s_namespace, str) or not _DNS_LABEL.match(k8s_namespace):
+            raise ConfigError(f"k8s_namespace {k8s_namespace!r} must be a DNS-1123 label")
+        self.name = name
+        self.platform = platform
+        self.image_url = image_url or f"{name}:latest"
+        self.package_entrypoint = package_entrypoint or name
+        self.inference_port = inference_port
+        self.k8s_namespace = k8s_namespace
+        self.env: dict[str, str] = {}
+        self.models: dict[str, ModelContainer] = {}
+        self.pipelines = HmlPipelineApp(self)
+        self.inference = HmlInferenceApp(self)
+        self._settings: PlatformSettings | None = None
+        self._lake: Lake | None = None
+        self._warehouse: Warehouse | None = None
+        self._cli: click.Group | None = None
+
+    def __repr__(self) -> str:
+        return f"HmlApp({self.name!r}, platform={self.platform!r})"
+
+    # ----------------------------------------------------------------- models
+    def register_model(self, name: str, container: ModelContainer) -> ModelContainer:
+        """Register ``container`` under ``name``; pipelines and the inference API find it there."""
+        if name in self.models and self.models[name] is not container:
+            raise ConfigError(f"model {name!r} is registered twice")
+        container.app = self
+        self.models[name] = container
+        return container
+
+    def get_model(self, name: str) -> ModelContainer:
+        """The model container registered as ``name``."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ConfigError(f"no model {name!r} registered; known: {', '.join(self.models) or 'none'}") from None
+
+    # ----------------------------------------------------------------- environment
+    def with_env(self, name: str, value: Any) -> HmlApp:
+        """Set an environment variable in every pipeline step's container."""
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise ConfigError(f"invalid environment variable name {name!r}")
+        self.env[name] = str(value)
+        return self
+
+    def with_envs(self, values: dict[str, Any]) -> HmlApp:
+        """Set several environment variables in every pipeline step's container."""
+        for name, value in values.items():
+            self.with_env(name, value)
+        return self
+
+    # ----------------------------------------------------------------- data
+    @property
+    def settings(self) -> PlatformSettings:
+        """The platform settings, resolved from the environment on first use."""
+        if self._settings is None:
+            self._settings = PlatformSettings.from_env(self.platform)
+        return self._settings
+
+    @property
+    def lake(self) -> Lake:
+        """Where artifacts go (a folder locally, a GCS bucket on GCP)."""
+        if self._lake is None:
+            from hmlcore.lake import Lake
+
+            self._lake = Lake(self.settings.lake_url)
+        return self._lake
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """The SQL warehouse (DuckDB locally, BigQuery on GCP)."""
+        if self._warehouse is None:
+            from hmlcore.warehouse import open_warehouse
+
+            self._warehouse = open_warehouse(self.settings.warehouse_url)
+        return self._warehouse
+
+    # ----------------------------------------------------------------- command line
+    def cli(self) -> click.Group:
+        """The package's click command group (built once)."""
+        if self._cli is None:
+            from hmlcore.cli import build_cli
+
+            self._cli = build_cli(self)
+        return self._cli
+
+    def start(self, args: list[str] | None = None) -> None:
+        """Run the command line (the package's ``main()`` calls this)."""
+        self.cli().main(args=args, prog_name=self.package_entrypoint)

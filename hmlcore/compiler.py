@@ -1,0 +1,270 @@
+"""Compile an :class:`~hmlcore.pipelines.HmlPipeline` into a Kubeflow Pipelines v2 spec.
+
+Each op becomes a container component whose image is the app's image and whose command line is the
+package's own CLI (``<entrypoint> pipelines <pipeline> run <op> ...``), so a step does exactly the same
+thing in the cluster as on a laptop. The ``@hml.deploy_op`` configurators receive each task wrapped in
+a :class:`KfpTask` whose ``with_*`` methods reach the spec through kfp and kfp-kubernetes.
+
+This module imports kfp; nothing on the serving path imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from hmlcore.errors import ConfigError, PipelineError
+from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
+
+if TYPE_CHECKING:
+    from hmlcore.pipelines import HmlPipeline
+
+__all__ = ["KfpTask", "compile_pipeline", "component_yaml"]
+
+OUTPUT_NAME = "Output"
+#: the pipeline run id Kubeflow substitutes at run time
+RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
+
+
+def component_yaml(op: HmlOp, *, pipeline: str, entrypoint: str, image: str) -> str:
+    """The op as a KFP component definition (YAML) whose command runs the package's CLI."""
+    inputs: list[dict[str, Any]] = []
+    args: list[Any] = []
+    for p in op.params:
+        spec: dict[str, Any] = {"name": p.name, "type": KFP_TYPES[p.type]}
+        if not p.required:
+            if p.default is None:
+                spec["optional"] = True
+            else:
+                spec["default"] = render_value(p.default, p.type)
+        inputs.append(spec)
+        args += [p.option, {"inputValue": p.name}]
+    inputs.append({"name": "hml_run_id", "type": "String"})
+    args += ["--hml-run-id", {"inputValue": "hml_run_id"}]
+    component: dict[str, Any] = {
+        "name": op.name,
+        "description": op.description.split("\n\n")[0] if op.description else f"step {op.name}",
+        "inputs": inputs,
+        "implementation": {
+            "container": {
+                "image": image,
+                "command": [entrypoint, "pipelines", pipeline, "run", op.name],
+                "args": args,
+            }
+        },
+    }
+    if op.return_type is not None:
+        component["outputs"] = [{"name": OUTPUT_NAME, "type": KFP_TYPES[op.return_type]}]
+        args += ["--hml-output", {"outputPath": OUTPUT_NAME}]
+    return yaml.safe_dump(component, sort_keys=False)
+
+
+class KfpTask(HmlTask):
+    """A compiled step, as ``@hml.deploy_op`` configurators see it. Every ``with_*`` returns the task.
+
+    Example:
+        >>> def configure(op):  # doctest: +SKIP
+        ...     return op.with_gcp_auth("svc-account").with_env("GCP_PROJECT", "my-project")
+    """
+
+    def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str, kfp_task: Any) -> None:
+        super().__init__(op, arguments, name=name)
+        self.kfp_task = kfp_task
+
+    def after(self, *tasks: HmlTask) -> KfpTask:
+        super().after(*tasks)
+        for task in tasks:
+            self.kfp_task.after(task.kfp_task)  # type: ignore[attr-defined]
+        return self
+
+    def with_env(self, name: str, value: Any) -> KfpTask:
+        """Set environment variable ``name`` in the step's container."""
+        if not isinstance(name, str) or not name or not (name[0].isalpha() or name[0] == "_") or not name.replace("_", "a").isalnum():
+            raise ConfigError(f"invalid environment variable name {name!r}")
+        self.kfp_task.set_env_variable(name, str(value))
+        return self
+
+    def with_envs(self, values: dict[str, Any]) -> KfpTask:
+        """Set several environment variables."""
+        for name, value in values.items():
+            self.with_env(name, value)
+        return self
+
+    def with_secret(self, secret_name: str, mount_path: str) -> KfpTask:
+        """Mount Kubernetes secret ``secret_name`` as a volume at ``mount_path``."""
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_volume(self.kfp_task, secret_name=secret_name, mount_path=mount_path)
+        return self
+
+    def with_secret_env(self, secret_name: str, keys_to_env: dict[str, str]) -> KfpTask:
+        """Expose keys of secret ``secret_name`` as environment variables (``{key: ENV_NAME}``)."""
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_env(self.kfp_task, secret_name=secret_name, secret_key_to_env=dict(keys_to_env))
+        return self
+
+    def with_gcp_auth(self, secret_name: str, *, key: str = "user-gcp-sa.json", mount_path: str = "/secret/gcp-credentials") -> KfpTask:
+        """Authenticate to GCP with the service-account key in secret ``secret_name``."""
+        self.with_secret(secret_name, mount_path)
+        return self.with_env("GOOGLE_APPLICATION_CREDENTIALS", f"{mount_path.rstrip('/')}/{key}")
+
+    def with_empty_dir(self, name: str, mount_path: str, *, size_limit: str | None = None) -> KfpTask:
+        """Mount an emptyDir volume called ``name`` at ``mount_path``."""
+        from kfp import kubernetes
+
+        kubernetes.empty_dir_mount(self.kfp_task, volume_name=name, mount_path=mount_path, size_limit=size_limit)
+        return self
+
+    def with_resources(
+        self,
+        *,
+        cpu_request: str | None = None,
+        cpu_limit: str | None = None,
+        memory_request: str | None = None,
+        memory_limit: str | None = None,
+    ) -> KfpTask:
+        """Set CPU and memory requests and limits (``"500m"``, ``"2"``, ``"1Gi"``...)."""
+        try:
+            if cpu_request:
+                self.kfp_task.set_cpu_request(cpu_request)
+            if cpu_limit:
+                self.kfp_task.set_cpu_limit(cpu_limit)
+            if memory_request:
+                self.kfp_task.set_memory_request(memory_request)
+            if memory_limit:
+                self.kfp_task.set_memory_limit(memory_limit)
+        except ValueError as exc:
+            raise ConfigError(f"step {self.name}: {exc}") from exc
+        return self
+
+    def with_retries(self, count: int, *, backoff: str = "60s") -> KfpTask:
+        """Retry the step up to ``count`` times."""
+        if not isinstance(count, int) or count < 0:
+            raise ConfigError(f"retries must be a non-negative integer, got {count!r}")
+        self.kfp_task.set_retry(num_retries=count, backoff_duration=backoff)
+        return self
+
+    def with_caching(self, enabled: bool) -> KfpTask:
+        """Turn Kubeflow's step caching on or off."""
+        self.kfp_task.set_caching_options(bool(enabled))
+        return self
+
+    def with_node_selector(self, key: str, value: str) -> KfpTask:
+        """Schedule the step only on nodes labelled ``key=value``."""
+        from kfp import kubernetes
+
+        kubernetes.add_node_selector(self.kfp_task, label_key=key, label_value=value)
+        return self
+
+    def with_toleration(self, key: str, value: str | None = None, effect: str = "NoSchedule", *, operator: str = "Equal") -> KfpTask:
+        """Let the step run on nodes with a matching taint."""
+        from kfp import kubernetes
+
+        kubernetes.add_toleration(self.kfp_task, key=key, operator=operator, value=value, effect=effect)  # type: ignore[arg-type]
+        return self
+
+
+class _KfpBuilder:
+    def __init__(self, pipeline: HmlPipeline, image: str, entrypoint: str) -> None:
+        self.pipeline = pipeline
+        self.image = image
+        self.entrypoint = entrypoint
+        self.tasks: list[KfpTask] = []
+        self._components: dict[str, Any] = {}
+
+    def component(self, op: HmlOp) -> Any:
+        if op.name not in self._components:
+            from kfp import components
+
+            text = component_yaml(op, pipeline=self.pipeline.name, entrypoint=self.entrypoint, image=self.image)
+            self._components[op.name] = components.load_component_from_text(text)
+        return self._components[op.name]
+
+    def add_task(self, op: HmlOp, arguments: dict[str, Any]) -> KfpTask:
+        from kfp import dsl
+
+        kfp_args = {}
+        for key, value in arguments.items():
+            kfp_args[key] = value.kfp_task.output if isinstance(value, KfpTask) else value
+        kfp_task = self.component(op)(**kfp_args, hml_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        kfp_task.set_caching_options(False)
+        used = sum(1 for t in self.tasks if t.op is op)
+        task = KfpTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}", kfp_task=kfp_task)
+        app = self.pipeline.hml_app
+        if app.env:
+            task.with_envs(app.env)
+        for configure in self.pipeline.app.op_configurators:
+            configured = configure(task)
+            if configured is not None and not isinstance(configured, KfpTask):
+                raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
+        self.tasks.append(task)
+        return task
+
+
+def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, image: str | None = None) -> dict[str, Any]:
+    """Compile ``pipeline`` with the kfp compiler; write the YAML to ``output_path`` if given; return the spec.
+
+    The file is written atomically: a failed compile leaves no file behind.
+
+    Raises:
+        PipelineError: the pipeline does not compile (the message says why).
+    """
+    from kfp import compiler, dsl
+
+    app = pipeline.hml_app
+    builder = _KfpBuilder(pipeline, image or app.image_url, app.package_entrypoint)
+    func = pipeline.func
+
+    @functools.wraps(func)
+    def body(*args: Any, **kwargs: Any) -> None:
+        token = _builder.set(builder)
+        try:
+            func(*args, **kwargs)
+        finally:
+            _builder.reset(token)
+
+    body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type)
+            for p in pipeline.params
+        ]
+    )
+    body.__annotations__ = {p.name: p.type for p in pipeline.params}
+    try:
+        kfp_pipeline = dsl.pipeline(name=_kfp_name(pipeline.name), description=pipeline.description or None)(body)
+        fd, tmp = tempfile.mkstemp(suffix=".yaml")
+        os.close(fd)
+        try:
+            compiler.Compiler().compile(kfp_pipeline, tmp)
+            with open(tmp, encoding="utf-8") as handle:
+                text = handle.read()
+        finally:
+            os.unlink(tmp)
+    except (PipelineError, ConfigError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - kfp raises many types; report one line
+        raise PipelineError(f"pipeline {pipeline.name} does not compile: {type(exc).__name__}: {exc}") from exc
+    spec = yaml.safe_load(text)
+    if output_path:
+        folder = os.path.dirname(os.path.abspath(output_path))
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, output_path)
+    return spec
+
+
+def _kfp_name(name: str) -> str:
+    return name.replace("_", "-").lower()
+
+
+def spec_json(spec: dict[str, Any]) -> str:
+    """The spec as canonical JSON (for comparisons)."""
+    return json.dumps(spec, sort_keys=True)

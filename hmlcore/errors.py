@@ -1,0 +1,50 @@
+"""The exceptions hmlcore raises.
+
+Every error a user can cause derives from :class:`HmlError`, so a caller can catch one type and the CLI
+can turn any of them into a one-line message with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "DeployError",
+    "FeatureError",
+    "HmlError",
+    "ModelLoadError",
+    "PipelineError",
+]
+
+
+class HmlError(Exception):
+    """Base class of every error hmlcore raises on purpose."""
+
+
+class ConfigError(HmlError):
+    """Raised if a setting (an argument, an environment variable, a platform option) is missing or invalid."""
+
+
+class PipelineError(HmlError):
+    """Raised if a pipeline or one of its steps is defined wrongly or fails to run."""
+
+
+class ModelLoadError(HmlError):
+    """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class DeployError(HmlError):
+    """Raised if a deployment target (Kubeflow Pipelines, Kubernetes) refuses or cannot be reached."""
+
+
+class FeatureError(HmlError, ValueError):
+    """Raised if input data lacks a declared feature or holds a value the model cannot encode.
+
+    Attributes:
+        details: one entry per problem, each a dict with at least ``feature`` and ``message``.
+    """
+
+    def __init__(self, message: str, details: Sequence[dict] | None = None) -> None:
+        super().__init__(message)
+        self.details: list[dict] = list(details or [])

@@ -1,0 +1,40 @@
+"""The ``hml.`` namespace of the original Hyper Model, for ``from hmlcore import hml``.
+
+Example:
+    >>> from hmlcore import hml
+    >>> app = hml.HmlApp(name="car-crashes", package_entrypoint="crashed")
+    >>> @hml.op()
+    ... def create_training(ctx: hml.OpContext) -> str:
+    ...     return "training"
+"""
+
+from __future__ import annotations
+
+from hmlcore.app import HmlApp
+from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelLoadError, PipelineError
+from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
+from hmlcore.model import ModelContainer
+from hmlcore.ops import HmlOp, HmlTask, OpContext, op
+from hmlcore.pipelines import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
+
+__all__ = [
+    "ConfigError",
+    "DeployError",
+    "FeatureError",
+    "HmlApp",
+    "HmlError",
+    "HmlInferenceApp",
+    "HmlOp",
+    "HmlPipeline",
+    "HmlPipelineApp",
+    "HmlTask",
+    "ModelContainer",
+    "ModelLoadError",
+    "OpContext",
+    "PipelineError",
+    "deploy_inference",
+    "deploy_op",
+    "inference",
+    "op",
+    "pipeline",
+]

@@ -1,0 +1,136 @@
+"""The lake: a place for artifacts, addressed by URL.
+
+A lake is a folder (the default) or a ``gs://bucket/prefix`` URL; fsspec does the talking, so any
+filesystem fsspec knows works the same way. Writes are atomic: a reader never sees half a file.
+
+Example:
+    >>> lake = Lake("/tmp/lake")
+    >>> uri = lake.write_bytes("models/a.txt", b"hello")
+    >>> lake.read_bytes(uri)
+    b'hello'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from typing import Any
+
+from hmlcore.errors import ConfigError
+
+__all__ = ["Lake", "sha256_bytes"]
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Return the hex sha256 digest of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+class Lake:
+    """Artifacts under one root URL.
+
+    Args:
+        url: a local folder, ``file://`` URL or any fsspec URL such as ``gs://bucket/prefix``.
+        storage_options: passed to fsspec for remote filesystems.
+    """
+
+    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"lake URL must be a non-empty string, got {url!r}")
+        url = url.rstrip("/")
+        if url.startswith("file://"):
+            url = url[len("file://") :]
+        self.url = url if _is_remote(url) else os.path.abspath(url)
+        self.storage_options = storage_options or {}
+        self._fs: Any = None
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem behind this lake (created on first use)."""
+        if self._fs is None:
+            import fsspec
+
+            protocol = self.url.split("://", 1)[0] if _is_remote(self.url) else "file"
+            try:
+                self._fs = fsspec.filesystem(protocol, **self.storage_options)
+            except (ImportError, ValueError) as exc:
+                raise ConfigError(f"cannot open lake {self.url!r}: {exc}") from exc
+        return self._fs
+
+    def uri(self, *parts: str) -> str:
+        """The full URL of ``parts`` joined under the lake root; a full URL is returned as it is."""
+        if len(parts) == 1 and self.owns(parts[0]):
+            return parts[0]
+        path = "/".join(p.strip("/") for p in parts if p)
+        return f"{self.url}/{path}"
+
+    def owns(self, uri: str) -> bool:
+        """Whether ``uri`` is a full URL or absolute path rather than a path inside the lake."""
+        return _is_remote(uri) or os.path.isabs(uri)
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        """Write ``data`` to ``path`` atomically and return its full URL.
+
+        Locally the bytes go to a temporary file in the same folder that is then renamed; object stores
+        publish an object only once its upload completes, so a reader never sees part of it.
+        """
+        target = self.uri(path)
+        if _is_remote(target):
+            fs = self.fs
+            try:
+                fs.pipe_file(target, data)
+            except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
+                raise ConfigError(f"cannot write {target}: {exc}") from exc
+            return target
+        folder = os.path.dirname(target)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=f".{uuid.uuid4().hex[:6]}.tmp", dir=folder)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return target
+
+    def read_bytes(self, path: str) -> bytes:
+        """Read the bytes at ``path`` (inside the lake, or a full URL).
+
+        Raises:
+            FileNotFoundError: nothing is stored there.
+        """
+        target = self.uri(path)
+        if _is_remote(target):
+            return bytes(self.fs.cat_file(target))
+        with open(target, "rb") as handle:
+            return handle.read()
+
+    def exists(self, path: str) -> bool:
+        """Whether something is stored at ``path``."""
+        target = self.uri(path)
+        if _is_remote(target):
+            return bool(self.fs.exists(target))
+        return os.path.exists(target)
+
+    def local_path(self, path: str) -> str:
+        """The local file path of ``path``; only for a local lake."""
+        target = self.uri(path)
+        if _is_remote(target):
+            raise ConfigError(f"{target} is not a local path")
+        return target

@@ -1,0 +1,409 @@
+"""The ModelContainer: a model together with everything needed to use it again.
+
+A container knows its features (numeric and categorical), its target, the distributions seen in
+training, the encoder, and the trained model. :meth:`ModelContainer.publish` writes the model (joblib)
+and its metadata to the lake, then a *reference* JSON that names every artifact with its sha256;
+:meth:`ModelContainer.load` reads a reference back and verifies each artifact before unpickling it.
+
+Example:
+    >>> container = ModelContainer("crashed", "car-crashes", ["age"], ["sex"], "dead")
+    >>> container.features
+    ['age', 'sex']
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hmlcore import __version__
+from hmlcore.encoding import FeatureEncoder
+from hmlcore.errors import ConfigError, FeatureError, ModelLoadError
+from hmlcore.lake import Lake, sha256_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hmlcore.app import HmlApp
+
+__all__ = ["ModelContainer", "describe_distributions"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+HISTOGRAM_BINS = 10
+
+
+def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> dict[str, Any]:
+    """Summarise each feature of ``df``: numeric statistics with a fixed-edge histogram, category frequencies."""
+    out: dict[str, Any] = {"rows": len(df), "numeric": {}, "categorical": {}}
+    for feature in numeric:
+        values = df[feature].to_numpy(dtype=np.float64, na_value=np.nan)
+        present = values[~np.isnan(values)]
+        if len(present) == 0:
+            out["numeric"][feature] = {"count": 0, "missing": len(values)}
+            continue
+        lo, hi = float(present.min()), float(present.max())
+        edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1) if hi > lo else np.array([lo, lo + 1.0])
+        counts, _ = np.histogram(present, bins=edges)
+        q = np.quantile(present, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+        out["numeric"][feature] = {
+            "count": len(present),
+            "missing": len(values) - len(present),
+            "mean": float(present.mean()),
+            "std": float(present.std(ddof=1)) if len(present) > 1 else 0.0,
+            "min": lo,
+            "max": hi,
+            "quantiles": dict(zip(["p01", "p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))),
+            "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        }
+    for feature in categorical:
+        counts = df[feature].astype("string").value_counts(dropna=True).sort_index()
+        total = int(counts.sum())
+        out["categorical"][feature] = {
+            "count": total,
+            "missing": int(df[feature].isna().sum()),
+            "frequencies": {str(k): int(v) / total for k, v in counts.items()} if total else {},
+            "counts": {str(k): int(v) for k, v in counts.items()},
+        }
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class ModelContainer:
+    """A model, its features and its training metadata.
+
+    Args:
+        name: the model's name (letters, digits, ``_.-``), used in artifact paths.
+        project_name: the project the model belongs to.
+        features_numeric: numeric feature names.
+        features_categorical: categorical feature names.
+        target: the column the model predicts.
+        unknown_category: ``"error"`` (default) or ``"ignore"``: the policy for categories unseen in training.
+        defaults: values used for features a request leaves out (none by default: a missing feature is an error).
+        lake: where to publish; defaults to the lake of the app the container is registered with.
+
+    Example:
+        >>> c = ModelContainer("m", "p", ["x"], [], "y")
+        >>> c.bind_model(object()).model is not None
+        True
+    """
+
+    def __init__(
+        self,
+        name: str,
+        project_name: str,
+        features_numeric: Sequence[str],
+        features_categorical: Sequence[str],
+        target: str,
+        *,
+        unknown_category: str = "error",
+        defaults: Mapping[str, Any] | None = None,
+        lake: Lake | str | None = None,
+    ) -> None:
+        for label, value in (("name", name), ("project_name", project_name)):
+            if not isinstance(value, str) or not _NAME_RE.match(value):
+                raise ConfigError(f"model {label} {value!r} must be 1-63 letters, digits, '_', '.' or '-'")
+        if isinstance(features_numeric, str) or isinstance(features_categorical, str):
+            raise ConfigError("features must be lists of names, not a single string")
+        if target in set(features_numeric) | set(features_categorical):
+            raise ConfigError(f"target {target!r} is also declared as a feature")
+        self.name = name
+        self.project_name = project_name
+        self.features_numeric = list(features_numeric)
+        self.features_categorical = list(features_categorical)
+        self.target = target
+        self.defaults = dict(defaults or {})
+        unknown_features = sorted(set(self.defaults) - set(self.features))
+        if unknown_features:
+            raise ConfigError(f"defaults name unknown features: {', '.join(unknown_features)}")
+        self.encoder = FeatureEncoder(self.features_numeric, self.features_categorical, unknown=unknown_category)
+        self.distributions: dict[str, Any] = {}
+        self.metrics: dict[str, float] = {}
+        self.model: Any = None
+        self.reference: dict[str, Any] | None = None
+        self.reference_uri: str | None = None
+        self.app: HmlApp | None = None
+        self._lake = Lake(lake) if isinstance(lake, str) else lake
+
+    def __repr__(self) -> str:
+        version = self.version or "unpublished"
+        return f"ModelContainer({self.name!r}, version={version!r})"
+
+    @property
+    def features(self) -> list[str]:
+        """Every feature, numeric first."""
+        return self.features_numeric + self.features_categorical
+
+    @property
+    def version(self) -> str | None:
+        """The published version (the pipeline run id), if any."""
+        return self.reference.get("version") if self.reference else None
+
+    @property
+    def lake(self) -> Lake:
+        """The lake the container publishes to and loads from."""
+        if self._lake is None:
+            if self.app is None:
+                raise ConfigError(f"model {self.name!r} has no lake: pass lake= or register it with app.register_model")
+            self._lake = self.app.lake
+        return self._lake
+
+    # ----------------------------------------------------------------- training
+    def analyze_distributions(self, df: pd.DataFrame) -> ModelContainer:
+        """Learn the categories and summarise every feature of the training frame ``df``.
+
+        Raises:
+            FeatureError: ``df`` lacks a declared feature or is empty.
+        """
+        self._check_frame(df, need_target=False)
+        self.encoder.fit(df)
+        self.distributions = describe_distributions(df, self.features_numeric, self.features_categorical)
+        return self
+
+    def build_training_matrix(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(X, y)`` for ``df``: the encoded features and the target as integers.
+
+        Learns the categories first if :meth:`analyze_distributions` has not run.
+
+        Raises:
+            FeatureError: a feature or the target is missing, or the target has fewer than two classes.
+        """
+        self._check_frame(df, need_target=True)
+        if not self.encoder.categories and self.features_categorical:
+            self.analyze_distributions(df)
+        y = df[self.target].to_numpy()
+        classes = np.unique(y[~_isnull(y)])
+        if len(classes) < 2:
+            raise FeatureError(f"target {self.target!r} has {len(classes)} class(es) {classes.tolist()}: a model needs at least two")
+        return self.encoder.transform(df), y.astype(np.int64) if y.dtype.kind in "biu" else y
+
+    def _check_frame(self, df: pd.DataFrame, *, need_target: bool) -> None:
+        needed = self.features + ([self.target] if need_target else [])
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise FeatureError(f"the data lacks column(s): {', '.join(missing)}", [{"feature": c, "message": "missing"} for c in missing])
+        if len(df) == 0:
+            raise FeatureError("the data has no rows")
+
+    def bind_model(self, model: Any) -> ModelContainer:
+        """Attach the trained model (anything joblib can save that has ``predict_proba``)."""
+        self.model = model
+        return self
+
+    # ----------------------------------------------------------------- predicting
+    def encode(self, data: Any) -> np.ndarray:
+        """Encode a DataFrame, a list of records or one record, filling declared defaults first."""
+        if self.defaults and not hasattr(data, "columns"):
+            records = [data] if isinstance(data, Mapping) else data
+            data = [{**self.defaults, **r} if isinstance(r, Mapping) else r for r in records]
+        return self.encoder.transform(data)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """The probability of the positive class for each row of an encoded matrix."""
+        if self.model is None:
+            raise ModelLoadError(f"model {self.name!r} is not loaded: call load() or bind_model() first")
+        booster = getattr(self.model, "_hml_booster", None)
+        if booster is not None:
+            return np.asarray(booster.inplace_predict(features), dtype=np.float64)
+        proba = self.model.predict_proba(features)
+        return np.asarray(proba)[:, 1] if np.ndim(proba) == 2 else np.asarray(proba)
+
+    # ----------------------------------------------------------------- publishing
+    def publish(
+        self,
+        *,
+        run_id: str | None = None,
+        git_commit: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> str:
+        """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
+
+        Artifacts go under ``models/<project>/<commit>/<run-id>/``; the reference is written last, so a
+        reference never names an artifact that is not fully written. ``models/<project>/<name>/current.json``
+        then points at the new reference.
+        """
+        import joblib
+
+        if self.model is None:
+            raise ModelLoadError(f"model {self.name!r} has nothing to publish: call bind_model() first")
+        run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
+        git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or "unversioned"
+        if metrics:
+            self.metrics = {k: float(v) for k, v in metrics.items()}
+        folder = f"models/{self.project_name}/{_safe(git_commit)}/{_safe(run_id)}"
+        buffer = io.BytesIO()
+        model = self.model
+        booster = getattr(model, "_hml_booster", None)
+        if booster is not None:
+            del model._hml_booster
+        try:
+            joblib.dump(model, buffer)
+        finally:
+            if booster is not None:
+                model._hml_booster = booster
+        payloads = {
+            "model": (f"{folder}/{self.name}.joblib", buffer.getvalue()),
+            "metadata": (f"{folder}/{self.name}.metadata.json", json.dumps(self._metadata(), indent=2, sort_keys=True).encode()),
+        }
+        artifacts = {}
+        for key, (path, data) in payloads.items():
+            uri = self.lake.write_bytes(path, data)
+            artifacts[key] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
+        reference = {
+            "name": self.name,
+            "project": self.project_name,
+            "version": run_id,
+            "run_id": run_id,
+            "git_commit": git_commit,
+            "created_at": _now(),
+            "hmlcore_version": __version__,
+            "target": self.target,
+            "features_numeric": self.features_numeric,
+            "features_categorical": self.features_categorical,
+            "metrics": self.metrics,
+            "artifacts": artifacts,
+        }
+        data = json.dumps(reference, indent=2, sort_keys=True).encode()
+        uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", data)
+        self.lake.write_bytes(self.current_path, json.dumps({"reference": uri}).encode())
+        self.reference, self.reference_uri = reference, uri
+        return uri
+
+    @property
+    def current_path(self) -> str:
+        """Where the pointer to the newest published reference lives, inside the lake."""
+        return f"models/{self.project_name}/{self.name}/current.json"
+
+    def dump_analysis(self) -> bytes:
+        """The learnt encoder and distributions as JSON, to hand from one pipeline step to the next."""
+        return json.dumps(self._metadata(), sort_keys=True).encode()
+
+    def load_analysis(self, data: bytes) -> ModelContainer:
+        """Take back what :meth:`dump_analysis` wrote.
+
+        Raises:
+            ModelLoadError: ``data`` is not an analysis of this container's features.
+        """
+        try:
+            metadata = json.loads(data)
+            encoder = FeatureEncoder.from_dict(metadata["encoder"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"the feature analysis is malformed: {exc}") from exc
+        if encoder.features != self.features:
+            raise ModelLoadError(f"the feature analysis covers {encoder.features}, but this container declares {self.features}")
+        self.encoder = encoder
+        self.distributions = metadata.get("distributions", {})
+        return self
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder.to_dict(),
+            "columns": self.encoder.columns,
+            "distributions": self.distributions,
+            "defaults": self.defaults,
+            "target": self.target,
+        }
+
+    # ----------------------------------------------------------------- loading
+    def load(self, reference: str | None = None) -> ModelContainer:
+        """Load the model named by ``reference`` (a URL or lake path of a reference JSON).
+
+        Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest
+        published reference of this model in the lake. Each artifact's sha256 is checked before it is
+        unpickled.
+
+        Raises:
+            ModelLoadError: the reference is missing or malformed, an artifact is missing, or an
+                artifact's digest does not match the reference.
+        """
+        import joblib
+
+        uri = reference or os.environ.get("HML_MODEL_REFERENCE") or self._current_reference()
+        ref = self._read_json(uri, "reference")
+        try:
+            artifacts = ref["artifacts"]
+            entries = {key: (artifacts[key]["uri"], artifacts[key]["sha256"]) for key in ("model", "metadata")}
+        except (KeyError, TypeError) as exc:
+            raise ModelLoadError(f"reference {uri} is malformed: no artifacts.{exc.args[0] if exc.args else '?'}") from exc
+        blobs = {}
+        for key, (artifact_uri, expected) in entries.items():
+            try:
+                data = self.lake.read_bytes(artifact_uri)
+            except FileNotFoundError as exc:
+                raise ModelLoadError(f"artifact {artifact_uri} named by {uri} does not exist") from exc
+            actual = sha256_bytes(data)
+            if actual != expected:
+                raise ModelLoadError(f"artifact {artifact_uri} fails verification: sha256 {actual} != {expected} in the reference")
+            blobs[key] = data
+        try:
+            metadata = json.loads(blobs["metadata"])
+            encoder = FeatureEncoder.from_dict(metadata["encoder"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"metadata of {uri} is malformed: {exc}") from exc
+        try:
+            model = joblib.load(io.BytesIO(blobs["model"]))
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad model file
+            raise ModelLoadError(f"model file {entries['model'][0]} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        if encoder.features != self.features:
+            raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
+        self.encoder = encoder
+        self.distributions = metadata.get("distributions", {})
+        self.metrics = dict(ref.get("metrics", {}))
+        self.model = model
+        _attach_fast_path(model)
+        self.reference, self.reference_uri = ref, uri
+        return self
+
+    def _current_reference(self) -> str:
+        if not self.lake.exists(self.current_path):
+            raise ModelLoadError(
+                f"no published model {self.name!r} in {self.lake.url}: run the training pipeline first or set HML_MODEL_REFERENCE"
+            )
+        pointer = self._read_json(self.current_path, "pointer")
+        if not isinstance(pointer.get("reference"), str):
+            raise ModelLoadError(f"{self.lake.uri(self.current_path)} is malformed: no 'reference'")
+        return str(pointer["reference"])
+
+    def _read_json(self, uri: str, what: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.lake.read_bytes(uri))
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"model {what} {uri} does not exist") from exc
+        except ValueError as exc:
+            raise ModelLoadError(f"model {what} {uri} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"model {what} {uri} is not a JSON object")
+        return data
+
+
+def _attach_fast_path(model: Any) -> None:
+    """Give an XGBoost classifier a single-threaded booster for fast in-place prediction."""
+    get_booster = getattr(model, "get_booster", None)
+    if get_booster is None or getattr(model, "n_classes_", 2) != 2:
+        return
+    try:
+        booster = get_booster()
+        booster.set_param({"nthread": 1})
+    except Exception:  # noqa: BLE001 - no fast path, predict_proba still works
+        return
+    model._hml_booster = booster
+
+
+def _isnull(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.isna(values))
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", str(text))[:80] or "x"

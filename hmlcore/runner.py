@@ -1,0 +1,239 @@
+"""Run pipelines on this machine: one step as its container would, or the whole DAG in order.
+
+``run-all`` compiles the pipeline with kfp, then walks the compiled spec the way Kubeflow does: each
+task's command line is taken from the spec, its placeholders filled with constants, pipeline
+parameters and the outputs of the tasks it depends on, and executed through the package's own CLI.
+Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/``), so
+``--resume <run-id>`` reruns only what did not finish.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hmlcore.errors import HmlError, PipelineError
+from hmlcore.ops import render_value
+
+if TYPE_CHECKING:
+    from hmlcore.pipelines import HmlPipeline
+
+__all__ = ["dag_order", "resolve_command", "run_all"]
+
+_INPUT_RE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+_OUTPUT_RE = re.compile(r"\{\{\$\.outputs\.parameters\['([^']+)'\]\.output_file\}\}")
+_KIND = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool, "STRING": str, "LIST": list, "STRUCT": dict}
+
+
+def new_run_id() -> str:
+    """A fresh local run id: ``local-<UTC timestamp>-<random>``."""
+    return f"local-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def dag_order(spec: dict[str, Any]) -> list[str]:
+    """The root DAG's task names in an order that respects every dependency (stable: spec order first)."""
+    tasks = spec["root"]["dag"]["tasks"]
+    order: list[str] = []
+    done: set[str] = set()
+    pending = list(tasks)
+    while pending:
+        ready = [name for name in pending if set(tasks[name].get("dependentTasks", [])) <= done]
+        if not ready:
+            raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {', '.join(pending)}")
+        for name in ready:
+            order.append(name)
+            done.add(name)
+            pending.remove(name)
+    return order
+
+
+def resolve_command(
+    spec: dict[str, Any],
+    task_name: str,
+    *,
+    params: dict[str, Any],
+    outputs: dict[str, str],
+    output_file: str,
+    run_id: str,
+) -> list[str]:
+    """The command line of ``task_name`` with every placeholder filled, as the Kubeflow launcher would.
+
+    Args:
+        params: the pipeline's parameter values.
+        outputs: the rendered output value of each finished task.
+        output_file: where this task writes its own output.
+        run_id: the value of ``{{$.pipeline_job_uuid}}``.
+    """
+    task = spec["root"]["dag"]["tasks"][task_name]
+    component = spec["components"][task["componentRef"]["name"]]
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    definitions = component.get("inputDefinitions", {}).get("parameters", {})
+    values: dict[str, str] = {}
+    for name, definition in definitions.items():
+        kind = _KIND.get(definition.get("parameterType", "STRING"), str)
+        source = task.get("inputs", {}).get("parameters", {}).get(name)
+        if source is None:
+            if "defaultValue" in definition:
+                values[name] = render_value(definition["defaultValue"], kind)
+            continue
+        if "runtimeValue" in source:
+            constant = source["runtimeValue"]["constant"]
+            values[name] = run_id if constant == "{{$.pipeline_job_uuid}}" else render_value(constant, kind)
+        elif "componentInputParameter" in source:
+            values[name] = render_value(params[source["componentInputParameter"]], kind)
+        elif "taskOutputParameter" in source:
+            values[name] = outputs[source["taskOutputParameter"]["producerTask"]]
+        else:
+            raise PipelineError(f"task {task_name}: input {name} has a source this runner does not know: {sorted(source)}")
+
+    def fill(text: str) -> str:
+        text = _INPUT_RE.sub(lambda m: values.get(m.group(1), ""), text)
+        return _OUTPUT_RE.sub(lambda m: output_file, text)
+
+    return [fill(part) for part in container.get("command", [])] + [fill(part) for part in container.get("args", [])]
+
+
+def pipeline_params(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's parameter values: ``given`` over the spec's defaults; raise if one is missing."""
+    definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(given) - set(definitions))
+    if unknown:
+        raise PipelineError(f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(definitions) or 'none'}")
+    values = {}
+    for name, definition in definitions.items():
+        if name in given:
+            values[name] = given[name]
+        elif "defaultValue" in definition:
+            values[name] = definition["defaultValue"]
+        else:
+            raise PipelineError(f"pipeline parameter {name!r} has no default: pass --param {name}=VALUE")
+    return values
+
+
+class RunFolder:
+    """A local run's folder: ``state.json`` and one output file per finished task."""
+
+    def __init__(self, home: str, run_id: str) -> None:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", run_id):
+            raise PipelineError(f"invalid run id {run_id!r}")
+        self.run_id = run_id
+        self.path = os.path.join(home, "runs", run_id)
+        self.state_path = os.path.join(self.path, "state.json")
+
+    def exists(self) -> bool:
+        return os.path.exists(self.state_path)
+
+    def load(self) -> dict[str, Any]:
+        with open(self.state_path, encoding="utf-8") as handle:
+            return dict(json.load(handle))
+
+    def save(self, state: dict[str, Any]) -> None:
+        os.makedirs(self.path, exist_ok=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.state_path)
+
+    def output_file(self, task: str) -> str:
+        return os.path.join(self.path, "outputs", task, "output")
+
+
+def run_all(
+    pipeline: HmlPipeline,
+    *,
+    params: dict[str, Any] | None = None,
+    resume: str | None = None,
+    execute: Callable[[Sequence[str]], None],
+    echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> str:
+    """Run every step of ``pipeline`` locally in DAG order and return the run id.
+
+    Args:
+        params: pipeline parameter values (defaults from the pipeline function otherwise).
+        resume: the id of an earlier run to finish: its succeeded steps are skipped and their outputs reused.
+        execute: runs one resolved command line (the package's CLI, in process).
+        echo: where progress lines go.
+
+    Raises:
+        PipelineError: a step failed (named in the message); the run folder keeps what finished.
+    """
+    from hmlcore.compiler import compile_pipeline
+
+    app = pipeline.hml_app
+    spec = compile_pipeline(pipeline)
+    order = dag_order(spec)
+    home = app.settings.home
+    if resume:
+        folder = RunFolder(home, resume)
+        if not folder.exists():
+            raise PipelineError(f"no run {resume!r} to resume in {os.path.join(home, 'runs')}")
+        state = folder.load()
+        if state.get("pipeline") != pipeline.name:
+            raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
+        values = state["params"]
+    else:
+        folder = RunFolder(home, new_run_id())
+        values = pipeline_params(spec, params or {})
+        state = {"run_id": folder.run_id, "pipeline": pipeline.name, "params": values, "tasks": {}}
+        folder.save(state)
+    run_id = folder.run_id
+    outputs: dict[str, str] = {}
+    total = len(order)
+    echo(f"run {run_id}: {total} steps of {pipeline.name}")
+    started_all = time.perf_counter()
+    for i, name in enumerate(order, 1):
+        record = state["tasks"].get(name, {})
+        output_file = folder.output_file(name)
+        if record.get("status") == "succeeded":
+            if os.path.exists(output_file):
+                with open(output_file, encoding="utf-8") as handle:
+                    outputs[name] = handle.read()
+            echo(f"[{i}/{total}] {name}: done in an earlier attempt, skipped")
+            continue
+        command = resolve_command(spec, name, params=values, outputs=outputs, output_file=output_file, run_id=run_id)
+        echo(f"[{i}/{total}] {name} ...")
+        started = time.perf_counter()
+        state["tasks"][name] = {"status": "running", "command": command}
+        folder.save(state)
+        try:
+            execute(command)
+        except BaseException as exc:
+            message = _message(exc)
+            state["tasks"][name] = {"status": "failed", "command": command, "error": message}
+            folder.save(state)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise PipelineError(
+                f"step {name} failed after {time.perf_counter() - started:.1f}s: {message} "
+                f"(finish with: run-all --resume {run_id})"
+            ) from exc
+        seconds = time.perf_counter() - started
+        if os.path.exists(output_file):
+            with open(output_file, encoding="utf-8") as handle:
+                outputs[name] = handle.read()
+        state["tasks"][name] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3)}
+        folder.save(state)
+        echo(f"[{i}/{total}] {name}: ok in {seconds:.1f}s" + (f" -> {_short(outputs[name])}" if name in outputs else ""))
+    echo(f"run {run_id}: {total} steps succeeded in {time.perf_counter() - started_all:.1f}s")
+    return run_id
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, HmlError):
+        return str(exc)
+    format_message = getattr(exc, "format_message", None)  # click's own errors
+    if callable(format_message):
+        return str(format_message())
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

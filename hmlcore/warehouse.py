@@ -1,0 +1,156 @@
+"""The warehouse: SQL tables the pipeline reads and writes.
+
+One interface, :class:`Warehouse`, with an embedded engine (DuckDB, a single file, no server) as the
+default. :func:`open_warehouse` picks the engine from a URL.
+
+Example:
+    >>> import pandas as pd
+    >>> wh = open_warehouse(":memory:")
+    >>> wh.load_dataframe(pd.DataFrame({"a": [1, 2]}), "t")
+    't'
+    >>> int(wh.query("SELECT sum(a) AS s FROM t")["s"][0])
+    3
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from hmlcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DuckDBWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
+
+_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def validate_table_name(name: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise :class:`ConfigError`."""
+    if not isinstance(name, str) or not _TABLE_RE.match(name):
+        raise ConfigError(f"invalid table name {name!r}: use letters, digits and underscores, starting with a letter")
+    return name
+
+
+class Warehouse:
+    """What a pipeline needs of a SQL warehouse. Engines subclass it."""
+
+    url: str
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run ``sql`` and return its result as a DataFrame."""
+        raise NotImplementedError
+
+    def select_into(self, sql: str, table: str) -> str:
+        """Run ``sql`` and replace ``table`` with its result; return the table name."""
+        raise NotImplementedError
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        """Replace ``table`` with the rows of ``df``; return the table name."""
+        raise NotImplementedError
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Every row of table ``name``."""
+        return self.query(f"SELECT * FROM {validate_table_name(name)}")
+
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` exists."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded default: a DuckDB database in one file (or ``:memory:``).
+
+    Args:
+        path: the database file; its folder is created if missing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        self._path = path
+        self._con: Any = None
+
+    def __repr__(self) -> str:
+        return f"DuckDBWarehouse({self._path!r})"
+
+    @property
+    def con(self) -> Any:
+        """The open DuckDB connection (opened on first use)."""
+        if self._con is None:
+            import duckdb
+
+            if self._path != ":memory:":
+                folder = os.path.dirname(os.path.abspath(self._path))
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the warehouse folder {folder}: {exc.strerror or exc}") from exc
+            try:
+                self._con = duckdb.connect(self._path)
+            except duckdb.Error as exc:
+                raise ConfigError(f"cannot open the warehouse {self._path}: {exc}") from exc
+        return self._con
+
+    def query(self, sql: str) -> pd.DataFrame:
+        import duckdb
+
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
+
+    def select_into(self, sql: str, table: str) -> str:
+        import duckdb
+
+        validate_table_name(table)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}").fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+        return table
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        validate_table_name(table)
+        self.con.register("_hml_incoming", df)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _hml_incoming").fetchall()
+        finally:
+            self.con.unregister("_hml_incoming")
+        return table
+
+    def exists(self, table: str) -> bool:
+        validate_table_name(table)
+        rows = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchall()
+        return bool(rows and rows[0][0])
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``).
+
+    Raises:
+        ConfigError: the URL names an engine this installation cannot open.
+    """
+    if url.startswith("duckdb://"):
+        url = url[len("duckdb://") :] or ":memory:"
+    if url.startswith("bigquery://"):
+        try:
+            from hmlcore.bigquery import BigQueryWarehouse  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
+        return BigQueryWarehouse.from_url(url)  # type: ignore[no-any-return]
+    if "://" in url:
+        raise ConfigError(f"unknown warehouse URL {url!r}: use a DuckDB file path or bigquery://project/dataset")
+    return DuckDBWarehouse(url)

@@ -1,0 +1,94 @@
+"""Refuse answers that would bake a broken package, before anything is written.
+
+Each answer is read as data (a JSON string rendered by cookiecutter), never pasted into code. A bad
+answer prints one line saying what to type instead, and the hook exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
+URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+RESERVED_PACKAGES = {"hmlcore", "test", "tests", "setup", "site"}
+
+
+def check_package_name(name: str) -> str | None:
+    """Return why ``name`` cannot be the package name, or None."""
+    if not IDENTIFIER.match(name):
+        return f"package_name {name!r} is not a valid Python package name: type lower-case letters, digits and '_', e.g. 'crashed'"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"package_name {name!r} is a Python keyword: type another name, e.g. '{name}_model'"
+    if name in sys.stdlib_module_names or name in RESERVED_PACKAGES:
+        return f"package_name {name!r} shadows the module {name!r}: type another name, e.g. '{name}_model'"
+    return None
+
+
+def check_slug(slug: str) -> str | None:
+    """Return why ``slug`` cannot be the project slug (a DNS-1123 label), or None."""
+    if not DNS_LABEL.match(slug):
+        return (
+            f"project_slug {slug!r} is not a DNS-1123 label (it names Kubernetes objects): "
+            "type lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63, e.g. 'car-crashes'"
+        )
+    return None
+
+
+def check_answers(answers: dict[str, str]) -> list[str]:
+    """Every problem with ``answers``, one line each."""
+    problems = []
+    for check, key in ((check_slug, "project_slug"), (check_package_name, "package_name")):
+        problem = check(answers[key])
+        if problem:
+            problems.append(problem)
+    for key in ("model_name", "pipeline_name"):
+        if not IDENTIFIER.match(answers[key]) or keyword.iskeyword(answers[key]):
+            problems.append(f"{key} {answers[key]!r} must be a Python identifier: type lower-case letters, digits and '_', e.g. 'crashed'")
+    if not IMAGE.match(answers["docker_image"]):
+        problems.append(f"docker_image {answers['docker_image']!r} is not an image repository: type e.g. 'ghcr.io/acme/car-crashes' (no tag)")
+    if not DNS_LABEL.match(answers["k8s_namespace"]):
+        problems.append(f"k8s_namespace {answers['k8s_namespace']!r} is not a DNS-1123 label: type e.g. 'kubeflow'")
+    if answers["kfp_host"] and not URL.match(answers["kfp_host"]):
+        problems.append(f"kfp_host {answers['kfp_host']!r} is not an http(s) URL: type e.g. 'https://kubeflow.example.com/pipeline' or leave it blank")
+    if answers["gcp_project"] and not GCP_PROJECT.match(answers["gcp_project"]):
+        problems.append(f"gcp_project {answers['gcp_project']!r} is not a GCP project id: type e.g. 'acme-ml-dev' or leave it blank")
+    if answers["gcp_region"] and not GCP_REGION.match(answers["gcp_region"]):
+        problems.append(f"gcp_region {answers['gcp_region']!r} is not a GCP region: type e.g. 'europe-west1' or leave it blank")
+    if answers["gcp_region"] and not answers["gcp_project"]:
+        problems.append("gcp_region is set but gcp_project is blank: type a gcp_project too, or leave both blank")
+    for key in ("description", "author_name", "author_email"):
+        if "\n" in answers[key] or "\r" in answers[key]:
+            problems.append(f"{key} must be one line: type it without line breaks")
+    return problems
+
+
+def main() -> int:
+    answers = {
+        "project_slug": json.loads(r'''{{ cookiecutter.project_slug | tojson }}'''),
+        "package_name": json.loads(r'''{{ cookiecutter.package_name | tojson }}'''),
+        "model_name": json.loads(r'''{{ cookiecutter.model_name | tojson }}'''),
+        "pipeline_name": json.loads(r'''{{ cookiecutter.pipeline_name | tojson }}'''),
+        "docker_image": json.loads(r'''{{ cookiecutter.docker_image | tojson }}'''),
+        "k8s_namespace": json.loads(r'''{{ cookiecutter.k8s_namespace | tojson }}'''),
+        "kfp_host": json.loads(r'''{{ cookiecutter.kfp_host | tojson }}'''),
+        "gcp_project": json.loads(r'''{{ cookiecutter.gcp_project | tojson }}'''),
+        "gcp_region": json.loads(r'''{{ cookiecutter.gcp_region | tojson }}'''),
+        "description": json.loads(r'''{{ cookiecutter.description | tojson }}'''),
+        "author_name": json.loads(r'''{{ cookiecutter.author_name | tojson }}'''),
+        "author_email": json.loads(r'''{{ cookiecutter.author_email | tojson }}'''),
+    }
+    problems = check_answers(answers)
+    for problem in problems:
+        print(f"ERROR: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The entry point: builds the HmlApp and registers the model, the pipeline and the inference API.
+
+``{{ cookiecutter.package_name }} --help`` lists the commands; ``main`` is the console script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from hmlcore import hml
+
+from {{ cookiecutter.package_name }} import inference, pipeline, shared
+
+IMAGE = os.environ.get("HML_IMAGE", "{{ cookiecutter.docker_image }}:latest")
+
+
+def create_app() -> hml.HmlApp:
+    """Build the app with everything registered on it."""
+    app = hml.HmlApp(
+        name="{{ cookiecutter.project_slug }}",
+        platform=os.environ.get("HML_PLATFORM", "{{ 'GCP' if cookiecutter.gcp_project else 'local' }}"),
+        image_url=IMAGE,
+        package_entrypoint="{{ cookiecutter.package_name }}",
+        inference_port=8000,
+        k8s_namespace=os.environ.get("K8S_NAMESPACE", "{{ cookiecutter.k8s_namespace }}"),
+    )
+    app.register_model(shared.MODEL_NAME, shared.model_container())
+
+    @hml.pipeline(app.pipelines, cron="0 0 * * *", experiment="{{ cookiecutter.project_slug }}")
+    def {{ cookiecutter.pipeline_name }}(validation_share: float = 0.2, n_estimators: int = 300):
+        """Train the model on the crash records and publish it when it is evaluated."""
+        tables = pipeline.extract(validation_share=validation_share)
+        analysis = pipeline.analyze_features(tables=tables.output)
+        matrix = pipeline.build_training_matrix(tables=tables.output, analysis=analysis.output)
+        model = pipeline.train_model(matrix=matrix.output, n_estimators=n_estimators)
+        metrics = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
+        pipeline.publish_model(model=model.output, analysis=analysis.output, metrics=metrics.output)
+
+    @hml.deploy_op(app.pipelines)
+    def op_configurator(op):
+        """Configure every pipeline step's container for the cluster."""
+        return op.with_env("HML_PLATFORM", app.platform).with_resources(cpu_request="500m", memory_request="1Gi")
+
+    @hml.inference(app.inference)
+    def load_model(inference_app: hml.HmlInferenceApp):
+        """Load the newest published model before serving, and answer /predict with inference.predict_dead."""
+        container = inference_app.get_model(shared.MODEL_NAME)
+        container.load()
+        inference_app.set_predictor(inference.predict_dead, model=shared.MODEL_NAME)
+        logging.getLogger(__name__).info("serving %s version %s", container.name, container.version)
+
+    @hml.deploy_inference(app.inference)
+    def deploy_inference(deployment):
+        """Configure the Kubernetes Deployment of the inference API."""
+        return deployment.with_empty_dir("tmp", "/tmp")
+
+    return app
+
+
+def main() -> None:
+    """Run the command line."""
+    create_app().start()
