@@ -7,16 +7,14 @@
     <entrypoint> pipelines <pipeline> compile [-o FILE]
     <entrypoint> inference run-dev | run-prod
 
-Any :class:`~hmlcore.errors.HmlError` becomes a one-line ``Error: ...`` and exit code 1; any other
-exception in a step does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
+The groups live in :mod:`hmlcore.cli_pipelines` and :mod:`hmlcore.cli_inference`. Any
+:class:`~hmlcore.errors.HmlError` becomes a one-line ``Error: ...`` and exit code 1; any other exception
+in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,17 +23,15 @@ from hmlcore.errors import HmlError
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
-    from hmlcore.ops import HmlOp
-    from hmlcore.pipelines import HmlPipeline
 
-__all__ = ["build_cli"]
+__all__ = ["HmlCliError", "build_cli", "guard"]
 
 
 class HmlCliError(click.ClickException):
     """A one-line error with exit code 1."""
 
 
-def _guard(func: Any) -> Any:
+def guard(func: Any) -> Any:
     """Run a command callback; turn errors into one-line click errors."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,183 +51,16 @@ def _guard(func: Any) -> Any:
     return wrapper
 
 
-class _StepGroup(click.Group):
-    """``run``: one subcommand per step, created when asked for (tracing the pipeline is cheap)."""
-
-    def __init__(self, app: HmlApp, pipeline: HmlPipeline, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.app = app
-        self.pipeline = pipeline
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        try:
-            return [o.name for o in self.pipeline.ops]
-        except HmlError as exc:
-            raise HmlCliError(str(exc)) from exc
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        try:
-            step = self.pipeline.get_op(cmd_name)
-        except HmlError:
-            return None
-        return _step_command(self.app, self.pipeline, step)
-
-
-def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
-    from hmlcore.ops import OpContext, parse_value, render_value
-
-    params: list[click.Parameter] = []
-    for p in step.params:
-        kind = p.type.__name__ if p.type not in (list, dict) else f"{p.type.__name__} as JSON"
-        default = "" if p.required else f" [default: {render_value(p.default, p.type)}]"
-        params.append(click.Option([p.option, p.name], type=str, required=p.required, help=f"{kind}{default}"))
-    params.append(click.Option(["--hml-run-id"], default=None, help="The pipeline run id (set by the pipeline runner)."))
-    params.append(click.Option(["--hml-output"], default=None, type=click.Path(dir_okay=False), help="Write the step's output to this file."))
-
-    @_guard
-    def callback(hml_run_id: str | None, hml_output: str | None, **raw: str | None) -> None:
-        from hmlcore.runner import new_run_id
-
-        arguments: dict[str, Any] = {}
-        for p in step.params:
-            text = raw.get(p.name)
-            if text is None:
-                continue
-            try:
-                arguments[p.name] = parse_value(text, p.type)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint=p.option) from exc
-        run_id = hml_run_id or os.environ.get("HML_RUN_ID") or new_run_id()
-        context = OpContext(app=app, pipeline=pipeline.name, step=step.name, run_id=run_id)
-        result = step.invoke(context, arguments)
-        if step.return_type is None:
-            return
-        text = render_value(result, step.return_type)
-        if hml_output:
-            _write_atomic(hml_output, text)
-        else:
-            click.echo(text)
-
-    return click.Command(step.name, callback=callback, params=params, help=step.description or f"Run step {step.name}.")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
-        try:
-            values[name] = json.loads(text)
-        except ValueError:
-            values[name] = text
-    return values
-
-
-def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
-    group = click.Group(pipeline.name, help=f"Pipeline {pipeline.name}. {pipeline.description.splitlines()[0] if pipeline.description else ''}".strip())
-    group.add_command(_StepGroup(app, pipeline, name="run", help="Run one step, exactly as its container in the cluster runs it."))
-
-    @group.command("run-all")
-    @click.option("--resume", "resume", metavar="RUN_ID", default=None, help="Finish an earlier run: skip the steps that succeeded.")
-    @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter (repeatable).")
-    @_guard
-    def run_all_command(resume: str | None, params: tuple[str, ...]) -> None:
-        """Run every step locally, in dependency order, the way Kubeflow would."""
-        from hmlcore.runner import run_all
-
-        def execute(command: Sequence[str]) -> None:
-            if command[0] != app.package_entrypoint:
-                raise HmlError(f"step command {command[0]!r} is not this package's entrypoint {app.package_entrypoint!r}")
-            app.cli().main(args=list(command[1:]), prog_name=command[0], standalone_mode=False)
-
-        run_id = run_all(pipeline, params=_parse_params(params), resume=resume, execute=execute, echo=lambda line: click.echo(line, err=True))
-        click.echo(run_id)
-
-    @group.command("compile")
-    @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="File to write (default: <pipeline>.yaml).")
-    @click.option("--image", default=None, envvar="HML_IMAGE", help="The image steps run in (default: the app's image).")
-    @_guard
-    def compile_command(output: str | None, image: str | None) -> None:
-        """Compile the pipeline into a Kubeflow Pipelines v2 spec (YAML)."""
-        from hmlcore.compiler import compile_pipeline
-
-        path = output or f"{pipeline.name}.yaml"
-        compile_pipeline(pipeline, path, image=image)
-        click.echo(path)
-
-    return group
-
-
-class _PipelinesGroup(click.Group):
-    def __init__(self, app: HmlApp, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.app = app
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(self.app.pipelines.pipelines)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        pipeline = self.app.pipelines.pipelines.get(cmd_name)
-        return _pipeline_group(self.app, pipeline) if pipeline else None
-
-
-def _inference_group(app: HmlApp) -> click.Group:
-    group = click.Group("inference", help="Serve predictions from the trained model.")
-    host_option = click.option("--host", default="0.0.0.0", envvar="HML_HOST", show_default=True, help="Address to listen on.")
-    port_option = click.option("--port", type=click.IntRange(1, 65535), default=app.inference_port, envvar="HML_PORT", show_default=True, help="Port to listen on.")
-
-    @group.command("run-dev")
-    @host_option
-    @port_option
-    @click.option("--reload/--no-reload", default=False, help="Restart when the code changes.")
-    @_guard
-    def run_dev_command(host: str, port: int, reload: bool) -> None:
-        """Serve with Flask's development server."""
-        from hmlcore.server import run_dev
-
-        run_dev(app.inference.create_app(), host=host, port=port, reload=reload)
-
-    @group.command("run-prod")
-    @host_option
-    @port_option
-    @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: HML_WORKERS or the number of cores).")
-    @_guard
-    def run_prod_command(host: str, port: int, workers: int | None) -> None:
-        """Serve with gunicorn: models load once, then workers fork."""
-        from hmlcore.server import default_workers, run_prod
-
-        run_prod(app.inference.create_app(), host=host, port=port, workers=workers or default_workers())
-
-    return group
-
-
 def build_cli(app: HmlApp) -> click.Group:
     """The root command group of ``app``'s package."""
+    from hmlcore.cli_inference import inference_group
+    from hmlcore.cli_pipelines import pipelines_group
 
     @click.group(name=app.package_entrypoint, context_settings={"help_option_names": ["-h", "--help"]})
     def root() -> None:
         pass
 
     root.help = f"{app.name}: train and serve the model locally, or deploy it to Kubeflow and Kubernetes."
-    root.add_command(_PipelinesGroup(app, name="pipelines", help="Run, compile and deploy the training pipelines."))
-    root.add_command(_inference_group(app))
+    root.add_command(pipelines_group(app))
+    root.add_command(inference_group(app))
     return root
-
-
-def main_guard(app: HmlApp, args: list[str] | None = None) -> None:
-    """Run ``app``'s CLI; exit 1 with one line on an error raised outside click's handling."""
-    try:
-        app.start(args)
-    except HmlError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)

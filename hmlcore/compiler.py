@@ -231,10 +231,7 @@ def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, i
             _builder.reset(token)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type)
-            for p in pipeline.params
-        ]
+        [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type) for p in pipeline.params]
     )
     body.__annotations__ = {p.name: p.type for p in pipeline.params}
     try:

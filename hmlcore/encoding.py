@@ -68,10 +68,12 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
         data = [data]
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         records = list(data)
-        details = []
+        details: list[dict[str, Any]] = []
         for i, record in enumerate(records):
             if not isinstance(record, Mapping):
-                raise FeatureError(f"record {i} is a {type(record).__name__}, not an object", [{"index": i, "feature": None, "message": "not an object"}])
+                raise FeatureError(
+                    f"record {i} is a {type(record).__name__}, not an object", [{"index": i, "feature": None, "message": "not an object"}]
+                )
             details.extend({"index": i, "feature": f, "message": "missing"} for f in features if f not in record)
         if details:
             names = sorted({d["feature"] for d in details})

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 
 if TYPE_CHECKING:
-    import flask
     import numpy as np
+    from flask import Flask
 
     from hmlcore.app import HmlApp
     from hmlcore.model import ModelContainer
@@ -64,13 +64,13 @@ class HmlInferenceApp:
         self.deploy_configurators: list[Callable[[Any], Any]] = []
         self.max_batch = 10_000
         self.max_body_bytes = 16 * 1024 * 1024
-        self._flask: flask.Flask | None = None
+        self._flask: Flask | None = None
         self._predictor: Predictor = default_predictor
         self._model_name: str | None = None
         self._ready = False
 
     @property
-    def flask(self) -> flask.Flask:
+    def flask(self) -> Flask:
         """The Flask application (created on first use)."""
         if self._flask is None:
             import flask
@@ -110,7 +110,7 @@ class HmlInferenceApp:
         return next(iter(self.app.models.values()))
 
     # ----------------------------------------------------------------- the app
-    def create_app(self) -> flask.Flask:
+    def create_app(self) -> Flask:
         """Run the ``@hml.inference`` functions once, add the built-in routes, return the Flask app."""
         flask_app = self.flask
         if self._ready:
@@ -122,10 +122,10 @@ class HmlInferenceApp:
         self._ready = True
         return flask_app
 
-    def _taken(self, flask_app: flask.Flask, rule: str, method: str) -> bool:
+    def _taken(self, flask_app: Flask, rule: str, method: str) -> bool:
         return any(r.rule == rule and method in (r.methods or ()) for r in flask_app.url_map.iter_rules())
 
-    def _add_builtin_routes(self, flask_app: flask.Flask) -> None:
+    def _add_builtin_routes(self, flask_app: Flask) -> None:
         routes: list[tuple[str, str, Callable[[], Any]]] = [
             ("/predict", "GET", self._predict_get),
             ("/predict", "POST", self._predict_post),
@@ -138,7 +138,7 @@ class HmlInferenceApp:
                 endpoint = f"hml_{rule.strip('/').replace('/', '_')}_{method.lower()}"
                 flask_app.add_url_rule(rule, endpoint, view, methods=[method])
 
-    def _add_error_handlers(self, flask_app: flask.Flask) -> None:
+    def _add_error_handlers(self, flask_app: Flask) -> None:
         from werkzeug.exceptions import HTTPException
 
         def api_error(error: ApiError) -> Any:

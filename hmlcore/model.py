@@ -60,7 +60,7 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
             "std": float(present.std(ddof=1)) if len(present) > 1 else 0.0,
             "min": lo,
             "max": hi,
-            "quantiles": dict(zip(["p01", "p05", "p25", "p50", "p75", "p95", "p99"], map(float, q))),
+            "quantiles": dict(zip(["p01", "p05", "p25", "p50", "p75", "p95", "p99"], map(float, q), strict=True)),
             "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
         }
     for feature in categorical:
@@ -76,7 +76,7 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class ModelContainer:

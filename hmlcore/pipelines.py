@@ -73,7 +73,9 @@ class HmlPipeline:
         params: the pipeline's own parameters (the function's arguments, with defaults).
     """
 
-    def __init__(self, func: Callable[..., Any], app: HmlPipelineApp, *, cron: str | None, experiment: str | None, name: str | None) -> None:
+    def __init__(
+        self, func: Callable[..., Any], app: HmlPipelineApp, *, cron: str | None, experiment: str | None, name: str | None
+    ) -> None:
         self.func = func
         self.app = app
         self.name = name or func.__name__

@@ -34,7 +34,7 @@ _KIND = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool, "STRING
 
 def new_run_id() -> str:
     """A fresh local run id: ``local-<UTC timestamp>-<random>``."""
-    return f"local-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    return f"local-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def dag_order(spec: dict[str, Any]) -> list[str]:
@@ -211,8 +211,7 @@ def run_all(
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise PipelineError(
-                f"step {name} failed after {time.perf_counter() - started:.1f}s: {message} "
-                f"(finish with: run-all --resume {run_id})"
+                f"step {name} failed after {time.perf_counter() - started:.1f}s: {message} (finish with: run-all --resume {run_id})"
             ) from exc
         seconds = time.perf_counter() - started
         if os.path.exists(output_file):

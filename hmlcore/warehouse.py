@@ -126,9 +126,7 @@ class DuckDBWarehouse(Warehouse):
 
     def exists(self, table: str) -> bool:
         validate_table_name(table)
-        rows = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchall()
+        rows = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
         return bool(rows and rows[0][0])
 
     def close(self) -> None:

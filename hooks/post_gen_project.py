@@ -27,10 +27,13 @@ def remove_unchosen_ci(ci: str, root: str = ".") -> list[str]:
 
 
 def main() -> int:
+    # The quotes must stay ''': tojson never writes an apostrophe, but it may write a double quote.
+    # fmt: off
     ci = json.loads(r'''{{ cookiecutter.ci | tojson }}''')
     slug = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
     package = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
     pipeline = json.loads(r'''{{ cookiecutter.pipeline_name | tojson }}''')
+    # fmt: on
     remove_unchosen_ci(ci)
     print(
         f"\nBaked {slug}. Next steps:\n"

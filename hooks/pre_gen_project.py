@@ -52,11 +52,15 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         if not IDENTIFIER.match(answers[key]) or keyword.iskeyword(answers[key]):
             problems.append(f"{key} {answers[key]!r} must be a Python identifier: type lower-case letters, digits and '_', e.g. 'crashed'")
     if not IMAGE.match(answers["docker_image"]):
-        problems.append(f"docker_image {answers['docker_image']!r} is not an image repository: type e.g. 'ghcr.io/acme/car-crashes' (no tag)")
+        problems.append(
+            f"docker_image {answers['docker_image']!r} is not an image repository: type e.g. 'ghcr.io/acme/car-crashes' (no tag)"
+        )
     if not DNS_LABEL.match(answers["k8s_namespace"]):
         problems.append(f"k8s_namespace {answers['k8s_namespace']!r} is not a DNS-1123 label: type e.g. 'kubeflow'")
     if answers["kfp_host"] and not URL.match(answers["kfp_host"]):
-        problems.append(f"kfp_host {answers['kfp_host']!r} is not an http(s) URL: type e.g. 'https://kubeflow.example.com/pipeline' or leave it blank")
+        problems.append(
+            f"kfp_host {answers['kfp_host']!r} is not an http(s) URL: type e.g. 'https://kubeflow.example.com/pipeline' or leave it blank"
+        )
     if answers["gcp_project"] and not GCP_PROJECT.match(answers["gcp_project"]):
         problems.append(f"gcp_project {answers['gcp_project']!r} is not a GCP project id: type e.g. 'acme-ml-dev' or leave it blank")
     if answers["gcp_region"] and not GCP_REGION.match(answers["gcp_region"]):
@@ -70,6 +74,8 @@ def check_answers(answers: dict[str, str]) -> list[str]:
 
 
 def main() -> int:
+    # The quotes must stay ''': tojson never writes an apostrophe, but it may write a double quote.
+    # fmt: off
     answers = {
         "project_slug": json.loads(r'''{{ cookiecutter.project_slug | tojson }}'''),
         "package_name": json.loads(r'''{{ cookiecutter.package_name | tojson }}'''),
@@ -84,6 +90,7 @@ def main() -> int:
         "author_name": json.loads(r'''{{ cookiecutter.author_name | tojson }}'''),
         "author_email": json.loads(r'''{{ cookiecutter.author_email | tojson }}'''),
     }
+    # fmt: on
     problems = check_answers(answers)
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)

@@ -60,4 +60,8 @@ def create_app() -> hml.HmlApp:
 
 def main() -> None:
     """Run the command line."""
-    create_app().start()
+    try:
+        app = create_app()
+    except hml.HmlError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+    app.start()

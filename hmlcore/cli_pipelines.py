@@ -1,0 +1,163 @@
+"""``<entrypoint> pipelines <pipeline> run <step> | run-all | compile``: the pipeline commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from hmlcore.cli import HmlCliError, guard
+from hmlcore.errors import HmlError
+
+if TYPE_CHECKING:
+    from hmlcore.app import HmlApp
+    from hmlcore.ops import HmlOp
+    from hmlcore.pipelines import HmlPipeline
+
+__all__ = ["pipelines_group"]
+
+
+class _StepGroup(click.Group):
+    """``run``: one subcommand per step, created when asked for (tracing the pipeline is cheap)."""
+
+    def __init__(self, app: HmlApp, pipeline: HmlPipeline, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+        self.pipeline = pipeline
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            return [o.name for o in self.pipeline.ops]
+        except HmlError as exc:
+            raise HmlCliError(str(exc)) from exc
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        try:
+            step = self.pipeline.get_op(cmd_name)
+        except HmlError:
+            return None
+        return _step_command(self.app, self.pipeline, step)
+
+
+def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
+    from hmlcore.ops import OpContext, parse_value, render_value
+
+    params: list[click.Parameter] = []
+    for p in step.params:
+        kind = p.type.__name__ if p.type not in (list, dict) else f"{p.type.__name__} as JSON"
+        default = "" if p.required else f" [default: {render_value(p.default, p.type)}]"
+        params.append(click.Option([p.option, p.name], type=str, required=p.required, help=f"{kind}{default}"))
+    params.append(click.Option(["--hml-run-id"], default=None, help="The pipeline run id (set by the pipeline runner)."))
+    params.append(
+        click.Option(["--hml-output"], default=None, type=click.Path(dir_okay=False), help="Write the step's output to this file.")
+    )
+
+    @guard
+    def callback(hml_run_id: str | None, hml_output: str | None, **raw: str | None) -> None:
+        from hmlcore.runner import new_run_id
+
+        arguments: dict[str, Any] = {}
+        for p in step.params:
+            text = raw.get(p.name)
+            if text is None:
+                continue
+            try:
+                arguments[p.name] = parse_value(text, p.type)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=p.option) from exc
+        run_id = hml_run_id or os.environ.get("HML_RUN_ID") or new_run_id()
+        context = OpContext(app=app, pipeline=pipeline.name, step=step.name, run_id=run_id)
+        result = step.invoke(context, arguments)
+        if step.return_type is None:
+            return
+        text = render_value(result, step.return_type)
+        if hml_output:
+            _write_atomic(hml_output, text)
+        else:
+            click.echo(text)
+
+    return click.Command(step.name, callback=callback, params=params, help=step.description or f"Run step {step.name}.")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
+def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
+    group = click.Group(
+        pipeline.name, help=f"Pipeline {pipeline.name}. {pipeline.description.splitlines()[0] if pipeline.description else ''}".strip()
+    )
+    group.add_command(_StepGroup(app, pipeline, name="run", help="Run one step, exactly as its container in the cluster runs it."))
+
+    @group.command("run-all")
+    @click.option("--resume", "resume", metavar="RUN_ID", default=None, help="Finish an earlier run: skip the steps that succeeded.")
+    @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter (repeatable).")
+    @guard
+    def run_all_command(resume: str | None, params: tuple[str, ...]) -> None:
+        """Run every step locally, in dependency order, the way Kubeflow would."""
+        from hmlcore.runner import run_all
+
+        def execute(command: Sequence[str]) -> None:
+            if command[0] != app.package_entrypoint:
+                raise HmlError(f"step command {command[0]!r} is not this package's entrypoint {app.package_entrypoint!r}")
+            app.cli().main(args=list(command[1:]), prog_name=command[0], standalone_mode=False)
+
+        run_id = run_all(
+            pipeline, params=_parse_params(params), resume=resume, execute=execute, echo=lambda line: click.echo(line, err=True)
+        )
+        click.echo(run_id)
+
+    @group.command("compile")
+    @click.option(
+        "-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="File to write (default: <pipeline>.yaml)."
+    )
+    @click.option("--image", default=None, envvar="HML_IMAGE", help="The image steps run in (default: the app's image).")
+    @guard
+    def compile_command(output: str | None, image: str | None) -> None:
+        """Compile the pipeline into a Kubeflow Pipelines v2 spec (YAML)."""
+        from hmlcore.compiler import compile_pipeline
+
+        path = output or f"{pipeline.name}.yaml"
+        compile_pipeline(pipeline, path, image=image)
+        click.echo(path)
+
+    return group
+
+
+class _PipelinesGroup(click.Group):
+    def __init__(self, app: HmlApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.app.pipelines.pipelines)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        pipeline = self.app.pipelines.pipelines.get(cmd_name)
+        return _pipeline_group(self.app, pipeline) if pipeline else None
+
+
+def pipelines_group(app: HmlApp) -> click.Group:
+    """The ``pipelines`` group: one subgroup per registered pipeline."""
+    return _PipelinesGroup(app, name="pipelines", help="Run, compile and deploy the training pipelines.")

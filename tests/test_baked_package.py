@@ -1,0 +1,132 @@
+"""Install the default package as a user would, then run what it promises: its tests, lint, training, serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import BIN, free_port, run
+
+pytestmark = pytest.mark.slow
+
+CRASH = {
+    "age": 27,
+    "year_vehicle": 1995,
+    "frontal": 1,
+    "airbag_deployed": 0,
+    "speed_band": "55+",
+    "airbag": "none",
+    "seatbelt": "none",
+    "sex": "m",
+    "occupant_role": "driver",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(baked_default: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`crashed pipelines crashed_pipeline run-all` in a scratch HML_HOME."""
+    home = tmp_path_factory.mktemp("hml-home")
+    result = run([str(BIN / "crashed"), "pipelines", "crashed_pipeline", "run-all"], cwd=baked_default, env={"HML_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    return {"home": home, "run_id": result.stdout.strip().splitlines()[-1], "stderr": result.stderr}
+
+
+def test_baked_package_passes_its_own_tests(baked_default: Path):
+    result = run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=baked_default)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+def test_baked_package_lints_clean(baked_default: Path):
+    for command in (["ruff", "check", "--no-cache", "."], ["ruff", "format", "--no-cache", "--check", "."]):
+        result = run([str(BIN / command[0]), *command[1:]], cwd=baked_default)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_help_is_fast_and_lists_the_commands(baked_default: Path):
+    result = run([str(BIN / "crashed"), "--help"], cwd=baked_default)
+    assert result.returncode == 0
+    assert "pipelines" in result.stdout and "inference" in result.stdout
+    probe = "import sys; from crashed.start import create_app; create_app().cli(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'xgboost', 'sklearn')))"
+    result = run([str(BIN / "python"), "-c", probe], cwd=baked_default)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_run_all_shows_progress_and_publishes_an_evaluated_model(trained: dict):
+    stderr = trained["stderr"]
+    for i, step in enumerate(["extract", "analyze-features", "build-training-matrix", "train-model", "evaluate-model", "publish-model"], 1):
+        assert f"[{i}/6] {step}: ok" in stderr
+    auc_line = next(line for line in stderr.splitlines() if line.startswith("validation: AUC"))
+    print(auc_line)  # the held-out AUC, recorded in the test log
+    pointer = json.loads((trained["home"] / "lake/models/car-crashes/crashed/current.json").read_text())
+    reference = json.loads(Path(pointer["reference"]).read_text())
+    assert reference["version"] == trained["run_id"]
+    assert reference["metrics"]["auc"] > 0.8
+    assert {"model", "metadata"} <= set(reference["artifacts"])
+    for artifact in reference["artifacts"].values():
+        assert len(artifact["sha256"]) == 64 and Path(artifact["uri"]).stat().st_size == artifact["size"]
+
+
+def test_one_step_runs_as_its_container_would(baked_default: Path, trained: dict):
+    command = [str(BIN / "crashed"), "pipelines", "crashed_pipeline", "run", "extract", "--validation-share", "0.5", "--seed", "3"]
+    result = run(command, cwd=baked_default, env={"HML_HOME": str(trained["home"])})
+    assert result.returncode == 0, result.stderr
+    tables = json.loads(result.stdout)
+    assert abs(tables["validation_rows"] - tables["training_rows"]) < 200
+
+
+def test_a_failing_step_is_one_line_and_names_the_value(baked_default: Path, trained: dict):
+    command = [str(BIN / "crashed"), "pipelines", "crashed_pipeline", "run", "extract", "--validation-share", "1.5"]
+    result = run(command, cwd=baked_default, env={"HML_HOME": str(trained["home"])})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["Error: validation_share must be between 0 and 1, got 1.5"]
+
+
+def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stderr.read() if server.stderr else "server exited"
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server never became ready")
+
+
+def test_run_prod_serves_predictions_with_gunicorn(baked_default: Path, trained: dict):
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "crashed"), "inference", "run-prod", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=baked_default,
+        env={**os.environ, "HML_HOME": str(trained["home"])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server)
+        got = requests.get(f"{base}/predict", params=CRASH, timeout=5)
+        assert got.status_code == 200, got.text
+        assert 0 < got.json()["predictions"][0]["dead_probability"] < 1
+        assert got.json()["model"]["version"] == trained["run_id"]
+        posted = requests.post(f"{base}/predict", json=[CRASH, {**CRASH, "speed_band": "1-9", "seatbelt": "belted"}], timeout=5)
+        assert posted.status_code == 200, posted.text
+        severe, mild = (p["dead_probability"] for p in posted.json()["predictions"])
+        assert severe > mild
+        bad = requests.post(f"{base}/predict", data="{oops", headers={"Content-Type": "application/json"}, timeout=5)
+        assert bad.status_code == 400 and "error" in bad.json()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "Booting worker" in stderr

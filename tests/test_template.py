@@ -1,0 +1,115 @@
+"""Bake the template with pytest-cookies and check what it writes."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+COMMON_FILES = {
+    ".dockerignore",
+    ".gitignore",
+    "Makefile",
+    "README.md",
+    "app.Dockerfile",
+    "pyproject.toml",
+    "pytest.ini",
+    "ruff.toml",
+    "setup.py",
+    "tests/conftest.py",
+    "tests/test_inference.py",
+    "tests/test_pipeline.py",
+    "tests/test_shared.py",
+}
+PACKAGE_FILES = {"__init__.py", "data/nass_cds.csv.gz", "inference.py", "pipeline.py", "shared.py", "start.py"}
+CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}, "none": set()}
+UNRENDERED = re.compile(r"{{\s*cookiecutter\.|{%\s*(raw|endraw|if|for)")
+
+
+def tree(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab", "none"], ids=lambda ci: f"ci={ci}")
+def test_exact_file_tree_per_ci_choice(cookies, ci):
+    result = cookies.bake(extra_context={"ci": ci})
+    assert result.exit_code == 0, result.exception
+    expected = COMMON_FILES | {f"crashed/{f}" for f in PACKAGE_FILES} | CI_FILES[ci]
+    assert tree(result.project_path) == expected
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{}, {"project_name": "fraud-scores", "package_name": "fraud", "pipeline_name": "nightly", "ci": "gitlab"}],
+    ids=["defaults", "renamed"],
+)
+def test_no_unrendered_template_syntax(cookies, context):
+    result = cookies.bake(extra_context=context)
+    assert result.exit_code == 0, result.exception
+    for path in Path(result.project_path).rglob("*"):
+        if path.is_file() and path.suffix != ".gz":
+            text = path.read_text(encoding="utf-8")
+            assert not UNRENDERED.search(text), f"unrendered template syntax in {path.name}"
+
+
+def test_renamed_package_uses_its_names_everywhere(cookies):
+    result = cookies.bake(extra_context={"project_name": "fraud-scores", "package_name": "fraud", "pipeline_name": "nightly"})
+    assert result.exit_code == 0, result.exception
+    root = Path(result.project_path)
+    assert root.name == "fraud-scores"
+    assert (root / "fraud" / "start.py").exists()
+    setup = (root / "setup.py").read_text()
+    assert '"fraud = fraud.start:main"' in setup
+    assert "def nightly(" in (root / "fraud" / "start.py").read_text()
+
+
+HOSTILE = [
+    'She said "hi"',
+    "O'Brien's model",
+    "ünïcødé — 模型",
+    "trailing backslash \\",
+    '""" + __import__("os").system("echo pwned") + """',
+    "$HOME `id`; rm -rf / # <b>&amp;</b>",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=["double-quotes", "apostrophes", "unicode", "backslash", "injection", "shell-and-html"])
+def test_free_text_answers_are_data(cookies, text):
+    result = cookies.bake(extra_context={"description": text, "author_name": text})
+    assert result.exit_code == 0, result.exception
+    root = Path(result.project_path)
+    setup = ast.parse((root / "setup.py").read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(setup) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    values = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("description", "author")}
+    assert values == {"description": text, "author": text}
+    tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    yaml.safe_load((root / ".github/workflows/ci.yml").read_text(encoding="utf-8"))
+
+
+BAD_ANSWERS = [
+    ({"package_name": "2fast"}, "package_name '2fast' is not a valid Python package name"),
+    ({"package_name": "my-model"}, "package_name 'my-model' is not a valid Python package name"),
+    ({"package_name": "class"}, "package_name 'class' is a Python keyword"),
+    ({"package_name": "json"}, "package_name 'json' shadows the module 'json'"),
+    ({"project_slug": "Car_Crashes"}, "project_slug 'Car_Crashes' is not a DNS-1123 label"),
+    ({"project_slug": "-crashes"}, "project_slug '-crashes' is not a DNS-1123 label"),
+    ({"project_slug": "a" * 64}, "is not a DNS-1123 label"),
+    ({"docker_image": "ghcr.io/acme/app:v1"}, "docker_image 'ghcr.io/acme/app:v1' is not an image repository"),
+    ({"kfp_host": "kubeflow.local"}, "kfp_host 'kubeflow.local' is not an http(s) URL"),
+    ({"gcp_region": "europe-west1"}, "gcp_region is set but gcp_project is blank"),
+]
+
+
+@pytest.mark.parametrize("answers,message", BAD_ANSWERS, ids=[next(iter(a)) + "=" + next(iter(a.values()))[:12] for a, _ in BAD_ANSWERS])
+def test_bad_answers_fail_with_a_message(cookies, capfd, answers, message):
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "FailedHookException"
+    err = capfd.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert result.project_path is None or not Path(result.project_path).exists()
