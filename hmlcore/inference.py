@@ -65,6 +65,7 @@ class HmlInferenceApp:
         self.max_batch = 10_000
         self.max_body_bytes = 16 * 1024 * 1024
         self._flask: Flask | None = None
+        self.observers: list[Any] = []
         self._predictor: Predictor = default_predictor
         self._model_name: str | None = None
         self._ready = False
@@ -108,6 +109,26 @@ class HmlInferenceApp:
                 f"{len(self.app.models)} models are registered: name the one /predict serves with set_predictor(..., model=NAME)"
             )
         return next(iter(self.app.models.values()))
+
+    def observe(self, observer: Any) -> Any:
+        """Tell ``observer`` about every prediction request (monitoring builds on this).
+
+        ``observer.on_predict(container, records, features, predictions)`` runs after each successful
+        prediction and ``observer.on_invalid(container, details)`` after each request refused for its
+        features; either method may be absent. An observer's failure is logged, never answered.
+        """
+        self.observers.append(observer)
+        return observer
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            handler = getattr(observer, event, None)
+            if handler is None:
+                continue
+            try:
+                handler(*args)
+            except Exception:  # noqa: BLE001 - monitoring must never break serving
+                log.exception("observer %r failed on %s", observer, event)
 
     # ----------------------------------------------------------------- the app
     def create_app(self) -> Flask:
@@ -185,8 +206,10 @@ class HmlInferenceApp:
         try:
             features = container.encode(records)
         except FeatureError as exc:
+            self._notify("on_invalid", container, exc.details)
             raise ApiError(422, str(exc), exc.details) from exc
         predictions = self._predictor(container, features)
+        self._notify("on_predict", container, records, features, predictions)
         return {"model": {"name": container.name, "version": container.version}, "predictions": predictions}
 
     def _readyz(self) -> Any:
