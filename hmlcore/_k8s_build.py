@@ -1,0 +1,171 @@
+"""Turn an :class:`~hmlcore.k8s.HmlInferenceDeployment` into ``kubernetes.client`` models.
+
+Imported only when manifests are built, so the command line starts without the ``kubernetes`` client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client as k
+
+from hmlcore.k8s import KSERVE_API_VERSION, RUN_AS_USER
+
+if TYPE_CHECKING:
+    from hmlcore.k8s import HmlInferenceDeployment
+
+__all__ = ["build_objects", "kserve_manifest"]
+
+
+def _meta(d: HmlInferenceDeployment) -> k.V1ObjectMeta:
+    return k.V1ObjectMeta(name=d.name, namespace=d.namespace, labels=dict(d.labels))
+
+
+def _env(d: HmlInferenceDeployment) -> list[k.V1EnvVar]:
+    env = []
+    for name, spec in d.env.items():
+        if "secret" in spec:
+            source = k.V1EnvVarSource(secret_key_ref=k.V1SecretKeySelector(name=spec["secret"], key=spec["key"]))
+            env.append(k.V1EnvVar(name=name, value_from=source))
+        else:
+            env.append(k.V1EnvVar(name=name, value=spec["value"]))
+    return env
+
+
+def _volumes(d: HmlInferenceDeployment) -> list[k.V1Volume]:
+    volumes = []
+    for name, source in d.volumes.items():
+        if "secret" in source:
+            volumes.append(k.V1Volume(name=name, secret=k.V1SecretVolumeSource(secret_name=source["secret"]["secretName"])))
+        else:
+            volumes.append(k.V1Volume(name=name, empty_dir=k.V1EmptyDirVolumeSource(size_limit=source["emptyDir"].get("sizeLimit"))))
+    return volumes
+
+
+def _probe(path: str, port: int | str, *, period: int, failures: int) -> k.V1Probe:
+    return k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port=port), period_seconds=period, timeout_seconds=3, failure_threshold=failures)
+
+
+def _container(d: HmlInferenceDeployment, *, name: str, port_name: str | None, startup_probe: bool) -> k.V1Container:
+    port: int | str = port_name or d.port
+    return k.V1Container(
+        name=name,
+        image=d.image,
+        args=["inference", "run-prod", "--port", str(d.port)],
+        ports=[k.V1ContainerPort(name=port_name, container_port=d.port, protocol="TCP")],
+        env=_env(d),
+        resources=k.V1ResourceRequirements(requests=dict(d.resources["requests"]), limits=dict(d.resources["limits"])),
+        # models load before gunicorn listens: the startup probe gives them up to 5 minutes
+        startup_probe=_probe("/healthz", port, period=5, failures=60) if startup_probe else None,
+        liveness_probe=_probe("/healthz", port, period=10, failures=3),
+        readiness_probe=_probe("/readyz", port, period=5, failures=2),
+        security_context=k.V1SecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS_USER,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        volume_mounts=[k.V1VolumeMount(name=v, mount_path=path, read_only=ro or None) for v, (path, ro) in d.mounts.items()],
+    )
+
+
+def _pod_spec(d: HmlInferenceDeployment) -> k.V1PodSpec:
+    return k.V1PodSpec(
+        containers=[_container(d, name="inference", port_name="http", startup_probe=True)],
+        volumes=_volumes(d),
+        service_account_name=d.service_account,
+        node_selector=dict(d.node_selector) or None,
+        termination_grace_period_seconds=40,  # gunicorn's graceful timeout is 30 s
+        automount_service_account_token=bool(d.service_account),
+    )
+
+
+def build_objects(d: HmlInferenceDeployment) -> list[Any]:
+    """Deployment, Service, then the HorizontalPodAutoscaler and the Ingress if they were asked for."""
+    selector = {key: d.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/component")}
+    deployment = k.V1Deployment(
+        api_version="apps/v1",
+        kind="Deployment",
+        metadata=_meta(d),
+        spec=k.V1DeploymentSpec(
+            # with an autoscaler the replica count is its business: applying one would undo its scaling
+            replicas=None if d.autoscaling else d.replicas,
+            selector=k.V1LabelSelector(match_labels=selector),
+            strategy=k.V1DeploymentStrategy(rolling_update=k.V1RollingUpdateDeployment(max_surge=1, max_unavailable=0)),
+            revision_history_limit=5,
+            template=k.V1PodTemplateSpec(metadata=k.V1ObjectMeta(labels=dict(d.labels)), spec=_pod_spec(d)),
+        ),
+    )
+    service = k.V1Service(
+        api_version="v1",
+        kind="Service",
+        metadata=_meta(d),
+        spec=k.V1ServiceSpec(
+            type=d.service_type,
+            selector=selector,
+            ports=[k.V1ServicePort(name="http", port=d.service_port, target_port="http", protocol="TCP", node_port=d.node_port)],
+        ),
+    )
+    objects: list[Any] = [deployment, service]
+    if d.autoscaling:
+        target = k.V2MetricTarget(type="Utilization", average_utilization=d.autoscaling["cpu"])
+        objects.append(
+            k.V2HorizontalPodAutoscaler(
+                api_version="autoscaling/v2",
+                kind="HorizontalPodAutoscaler",
+                metadata=_meta(d),
+                spec=k.V2HorizontalPodAutoscalerSpec(
+                    scale_target_ref=k.V2CrossVersionObjectReference(api_version="apps/v1", kind="Deployment", name=d.name),
+                    min_replicas=d.autoscaling["min"],
+                    max_replicas=d.autoscaling["max"],
+                    metrics=[k.V2MetricSpec(type="Resource", resource=k.V2ResourceMetricSource(name="cpu", target=target))],
+                ),
+            )
+        )
+    if d.ingress:
+        ingress = d.ingress
+        backend = k.V1IngressBackend(service=k.V1IngressServiceBackend(name=d.name, port=k.V1ServiceBackendPort(name="http")))
+        path = k.V1HTTPIngressPath(path=ingress["path"], path_type="Prefix", backend=backend)
+        objects.append(
+            k.V1Ingress(
+                api_version="networking.k8s.io/v1",
+                kind="Ingress",
+                metadata=_meta(d),
+                spec=k.V1IngressSpec(
+                    ingress_class_name=ingress["class"],
+                    rules=[k.V1IngressRule(host=ingress["host"], http=k.V1HTTPIngressRuleValue(paths=[path]))],
+                    tls=[k.V1IngressTLS(hosts=[ingress["host"]], secret_name=ingress["tls"])] if ingress["tls"] else None,
+                ),
+            )
+        )
+    return objects
+
+
+def kserve_manifest(d: HmlInferenceDeployment) -> dict[str, Any]:
+    """An ``InferenceService`` whose predictor is the app's own container (KServe "custom predictor").
+
+    The predictor holds the same container, volumes and pod settings as the Deployment. Knative allows
+    one unnamed port and no startup probe, so the container has neither; the replica bounds and the CPU
+    target come from :meth:`~hmlcore.k8s.HmlInferenceDeployment.with_autoscaling` (or the fixed replica count).
+    """
+    api = k.ApiClient()
+    try:
+        pod = api.sanitize_for_serialization(_pod_spec(d))
+        pod.pop("terminationGracePeriodSeconds", None)  # Knative sets its own from the revision's timeout
+        pod["containers"] = [api.sanitize_for_serialization(_container(d, name="kserve-container", port_name=None, startup_probe=False))]
+        metadata = api.sanitize_for_serialization(_meta(d))
+    finally:
+        api.close()
+    scale = d.autoscaling or {"min": d.replicas, "max": max(d.replicas, 1)}
+    predictor: dict[str, Any] = {"minReplicas": scale["min"], "maxReplicas": scale["max"]}
+    if d.autoscaling:
+        predictor.update({"scaleMetric": "cpu", "scaleTarget": d.autoscaling["cpu"]})
+    predictor.update(pod)
+    return {
+        "apiVersion": KSERVE_API_VERSION,
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {"predictor": predictor},
+    }
