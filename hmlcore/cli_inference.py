@@ -25,13 +25,13 @@ def inference_group(app: HmlApp) -> click.Group:
     @group.command("run-dev")
     @host_option
     @port_option
-    @click.option("--reload/--no-reload", default=False, help="Restart when the code changes.")
+    @click.option("--reload/--no-reload", default=True, show_default=True, help="Restart when a source file changes.")
     @guard
     def run_dev_command(host: str, port: int, reload: bool) -> None:
-        """Serve with Flask's development server."""
+        """Serve with Flask's development server (one process, reloads on code changes)."""
         from hmlcore.server import run_dev
 
-        run_dev(app.inference.create_app(), host=host, port=port, reload=reload)
+        run_dev(app.inference.create_app, host=host, port=port, reload=reload)
 
     @group.command("run-prod")
     @host_option
@@ -39,11 +39,20 @@ def inference_group(app: HmlApp) -> click.Group:
     @click.option(
         "--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: HML_WORKERS or the number of cores)."
     )
+    @click.option(
+        "--timeout",
+        type=click.IntRange(1, 3600),
+        default=30,
+        show_default=True,
+        help="Seconds a request may take; also the grace on SIGTERM.",
+    )
     @guard
-    def run_prod_command(host: str, port: int, workers: int | None) -> None:
-        """Serve with gunicorn: models load once, then workers fork."""
-        from hmlcore.server import default_workers, run_prod
+    def run_prod_command(host: str, port: int, workers: int | None, timeout: int) -> None:
+        """Serve with gunicorn: models load once, then the workers fork; SIGTERM stops gracefully."""
+        from hmlcore.server import default_workers, limit_threads, run_prod
 
-        run_prod(app.inference.create_app(), host=host, port=port, workers=workers or default_workers())
+        workers = workers or default_workers()
+        limit_threads(workers)
+        run_prod(app.inference.create_app(), host=host, port=port, workers=workers, timeout=timeout)
 
     return group

@@ -2,19 +2,36 @@
 
 ``@hml.inference(app.inference)`` functions run once before serving: they load models and may add
 their own routes on ``inference_app.flask``. Then the built-in JSON routes are added wherever the
-user has not taken the same URL and method:
+user has not taken the same URL and method (the user's routes and error handlers win):
 
 - ``GET /predict?feature=value...`` and ``POST /predict`` (one object or a list of objects);
+- ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
+  (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
-  ``GET /model`` (name, version, features, metrics).
+  ``GET /model`` (name, version, reference, features, metrics), ``GET /openapi.json``.
 
-Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``; an exception in user code gets a 500
-with a request id (the traceback goes to the log, not to the client). This module never imports kfp.
+Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
+a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInferenceApp.max_batch`,
+422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
+and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
+the log, never to the client. This module never imports kfp.
+
+Example:
+    >>> from hmlcore import hml
+    >>> app = hml.HmlApp(name="demo")
+    >>> @hml.inference(app.inference)
+    ... def start(inference_app):
+    ...     inference_app.flask.add_url_rule("/hello", "hello", lambda: {"hello": "world"})
+    >>> app.inference.create_app().test_client().get("/hello").json
+    {'hello': 'world'}
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,15 +42,18 @@ if TYPE_CHECKING:
     import numpy as np
     from flask import Flask
 
+    from hmlcore._records import RecordEncoder
     from hmlcore.app import HmlApp
     from hmlcore.model import ModelContainer
 
-__all__ = ["HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference"]
+__all__ = ["ApiError", "HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference"]
 
 log = logging.getLogger("hmlcore.inference")
 
 #: turns an encoded feature matrix into one JSON-able prediction per row
 Predictor = Callable[["ModelContainer", "np.ndarray"], list[dict[str, Any]]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
@@ -42,7 +62,7 @@ def default_predictor(container: ModelContainer, features: np.ndarray) -> list[d
 
 
 class ApiError(HmlError):
-    """An error answered to the client with ``status`` and a JSON body."""
+    """Raised to answer the client with ``status`` and ``{"error": message, "details": details}``."""
 
     def __init__(self, status: int, message: str, details: list[dict] | None = None) -> None:
         super().__init__(message)
@@ -50,12 +70,26 @@ class ApiError(HmlError):
         self.details = details or []
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 class HmlInferenceApp:
     """The inference side of an app (``app.inference``).
 
     Attributes:
-        max_batch: the most rows one request may ask for (413 beyond it).
-        max_body_bytes: the largest request body accepted (413 beyond it).
+        max_batch: the most rows one request may send (413 beyond it); ``HML_MAX_BATCH`` overrides it.
+        max_body_bytes: the largest request body accepted (413 beyond it); ``HML_MAX_BODY_BYTES`` overrides it.
+        observers: what :meth:`observe` registered.
     """
 
     def __init__(self, app: HmlApp) -> None:
@@ -64,20 +98,21 @@ class HmlInferenceApp:
         self.deploy_configurators: list[Callable[[Any], Any]] = []
         self.max_batch = 10_000
         self.max_body_bytes = 16 * 1024 * 1024
-        self._flask: Flask | None = None
         self.observers: list[Any] = []
-        self._predictor: Predictor = default_predictor
+        self._flask: Flask | None = None
+        self._predictors: dict[str, Predictor] = {}
         self._model_name: str | None = None
+        self._encoders: dict[str, tuple[Any, RecordEncoder | None]] = {}
+        self._builtins: set[tuple[str, str]] = set()
         self._ready = False
 
     @property
     def flask(self) -> Flask:
-        """The Flask application (created on first use)."""
+        """The Flask application (created on first use); add your own routes to it."""
         if self._flask is None:
             import flask
 
             self._flask = flask.Flask(self.app.package_entrypoint)
-            self._flask.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
             self._flask.json.sort_keys = False  # type: ignore[attr-defined]
         return self._flask
 
@@ -91,13 +126,23 @@ class HmlInferenceApp:
         Args:
             predictor: ``(container, features) -> [dict per row]``.
             model: the registered model ``/predict`` serves (default: the only one registered).
+
+        Example:
+            >>> from hmlcore import hml
+            >>> app = hml.HmlApp(name="demo")
+            >>> app.inference.set_predictor(lambda container, features: [{"p": 0.5}] * len(features))
         """
         if not callable(predictor):
             raise ConfigError(f"predictor must be callable, got {type(predictor).__name__}")
         if model is not None:
             self.get_model(model)
-        self._predictor = predictor
-        self._model_name = model
+        self._predictors[model or ""] = predictor
+        if model is not None:
+            self._model_name = model
+
+    def _predictor(self, container: ModelContainer) -> Predictor:
+        found = self._predictors.get(container.name) or self._predictors.get("")
+        return found or default_predictor
 
     @property
     def model(self) -> ModelContainer:
@@ -136,28 +181,35 @@ class HmlInferenceApp:
         flask_app = self.flask
         if self._ready:
             return flask_app
+        self.max_batch = _env_int("HML_MAX_BATCH", self.max_batch)
+        self.max_body_bytes = _env_int("HML_MAX_BODY_BYTES", self.max_body_bytes)
         for init in self.init_functions:
             init(self)
+        flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
         self._ready = True
         return flask_app
 
-    def _taken(self, flask_app: Flask, rule: str, method: str) -> bool:
-        return any(r.rule == rule and method in (r.methods or ()) for r in flask_app.url_map.iter_rules())
-
     def _add_builtin_routes(self, flask_app: Flask) -> None:
-        routes: list[tuple[str, str, Callable[[], Any]]] = [
+        routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("/predict", "GET", self._predict_get),
             ("/predict", "POST", self._predict_post),
+            ("/v1/models/<name>:predict", "POST", self._kserve_predict),
+            ("/v1/models/<name>", "GET", self._kserve_model),
             ("/healthz", "GET", lambda: {"status": "ok"}),
             ("/readyz", "GET", self._readyz),
             ("/model", "GET", self._model_info),
+            ("/openapi.json", "GET", self._openapi),
         ]
+        taken = {(r.rule, m) for r in flask_app.url_map.iter_rules() for m in r.methods or ()}
         for rule, method, view in routes:
-            if not self._taken(flask_app, rule, method):
-                endpoint = f"hml_{rule.strip('/').replace('/', '_')}_{method.lower()}"
-                flask_app.add_url_rule(rule, endpoint, view, methods=[method])
+            if (rule, method) in taken:
+                log.info("%s %s is the app's own; the built-in one is left out", method, rule)
+                continue
+            endpoint = "hml_" + re.sub(r"\W+", "_", rule).strip("_") + "_" + method.lower()
+            flask_app.add_url_rule(rule, endpoint, view, methods=[method])
+            self._builtins.add((rule, method))
 
     def _add_error_handlers(self, flask_app: Flask) -> None:
         from werkzeug.exceptions import HTTPException
@@ -166,51 +218,95 @@ class HmlInferenceApp:
             return {"error": str(error), "details": error.details}, error.status
 
         def http_error(error: HTTPException) -> Any:
-            return {"error": error.description or error.name, "details": []}, error.code or 500
+            headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+            return {"error": error.description or error.name, "details": []}, error.code or 500, headers
 
         def unexpected(error: Exception) -> Any:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("request %s failed", request_id)
-            return {"error": "internal error", "request_id": request_id, "details": []}, 500
+            import flask
 
-        flask_app.register_error_handler(ApiError, api_error)
-        flask_app.register_error_handler(HTTPException, http_error)
-        flask_app.register_error_handler(Exception, unexpected)
+            given = flask.request.headers.get("X-Request-ID", "")
+            request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+            log.exception("request %s (%s %s) failed", request_id, flask.request.method, flask.request.path)
+            body = {"error": f"internal error; the server log has request {request_id}", "request_id": request_id, "details": []}
+            return body, 500, {"X-Request-ID": request_id}
+
+        own = flask_app.error_handler_spec.get(None, {}).get(None, {})
+        for kind, handler in ((ApiError, api_error), (HTTPException, http_error), (Exception, unexpected)):
+            if kind not in own:
+                flask_app.register_error_handler(kind, handler)
 
     # ----------------------------------------------------------------- views
     def _predict_get(self) -> Any:
         import flask
 
-        return self._predict([flask.request.args.to_dict()])
+        return self._predict([flask.request.args.to_dict()], self.model)
 
     def _predict_post(self) -> Any:
-        import flask
-
-        body = flask.request.get_json(silent=True)
-        if body is None:
-            raise ApiError(400, "the body must be JSON: an object of features or a list of them")
+        body = _json_body()
         if isinstance(body, dict):
             body = [body]
         if not isinstance(body, list):
-            raise ApiError(422, f"the body must be an object or a list of objects, not a {type(body).__name__}")
-        return self._predict(body)
+            raise ApiError(422, f"the body must be an object of features or a list of them, not {_json_type(body)}")
+        return self._predict(body, self.model)
 
-    def _predict(self, records: list[Any]) -> Any:
+    def _kserve_predict(self, name: str) -> Any:
+        container = self._container(name)
+        body = _json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+            raise ApiError(422, 'the body must be {"instances": [...]}, a list of objects of features (or of lists in feature order)')
+        features = container.features
+        instances = []
+        for i, instance in enumerate(body["instances"]):
+            if isinstance(instance, list):
+                if len(instance) != len(features):
+                    raise ApiError(
+                        422,
+                        f"instance {i} has {len(instance)} values; the model takes {len(features)}: {', '.join(features)}",
+                        [{"index": i, "feature": None, "message": f"expected {len(features)} values, got {len(instance)}"}],
+                    )
+                instance = dict(zip(features, instance, strict=True))
+            instances.append(instance)
+        return self._predict(instances, container)
+
+    def _kserve_model(self, name: str) -> Any:
+        container = self._container(name)
+        return {"name": container.name, "version": container.version, "ready": container.model is not None}
+
+    def _container(self, name: str) -> ModelContainer:
+        container = self.app.models.get(name)
+        if container is None:
+            raise ApiError(404, f"no model {name!r}; this server has {', '.join(sorted(self.app.models)) or 'none'}")
+        return container
+
+    def _predict(self, records: list[Any], container: ModelContainer) -> Any:
         if not records:
-            raise ApiError(422, "the batch is empty")
+            raise ApiError(422, "the batch is empty: send at least one record")
         if len(records) > self.max_batch:
-            raise ApiError(413, f"the batch has {len(records)} rows; at most {self.max_batch} are accepted")
-        container = self.model
+            raise ApiError(413, f"the batch has {len(records)} records; at most {self.max_batch} are accepted")
         if container.model is None:
             raise ApiError(503, f"model {container.name} is not loaded yet")
         try:
-            features = container.encode(records)
+            features = self._encode(container, records)
         except FeatureError as exc:
             self._notify("on_invalid", container, exc.details)
             raise ApiError(422, str(exc), exc.details) from exc
-        predictions = self._predictor(container, features)
+        predictions = self._predictor(container)(container, features)
         self._notify("on_predict", container, records, features, predictions)
         return {"model": {"name": container.name, "version": container.version}, "predictions": predictions}
+
+    def _encode(self, container: ModelContainer, records: list[Any]) -> np.ndarray:
+        """Encode with a :class:`RecordEncoder` built once per loaded encoder (the container's own when it can't)."""
+        cached = self._encoders.get(container.name)
+        if cached is None or cached[0] is not container.encoder:
+            from hmlcore._records import RecordEncoder
+            from hmlcore.model import ModelContainer
+
+            fast: RecordEncoder | None = None
+            if type(container).encode is ModelContainer.encode and RecordEncoder.supports(container.encoder):
+                fast = RecordEncoder(container.encoder, defaults=container.defaults)
+            cached = self._encoders[container.name] = (container.encoder, fast)
+        fast = cached[1]
+        return fast.encode(records) if fast is not None else container.encode(records)
 
     def _readyz(self) -> Any:
         waiting = [name for name, c in self.app.models.items() if c.model is None]
@@ -219,17 +315,47 @@ class HmlInferenceApp:
         return {"status": "ready"}
 
     def _model_info(self) -> Any:
+        from hmlcore.openapi import feature_schemas
+
         container = self.model
         return {
             "name": container.name,
             "version": container.version,
             "reference": container.reference_uri,
             "target": container.target,
+            "features": feature_schemas(container),
             "features_numeric": container.features_numeric,
             "features_categorical": container.features_categorical,
             "categories": container.encoder.categories,
+            "unknown_category": container.encoder.unknown,
             "metrics": container.metrics,
         }
+
+    def _openapi(self) -> Any:
+        from hmlcore.openapi import openapi_document
+
+        return openapi_document(self, builtins=self._builtins)
+
+
+def _json_body() -> Any:
+    """The request's body parsed as JSON, whatever its content type; 400 if it is not JSON."""
+    import flask
+
+    data = flask.request.get_data(cache=False)
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ApiError(400, f"the body is not valid JSON: {message}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_type(value: Any) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def inference(inference_app: HmlInferenceApp) -> Callable[[Callable[[HmlInferenceApp], Any]], Callable[[HmlInferenceApp], Any]]:
