@@ -1,13 +1,27 @@
+# syntax=docker/dockerfile:1
 # One image runs every pipeline step and the inference API.
-FROM python:{{ cookiecutter.python_version }}-slim
+# Build it with `make image`: the Makefile first puts the package's and hmlcore's wheels in build/wheels/.
+ARG PYTHON_IMAGE=python:{{ cookiecutter.python_version }}-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY . /app
-RUN pip install /app/dist/*.whl 2>/dev/null || pip install . \
-    && useradd --create-home --uid 10001 hml
-USER hml
-ENV HML_HOME=/tmp/hml
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY build/wheels/ /src/wheels/
+# every dependency as a wheel, so the runtime stage installs without an index or a compiler
+RUN pip wheel --wheel-dir /wheels --find-links /src/wheels /src/wheels/*.whl
+
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HML_HOME=/tmp/hml
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin hml
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels /wheels/{{ cookiecutter.package_name }}-*.whl
+USER 10001
+WORKDIR /home/hml
 EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 ENTRYPOINT ["{{ cookiecutter.package_name }}"]
 CMD ["inference", "run-prod"]

@@ -1,4 +1,4 @@
-"""Fixtures: the app, and a model trained once per test session in a scratch HML_HOME."""
+"""Fixtures: the app on the local platform, and a model trained once per session in a scratch HML_HOME."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def hml_home(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def app(hml_home: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HML_HOME", hml_home)
+    monkeypatch.setenv("HML_PLATFORM", "local")
     monkeypatch.delenv("HML_MODEL_REFERENCE", raising=False)
     return create_app()
 
@@ -27,6 +28,7 @@ def trained(hml_home: str) -> str:
     """Run the whole pipeline once; return the run id."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HML_HOME", hml_home)
+        patch.setenv("HML_PLATFORM", "local")
         result = CliRunner().invoke(create_app().cli(), ["pipelines", PIPELINE, "run-all", "--param", "n_estimators=60"])
     assert result.exit_code == 0, result.output
     return result.stdout.strip().splitlines()[-1]
