@@ -1,8 +1,10 @@
-"""``<entrypoint> pipelines <pipeline> run <step> | run-all | compile``: the pipeline commands."""
+"""``<entrypoint> pipelines <pipeline> run <step> | run-all | compile | deploy-dev | deploy-prod``.
+
+Nothing here imports kfp at start-up: compile, run-all and the deploy commands import it when they run.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -91,17 +93,41 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as strings; the runner parses each by the pipeline parameter's type."""
+    values: dict[str, str] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
-        try:
-            values[name] = json.loads(text)
-        except ValueError:
-            values[name] = text
+        values[name.replace("-", "_")] = text
     return values
+
+
+def _kfp_options(func: Any) -> Any:
+    """The options every deploy command takes, each with its environment variable."""
+    options = [
+        click.option("--host", envvar="KFP_HOST", default=None, help="Kubeflow Pipelines API endpoint URL [env: KFP_HOST]."),
+        click.option(
+            "--namespace", envvar="KFP_NAMESPACE", default=None, help="Kubernetes namespace of a multi-user Kubeflow [env: KFP_NAMESPACE]."
+        ),
+        click.option("--client-id", envvar="KFP_CLIENT_ID", default=None, help="OAuth client id of an IAP endpoint [env: KFP_CLIENT_ID]."),
+        click.option(
+            "--existing-token", envvar="KFP_EXISTING_TOKEN", default=None, help="A bearer token to send [env: KFP_EXISTING_TOKEN]."
+        ),
+        click.option(
+            "--image", envvar="HML_IMAGE", default=None, help="The image steps run in (default: the app's image) [env: HML_IMAGE]."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _target(app: HmlApp, host: str | None, namespace: str | None, client_id: str | None, existing_token: str | None) -> Any:
+    from hmlcore.kfp_deploy import KfpTarget
+
+    return KfpTarget(host=host or "", namespace=namespace or app.k8s_namespace, client_id=client_id, existing_token=existing_token)
 
 
 def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
@@ -139,8 +165,54 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         from hmlcore.compiler import compile_pipeline
 
         path = output or f"{pipeline.name}.yaml"
-        compile_pipeline(pipeline, path, image=image)
+        compiled = compile_pipeline(pipeline, path, image=image)
+        tasks = len(compiled.spec["root"]["dag"]["tasks"])
+        click.echo(f"compiled {pipeline.name}: {tasks} steps", err=True)
         click.echo(path)
+
+    @group.command("deploy-dev")
+    @_kfp_options
+    @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter for the run (repeatable).")
+    @guard
+    def deploy_dev_command(
+        host: str | None,
+        namespace: str | None,
+        client_id: str | None,
+        existing_token: str | None,
+        image: str | None,
+        params: tuple[str, ...],
+    ) -> None:
+        """Upload the pipeline as <pipeline>-dev (a new version if it exists) and start one run now."""
+        from hmlcore.kfp_deploy import deploy_dev
+
+        target = _target(app, host, namespace, client_id, existing_token)
+        result = deploy_dev(
+            pipeline, target=target, image=image, params=_parse_params(params), echo=lambda line: click.echo(line, err=True)
+        )
+        click.echo(f"run {result.run_id}: {result.url}")
+
+    @group.command("deploy-prod")
+    @_kfp_options
+    @click.option(
+        "--version", "version", envvar="HML_VERSION", default=None, help="Version name (default: the image tag) [env: HML_VERSION]."
+    )
+    @click.option("--cron", default=None, help="Schedule, 5- or 6-field cron (default: the one in @hml.pipeline).")
+    @guard
+    def deploy_prod_command(
+        host: str | None,
+        namespace: str | None,
+        client_id: str | None,
+        existing_token: str | None,
+        image: str | None,
+        version: str | None,
+        cron: str | None,
+    ) -> None:
+        """Upload a new version of the pipeline and replace its recurring run with one on its cron schedule."""
+        from hmlcore.kfp_deploy import deploy_prod
+
+        target = _target(app, host, namespace, client_id, existing_token)
+        result = deploy_prod(pipeline, target=target, image=image, version=version, cron=cron, echo=lambda line: click.echo(line, err=True))
+        click.echo(f"recurring run {result.recurring_run_id} (version {result.version_name}): {result.url}")
 
     return group
 

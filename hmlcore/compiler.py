@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -25,7 +25,7 @@ from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
 if TYPE_CHECKING:
     from hmlcore.pipelines import HmlPipeline
 
-__all__ = ["KfpTask", "compile_pipeline", "component_yaml"]
+__all__ = ["CompiledPipeline", "KfpTask", "compile_pipeline", "component_yaml"]
 
 OUTPUT_NAME = "Output"
 #: the pipeline run id Kubeflow substitutes at run time
@@ -208,17 +208,48 @@ class _KfpBuilder:
         return task
 
 
-def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, image: str | None = None) -> dict[str, Any]:
-    """Compile ``pipeline`` with the kfp compiler; write the YAML to ``output_path`` if given; return the spec.
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A compiled pipeline.
 
-    The file is written atomically: a failed compile leaves no file behind.
+    Attributes:
+        text: the YAML exactly as kfp's compiler wrote it (the pipeline spec, then the Kubernetes
+            platform spec as a second document when a configurator added any).
+        spec: the pipeline spec (``components``, ``deploymentSpec``, ``root``...).
+        platform_spec: the ``platforms`` document (``{}`` when there is none).
+    """
+
+    text: str
+    spec: dict[str, Any]
+    platform_spec: dict[str, Any]
+
+    @property
+    def kubernetes(self) -> dict[str, Any]:
+        """The Kubernetes config of each executor: ``{"exec-train-model": {"secretAsVolume": [...]}}``."""
+        platforms = self.platform_spec.get("platforms", {})
+        return dict(platforms.get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {}))
+
+
+def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, image: str | None = None) -> CompiledPipeline:
+    """Compile ``pipeline`` with the kfp compiler; write the YAML to ``output_path`` if given.
+
+    The file is written atomically: a failed compile leaves no file behind (and an earlier file intact).
+
+    Example:
+        >>> compiled = compile_pipeline(app.pipelines["crashed_pipeline"], "crashed_pipeline.yaml")  # doctest: +SKIP
+        >>> list(compiled.spec["root"]["dag"]["tasks"])  # doctest: +SKIP
+        ['extract', 'analyze-features', ...]
 
     Raises:
-        PipelineError: the pipeline does not compile (the message says why).
+        PipelineError: the pipeline does not compile (the message says why), or ``output_path`` cannot be written.
+        ConfigError: a ``@hml.deploy_op`` configurator was given a bad value.
     """
     from kfp import compiler, dsl
 
     app = pipeline.hml_app
+    folder = os.path.dirname(os.path.abspath(output_path)) if output_path else None
+    if folder and not os.path.isdir(folder):
+        raise PipelineError(f"cannot write {output_path}: folder {folder} does not exist")
     builder = _KfpBuilder(pipeline, image or app.image_url, app.package_entrypoint)
     func = pipeline.func
 
@@ -236,32 +267,32 @@ def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, i
     body.__annotations__ = {p.name: p.type for p in pipeline.params}
     try:
         kfp_pipeline = dsl.pipeline(name=_kfp_name(pipeline.name), description=pipeline.description or None)(body)
-        fd, tmp = tempfile.mkstemp(suffix=".yaml")
-        os.close(fd)
-        try:
-            compiler.Compiler().compile(kfp_pipeline, tmp)
-            with open(tmp, encoding="utf-8") as handle:
+        with tempfile.TemporaryDirectory(prefix="hml-compile-") as scratch:
+            path = os.path.join(scratch, "pipeline.yaml")
+            compiler.Compiler().compile(kfp_pipeline, path)
+            with open(path, encoding="utf-8") as handle:
                 text = handle.read()
-        finally:
-            os.unlink(tmp)
     except (PipelineError, ConfigError):
         raise
     except Exception as exc:  # noqa: BLE001 - kfp raises many types; report one line
-        raise PipelineError(f"pipeline {pipeline.name} does not compile: {type(exc).__name__}: {exc}") from exc
-    spec = yaml.safe_load(text)
-    if output_path:
-        folder = os.path.dirname(os.path.abspath(output_path))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, output_path)
-    return spec
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PipelineError(f"pipeline {pipeline.name} does not compile: {type(exc).__name__}: {message}") from exc
+    if not builder.tasks:
+        raise PipelineError(f"pipeline {pipeline.name} calls no @hml.op step")
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    compiled = CompiledPipeline(text=text, spec=documents[0], platform_spec=documents[1] if len(documents) > 1 else {})
+    if output_path and folder:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".hml-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, output_path)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise PipelineError(f"cannot write {output_path}: {exc.strerror or exc}") from exc
+    return compiled
 
 
 def _kfp_name(name: str) -> str:
     return name.replace("_", "-").lower()
-
-
-def spec_json(spec: dict[str, Any]) -> str:
-    """The spec as canonical JSON (for comparisons)."""
-    return json.dumps(spec, sort_keys=True)

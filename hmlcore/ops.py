@@ -152,6 +152,10 @@ class HmlOp:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise PipelineError(f"op {self.name}: *args / **kwargs cannot be step inputs")
             base = _base_type(annotation)
+            if p.default is None:
+                raise PipelineError(
+                    f"op {self.name}: parameter {p.name!r} defaults to None, which Kubeflow cannot pass; give it a real default or none"
+                )
             if base not in KFP_TYPES:
                 raise PipelineError(
                     f"op {self.name}: parameter {p.name!r} needs a type annotation of str, int, float, bool, list or dict"
@@ -185,11 +189,34 @@ class HmlOp:
         return builder.add_task(self, kwargs)
 
     def invoke(self, context: OpContext, arguments: dict[str, Any]) -> Any:
-        """Run the function with parsed ``arguments`` and the step's ``context``."""
+        """Run the function with parsed ``arguments`` and the step's ``context``; check what it returns.
+
+        Raises:
+            PipelineError: the function returned a value of another type than its annotation says.
+        """
         kwargs = dict(arguments)
         if self.context_param:
             kwargs[self.context_param] = context
-        return self.func(**kwargs)
+        result = self.func(**kwargs)
+        if self.return_type is not None and not _is_instance(result, self.return_type):
+            raise PipelineError(
+                f"step {self.name} returned {type(result).__name__} {_short_repr(result)},"
+                f" but is declared to return {self.return_type.__name__}"
+            )
+        return result
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class HmlTask:
@@ -239,14 +266,32 @@ def op(func: Callable[..., Any] | None = None, *, name: str | None = None, descr
 
 # ------------------------------------------------------------------ values on the command line
 def render_value(value: Any, kind: type | None) -> str:
-    """Render ``value`` the way Kubeflow renders a parameter into a command line."""
+    """Render ``value`` the way Kubeflow renders a parameter into a command line.
+
+    Kubeflow keeps parameters as protobuf values, whose numbers are all doubles, and renders them as
+    JSON: a whole number inside a list or dict comes out without a fraction (``[1, 2]``, not ``[1.0, 2.0]``).
+
+    Example:
+        >>> render_value({"w": [1.0, 2.5], "ok": True}, dict), render_value(True, bool), render_value(4.0, int)
+        ('{"w":[1,2.5],"ok":true}', 'true', '4')
+    """
     if isinstance(value, bool) or kind is bool:
         return "true" if _parse_bool(value) else "false"
     if kind is int and isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(_as_protobuf_json(value), separators=(",", ":"))
     return str(value)
+
+
+def _as_protobuf_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _as_protobuf_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_protobuf_json(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def _parse_bool(value: Any) -> bool:

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,21 +32,82 @@ if TYPE_CHECKING:
 
 __all__ = ["HmlPipeline", "HmlPipelineApp", "deploy_op", "pipeline"]
 
-_CRON_FIELD = re.compile(r"^[\d*/,\-?LW#A-Za-z]+$")
+#: the fields of Kubeflow's 6-field cron (robfig/cron with seconds): name, lowest, highest, names
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+_CRON_DESCRIPTORS = {
+    "@yearly": "0 0 0 1 1 *",
+    "@annually": "0 0 0 1 1 *",
+    "@monthly": "0 0 0 1 * *",
+    "@weekly": "0 0 0 * * 0",
+    "@daily": "0 0 0 * * *",
+    "@midnight": "0 0 0 * * *",
+    "@hourly": "0 0 * * * *",
+}
 
 
 def normalise_cron(cron: str) -> str:
     """Return ``cron`` as the 6-field expression Kubeflow wants (seconds first).
 
-    Accepts the 5-field form (``"0 0 * * *"``, seconds become ``0``) and the 6-field form.
+    Accepts the classic 5-field form (``"0 0 * * *"``: minute hour day-of-month month day-of-week; the
+    seconds become ``0``), the 6-field form, and ``@daily``-style descriptors. Every field is checked:
+    numbers in range, ``*``, ``?`` (day fields), ranges ``a-b``, steps ``/n``, lists ``a,b`` and
+    month / weekday names.
+
+    Example:
+        >>> normalise_cron("0 0 * * *"), normalise_cron("30 2 * * MON-FRI"), normalise_cron("@hourly")
+        ('0 0 0 * * *', '0 30 2 * * MON-FRI', '0 0 * * * *')
 
     Raises:
-        ConfigError: ``cron`` does not have 5 or 6 fields or a field holds characters cron does not use.
+        ConfigError: ``cron`` is not a valid 5- or 6-field expression (the message names the bad field).
     """
-    fields = str(cron).split()
-    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ConfigError(f"invalid cron {cron!r}: use 5 fields like '0 0 * * *' (minute hour day month weekday)")
-    return " ".join(["0", *fields] if len(fields) == 5 else fields)
+    text = str(cron).strip()
+    if text.lower() in _CRON_DESCRIPTORS:
+        return _CRON_DESCRIPTORS[text.lower()]
+    fields = text.split()
+    if len(fields) not in (5, 6):
+        raise ConfigError(
+            f"invalid cron {cron!r}: it has {len(fields)} fields;"
+            " use 5 like '0 0 * * *' (minute hour day month weekday) or 6 with seconds first"
+        )
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    for field, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        problem = _cron_field_problem(field, low, high, names, allow_any=label.startswith("day"))
+        if problem:
+            raise ConfigError(f"invalid cron {cron!r}: {label} {field!r} {problem}")
+    return " ".join(fields)
+
+
+def _cron_field_problem(field: str, low: int, high: int, names: tuple[str, ...], *, allow_any: bool) -> str | None:
+    def number(text: str) -> int | None:
+        if text.upper() in names:
+            return names.index(text.upper()) + low
+        if text.isdigit() and low <= int(text) <= high:
+            return int(text)
+        return None
+
+    for item in field.split(","):
+        base, slash, step = item.partition("/")
+        if slash and not (step.isdigit() and int(step) > 0):
+            return f"has a bad step {step!r}"
+        if base == "*" or (base == "?" and allow_any):
+            continue
+        start, dash, end = base.partition("-")
+        first = number(start)
+        if first is None:
+            return f"is not a number from {low} to {high}" + (f" or a name like {names[0]}" if names else "")
+        if dash:
+            last = number(end)
+            if last is None or last < first:
+                return f"has a bad range {base!r}"
+    return None
 
 
 class _TraceBuilder:
@@ -69,7 +129,7 @@ class HmlPipeline:
     Attributes:
         name: the pipeline's name (the function's name), used on the command line.
         cron: the production schedule (5- or 6-field cron), if any.
-        experiment: the Kubeflow experiment production runs go to.
+        experiment: the Kubeflow experiment production runs go to (default: the pipeline's name).
         params: the pipeline's own parameters (the function's arguments, with defaults).
     """
 
@@ -81,13 +141,15 @@ class HmlPipeline:
         self.name = name or func.__name__
         self.description = inspect.getdoc(func) or ""
         self.cron = normalise_cron(cron) if cron else None
-        self.experiment = experiment
+        self.experiment = experiment or self.name
         hints = typing.get_type_hints(func)
         params = []
         for p in inspect.signature(func).parameters.values():
             base = _base_type(hints.get(p.name, type(p.default) if p.default is not inspect.Parameter.empty else str))
             if base not in KFP_TYPES:
                 raise PipelineError(f"pipeline {self.name}: parameter {p.name!r} must be typed str, int, float, bool, list or dict")
+            if p.default is None:
+                raise PipelineError(f"pipeline {self.name}: parameter {p.name!r} defaults to None, which Kubeflow cannot pass")
             params.append(OpParam(p.name, base, p.default))
         self.params = params
         self._tasks: list[HmlTask] | None = None

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import HmlError, PipelineError
-from hmlcore.ops import render_value
+from hmlcore.ops import parse_value, render_value
 
 if TYPE_CHECKING:
     from hmlcore.pipelines import HmlPipeline
 
-__all__ = ["dag_order", "resolve_command", "run_all"]
+__all__ = ["RunFolder", "dag_order", "pipeline_params", "resolve_command", "run_all"]
 
 _INPUT_RE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 _OUTPUT_RE = re.compile(r"\{\{\$\.outputs\.parameters\['([^']+)'\]\.output_file\}\}")
@@ -67,12 +67,14 @@ def resolve_command(
 
     Args:
         params: the pipeline's parameter values.
-        outputs: the rendered output value of each finished task.
+        outputs: the output file's text of each finished task.
         output_file: where this task writes its own output.
         run_id: the value of ``{{$.pipeline_job_uuid}}``.
     """
     task = spec["root"]["dag"]["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]
+    if "executorLabel" not in component:
+        raise PipelineError(f"task {task_name} is a sub-DAG (a condition or loop); run-all runs only container steps")
     container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
     definitions = component.get("inputDefinitions", {}).get("parameters", {})
     values: dict[str, str] = {}
@@ -89,7 +91,10 @@ def resolve_command(
         elif "componentInputParameter" in source:
             values[name] = render_value(params[source["componentInputParameter"]], kind)
         elif "taskOutputParameter" in source:
-            values[name] = outputs[source["taskOutputParameter"]["producerTask"]]
+            producer = source["taskOutputParameter"]["producerTask"]
+            if producer not in outputs:
+                raise PipelineError(f"task {task_name}: input {name} needs the output of {producer}, which has none")
+            values[name] = _as_kfp_passes_it(outputs[producer], kind)
         else:
             raise PipelineError(f"task {task_name}: input {name} has a source this runner does not know: {sorted(source)}")
 
@@ -100,16 +105,42 @@ def resolve_command(
     return [fill(part) for part in container.get("command", [])] + [fill(part) for part in container.get("args", [])]
 
 
+def _as_kfp_passes_it(text: str, kind: type) -> str:
+    """An output file's text as Kubeflow hands it to a consumer: parsed by its type, rendered again."""
+    if kind is str:
+        return text
+    try:
+        return render_value(parse_value(text, kind), kind)
+    except ValueError:
+        return text
+
+
 def pipeline_params(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline's parameter values: ``given`` over the spec's defaults; raise if one is missing."""
+    """The pipeline's parameter values: ``given`` over the spec's defaults; raise if one is missing or bad.
+
+    A value given as a string (from the command line) is parsed by the parameter's type, like a step's
+    option: JSON for lists and dicts, ``true``/``false`` for booleans.
+
+    Example:
+        >>> spec = {"root": {"inputDefinitions": {"parameters": {"n": {"parameterType": "NUMBER_INTEGER", "defaultValue": 3.0}}}}}
+        >>> pipeline_params(spec, {}), pipeline_params(spec, {"n": "5"})
+        ({'n': 3.0}, {'n': 5})
+    """
     definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     unknown = sorted(set(given) - set(definitions))
     if unknown:
         raise PipelineError(f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(definitions) or 'none'}")
     values = {}
     for name, definition in definitions.items():
+        kind = _KIND.get(definition.get("parameterType", "STRING"), str)
         if name in given:
-            values[name] = given[name]
+            value = given[name]
+            if isinstance(value, str) and kind is not str:
+                try:
+                    value = parse_value(value, kind)
+                except ValueError as exc:
+                    raise PipelineError(f"pipeline parameter {name}: {exc}") from None
+            values[name] = value
         elif "defaultValue" in definition:
             values[name] = definition["defaultValue"]
         else:
@@ -155,10 +186,18 @@ def run_all(
 ) -> str:
     """Run every step of ``pipeline`` locally in DAG order and return the run id.
 
+    Each step's command line comes from the compiled spec with its placeholders filled the way the
+    Kubeflow launcher fills them; a step's output file is read, parsed by its type and handed to the
+    steps that consume it.
+
+    Example:
+        >>> run_all(app.pipelines["crashed_pipeline"], execute=run_in_process)  # doctest: +SKIP
+        'local-20250101-120000-1a2b3c'
+
     Args:
-        params: pipeline parameter values (defaults from the pipeline function otherwise).
+        params: pipeline parameter values (strings are parsed by type; defaults from the pipeline function otherwise).
         resume: the id of an earlier run to finish: its succeeded steps are skipped and their outputs reused.
-        execute: runs one resolved command line (the package's CLI, in process).
+        execute: runs one resolved command line (the package's CLI, in process or as a subprocess).
         echo: where progress lines go.
 
     Raises:
@@ -167,61 +206,80 @@ def run_all(
     from hmlcore.compiler import compile_pipeline
 
     app = pipeline.hml_app
-    spec = compile_pipeline(pipeline)
-    order = dag_order(spec)
     home = app.settings.home
     if resume:
+        if params:
+            raise PipelineError(f"--resume {resume} reuses that run's parameters; do not pass --param with it")
         folder = RunFolder(home, resume)
         if not folder.exists():
             raise PipelineError(f"no run {resume!r} to resume in {os.path.join(home, 'runs')}")
         state = folder.load()
         if state.get("pipeline") != pipeline.name:
             raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
+    spec = compile_pipeline(pipeline).spec
+    order = dag_order(spec)
+    if resume:
         values = state["params"]
     else:
         folder = RunFolder(home, new_run_id())
         values = pipeline_params(spec, params or {})
-        state = {"run_id": folder.run_id, "pipeline": pipeline.name, "params": values, "tasks": {}}
+        state = {"run_id": folder.run_id, "pipeline": pipeline.name, "params": values, "tasks": {}, "status": "running"}
         folder.save(state)
     run_id = folder.run_id
     outputs: dict[str, str] = {}
     total = len(order)
-    echo(f"run {run_id}: {total} steps of {pipeline.name}")
+    echo(f"run {run_id}: {total} steps of {pipeline.name} (folder {folder.path})")
     started_all = time.perf_counter()
     for i, name in enumerate(order, 1):
         record = state["tasks"].get(name, {})
         output_file = folder.output_file(name)
-        if record.get("status") == "succeeded":
-            if os.path.exists(output_file):
-                with open(output_file, encoding="utf-8") as handle:
-                    outputs[name] = handle.read()
-            echo(f"[{i}/{total}] {name}: done in an earlier attempt, skipped")
+        if record.get("status") == "succeeded" and (not record.get("output") or os.path.exists(output_file)):
+            if record.get("output"):
+                outputs[name] = _read(output_file)
+            echo(f"[{i}/{total}] {name}: succeeded in an earlier attempt, skipped")
             continue
         command = resolve_command(spec, name, params=values, outputs=outputs, output_file=output_file, run_id=run_id)
         echo(f"[{i}/{total}] {name} ...")
         started = time.perf_counter()
         state["tasks"][name] = {"status": "running", "command": command}
+        state["status"] = "running"
         folder.save(state)
         try:
             execute(command)
+            if _declares_output(spec, name) and not os.path.exists(output_file):
+                raise PipelineError(f"it wrote no output to {output_file}")
         except BaseException as exc:
             message = _message(exc)
             state["tasks"][name] = {"status": "failed", "command": command, "error": message}
+            state["status"] = "failed"
             folder.save(state)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise PipelineError(
-                f"step {name} failed after {time.perf_counter() - started:.1f}s: {message} (finish with: run-all --resume {run_id})"
+                f"step {name} ({i}/{total}) failed after {time.perf_counter() - started:.1f}s: {message}"
+                f" (finish with: run-all --resume {run_id})"
             ) from exc
         seconds = time.perf_counter() - started
-        if os.path.exists(output_file):
-            with open(output_file, encoding="utf-8") as handle:
-                outputs[name] = handle.read()
-        state["tasks"][name] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3)}
+        has_output = os.path.exists(output_file)
+        if has_output:
+            outputs[name] = _read(output_file)
+        state["tasks"][name] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}
         folder.save(state)
         echo(f"[{i}/{total}] {name}: ok in {seconds:.1f}s" + (f" -> {_short(outputs[name])}" if name in outputs else ""))
+    state["status"] = "succeeded"
+    folder.save(state)
     echo(f"run {run_id}: {total} steps succeeded in {time.perf_counter() - started_all:.1f}s")
     return run_id
+
+
+def _declares_output(spec: dict[str, Any], task_name: str) -> bool:
+    component = spec["components"][spec["root"]["dag"]["tasks"][task_name]["componentRef"]["name"]]
+    return bool(component.get("outputDefinitions", {}).get("parameters"))
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _message(exc: BaseException) -> str:
