@@ -35,15 +35,17 @@ def main() -> int:
     pipeline = json.loads(r'''{{ cookiecutter.pipeline_name | tojson }}''')
     # fmt: on
     remove_unchosen_ci(ci)
-    print(
-        f"\nBaked {slug}. Next steps:\n"
-        f"  cd {slug}\n"
-        f"  python -m venv .venv && . .venv/bin/activate\n"
-        f"  make install                                  # the package, hmlcore and the test tools\n"
-        f"  {package} pipelines {pipeline} run-all        # train on the shipped data\n"
-        f"  {package} inference run-dev                   # serve on http://127.0.0.1:8000/predict\n"
-        f"  make test                                     # the package's own tests\n"
-    )
+    steps = [
+        (f"cd {slug}", ""),
+        ("python -m venv .venv && . .venv/bin/activate", ""),
+        ("make install", "hmlcore and this package (HMLCORE=<wheel or checkout> if hmlcore is not on your index)"),
+        (f"{package} pipelines {pipeline} run-all", "train on the shipped data"),
+        (f"{package} inference run-dev", "serve on http://127.0.0.1:8000/predict"),
+        ("make test", "the package's own tests"),
+    ]
+    width = max(len(command) for command, _ in steps) + 2
+    lines = [f"  {command:<{width}}{'# ' + note if note else ''}".rstrip() for command, note in steps]
+    print(f"\nBaked {slug}. Next steps:\n" + "\n".join(lines) + "\n")
     return 0
 
 
