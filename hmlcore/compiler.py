@@ -131,17 +131,19 @@ class KfpTask(HmlTask):
         memory_limit: str | None = None,
     ) -> KfpTask:
         """Set CPU and memory requests and limits (``"500m"``, ``"2"``, ``"1Gi"``...)."""
-        try:
-            if cpu_request:
-                self.kfp_task.set_cpu_request(cpu_request)
-            if cpu_limit:
-                self.kfp_task.set_cpu_limit(cpu_limit)
-            if memory_request:
-                self.kfp_task.set_memory_request(memory_request)
-            if memory_limit:
-                self.kfp_task.set_memory_limit(memory_limit)
-        except ValueError as exc:
-            raise ConfigError(f"step {self.name}: {exc}") from exc
+        setters = {
+            "cpu_request": (cpu_request, self.kfp_task.set_cpu_request),
+            "cpu_limit": (cpu_limit, self.kfp_task.set_cpu_limit),
+            "memory_request": (memory_request, self.kfp_task.set_memory_request),
+            "memory_limit": (memory_limit, self.kfp_task.set_memory_limit),
+        }
+        for label, (value, setter) in setters.items():
+            if value is None:
+                continue
+            try:
+                setter(str(value))
+            except ValueError as exc:
+                raise ConfigError(f"step {self.name}: {label} {value!r} is invalid: {exc}") from None
         return self
 
     def with_retries(self, count: int, *, backoff: str = "60s") -> KfpTask:

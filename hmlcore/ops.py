@@ -312,12 +312,18 @@ def parse_value(text: str, kind: type) -> Any:
     if kind is bool:
         return _parse_bool(text)
     if kind is int:
-        number = float(text)
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
         if not number.is_integer():
             raise ValueError(f"{text!r} is not a whole number")
         return int(number)
     if kind is float:
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
     try:
         value = json.loads(text)
     except ValueError as exc:

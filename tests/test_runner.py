@@ -1,0 +1,214 @@
+"""Local runs: ``run-all`` walks the compiled DAG like Kubeflow, keeps every output, stops and resumes;
+the parity test executes the compiled spec's own command lines as subprocesses and gets the same outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from hmlcore import hml
+
+from .pipeline_demo import create_app, write_entrypoint
+
+STEPS = ["make-numbers", "summarise", "shout", "check"]
+
+
+def run_all(home: Path, *args: str, env: dict | None = None):
+    """``hmldemo pipelines demo run-all ...`` in process, with HML_HOME=home."""
+    runner = CliRunner()
+    return runner.invoke(create_app().cli(), ["pipelines", "demo", "run-all", *args], env={"HML_HOME": str(home), **(env or {})})
+
+
+def state_of(home: Path, run_id: str) -> dict:
+    return json.loads((home / "runs" / run_id / "state.json").read_text(encoding="utf-8"))
+
+
+def output_of(home: Path, run_id: str, task: str) -> str:
+    return (home / "runs" / run_id / "outputs" / task / "output").read_text(encoding="utf-8")
+
+
+def test_run_all_runs_the_dag_in_order_and_keeps_every_output(tmp_path: Path):
+    result = run_all(tmp_path, "--param", "count=3", "--param", "weights=[2, 1]")
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip()
+    done = re.findall(r"^\[(\d)/4\] ([a-z-]+): ok in \d+\.\ds", result.stderr, re.M)
+    assert [int(i) for i, _ in done] == [1, 2, 3, 4] and sorted(step for _, step in done) == sorted(STEPS), result.stderr
+    order = [step for _, step in done]
+    assert order.index("make-numbers") < order.index("summarise") < order.index("check") and order.index("shout") < order.index("check")
+    state = state_of(tmp_path, run_id)
+    assert state["status"] == "succeeded" and state["params"] == {"count": 3, "weights": [2, 1], "fail": False}
+    numbers = json.loads(output_of(tmp_path, run_id, "make-numbers"))
+    assert numbers["count"] == 3 and numbers["label"] == 'it\'s "quoted" & spaced'
+    summary = json.loads(output_of(tmp_path, run_id, "summarise"))
+    assert summary == {"label": numbers["label"], "total": 0 * 2 + 1.5 * 1 + 3.0 * 2, "verbose": True, "values": [0, 1.5, 6]}
+    assert output_of(tmp_path, run_id, "shout") == "DONE DONE"
+    assert (tmp_path / "lake" / "runs" / "demo" / run_id / "check" / "ok").exists()
+
+
+def test_a_bad_pipeline_parameter_is_named(tmp_path: Path):
+    result = run_all(tmp_path, "--param", "count=many")
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: pipeline parameter count: 'many' is not a whole number"
+    result = run_all(tmp_path, "--param", "colour=red")
+    assert "unknown pipeline parameter 'colour'; known: count, weights, fail" in result.output
+
+
+def test_a_failing_step_stops_the_run_keeps_what_finished_and_resume_reruns_only_the_rest(tmp_path: Path):
+    failed = run_all(tmp_path, "--param", "count=2", env={"HMLDEMO_FAIL": "check"})
+    assert failed.exit_code == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: step check (4/4) failed after") and "check refused summary" in last
+    run_id = re.search(r"--resume (\S+)\)", last).group(1)
+    state = state_of(tmp_path, run_id)
+    assert state["status"] == "failed"
+    assert {k: v["status"] for k, v in state["tasks"].items()} == {
+        "make-numbers": "succeeded",
+        "summarise": "succeeded",
+        "shout": "succeeded",
+        "check": "failed",
+    }
+    kept = {task: output_of(tmp_path, run_id, task) for task in STEPS[:3]}
+
+    resumed = run_all(tmp_path, "--resume", run_id)
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.strip() == run_id
+    for step in STEPS[:3]:
+        assert re.search(rf"^\[[1-3]/4\] {step}: succeeded in an earlier attempt, skipped$", resumed.stderr, re.M)
+    assert "[4/4] check: ok" in resumed.stderr
+    assert {task: output_of(tmp_path, run_id, task) for task in STEPS[:3]} == kept
+    assert state_of(tmp_path, run_id)["status"] == "succeeded"
+
+
+def test_resume_refuses_unknown_runs_and_new_parameters(tmp_path: Path):
+    assert run_all(tmp_path, "--resume", "local-nope").output.startswith("Error: no run 'local-nope' to resume")
+    result = run_all(tmp_path, "--resume", "x", "--param", "count=1")
+    assert "do not pass --param with it" in result.output and result.exit_code == 1
+
+
+def test_a_step_failing_in_the_middle_is_named_and_later_steps_do_not_run(tmp_path: Path):
+    result = run_all(tmp_path, env={"HMLDEMO_FAIL": "check"}, )
+    assert "[4/4] check ..." in result.stderr
+    app = hml.HmlApp(name="broken", package_entrypoint="hmldemo")
+
+    @hml.op()
+    def first() -> int:
+        raise RuntimeError("disk full")
+
+    @hml.op()
+    def second(n: int) -> None:
+        pass
+
+    @hml.pipeline(app.pipelines)
+    def chain():
+        second(n=first().output)
+
+    runner = CliRunner()
+    result = runner.invoke(app.cli(), ["pipelines", "chain", "run-all"], env={"HML_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "Error: step first (1/2) failed after" in result.stderr and "RuntimeError: disk full" in result.stderr
+    assert "second" not in result.stderr.split("Error:")[0].split("[1/2] first ...")[1]
+
+
+# ---------------------------------------------------------------------------------------------- parity
+def _resolve(spec: dict, task_name: str, *, run_id: str, outputs: dict[str, str], output_file: str) -> list[str]:
+    """The task's command line with its placeholders filled, as the Kubeflow launcher fills them (written
+    here independently of hmlcore.runner, from the spec alone)."""
+    task = spec["root"]["dag"]["tasks"][task_name]
+    component = spec["components"][task["componentRef"]["name"]]
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    pipeline_defaults = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    values = {}
+    for name, definition in component["inputDefinitions"]["parameters"].items():
+        source = task.get("inputs", {}).get("parameters", {}).get(name)
+        kind = definition["parameterType"]
+        if source is None:
+            value = definition.get("defaultValue")
+        elif "runtimeValue" in source:
+            value = source["runtimeValue"]["constant"]
+            value = run_id if value == "{{$.pipeline_job_uuid}}" else value
+        elif "componentInputParameter" in source:
+            value = pipeline_defaults[source["componentInputParameter"]]
+        else:
+            text = outputs[source["taskOutputParameter"]["producerTask"]]
+            value = text if kind == "STRING" else json.loads(text)
+        if kind == "BOOLEAN":
+            values[name] = "true" if value else "false"
+        elif kind in ("LIST", "STRUCT"):
+            values[name] = json.dumps(_protobuf_numbers(value), separators=(",", ":"))
+        elif kind == "NUMBER_INTEGER":
+            values[name] = str(int(value))
+        else:
+            values[name] = str(value)
+
+    def fill(part: str) -> str:
+        part = re.sub(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", lambda m: values[m.group(1)], part)
+        return re.sub(r"\{\{\$\.outputs\.parameters\['[^']+'\]\.output_file\}\}", output_file, part)
+
+    return [fill(p) for p in container["command"] + container["args"]]
+
+
+def _protobuf_numbers(value):
+    """Protobuf keeps every number as a double and its JSON writes whole ones without a fraction: 2.0 -> 2."""
+    if isinstance(value, dict):
+        return {k: _protobuf_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_protobuf_numbers(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _order(spec: dict) -> list[str]:
+    tasks = spec["root"]["dag"]["tasks"]
+    done: list[str] = []
+    while len(done) < len(tasks):
+        done += [n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= set(done)]
+    return done
+
+
+def test_parity_the_compiled_command_lines_produce_what_run_all_produces(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    write_entrypoint(bin_dir)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+    # 1. compile with the package's own CLI, exactly as a user would
+    compiled = subprocess.run(
+        ["hmldemo", "pipelines", "demo", "compile", "-o", str(tmp_path / "demo.yaml")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    spec = next(yaml.safe_load_all((tmp_path / "demo.yaml").read_text(encoding="utf-8")))
+
+    # 2. execute each task's compiled command line as a subprocess, in DAG order, like the cluster would
+    container_home, run_id = tmp_path / "container-home", "kfp-run-0001"
+    outputs: dict[str, str] = {}
+    for name in _order(spec):
+        output_file = tmp_path / "kfp-outputs" / name / "output"
+        command = _resolve(spec, name, run_id=run_id, outputs=outputs, output_file=str(output_file))
+        step = subprocess.run(command, env={**env, "HML_HOME": str(container_home)}, capture_output=True, text=True, timeout=120)
+        assert step.returncode == 0, f"{name}: {step.stderr}"
+        if output_file.exists():
+            outputs[name] = output_file.read_text(encoding="utf-8")
+
+    # 3. run-all (as a subprocess too), in another home
+    local_home = tmp_path / "local-home"
+    local = subprocess.run(
+        ["hmldemo", "pipelines", "demo", "run-all"], env={**env, "HML_HOME": str(local_home)}, capture_output=True, text=True, timeout=300
+    )
+    assert local.returncode == 0, local.stderr
+    local_run = local.stdout.strip()
+
+    # 4. same outputs, once the run id and the home folder are told apart
+    def normalise(text: str, run: str, home: Path) -> str:
+        return text.replace(run, "<run>").replace(str(home), "<home>")
+
+    assert set(outputs) == {"make-numbers", "summarise", "shout"}
+    for name, text in outputs.items():
+        assert normalise(text, run_id, container_home) == normalise(output_of(local_home, local_run, name), local_run, local_home), name
+    numbers = json.loads(outputs["make-numbers"])["numbers"]
+    assert Path(numbers["uri"]).read_bytes() == Path(json.loads(output_of(local_home, local_run, "make-numbers"))["numbers"]["uri"]).read_bytes()
+    assert (container_home / "lake" / "runs" / "demo" / run_id / "check" / "ok").exists()
