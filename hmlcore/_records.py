@@ -49,6 +49,8 @@ def _shown(value: Any) -> Any:
     """``value`` as it may appear in a JSON error body: scalars as they are, anything else as a short repr."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not -(10**80) < value < 10**80:
+        return f"an integer of {len(format(abs(value), 'x')) * 4} bits"
     if isinstance(value, _SCALARS):
         return value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
     text = repr(value)
@@ -202,7 +204,7 @@ def _number(value: Any) -> float | None:
     if kind is float:
         return value  # type: ignore[no-any-return]
     if kind is int:
-        return float(value) if -(2**1023) < value < 2**1023 else math.copysign(math.inf, value)
+        return float(value) if -(2**1023) < value < 2**1023 else (math.inf if value > 0 else -math.inf)
     if kind is bool:
         return None
     if isinstance(value, str):

@@ -12,7 +12,7 @@ Example:
     >>> c = ModelContainer("m", "p", ["age"], ["sex"], "y")
     >>> c.encoder.categories = {"sex": ["f", "m"]}
     >>> feature_schemas(c)["sex"]["enum"]
-    ['f', 'm']
+    ['f', 'm', None]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def feature_schemas(container: ModelContainer) -> dict[str, dict[str, Any]]:
         known = list(container.encoder.categories.get(feature, []))
         schema = {"type": "string", "nullable": True}
         if unknown == "error" and known:
-            schema["enum"] = known
+            schema["enum"] = [*known, None]  # OpenAPI 3.0: a nullable enum lists null
             schema["description"] = f"One of the categories seen in training: {', '.join(known)}. null: missing."
         else:
             schema["description"] = f"Categories seen in training: {', '.join(known) or 'none'}; any other is treated as missing."
@@ -102,10 +102,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
         {
             "summary": "Predict one record given as query parameters",
             "operationId": "predict_get",
-            "parameters": [
-                {"name": f, "in": "query", "required": f in required, "schema": {k: v for k, v in s.items() if k != "nullable"}}
-                for f, s in features.items()
-            ],
+            "parameters": [{"name": f, "in": "query", "required": f in required, "schema": _query_schema(s)} for f, s in features.items()],
             "responses": {"200": _response("The prediction.", prediction), **errors},
         },
     )
@@ -193,6 +190,14 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
             }
         },
     }
+
+
+def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A feature's schema as a query parameter: a query string cannot say null."""
+    out = {k: v for k, v in schema.items() if k != "nullable"}
+    if "enum" in out:
+        out["enum"] = [v for v in out["enum"] if v is not None]
+    return out
 
 
 def _response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
