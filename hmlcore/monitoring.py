@@ -1,0 +1,296 @@
+"""Monitoring in the serving process: ``GET /metrics`` (Prometheus) and ``GET /drift`` (JSON).
+
+Call :func:`enable_monitoring` from the package's ``@hml.inference`` function::
+
+    @hml.inference(app.inference)
+    def load_model(inference_app):
+        inference_app.get_model("crashed").load()
+        enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)
+
+It registers a :class:`Monitor` as an observer of every prediction and refused request, counts every
+request and its latency, and adds the two routes.
+
+**Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
+(:class:`~hmlcore.drift.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
+(``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.metrics`). ``/drift`` and the drift gauges of
+``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
+with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
+the server's ``child_exit`` hook, or skipped and removed by the next reader. Writing a window is a few
+array assignments in a memory-mapped file: no lock between workers and no system call per request.
+With one process (the development server) the window stays in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds, DriftWindow, read_windows
+from hmlcore.errors import ConfigError, HmlError
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+    from hmlcore.inference import HmlInferenceApp
+    from hmlcore.metrics import ServingMetrics
+    from hmlcore.model import ModelContainer
+
+__all__ = ["DEFAULT_WINDOW", "Monitor", "enable_monitoring", "find_monitor"]
+
+log = logging.getLogger("hmlcore.monitoring")
+
+#: rows each worker's drift window keeps unless ``window=`` or ``HML_DRIFT_WINDOW`` says otherwise
+DEFAULT_WINDOW = 1000
+_PID_RE = re.compile(r"hml-drift-(\d+)\.bin$")
+
+
+def enable_monitoring(
+    inference_app: HmlInferenceApp,
+    *,
+    window: int | None = None,
+    thresholds: Mapping[str, Any] | DriftThresholds | None = None,
+    model: str | None = None,
+) -> Monitor:
+    """Serve ``/metrics`` and ``/drift`` and watch every prediction; return the :class:`Monitor`.
+
+    Args:
+        inference_app: ``app.inference``, as the ``@hml.inference`` function receives it.
+        window: rows each worker's drift window keeps (default ``HML_DRIFT_WINDOW``, else 1000).
+        thresholds: when drift is a warning or an alert (see :class:`~hmlcore.drift.DriftThresholds`).
+        model: the registered model to watch (default: the one ``/predict`` serves).
+
+    Raises:
+        ConfigError: a bad window size or threshold.
+
+    Example:
+        >>> from hmlcore import hml
+        >>> app = hml.HmlApp(name="demo")
+        >>> monitor = enable_monitoring(app.inference, window=500, thresholds={"psi": (0.2, 0.3)})
+        >>> monitor.window_size
+        500
+    """
+    existing = find_monitor(inference_app)
+    if existing is not None:
+        return existing
+    if window is None:
+        text = os.environ.get("HML_DRIFT_WINDOW")
+        try:
+            window = int(text) if text else DEFAULT_WINDOW
+        except ValueError:
+            raise ConfigError(f"HML_DRIFT_WINDOW must be a whole number, got {text!r}") from None
+    monitor = Monitor(inference_app, window=window, thresholds=thresholds, model=model)
+    inference_app.observe(monitor)
+    monitor.install(inference_app.flask)
+    return monitor
+
+
+def find_monitor(inference_app: HmlInferenceApp) -> Monitor | None:
+    """The :class:`Monitor` enabled on ``inference_app``, if any."""
+    return next((o for o in inference_app.observers if isinstance(o, Monitor)), None)
+
+
+class Monitor:
+    """Watches one inference API: its requests, predictions, refusals and the drift of its inputs.
+
+    Created by :func:`enable_monitoring`. Per-process state (the metrics, this worker's window) is made on
+    first use in each process, after gunicorn forks.
+    """
+
+    def __init__(
+        self,
+        inference_app: HmlInferenceApp,
+        *,
+        window: int,
+        thresholds: Mapping[str, Any] | DriftThresholds | None = None,
+        model: str | None = None,
+    ) -> None:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ConfigError(f"the drift window must be a whole number of rows >= 1, got {window!r}")
+        self.inference_app = inference_app
+        self.window_size = window
+        self.thresholds = DriftThresholds.from_mapping(thresholds)
+        self.model_name = model
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._metrics: ServingMetrics | None = None
+        self._window: DriftWindow | None = None
+        self._profile: tuple[Any, DriftProfile] | None = None
+
+    # ----------------------------------------------------------------- per-process state
+    @property
+    def container(self) -> ModelContainer:
+        """The model watched."""
+        return self.inference_app.get_model(self.model_name) if self.model_name else self.inference_app.model
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._pid, self._metrics, self._window = os.getpid(), None, None
+
+    @property
+    def metrics(self) -> ServingMetrics:
+        """This process's metrics (created on first use, after the fork)."""
+        self._check_fork()
+        if self._metrics is None:
+            with self._lock:
+                if self._metrics is None:
+                    from hmlcore.metrics import MonitorCollector, ServingMetrics
+
+                    metrics = ServingMetrics(model=self.container.name)
+                    metrics.add_collector(MonitorCollector(model=metrics.model, state=self._scrape_state))
+                    self._metrics = metrics
+        return self._metrics
+
+    def profile(self, container: ModelContainer | None = None) -> DriftProfile:
+        """The drift profile of the served model version (rebuilt when the version changes)."""
+        container = container or self.container
+        key = (id(container), container.version, id(container.distributions))
+        if self._profile is None or self._profile[0] != key:
+            self._profile = (key, DriftProfile.from_container(container))
+        return self._profile[1]
+
+    def _folder(self) -> str | None:
+        from hmlcore.metrics import multiprocess_dir
+
+        return multiprocess_dir()
+
+    def _own_window(self, profile: DriftProfile) -> DriftWindow:
+        self._check_fork()
+        window = self._window
+        if window is None or window.profile is not profile:
+            with self._lock:
+                if self._window is None or self._window.profile is not profile:
+                    if self._window is not None:
+                        self._window.close()
+                    folder = self._folder()
+                    path = os.path.join(folder, f"hml-drift-{os.getpid()}.bin") if folder else None
+                    self._window = DriftWindow(profile, size=self.window_size, path=path)
+                window = self._window
+        return window
+
+    # ----------------------------------------------------------------- observer
+    def on_predict(self, container: ModelContainer, records: Sequence[Mapping[str, Any]], features: np.ndarray, predictions: Any) -> None:
+        """Count the predictions and add the rows to this worker's drift window."""
+        self.metrics.observe_predictions(predictions)
+        if self.model_name and container is not self.container:
+            return
+        try:
+            profile = self.profile(container)
+        except HmlError:
+            return  # no training distributions: nothing to compare with (``/drift`` says why)
+        self._own_window(profile).add(profile.codes_from_request(features, records, container.defaults))
+
+    def on_invalid(self, container: ModelContainer, details: Sequence[Mapping[str, Any]]) -> None:
+        """Count a refused request under each feature it was refused for."""
+        self.metrics.observe_invalid(details)
+
+    # ----------------------------------------------------------------- drift
+    def window_counts(self, profile: DriftProfile) -> tuple[np.ndarray, int]:
+        """The slot counts summed over every live worker's window, and how many windows were summed."""
+        folder = self._folder()
+        if folder is None:
+            self._check_fork()
+            window = self._window
+            if window is None or window.profile is not profile:
+                return np.zeros(profile.slots, dtype=np.int64), 0
+            return window.counts(), 1
+        from hmlcore.metrics import drift_files
+
+        paths = []
+        for path in drift_files(folder):
+            match = _PID_RE.search(path)
+            if match and _alive(int(match.group(1))):
+                paths.append(path)
+            elif match:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        return read_windows(paths, profile)
+
+    def report(self) -> tuple[DriftReport, int]:
+        """The drift over the recent rows of every live worker, and how many workers' windows it covers.
+
+        Raises:
+            ConfigError: the model holds no training distributions.
+        """
+        profile = self.profile()
+        counts, workers = self.window_counts(profile)
+        return profile.evaluate(counts, thresholds=self.thresholds), workers
+
+    def _scrape_state(self) -> tuple[str | None, DriftReport | None, int]:
+        container = self.container
+        try:
+            report, workers = self.report()
+        except HmlError:
+            return container.version, None, 0
+        return container.version, report, workers
+
+    # ----------------------------------------------------------------- flask
+    def install(self, flask_app: Flask) -> None:
+        """Add ``/metrics``, ``/drift`` and the request counting hooks to ``flask_app``."""
+        import flask
+
+        def started() -> None:
+            flask.g.hml_started = time.perf_counter()
+
+        def finished(response: Response) -> Response:
+            begun = flask.g.pop("hml_started", None)
+            if begun is not None:
+                rule = flask.request.url_rule
+                try:
+                    self.metrics.observe_request(
+                        rule.rule if rule else "(unmatched)", flask.request.method, response.status_code, time.perf_counter() - begun
+                    )
+                except Exception:  # noqa: BLE001 - monitoring must never break serving
+                    log.exception("counting a request failed")
+            return response
+
+        flask_app.before_request(started)
+        flask_app.after_request(finished)
+        for rule, view in (("/metrics", self._metrics_view), ("/drift", self._drift_view)):
+            if any(r.rule == rule and "GET" in (r.methods or ()) for r in flask_app.url_map.iter_rules()):
+                log.warning("GET %s is already routed: monitoring leaves it alone", rule)
+                continue
+            flask_app.add_url_rule(rule, f"hml_{rule.strip('/')}", view, methods=["GET"])
+
+    def _metrics_view(self) -> Any:
+        import flask
+
+        body, content_type = self.metrics.render()
+        return flask.Response(body, content_type=content_type)
+
+    def _drift_view(self) -> Any:
+        import flask
+
+        from hmlcore.inference import ApiError
+
+        container = self.container
+        try:
+            report, workers = self.report()
+        except HmlError as exc:
+            raise ApiError(503, f"no drift for model {container.name}: {exc}") from exc
+        detail = flask.request.args.get("detail", "").lower() in ("1", "true", "yes")
+        return {
+            "model": {"name": container.name, "version": container.version},
+            "window": {"size_per_worker": self.window_size, "workers": workers, "rows": report.rows},
+            **report.to_dict(detail=detail),
+        }
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
