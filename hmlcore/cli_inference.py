@@ -55,4 +55,6 @@ def inference_group(app: HmlApp) -> click.Group:
         limit_threads(workers)
         run_prod(app.inference.create_app(), host=host, port=port, workers=workers, timeout=timeout)
 
-    return group
+    from hmlcore.cli_k8s import add_k8s_commands
+
+    return add_k8s_commands(group, app)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from hmlcore.app import HmlApp
 from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelLoadError, PipelineError
 from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
+from hmlcore.k8s import HmlInferenceDeployment
 from hmlcore.model import ModelContainer
 from hmlcore.ops import HmlOp, HmlTask, OpContext, op
 from hmlcore.pipelines import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
@@ -24,6 +25,7 @@ __all__ = [
     "HmlApp",
     "HmlError",
     "HmlInferenceApp",
+    "HmlInferenceDeployment",
     "HmlOp",
     "HmlPipeline",
     "HmlPipelineApp",

@@ -93,7 +93,7 @@ class HmlInferenceDeployment:
         self.service_account: str | None = None
         self.node_selector: dict[str, str] = {}
         self.with_empty_dir("tmp", "/tmp")
-        self.with_envs({"HML_HOME": "/tmp/hml", "HML_WORKERS": "2", **app.env})
+        self.with_envs({"HML_HOME": "/tmp/hml", **app.env})
 
     def __repr__(self) -> str:
         return f"<HmlInferenceDeployment {self.namespace}/{self.name} image={self.image}>"
