@@ -123,7 +123,10 @@ def run_prod(flask_app: flask.Flask, *, host: str, port: int, workers: int, time
     """
     from gunicorn.app.base import BaseApplication
 
+    from hmlcore.metrics import gunicorn_hooks
+
     options = gunicorn_options(host=host, port=port, workers=workers, timeout=timeout, name=flask_app.name)
+    options.update(gunicorn_hooks())  # Prometheus multiprocess folder for the workers; dead workers forgotten
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
