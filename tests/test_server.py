@@ -1,0 +1,146 @@
+"""Serving for real: gunicorn (workers, access log, graceful SIGTERM, no control socket) and the dev server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from hmlcore.errors import ConfigError
+from hmlcore.server import default_workers, gunicorn_options, limit_threads
+
+from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
+from .conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lake")
+    publish_model(path)
+    return path
+
+
+def start(tmp_path: Path, lake: Path, *command: str) -> tuple[subprocess.Popen, str, Path]:
+    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready."""
+    script = tmp_path / "serve_app.py"
+    script.write_text(APP_SCRIPT)
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("XDG_RUNTIME_DIR", None)
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {server.communicate()[1]}")
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return server, base, home
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise AssertionError("the server was never ready")
+
+
+def stop(server: subprocess.Popen) -> tuple[str, str]:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        return server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.communicate()
+
+
+def test_run_prod_serves_with_workers_logs_access_and_stops_gracefully(tmp_path: Path, lake: Path):
+    server, base, home = start(tmp_path, lake, "run-prod", "--workers", "2", "--timeout", "10")
+    try:
+        got = requests.get(f"{base}/predict", params=RECORD, timeout=5)
+        assert got.status_code == 200 and got.json()["model"]["version"] == "run-1"
+        posted = requests.post(f"{base}/predict", json=[RECORD] * 50, timeout=5)
+        assert len(posted.json()["predictions"]) == 50
+        assert requests.post(f"{base}/predict", data="{oops", timeout=5).status_code == 400
+        # SIGTERM while a request is in flight: that request still gets its answer
+        answers: list[requests.Response] = []
+        slow = threading.Thread(target=lambda: answers.append(requests.get(f"{base}/slow", params={"seconds": "1.5"}, timeout=20)))
+        slow.start()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        slow.join(timeout=20)
+    finally:
+        stdout, stderr = stop(server)
+    assert server.returncode == 0, stderr
+    assert [a.status_code for a in answers] == [200]
+    assert stderr.count("Booting worker") == 2
+    assert '"GET /predict?' in stdout and '"POST /predict HTTP/1.1" 200' in stdout  # the access log, on stdout
+    assert "ms" in stdout.splitlines()[0]
+    assert not (home / ".gunicorn").exists()  # no control socket under $HOME
+
+
+def test_run_dev_serves(tmp_path: Path, lake: Path):
+    server, base, _ = start(tmp_path, lake, "run-dev", "--no-reload")
+    try:
+        got = requests.post(f"{base}/v1/models/risk:predict", json={"instances": [RECORD]}, timeout=5)
+        assert got.status_code == 200 and len(got.json()["predictions"]) == 1
+    finally:
+        stop(server)
+
+
+def test_a_model_that_cannot_load_stops_run_prod_with_one_line(tmp_path: Path):
+    app = serving_app(tmp_path / "empty-lake")
+    result = CliRunner().invoke(app.cli(), ["inference", "run-prod", "--port", str(free_port()), "--host", "127.0.0.1"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: no published model 'risk'")
+
+
+def test_gunicorn_options_preload_and_disable_the_control_socket():
+    options = gunicorn_options(host="::", port=8080, workers=3, timeout=12, name="crashed")
+    assert options["bind"] == "[::]:8080"
+    assert options["workers"] == 3 and options["preload_app"] is True
+    assert options["control_socket_disable"] is True
+    assert options["graceful_timeout"] == options["timeout"] == 12
+    assert options["accesslog"] == "-"
+    with pytest.raises(ConfigError, match="at least 1, got 0"):
+        gunicorn_options(host="127.0.0.1", port=1, workers=0)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), (None, None), ("", None)])
+def test_default_workers_reads_hml_workers(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int | None):
+    if value is None:
+        monkeypatch.delenv("HML_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("HML_WORKERS", value)
+    workers = default_workers()
+    assert workers == expected if expected else 1 <= workers <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(("value", "message"), [("two", "whole number, got 'two'"), ("0", "at least 1, got 0")])
+def test_a_bad_hml_workers_names_the_value(monkeypatch: pytest.MonkeyPatch, value: str, message: str):
+    monkeypatch.setenv("HML_WORKERS", value)
+    with pytest.raises(ConfigError, match=message):
+        default_workers()
+
+
+def test_limit_threads_shares_the_cores_and_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")
+    limit_threads(workers=64)
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["MKL_NUM_THREADS"] == "7"
