@@ -44,3 +44,27 @@ def test_unknown_category_is_422(client):
 def test_malformed_json_is_400(client):
     response = client.post("/predict", data="{not json", content_type="application/json")
     assert response.status_code == 400
+
+
+def test_a_value_of_the_wrong_type_is_422_naming_the_feature_and_type(client):
+    response = client.post("/predict", json={**CRASH, "age": "old"})
+    assert response.status_code == 422
+    assert response.json["details"][0]["feature"] == "age"
+    assert response.json["details"][0]["expected"] == "number"
+
+
+def test_kserve_v1_predict_answers_like_predict(client):
+    response = client.post(f"/v1/models/{shared.MODEL_NAME}:predict", json={"instances": [CRASH]})
+    assert response.status_code == 200, response.json
+    assert response.json["predictions"] == client.post("/predict", json=CRASH).json["predictions"]
+
+
+def test_openapi_lists_the_categories_seen_in_training(client):
+    record = client.get("/openapi.json").json["components"]["schemas"]["Record"]
+    assert set(record["required"]) == set(shared.FEATURES_NUMERIC + shared.FEATURES_CATEGORICAL)
+    assert "belted" in record["properties"]["seatbelt"]["enum"]
+
+
+def test_ready_once_the_model_is_loaded(client):
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/model").json["metrics"]["auc"] > 0.75
