@@ -243,23 +243,25 @@ class _Session:
     def __init__(self, target: KfpTarget, echo: Callable[[str], None]) -> None:
         import kfp
 
+        class Client(kfp.Client):
+            """kfp.Client whose health check asks once, with a timeout (kfp's retries 5 times, 5 s apart)."""
+
+            def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+                return self._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT)
+
         self.target = target
         self.echo = echo
         self.ui = target.host.rstrip("/")
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            try:
-                self.client = kfp.Client(
-                    host=target.host,
-                    namespace=target.namespace or "kubeflow",
-                    client_id=target.client_id,
-                    existing_token=target.existing_token,
-                )
-            except HmlError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - auth plugins raise many types
-                raise DeployError(f"cannot connect to Kubeflow Pipelines at {target.host}: {_reason(exc)}") from exc
-        self.call("check its health", lambda c: c._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT))
+        self.client = self.call(
+            "check its health",
+            lambda _: Client(
+                host=target.host,
+                namespace=target.namespace or "kubeflow",
+                client_id=target.client_id,
+                existing_token=target.existing_token,
+            ),
+        )
+        self.call("check its health", lambda c: c.get_kfp_healthz())
 
     def call(self, what: str, action: Callable[..., Any], *args: Any) -> Any:
         """Run ``action(client, *args)``; kfp's own prints are swallowed, its errors become a DeployError."""
@@ -268,7 +270,7 @@ class _Session:
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                return action(self.client, *args)
+                return action(getattr(self, "client", None), *args)
         except kfp_server_api.ApiException as exc:
             status = exc.status or 0
             if status in (401, 403):

@@ -57,7 +57,7 @@ def test_a_bad_pipeline_parameter_is_named(tmp_path: Path):
     assert result.exit_code == 1
     assert result.output.strip() == "Error: pipeline parameter count: 'many' is not a whole number"
     result = run_all(tmp_path, "--param", "colour=red")
-    assert "unknown pipeline parameter 'colour'; known: count, weights, fail" in result.output
+    assert "unknown pipeline parameter 'colour'; known: count, fail, weights" in result.output
 
 
 def test_a_failing_step_stops_the_run_keeps_what_finished_and_resume_reruns_only_the_rest(tmp_path: Path):
