@@ -1,0 +1,105 @@
+"""The pipeline commands as a user types them: run one step, compile, deploy; errors are one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from .conftest import ROOT, free_port
+from .kfp_server import FakeKfp
+from .pipeline_demo import create_app
+
+
+@pytest.fixture(autouse=True)
+def kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kfp.client import client
+
+    monkeypatch.setattr(client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp" / "context.json"))
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(create_app().cli(), list(args), env=env)
+
+
+def test_run_parses_options_exactly_as_the_compiled_command_passes_them(tmp_path: Path):
+    numbers = {"label": "x", "count": 2, "numbers": {"uri": "u", "sha256": "s"}}
+    out = tmp_path / "out" / "output"
+    result = invoke("pipelines", "demo", "run", "shout", "--text", "it's \"so\" & so", "--times", "3.0", "--hml-output", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8") == " ".join(['IT\'S "SO" & SO'] * 3)
+    bad = invoke("pipelines", "demo", "run", "summarise", "--numbers", json.dumps(numbers), "--weights", "{}", "--verbose", "true")
+    assert bad.exit_code == 2 and "Invalid value for --weights: '{}' is not a JSON array" in bad.output
+    bad = invoke("pipelines", "demo", "run", "check", "--summary", "{}", "--fail", "maybe")
+    assert bad.exit_code == 2 and "'maybe' is not a boolean" in bad.output
+
+
+def test_run_writes_json_output_and_prints_it_without_a_file(tmp_path: Path):
+    result = invoke("pipelines", "demo", "run", "make-numbers", "--count", "2", "--hml-run-id", "r1", env={"HML_HOME": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.stdout)
+    assert output["count"] == 2 and "/runs/demo/r1/make_numbers/numbers.json" in output["numbers"]["uri"]
+
+
+def test_compile_writes_the_spec_and_names_the_file(tmp_path: Path):
+    target = tmp_path / "demo.yaml"
+    result = invoke("pipelines", "demo", "compile", "-o", str(target), "--image", "reg/x:v9")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(target) and "compiled demo: 4 steps" in result.stderr
+    assert "image: reg/x:v9" in target.read_text(encoding="utf-8")
+
+
+def test_deploy_commands_against_the_fake_server(tmp_path: Path):
+    with FakeKfp() as fake:
+        env = {"KFP_HOST": fake.url, "HML_IMAGE": "reg/hml-demo:c0ffee"}
+        dev = invoke("pipelines", "demo", "deploy-dev", "--param", "count=5", env=env)
+        assert dev.exit_code == 0, dev.output
+        (run,) = fake.runs.values()
+        assert dev.stdout.strip() == f"run {run['run_id']}: {fake.url}/#/runs/details/{run['run_id']}"
+        for _ in range(2):
+            prod = invoke("pipelines", "demo", "deploy-prod", "--host", fake.url, "--cron", "0 3 * * *", env=env)
+            assert prod.exit_code == 0, prod.output
+        assert "(version c0ffee-" in prod.stdout
+        assert sorted(p["display_name"] for p in fake.pipelines.values()) == ["demo", "demo-dev"]
+        (job,) = fake.recurring_runs.values()
+        assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy-dev"], "Error: no Kubeflow Pipelines host: pass --host or set KFP_HOST"),
+        (["deploy-prod", "--host", "http://127.0.0.1:1", "--cron", "0 0 * 13 *"], "Error: invalid cron '0 0 * 13 *': month '13' is not"),
+    ],
+)
+def test_deploy_mistakes_are_one_line_with_a_non_zero_exit(args: list[str], message: str):
+    result = invoke("pipelines", "demo", *args, env={"KFP_HOST": ""})
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith(message)
+
+
+def test_an_unreachable_or_refusing_server_is_one_line():
+    port = free_port()
+    result = invoke("pipelines", "tiny", "deploy-dev", "--host", f"http://127.0.0.1:{port}")
+    assert result.exit_code == 1 and result.output.startswith(f"Error: cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}")
+    assert len(result.output.strip().splitlines()) == 1
+    with FakeKfp(token="t") as fake:
+        result = invoke("pipelines", "demo", "deploy-prod", "--host", fake.url, "--existing-token", "wrong")
+        assert result.exit_code == 1 and "HTTP 401" in result.output and len(result.output.strip().splitlines()) == 1
+        assert not fake.pipelines
+
+
+def test_help_and_the_step_commands_do_not_import_kfp():
+    probe = (
+        "import sys; sys.path.insert(0, {root!r}); from tests.pipeline_demo import create_app; app = create_app(); "
+        "from click.testing import CliRunner; r = CliRunner().invoke(app.cli(), ['pipelines', 'demo', 'run', '--help']); "
+        "assert r.exit_code == 0, r.output; assert 'make_numbers' in r.output; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api')))"
+    ).format(root=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
