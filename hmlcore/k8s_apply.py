@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,9 +179,10 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 404 and method == "GET":
                 return None
-            raise DeployError(f"{method} {path} refused by {self.host}: {exc.status} {exc.reason}: {_status_message(exc.body)}") from None
+            answer = f"{exc.status} {exc.reason}: {_status_message(exc.body)}"
+            raise DeployError(f"the Kubernetes API at {self.host} refused {method} {path}: {answer}") from None
         except (HTTPError, OSError) as exc:
-            raise DeployError(f"cannot reach the Kubernetes API at {self.host}: {_one_line(exc)}") from None
+            raise DeployError(f"cannot reach the Kubernetes API at {self.host}: {_network_reason(exc)}") from None
         return json.loads(response.data or b"null")
 
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> ApplyResult:
@@ -201,12 +203,15 @@ class KubeClient:
     ) -> None:
         """Follow the rollout of a Deployment (or the readiness of an InferenceService) until it is done.
 
+        Prints each new state with ``echo``; polls quickly at first, then every ``interval`` seconds.
+
         Raises:
             DeployError: the rollout failed (its progress deadline passed) or is not done after ``timeout`` seconds.
         """
         path, name = object_path(manifest)
         check = _deployment_status if manifest["kind"] == "Deployment" else _condition_status
         deadline = time.monotonic() + timeout
+        delay = min(0.25, interval)  # look often at first, then every ``interval`` seconds
         said = ""
         while True:
             current = self.request("GET", path)
@@ -220,7 +225,8 @@ class KubeClient:
                 return
             if time.monotonic() >= deadline:
                 raise DeployError(f"{name} is not ready after {timeout:g}s: {message}")
-            time.sleep(interval)
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 1.5, interval)
 
 
 def _deployment_status(deployment: dict[str, Any]) -> tuple[bool, str]:
@@ -259,6 +265,13 @@ def _status_message(body: Any) -> str:
         return _one_line(json.loads(body)["message"])
     except (TypeError, ValueError, KeyError):
         return _one_line(body or "no details")
+
+
+def _network_reason(exc: Exception) -> str:
+    """The root of a connection failure (``[Errno 111] Connection refused``), not urllib3's retry story."""
+    text = str(getattr(exc, "reason", None) or exc)
+    found = re.search(r"\[Errno -?\d+\][^\"')]*", text)
+    return found.group(0).strip() if found else _one_line(text)
 
 
 def _one_line(value: Any) -> str:

@@ -51,9 +51,13 @@ def create_app() -> hml.HmlApp:
         logging.getLogger(__name__).info("serving %s version %s", container.name, container.version)
 
     @hml.deploy_inference(app.inference)
-    def deploy_inference(deployment):
-        """Configure the Kubernetes Deployment of the inference API."""
-        return deployment.with_empty_dir("tmp", "/tmp")
+    def deploy_inference(deployment: hml.HmlInferenceDeployment):
+        """Configure the inference API on Kubernetes (`{{ cookiecutter.package_name }} inference manifest` prints the result)."""
+        return (
+            deployment.with_empty_dir("tmp", "/tmp")
+            .with_env("HML_PLATFORM", app.platform)
+            .with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
+        )
 
     return app
 
