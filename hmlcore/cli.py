@@ -54,6 +54,7 @@ def guard(func: Any) -> Any:
 def build_cli(app: HmlApp) -> click.Group:
     """The root command group of ``app``'s package."""
     from hmlcore.cli_inference import inference_group
+    from hmlcore.cli_monitor import monitor_group
     from hmlcore.cli_pipelines import pipelines_group
 
     @click.group(name=app.package_entrypoint, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,4 +64,5 @@ def build_cli(app: HmlApp) -> click.Group:
     root.help = f"{app.name}: train and serve the model locally, or deploy it to Kubeflow and Kubernetes."
     root.add_command(pipelines_group(app))
     root.add_command(inference_group(app))
+    root.add_command(monitor_group(app))
     return root
