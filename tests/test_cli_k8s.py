@@ -158,6 +158,19 @@ def test_a_rollout_that_does_not_finish_fails_with_one_line(tmp_path: Path, roll
     assert message in result.output and result.output.strip().splitlines()[-1].startswith("Error: ")
 
 
+def test_context_picks_the_cluster_from_a_kubeconfig_with_several(server: FakeKubeApiServer, tmp_path: Path) -> None:
+    config = yaml.safe_load(server.write_kubeconfig(tmp_path).read_text())
+    config["clusters"].append({"name": "elsewhere", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}})
+    config["contexts"].append({"name": "elsewhere", "context": {"cluster": "elsewhere", "user": "tester"}})
+    config["current-context"] = "elsewhere"
+    path = tmp_path / "two-clusters"
+    path.write_text(yaml.safe_dump(config))
+    assert deploy(make_app(), str(path)).exit_code == 1
+    result = deploy(make_app(), str(path), "--context", "test")
+    assert result.exit_code == 0, result.output
+    assert DEPLOYMENT in server.objects and SERVICE in server.objects
+
+
 # ----------------------------------------------------------------- bad input
 def test_no_kubeconfig_and_not_in_a_pod_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
