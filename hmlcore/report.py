@@ -132,14 +132,14 @@ def _badge_cell(status: str) -> str:
     return f"<td><span class='badge' style='background:{_COLOURS[status]}'>{status}</span></td>"
 
 
-def _chart(feature: FeatureDrift, *, width: int = 420, height: int = 150) -> str:
+def _chart(feature: FeatureDrift, *, width: int = 420, height: int = 170) -> str:
     """Grouped bars, training beside current, one group per bin or category; hover a bar for its share."""
     if not feature.labels:
         return "<p>no training histogram to compare with</p>"
     e = html.escape
     n = len(feature.labels)
     top = max([*feature.expected, *feature.actual, 0.01])
-    plot_h, base = height - 40, height - 30
+    plot_h, base = height - 56, height - 42
     group = (width - 20) / n
     bar = max(1.0, group * 0.38)
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' aria-label='{e(feature.feature)}'>"]
