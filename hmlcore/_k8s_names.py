@@ -3,8 +3,8 @@
 Example:
     >>> k8s_name("Car_Crashes", "inference")
     'car-crashes-inference'
-    >>> parse_quantity("500m")
-    Decimal('0.5')
+    >>> float(parse_quantity("500m")), int(parse_quantity("1Gi"))
+    (0.5, 1073741824)
 """
 
 from __future__ import annotations
