@@ -29,7 +29,7 @@ def invoke(*args: str, env: dict | None = None):
 def test_run_parses_options_exactly_as_the_compiled_command_passes_them(tmp_path: Path):
     numbers = {"label": "x", "count": 2, "numbers": {"uri": "u", "sha256": "s"}}
     out = tmp_path / "out" / "output"
-    result = invoke("pipelines", "demo", "run", "shout", "--text", "it's \"so\" & so", "--times", "3.0", "--hml-output", str(out))
+    result = invoke("pipelines", "demo", "run", "shout", "--text", 'it\'s "so" & so', "--times", "3.0", "--hml-output", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8") == " ".join(['IT\'S "SO" & SO'] * 3)
     bad = invoke("pipelines", "demo", "run", "summarise", "--numbers", json.dumps(numbers), "--weights", "{}", "--verbose", "true")
@@ -95,11 +95,11 @@ def test_an_unreachable_or_refusing_server_is_one_line():
 
 def test_help_and_the_step_commands_do_not_import_kfp():
     probe = (
-        "import sys; sys.path.insert(0, {root!r}); from tests.pipeline_demo import create_app; app = create_app(); "
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests.pipeline_demo import create_app; app = create_app(); "
         "from click.testing import CliRunner; r = CliRunner().invoke(app.cli(), ['pipelines', 'demo', 'run', '--help']); "
         "assert r.exit_code == 0, r.output; assert 'make_numbers' in r.output; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api')))"
-    ).format(root=str(ROOT))
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

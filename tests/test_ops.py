@@ -67,7 +67,7 @@ def test_a_step_returning_the_wrong_type_is_an_error_naming_it():
         (False, bool, "false"),
         (4.0, int, "4"),
         (0.25, float, "0.25"),
-        ("it's \"x\" & y", str, "it's \"x\" & y"),
+        ('it\'s "x" & y', str, 'it\'s "x" & y'),
         ([1.0, 2.5, "a"], list, '[1,2.5,"a"]'),
         ({"a": {"b": [3.0]}, "ok": True}, dict, '{"a":{"b":[3]},"ok":true}'),
     ],

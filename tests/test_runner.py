@@ -9,7 +9,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -93,7 +92,10 @@ def test_resume_refuses_unknown_runs_and_new_parameters(tmp_path: Path):
 
 
 def test_a_step_failing_in_the_middle_is_named_and_later_steps_do_not_run(tmp_path: Path):
-    result = run_all(tmp_path, env={"HMLDEMO_FAIL": "check"}, )
+    result = run_all(
+        tmp_path,
+        env={"HMLDEMO_FAIL": "check"},
+    )
     assert "[4/4] check ..." in result.stderr
     app = hml.HmlApp(name="broken", package_entrypoint="hmldemo")
 
@@ -210,5 +212,8 @@ def test_parity_the_compiled_command_lines_produce_what_run_all_produces(tmp_pat
     for name, text in outputs.items():
         assert normalise(text, run_id, container_home) == normalise(output_of(local_home, local_run, name), local_run, local_home), name
     numbers = json.loads(outputs["make-numbers"])["numbers"]
-    assert Path(numbers["uri"]).read_bytes() == Path(json.loads(output_of(local_home, local_run, "make-numbers"))["numbers"]["uri"]).read_bytes()
+    assert (
+        Path(numbers["uri"]).read_bytes()
+        == Path(json.loads(output_of(local_home, local_run, "make-numbers"))["numbers"]["uri"]).read_bytes()
+    )
     assert (container_home / "lake" / "runs" / "demo" / run_id / "check" / "ok").exists()
