@@ -244,8 +244,13 @@ class DriftProfile:
         for j, edges in enumerate(self._edges):
             inner[j, : max(len(edges) - 2, 0)] = edges[1:-1]
         self._inner = inner
-        self._lo = np.array([e[0] if len(e) else np.inf for e in self._edges], dtype=np.float32)
-        self._hi = np.array([e[-1] if len(e) else -np.inf for e in self._edges], dtype=np.float32)
+        # the training range is [min, max] (a constant feature's histogram spans [min, min + 1])
+        ranges = [
+            (self.stats[f].get("min", e[0]), self.stats[f].get("max", e[-1])) if len(e) else (np.inf, -np.inf)
+            for f, e in zip(self.numeric, self._edges, strict=True)
+        ]
+        self._lo = np.array([lo for lo, _ in ranges], dtype=np.float32)
+        self._hi = np.array([hi for _, hi in ranges], dtype=np.float32)
         self._above = np.array([max(len(e) - 1, 0) + 1 for e in self._edges], dtype=np.int32)
         layout = {
             "n": self.numeric,
@@ -360,9 +365,9 @@ class DriftProfile:
             drift.psi = psi(expected, bins / present)
             drift.out_of_range = float((c[0] + c[-2]) / present)
         labels = (
-            [f"< {_num(edges[0])}"]
+            [f"< {_num(stats.get('min', edges[0]))}"]
             + [f"{_num(a)} to {_num(b)}" for a, b in zip(edges[:-1], edges[1:], strict=False)]
-            + [f"> {_num(edges[-1])}"]
+            + [f"> {_num(stats.get('max', edges[-1]))}"]
         )
         drift.labels, drift.expected = labels, [0.0, *expected.tolist(), 0.0]
         drift.actual = (c[:-1] / present).tolist() if present else [0.0] * len(labels)
