@@ -32,6 +32,17 @@ TARGET = "dead"
 #: the probability above which /predict answers "dead": true
 THRESHOLD = 0.5
 
+#: when /drift, /metrics and `monitor report` call a feature's drift from the training data a warning
+#: or an alert, as (warn, alert): population stability index, share of numbers outside the training
+#: range, share of categories never seen in training; with fewer rows than min_rows it is "pending"
+DRIFT_THRESHOLDS = {
+    "psi": (0.1, 0.25),
+    "out_of_range": (0.05, 0.2),
+    "unseen": (0.01, 0.05),
+    "min_rows": 100,
+    "features": {},  # per feature, e.g. {"age": {"psi": (0.2, 0.4)}}
+}
+
 
 def model_container() -> hml.ModelContainer:
     """A fresh container for the model: its features, target and policy for unseen categories."""
