@@ -34,6 +34,8 @@ OTHER: str = getattr(encoding, "OTHER", "__other__")
 #: at most this many problems are listed in an error's details (a bad 10,000-row batch stays readable)
 MAX_DETAILS = 20
 _NAN = float("nan")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_ABSENT: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -95,58 +97,59 @@ class RecordEncoder:
 
         Raises:
             FeatureError: a record is not an object, lacks a feature with no default, holds a value of
-                the wrong type, or an unseen category under the ``"error"`` policy. ``details`` lists
-                the problems (at most :data:`MAX_DETAILS`), each with ``index``, ``feature`` and ``message``.
+                the wrong type, or breaks the encoder's unknown / missing policy. ``details`` lists the
+                problems (at most :data:`MAX_DETAILS`), each with ``index``, ``feature`` and ``message``.
         """
-        n = len(records)
-        out = np.zeros((n, self.width), dtype=np.float64)
+        rows: list[list[float]] = []
         problems: list[dict[str, Any]] = []
         defaults = self.defaults
+        width = self.width
+        numeric = list(enumerate(self.numeric))
         for i, record in enumerate(records):
-            if not isinstance(record, Mapping):
+            if type(record) is not dict and not isinstance(record, Mapping):
                 problems.append({"index": i, "feature": None, "message": f"expected an object of features, got {type(record).__name__}"})
                 continue
-            row = out[i]
-            for j, feature in enumerate(self.numeric):
-                if feature in record:
-                    value = record[feature]
-                elif feature in defaults:
-                    value = defaults[feature]
-                else:
-                    problems.append({"index": i, "feature": feature, "message": "missing", "expected": "number"})
+            row = [0.0] * width
+            rows.append(row)
+            for j, feature in numeric:
+                value = record.get(feature, _ABSENT)
+                if value is _ABSENT:
+                    value = defaults.get(feature, _ABSENT)
+                    if value is _ABSENT:
+                        problems.append({"index": i, "feature": feature, "message": "missing", "expected": "number"})
+                        continue
+                kind = type(value)
+                if (kind is float or kind is int) and -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+                    row[j] = value
                     continue
                 number = _number(value)
-                if number is not None and not math.isinf(number):
+                if number is not None and (number != number or -_FLOAT32_MAX <= number <= _FLOAT32_MAX):
                     row[j] = number
                     continue
-                what = "a finite number" if number is not None else "a number"
-                problems.append(
-                    {
-                        "index": i,
-                        "feature": feature,
-                        "message": f"expected {what}, got {_shown(value)!r}",
-                        "expected": "number",
-                        "value": _shown(value),
-                    }
-                )
-            for feature, columns, other in self._columns:
-                if feature in record:
-                    value = record[feature]
-                elif feature in defaults:
-                    value = defaults[feature]
+                if number is None:
+                    message = f"expected a number, got {_shown(value)!r}"
+                elif math.isinf(number):
+                    message = f"expected a finite number, got {_shown(value)!r}"
                 else:
-                    problems.append({"index": i, "feature": feature, "message": "missing", "expected": "string"})
-                    continue
-                if value is None or (isinstance(value, float) and value != value):
-                    if self.missing == "other" and other is not None:
-                        row[other] = 1.0
-                    elif self.missing == "error":
-                        problems.append(
-                            {"index": i, "feature": feature, "message": "a value is required (null is refused)", "expected": "string"}
-                        )
-                    continue
-                if not isinstance(value, str):
-                    if not isinstance(value, (int, float)):
+                    message = f"{_shown(value)!r} is out of range for a 32-bit float"
+                problems.append({"index": i, "feature": feature, "message": message, "expected": "number", "value": _shown(value)})
+            for feature, columns, other in self._columns:
+                value = record.get(feature, _ABSENT)
+                if value is _ABSENT:
+                    value = defaults.get(feature, _ABSENT)
+                    if value is _ABSENT:
+                        problems.append({"index": i, "feature": feature, "message": "missing", "expected": "string"})
+                        continue
+                if type(value) is not str:
+                    if value is None or (isinstance(value, float) and value != value):
+                        if self.missing == "other" and other is not None:
+                            row[other] = 1.0
+                        elif self.missing == "error":
+                            problems.append(
+                                {"index": i, "feature": feature, "message": "a value is required (null is refused)", "expected": "string"}
+                            )
+                        continue
+                    if not isinstance(value, (int, float, str)):
                         problems.append(
                             {
                                 "index": i,
@@ -178,22 +181,8 @@ class RecordEncoder:
             if len(problems) > 10 * MAX_DETAILS:
                 break  # enough to tell the client; don't spend time on the rest of a bad batch
         if problems:
-            raise FeatureError(_summary(problems, n), problems[:MAX_DETAILS])
-        with np.errstate(over="ignore"):
-            matrix = out.astype(np.float32)
-        if self.numeric and np.isinf(matrix[:, : len(self.numeric)]).any():
-            rows, cols = np.nonzero(np.isinf(matrix[:, : len(self.numeric)]))
-            details = [
-                {
-                    "index": int(r),
-                    "feature": self.numeric[c],
-                    "message": f"{out[r, c]!r} is out of range for a 32-bit float",
-                    "expected": "number",
-                }
-                for r, c in zip(rows[:MAX_DETAILS], cols[:MAX_DETAILS], strict=True)
-            ]
-            raise FeatureError(_summary(details, n), details)
-        return matrix
+            raise FeatureError(_summary(problems, len(records)), problems[:MAX_DETAILS])
+        return np.array(rows, dtype=np.float32).reshape(len(rows), width)
 
 
 def _number(value: Any) -> float | None:
