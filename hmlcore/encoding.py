@@ -1,17 +1,25 @@
 """Turn features into the numeric matrix a model takes, the same way for training and serving.
 
-:class:`FeatureEncoder` keeps the numeric features as they are (missing values become NaN, which
-XGBoost handles) and one-hot encodes each categorical feature over the categories seen in training, in
-a stable column order that is saved with the model. One code path encodes a training frame, a batch of
-requests and a single request: every input is first turned into columns, then encoded column by column
-with vectorised numpy / pandas operations.
+:class:`FeatureEncoder` keeps the numeric features as numbers and one-hot encodes each categorical
+feature over the categories seen in training, in a stable column order that is saved with the model.
+One code path encodes a training frame, a batch of requests and a single request: every input is first
+turned into one array per feature (:func:`to_columns`), then each column is encoded with vectorised
+numpy / pandas operations.
 
-Unseen categories follow the policy the model author chooses:
+Values are read the same way everywhere: a categorical value is compared as text (``3`` and ``3.0``
+read as ``"3"``, ``True`` as ``"true"``); a numeric value must be a number or a numeric string.
 
-- ``"error"`` (default): raise :class:`~hmlcore.errors.FeatureError` naming the feature and the value;
-- ``"ignore"``: encode the value as all zeros for that feature (as if it were missing).
+**Policies** (chosen by the model author, saved with the model):
 
-A missing categorical value (None / NaN) is always encoded as all zeros.
+- ``unknown`` — a category not seen in training:
+  ``"error"`` (default) raises :class:`~hmlcore.errors.FeatureError` naming the feature and the value;
+  ``"ignore"`` encodes it as all zeros for that feature;
+  ``"other"`` sets the feature's extra ``<feature>=__other__`` column.
+- ``missing`` — a categorical value that is missing (None, NaN, NA):
+  ``"ignore"`` (default) encodes it as all zeros; ``"error"`` raises naming the feature and the row;
+  ``"other"`` sets the ``__other__`` column.
+- A missing *numeric* value becomes NaN (tree models such as XGBoost route it on their own). A feature
+  left out of a request altogether is always an error (the container's ``defaults`` may fill it first).
 
 Example:
     >>> import pandas as pd
@@ -20,51 +28,70 @@ Example:
     ['age', 'sex=f', 'sex=m']
     >>> enc.transform([{"age": 50, "sex": "f"}]).tolist()
     [[50.0, 1.0, 0.0]]
+    >>> FeatureEncoder(["age"], ["sex"], unknown="other").fit(pd.DataFrame({"age": [1], "sex": ["m"]})).columns
+    ['age', 'sex=m', 'sex=__other__']
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hmlcore.errors import FeatureError
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = ["MISSING_POLICIES", "OTHER", "UNKNOWN_POLICIES", "FeatureEncoder", "to_columns"]
 
-__all__ = ["UNKNOWN_POLICIES", "FeatureEncoder", "to_columns"]
+UNKNOWN_POLICIES = ("error", "ignore", "other")
+MISSING_POLICIES = ("ignore", "error", "other")
+#: the category name of the bucket that collects unseen (or missing) values under the "other" policy
+OTHER = "__other__"
 
-UNKNOWN_POLICIES = ("error", "ignore")
+
+def _missing_error(features: Sequence[str], extra: list[dict[str, Any]] | None = None) -> FeatureError:
+    names = list(dict.fromkeys(features))
+    details = extra if extra is not None else [{"feature": f, "message": "missing"} for f in names]
+    return FeatureError(f"missing feature{'s' if len(names) > 1 else ''}: {', '.join(names)}", details)
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _frame_column(series: pd.Series) -> np.ndarray:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return series.to_numpy(dtype=object, na_value=None)
+    if pd.api.types.is_numeric_dtype(dtype):
+        # nullable Int64 / Float64 (BigQuery's dataframes) become float64 with NaN for NA
+        return (
+            series.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(dtype, pd.api.extensions.ExtensionDtype) else series.to_numpy()
+        )
+    return series.to_numpy(dtype=object)
 
 
 def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
     """Return one numpy array per feature from a DataFrame, a list of dicts, one dict, or a dict of columns.
 
     Raises:
-        FeatureError: a feature is missing (named in ``details``), or ``data`` is of no known shape.
+        FeatureError: a feature is missing (each one named in ``details``), or ``data`` is of no known shape.
+
+    Example:
+        >>> to_columns({"a": 1, "b": "x"}, ["a", "b"])["b"].tolist()
+        ['x']
     """
-    if hasattr(data, "columns") and hasattr(data, "__getitem__"):  # a DataFrame
+    if isinstance(data, pd.DataFrame):
         missing = [f for f in features if f not in data.columns]
         if missing:
-            raise FeatureError(
-                f"missing feature{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
-                [{"feature": f, "message": "missing"} for f in missing],
-            )
-        return {f: data[f].to_numpy() for f in features}
+            raise _missing_error(missing)
+        return {f: _frame_column(data[f]) for f in features}
     if isinstance(data, Mapping):
-        if data and all(isinstance(v, (list, tuple, np.ndarray)) for v in data.values()):
-            columns = data
-            missing = [f for f in features if f not in columns]
+        if data and all(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in data.values()):
+            missing = [f for f in features if f not in data]
             if missing:
-                raise FeatureError(f"missing features: {', '.join(missing)}", [{"feature": f, "message": "missing"} for f in missing])
-            return {f: np.asarray(columns[f], dtype=object) for f in features}
+                raise _missing_error(missing)
+            lengths = {len(data[f]) for f in features}
+            if len(lengths) > 1:
+                raise FeatureError(f"the feature columns differ in length: {sorted(lengths)}")
+            return {f: np.asarray(data[f], dtype=object) for f in features}
         data = [data]
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         records = list(data)
@@ -76,25 +103,96 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
                 )
             details.extend({"index": i, "feature": f, "message": "missing"} for f in features if f not in record)
         if details:
-            names = sorted({d["feature"] for d in details})
-            raise FeatureError(f"missing feature{'s' if len(names) > 1 else ''}: {', '.join(names)}", details)
-        columns_out: dict[str, np.ndarray] = {}
+            raise _missing_error(sorted({d["feature"] for d in details}), details)
+        columns: dict[str, np.ndarray] = {}
         for f in features:
             column = np.empty(len(records), dtype=object)
             column[:] = [r[f] for r in records]
-            columns_out[f] = column
-        return columns_out
+            columns[f] = column
+        return columns
     raise FeatureError(f"cannot read features from a {type(data).__name__}")
 
 
+def _category_text(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(text, missing)``: each value as category text (None where missing) and the missing mask.
+
+    The column is factorised first, so only its distinct values are turned into text.
+
+    Example:
+        >>> category_values(np.array([1.0, None, "a", 1], dtype=object))[0].tolist()
+        ['1', None, 'a', '1']
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    labels = np.array([_category_text(u) for u in uniques] + [None], dtype=object)
+    return labels[codes], codes < 0
+
+
+def _category_codes(values: np.ndarray, lookup: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(positions, missing, factor_codes, labels)``: each value's position in ``lookup`` (-1 if unseen or missing)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    labels = np.array([_category_text(u) for u in uniques], dtype=object)
+    positions = np.array([lookup.get(label, -1) for label in labels] + [-1], dtype=np.intp)
+    return positions[codes], codes < 0, codes, labels
+
+
+def numeric_values(values: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Return ``(floats, bad)``: the values as float64 (NaN where missing) and the first non-numeric value, or None.
+
+    Example:
+        >>> numeric_values(np.array(["1.5", None], dtype=object))[0].tolist()
+        [1.5, nan]
+    """
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64), None
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        number = _number(value)
+        if number is None:
+            return out, value
+        out[i] = number
+    return out, None
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float (NaN if missing or blank), or None if it is not a number."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if value is None:
+        return np.nan
+    if isinstance(value, str):
+        if not value.strip():
+            return np.nan
+    elif pd.isna(value) is True:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class FeatureEncoder:
-    """Encode numeric and categorical features into a float matrix.
+    """Encode numeric and categorical features into a float32 matrix.
 
     Args:
         numeric: the numeric feature names, in order.
         categorical: the categorical feature names, in order.
         categories: the known categories of each categorical feature (learnt by :meth:`fit` if omitted).
-        unknown: ``"error"`` or ``"ignore"``: what to do with a category not seen in training.
+        unknown: ``"error"``, ``"ignore"`` or ``"other"``: what a category not seen in training becomes.
+        missing: ``"ignore"``, ``"error"`` or ``"other"``: what a missing categorical value becomes.
+
+    Example:
+        >>> FeatureEncoder(["x"], ["c"], categories={"c": ["a", "b"]}).transform({"x": 1, "c": "b"}).tolist()
+        [[1.0, 0.0, 1.0]]
     """
 
     def __init__(
@@ -104,17 +202,21 @@ class FeatureEncoder:
         *,
         categories: Mapping[str, Sequence[str]] | None = None,
         unknown: str = "error",
+        missing: str = "ignore",
     ) -> None:
         if unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown={unknown!r} is not a policy: use one of {', '.join(UNKNOWN_POLICIES)}")
+        if missing not in MISSING_POLICIES:
+            raise ValueError(f"missing={missing!r} is not a policy: use one of {', '.join(MISSING_POLICIES)}")
         overlap = set(numeric) & set(categorical)
         if overlap:
             raise ValueError(f"features declared both numeric and categorical: {', '.join(sorted(overlap))}")
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.unknown = unknown
+        self.missing = missing
         self.categories: dict[str, list[str]] = {k: [str(v) for v in vals] for k, vals in (categories or {}).items()}
-        self._indexes: dict[str, Any] = {}
+        self._lookups: dict[str, dict[str, int]] = {}
 
     @property
     def features(self) -> list[str]:
@@ -122,116 +224,106 @@ class FeatureEncoder:
         return self.numeric + self.categorical
 
     @property
+    def has_other(self) -> bool:
+        """Whether each categorical feature gets an ``__other__`` column."""
+        return "other" in (self.unknown, self.missing)
+
+    @property
     def columns(self) -> list[str]:
         """The names of the encoded matrix's columns, in order."""
         names = list(self.numeric)
         for feature in self.categorical:
             names.extend(f"{feature}={value}" for value in self.categories.get(feature, []))
+            if self.has_other:
+                names.append(f"{feature}={OTHER}")
         return names
 
-    def fit(self, df: pd.DataFrame) -> FeatureEncoder:
-        """Learn the categories of each categorical feature from ``df`` (sorted, missing values left out)."""
-        columns = to_columns(df, self.features)
+    def fit(self, data: Any) -> FeatureEncoder:
+        """Learn the categories of each categorical feature from ``data`` (sorted, missing values left out)."""
+        columns = to_columns(data, self.features)
         for feature in self.categorical:
-            values = columns[feature]
-            seen = {str(v) for v in values if not _is_missing(v)}
-            self.categories[feature] = sorted(seen)
-        self._indexes = {}
+            text, missing = category_values(columns[feature])
+            self.categories[feature] = sorted(pd.unique(text[~missing]).tolist())
+        self._lookups = {}
         return self
 
-    def _index(self, feature: str) -> Any:
-        index = self._indexes.get(feature)
-        if index is None:
-            import pandas as pd
-
-            index = self._indexes[feature] = pd.Index(self.categories.get(feature, []), dtype=object)
-        return index
+    def _lookup(self, feature: str) -> dict[str, int]:
+        lookup = self._lookups.get(feature)
+        if lookup is None:
+            lookup = self._lookups[feature] = {value: i for i, value in enumerate(self.categories.get(feature, []))}
+        return lookup
 
     def transform(self, data: Any) -> np.ndarray:
         """Encode ``data`` (a DataFrame, a list of dicts, one dict or a dict of columns) into a float32 matrix.
 
         Raises:
-            FeatureError: a feature is missing, a numeric value is not a number, or a category is unseen
-                under the ``"error"`` policy; ``details`` lists every problem found.
+            FeatureError: a feature is missing, a numeric value is not a number, or a value breaks the
+                unknown / missing policy; ``details`` lists every problem found.
         """
         columns = to_columns(data, self.features)
         n = len(next(iter(columns.values()))) if columns else 0
         out = np.zeros((n, len(self.columns)), dtype=np.float32)
-        details: list[dict] = []
+        details: list[dict[str, Any]] = []
         for j, feature in enumerate(self.numeric):
-            values = columns[feature]
-            if values.dtype.kind in "biuf":
-                out[:, j] = values
-                continue
-            converted = _to_float(values)
-            if converted is None:
-                bad = _first_non_numeric(values)
-                details.append({"feature": feature, "message": f"expected a number, got {bad!r}", "value": bad})
-                continue
-            out[:, j] = converted
+            floats, bad = numeric_values(columns[feature])
+            if bad is not None:
+                details.append({"feature": feature, "message": f"expected a number, got {bad!r}", "value": _jsonable(bad)})
+            out[:, j] = floats
         offset = len(self.numeric)
         for feature in self.categorical:
-            index = self._index(feature)
-            values = columns[feature]
-            if values.dtype.kind != "O" or any(not isinstance(v, str) for v in values[:1]):
-                values = np.array([v if _is_missing(v) or isinstance(v, str) else _category_text(v) for v in values], dtype=object)
-            codes = index.get_indexer(values)
-            unseen = codes < 0
-            if unseen.any():
-                missing = np.fromiter((_is_missing(v) for v in values), dtype=bool, count=len(values))
-                unseen &= ~missing
-                if unseen.any() and self.unknown == "error":
-                    value = values[np.argmax(unseen)]
-                    allowed = ", ".join(self.categories.get(feature, []))
-                    details.append({"feature": feature, "message": f"unknown category {value!r} (known: {allowed})", "value": value})
+            lookup = self._lookup(feature)
+            codes, missing, factor_codes, labels = _category_codes(columns[feature], lookup)
+            unseen = (codes < 0) & ~missing
+            if self.unknown == "error" and unseen.any():
+                value = labels[factor_codes[int(np.argmax(unseen))]]
+                allowed = ", ".join(self.categories.get(feature, []))
+                details.append({"feature": feature, "message": f"unknown category {value!r} (known: {allowed})", "value": value})
+            if self.missing == "error" and missing.any():
+                row = int(np.argmax(missing))
+                details.append({"feature": feature, "message": f"missing value in row {row}", "value": None, "index": row})
             rows = np.nonzero(codes >= 0)[0]
             out[rows, offset + codes[rows]] = 1.0
-            offset += len(index)
+            offset += len(lookup)
+            if self.has_other:
+                other = (unseen if self.unknown == "other" else np.zeros(n, dtype=bool)) | (missing if self.missing == "other" else False)
+                out[other, offset] = 1.0
+                offset += 1
         if details:
             raise FeatureError("; ".join(f"{d['feature']}: {d['message']}" for d in details), details)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """The encoder as plain data (saved beside the model)."""
-        return {"numeric": self.numeric, "categorical": self.categorical, "categories": self.categories, "unknown": self.unknown}
+        return {
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "categories": self.categories,
+            "unknown": self.unknown,
+            "missing": self.missing,
+            "columns": self.columns,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
-        """Rebuild an encoder saved with :meth:`to_dict`."""
-        return cls(data["numeric"], data["categorical"], categories=data["categories"], unknown=data.get("unknown", "error"))
+        """Rebuild an encoder saved with :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` is malformed or its saved column order does not match the rebuilt one.
+        """
+        encoder = cls(
+            data["numeric"],
+            data["categorical"],
+            categories=data["categories"],
+            unknown=data.get("unknown", "error"),
+            missing=data.get("missing", "ignore"),
+        )
+        saved = data.get("columns")
+        if saved is not None and list(saved) != encoder.columns:
+            raise ValueError(f"saved column order {saved} differs from the encoder's {encoder.columns}")
+        return encoder
 
 
-def _category_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
     return str(value)
-
-
-def _to_float(values: np.ndarray) -> np.ndarray | None:
-    out = np.empty(len(values), dtype=np.float64)
-    for i, value in enumerate(values):
-        if _is_missing(value) or (isinstance(value, str) and value.strip() == ""):
-            out[i] = np.nan
-        elif isinstance(value, bool):
-            return None
-        else:
-            try:
-                out[i] = float(value)
-            except (TypeError, ValueError):
-                return None
-    return out
-
-
-def _first_non_numeric(values: np.ndarray) -> Any:
-    for value in values:
-        if isinstance(value, bool):
-            return value
-        if _is_missing(value) or (isinstance(value, str) and value.strip() == ""):
-            continue
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            return value
-    return None

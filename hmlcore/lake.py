@@ -32,12 +32,21 @@ def _is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
 
 
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0] if _is_remote(url) else "file"
+
+
 class Lake:
     """Artifacts under one root URL.
 
     Args:
-        url: a local folder, ``file://`` URL or any fsspec URL such as ``gs://bucket/prefix``.
-        storage_options: passed to fsspec for remote filesystems.
+        url: a local folder, ``file://`` URL or any fsspec URL such as ``gs://bucket/prefix``
+            (``gs://`` needs the ``gcp`` extra: gcsfs).
+        storage_options: passed to fsspec for the lake's own filesystem (e.g. ``{"project": ...}``).
+
+    Example:
+        >>> Lake("gs://bucket/hml/").uri("models", "m.json")
+        'gs://bucket/hml/models/m.json'
     """
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
@@ -57,14 +66,21 @@ class Lake:
     def fs(self) -> Any:
         """The fsspec filesystem behind this lake (created on first use)."""
         if self._fs is None:
-            import fsspec
-
-            protocol = self.url.split("://", 1)[0] if _is_remote(self.url) else "file"
-            try:
-                self._fs = fsspec.filesystem(protocol, **self.storage_options)
-            except (ImportError, ValueError) as exc:
-                raise ConfigError(f"cannot open lake {self.url!r}: {exc}") from exc
+            self._fs = self._filesystem(_protocol(self.url))
         return self._fs
+
+    def _filesystem(self, protocol: str) -> Any:
+        import fsspec
+
+        try:
+            return fsspec.filesystem(protocol, **(self.storage_options if protocol == _protocol(self.url) else {}))
+        except (ImportError, ValueError) as exc:
+            extra = " (pip install 'hmlcore[gcp]')" if protocol in ("gs", "gcs") else ""
+            raise ConfigError(f"cannot open lake {self.url!r}: {exc}{extra}") from exc
+
+    def _fs_for(self, target: str) -> Any:
+        protocol = _protocol(target)
+        return self.fs if protocol == _protocol(self.url) else self._filesystem(protocol)
 
     def uri(self, *parts: str) -> str:
         """The full URL of ``parts`` joined under the lake root; a full URL is returned as it is."""
@@ -82,15 +98,20 @@ class Lake:
 
         Locally the bytes go to a temporary file in the same folder that is then renamed; object stores
         publish an object only once its upload completes, so a reader never sees part of it.
+
+        Raises:
+            ConfigError: the lake cannot be written there (the message names the URL and the reason).
         """
         target = self.uri(path)
         if _is_remote(target):
-            fs = self.fs
             try:
-                fs.pipe_file(target, data)
+                self._fs_for(target).pipe_file(target, bytes(data))
+            except ConfigError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
-                raise ConfigError(f"cannot write {target}: {exc}") from exc
+                raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
             return target
+        target = target[len("file://") :] if target.startswith("file://") else target
         folder = os.path.dirname(target)
         try:
             os.makedirs(folder, exist_ok=True)
@@ -103,21 +124,24 @@ class Lake:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
             raise
         return target
 
     def read_bytes(self, path: str) -> bytes:
-        """Read the bytes at ``path`` (inside the lake, or a full URL).
+        """Read the bytes at ``path`` (inside the lake, or a full URL of any filesystem fsspec knows).
 
         Raises:
             FileNotFoundError: nothing is stored there.
         """
         target = self.uri(path)
         if _is_remote(target):
-            return bytes(self.fs.cat_file(target))
+            return bytes(self._fs_for(target).cat_file(target))
+        target = target[len("file://") :] if target.startswith("file://") else target
         with open(target, "rb") as handle:
             return handle.read()
 
@@ -125,8 +149,23 @@ class Lake:
         """Whether something is stored at ``path``."""
         target = self.uri(path)
         if _is_remote(target):
-            return bool(self.fs.exists(target))
+            return bool(self._fs_for(target).exists(target))
         return os.path.exists(target)
+
+    def delete(self, path: str) -> bool:
+        """Remove the file at ``path`` if it is there; return whether something was removed. Never raises."""
+        target = self.uri(path)
+        try:
+            if _is_remote(target):
+                fs = self._fs_for(target)
+                if not fs.exists(target):
+                    return False
+                fs.rm_file(target)
+                return True
+            os.unlink(target)
+            return True
+        except Exception:  # noqa: BLE001 - clean-up is best effort
+            return False
 
     def local_path(self, path: str) -> str:
         """The local file path of ``path``; only for a local lake."""

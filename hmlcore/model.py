@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore import __version__
-from hmlcore.encoding import FeatureEncoder
+from hmlcore.encoding import FeatureEncoder, category_values, numeric_values, to_columns
 from hmlcore.errors import ConfigError, FeatureError, ModelLoadError
 from hmlcore.lake import Lake, sha256_bytes
 
@@ -36,15 +36,37 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelContainer", "describe_distributions"]
 
+#: the version of the reference JSON's layout
+REFERENCE_SCHEMA = 1
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: the number of equal-width bins of each numeric feature's histogram
 HISTOGRAM_BINS = 10
+#: the quantiles saved for each numeric feature (as p01, p05, ... p99)
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
 def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> dict[str, Any]:
-    """Summarise each feature of ``df``: numeric statistics with a fixed-edge histogram, category frequencies."""
+    """Summarise each feature of ``df``: numeric statistics with a fixed-edge histogram, category frequencies.
+
+    Values are read as the encoder reads them, so the summaries describe what the model saw. The
+    histogram has :data:`HISTOGRAM_BINS` equal bins between the minimum and the maximum; the edges are
+    saved, so later data (#8's drift checks) can be counted into the same bins.
+
+    Example:
+        >>> import pandas as pd
+        >>> d = describe_distributions(pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["a", "b", "a"]}), ["x"], ["c"])
+        >>> d["numeric"]["x"]["mean"], d["categorical"]["c"]["counts"]
+        (2.0, {'a': 2, 'b': 1})
+    """
+    columns = to_columns(df, [*numeric, *categorical])
     out: dict[str, Any] = {"rows": len(df), "numeric": {}, "categorical": {}}
     for feature in numeric:
-        values = df[feature].to_numpy(dtype=np.float64, na_value=np.nan)
+        values, bad = numeric_values(columns[feature])
+        if bad is not None:
+            raise FeatureError(
+                f"{feature}: expected a number, got {bad!r}", [{"feature": feature, "message": "not a number", "value": str(bad)}]
+            )
         present = values[~np.isnan(values)]
         if len(present) == 0:
             out["numeric"][feature] = {"count": 0, "missing": len(values)}
@@ -52,7 +74,7 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
         lo, hi = float(present.min()), float(present.max())
         edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1) if hi > lo else np.array([lo, lo + 1.0])
         counts, _ = np.histogram(present, bins=edges)
-        q = np.quantile(present, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
+        q = np.quantile(present, QUANTILES)
         out["numeric"][feature] = {
             "count": len(present),
             "missing": len(values) - len(present),
@@ -60,17 +82,18 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
             "std": float(present.std(ddof=1)) if len(present) > 1 else 0.0,
             "min": lo,
             "max": hi,
-            "quantiles": dict(zip(["p01", "p05", "p25", "p50", "p75", "p95", "p99"], map(float, q), strict=True)),
+            "quantiles": {f"p{round(p * 100):02d}": float(v) for p, v in zip(QUANTILES, q, strict=True)},
             "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
         }
     for feature in categorical:
-        counts = df[feature].astype("string").value_counts(dropna=True).sort_index()
+        text, missing = category_values(columns[feature])
+        values, counts = np.unique(text[~missing].astype(str), return_counts=True)
         total = int(counts.sum())
         out["categorical"][feature] = {
             "count": total,
-            "missing": int(df[feature].isna().sum()),
-            "frequencies": {str(k): int(v) / total for k, v in counts.items()} if total else {},
-            "counts": {str(k): int(v) for k, v in counts.items()},
+            "missing": int(missing.sum()),
+            "frequencies": {str(k): int(v) / total for k, v in zip(values, counts, strict=True)},
+            "counts": {str(k): int(v) for k, v in zip(values, counts, strict=True)},
         }
     return out
 
@@ -88,7 +111,10 @@ class ModelContainer:
         features_numeric: numeric feature names.
         features_categorical: categorical feature names.
         target: the column the model predicts.
-        unknown_category: ``"error"`` (default) or ``"ignore"``: the policy for categories unseen in training.
+        unknown_category: the policy for a category unseen in training: ``"error"`` (default, names the
+            feature and the value), ``"ignore"`` (all zeros) or ``"other"`` (an ``<feature>=__other__`` column).
+        missing_category: the policy for a missing categorical value: ``"ignore"`` (default, all zeros),
+            ``"error"`` or ``"other"``. A missing numeric value is always NaN. See :mod:`hmlcore.encoding`.
         defaults: values used for features a request leaves out (none by default: a missing feature is an error).
         lake: where to publish; defaults to the lake of the app the container is registered with.
 
@@ -107,6 +133,7 @@ class ModelContainer:
         target: str,
         *,
         unknown_category: str = "error",
+        missing_category: str = "ignore",
         defaults: Mapping[str, Any] | None = None,
         lake: Lake | str | None = None,
     ) -> None:
@@ -126,7 +153,12 @@ class ModelContainer:
         unknown_features = sorted(set(self.defaults) - set(self.features))
         if unknown_features:
             raise ConfigError(f"defaults name unknown features: {', '.join(unknown_features)}")
-        self.encoder = FeatureEncoder(self.features_numeric, self.features_categorical, unknown=unknown_category)
+        try:
+            self.encoder = FeatureEncoder(
+                self.features_numeric, self.features_categorical, unknown=unknown_category, missing=missing_category
+            )
+        except ValueError as exc:
+            raise ConfigError(f"model {name!r}: {exc}") from None
         self.distributions: dict[str, Any] = {}
         self.metrics: dict[str, float] = {}
         self.model: Any = None
@@ -182,7 +214,13 @@ class ModelContainer:
         if not self.encoder.categories and self.features_categorical:
             self.analyze_distributions(df)
         y = df[self.target].to_numpy()
-        classes = np.unique(y[~_isnull(y)])
+        absent = _isnull(y)
+        if absent.any():
+            raise FeatureError(
+                f"target {self.target!r} is missing in {int(absent.sum())} of {len(y)} rows (first: row {int(np.argmax(absent))})",
+                [{"feature": self.target, "message": "missing target"}],
+            )
+        classes = np.unique(y)
         if len(classes) < 2:
             raise FeatureError(f"target {self.target!r} has {len(classes)} class(es) {classes.tolist()}: a model needs at least two")
         return self.encoder.transform(df), y.astype(np.int64) if y.dtype.kind in "biu" else y
@@ -228,24 +266,42 @@ class ModelContainer:
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
-        Artifacts go under ``models/<project>/<commit>/<run-id>/``; the reference is written last, so a
-        reference never names an artifact that is not fully written. ``models/<project>/<name>/current.json``
-        then points at the new reference.
+        Artifacts (``<name>.joblib``, ``<name>.metadata.json`` with the encoder and its column order,
+        ``<name>.distributions.json``) go under ``models/<project>/<commit>/<run-id>/``, each written
+        atomically. The reference (artifact URIs, sha256, sizes, created-at, git commit, run id, hmlcore
+        version, metrics) is written last, so a reference never names an artifact that is not fully
+        written; if any write fails, the artifacts already written are removed again.
+        ``models/<project>/<name>/current.json`` then points at the new reference.
+
+        Args:
+            run_id: the pipeline run id (default ``$HML_RUN_ID``, else a fresh ``local-...`` id).
+            git_commit: the commit of the code (default ``$HML_GIT_COMMIT``, else ``git rev-parse``, else
+                ``"unversioned"``).
+            metrics: evaluation metrics to record (numbers).
+
+        Raises:
+            ModelLoadError: no model is bound.
+            ConfigError: the features were never analysed, a metric is not a number, or the lake cannot
+                be written.
+
+        Example:
+            >>> container.publish(run_id="run-1", metrics={"auc": 0.8})  # doctest: +SKIP
+            '.hml/lake/models/car-crashes/unversioned/run-1/crashed.reference.json'
         """
         import joblib
 
         if self.model is None:
             raise ModelLoadError(f"model {self.name!r} has nothing to publish: call bind_model() first")
-        run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
-        git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or "unversioned"
+        if not self.distributions:
+            raise ConfigError(f"model {self.name!r} has no feature analysis to publish: call analyze_distributions() first")
         if metrics:
-            self.metrics = {k: float(v) for k, v in metrics.items()}
-        folder = f"models/{self.project_name}/{_safe(git_commit)}/{_safe(run_id)}"
+            self.metrics = _numeric_metrics(metrics)
+        run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
+        git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
+        folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
         buffer = io.BytesIO()
         model = self.model
-        booster = getattr(model, "_hml_booster", None)
-        if booster is not None:
-            del model._hml_booster
+        booster = model.__dict__.pop("_hml_booster", None) if hasattr(model, "__dict__") else None
         try:
             joblib.dump(model, buffer)
         finally:
@@ -253,28 +309,37 @@ class ModelContainer:
                 model._hml_booster = booster
         payloads = {
             "model": (f"{folder}/{self.name}.joblib", buffer.getvalue()),
-            "metadata": (f"{folder}/{self.name}.metadata.json", json.dumps(self._metadata(), indent=2, sort_keys=True).encode()),
+            "metadata": (f"{folder}/{self.name}.metadata.json", _json(self._metadata(with_distributions=False))),
+            "distributions": (f"{folder}/{self.name}.distributions.json", _json(self.distributions)),
         }
-        artifacts = {}
-        for key, (path, data) in payloads.items():
-            uri = self.lake.write_bytes(path, data)
-            artifacts[key] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
-        reference = {
-            "name": self.name,
-            "project": self.project_name,
-            "version": run_id,
-            "run_id": run_id,
-            "git_commit": git_commit,
-            "created_at": _now(),
-            "hmlcore_version": __version__,
-            "target": self.target,
-            "features_numeric": self.features_numeric,
-            "features_categorical": self.features_categorical,
-            "metrics": self.metrics,
-            "artifacts": artifacts,
-        }
-        data = json.dumps(reference, indent=2, sort_keys=True).encode()
-        uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", data)
+        artifacts: dict[str, dict[str, Any]] = {}
+        written: list[str] = []
+        try:
+            for key, (path, data) in payloads.items():
+                uri = self.lake.write_bytes(path, data)
+                written.append(path)
+                artifacts[key] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
+            reference = {
+                "schema": REFERENCE_SCHEMA,
+                "name": self.name,
+                "project": self.project_name,
+                "version": run_id,
+                "run_id": run_id,
+                "git_commit": git_commit,
+                "created_at": _now(),
+                "hmlcore_version": __version__,
+                "target": self.target,
+                "features_numeric": self.features_numeric,
+                "features_categorical": self.features_categorical,
+                "columns": self.encoder.columns,
+                "metrics": self.metrics,
+                "artifacts": artifacts,
+            }
+            uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", _json(reference))
+        except BaseException:
+            for path in written:
+                self.lake.delete(path)
+            raise
         self.lake.write_bytes(self.current_path, json.dumps({"reference": uri}).encode())
         self.reference, self.reference_uri = reference, uri
         return uri
@@ -305,64 +370,73 @@ class ModelContainer:
         self.distributions = metadata.get("distributions", {})
         return self
 
-    def _metadata(self) -> dict[str, Any]:
-        return {
+    def _metadata(self, *, with_distributions: bool = True) -> dict[str, Any]:
+        metadata = {
             "encoder": self.encoder.to_dict(),
             "columns": self.encoder.columns,
-            "distributions": self.distributions,
             "defaults": self.defaults,
             "target": self.target,
         }
+        if with_distributions:
+            metadata["distributions"] = self.distributions
+        return metadata
 
     # ----------------------------------------------------------------- loading
     def load(self, reference: str | None = None) -> ModelContainer:
         """Load the model named by ``reference`` (a URL or lake path of a reference JSON).
 
         Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest
-        published reference of this model in the lake. Each artifact's sha256 is checked before it is
-        unpickled.
+        published reference of this model in the lake. Every artifact is downloaded and its sha256
+        checked against the reference *before* the model file is unpickled.
 
         Raises:
-            ModelLoadError: the reference is missing or malformed, an artifact is missing, or an
-                artifact's digest does not match the reference.
+            ModelLoadError: the reference is missing or malformed, an artifact is missing, an artifact's
+                digest differs from the reference (the message names the file and both digests), or the
+                model was trained on other features than this container declares.
+
+        Example:
+            >>> shared.model_container().load("gs://bucket/hml/models/.../crashed.reference.json")  # doctest: +SKIP
+            ModelContainer('crashed', version='run-1')
         """
         import joblib
 
         uri = reference or os.environ.get("HML_MODEL_REFERENCE") or self._current_reference()
         ref = self._read_json(uri, "reference")
-        try:
-            artifacts = ref["artifacts"]
-            entries = {key: (artifacts[key]["uri"], artifacts[key]["sha256"]) for key in ("model", "metadata")}
-        except (KeyError, TypeError) as exc:
-            raise ModelLoadError(f"reference {uri} is malformed: no artifacts.{exc.args[0] if exc.args else '?'}") from exc
-        blobs = {}
-        for key, (artifact_uri, expected) in entries.items():
-            try:
-                data = self.lake.read_bytes(artifact_uri)
-            except FileNotFoundError as exc:
-                raise ModelLoadError(f"artifact {artifact_uri} named by {uri} does not exist") from exc
-            actual = sha256_bytes(data)
-            if actual != expected:
-                raise ModelLoadError(f"artifact {artifact_uri} fails verification: sha256 {actual} != {expected} in the reference")
-            blobs[key] = data
+        entries = _artifact_entries(ref, uri)
+        blobs = {key: self._verified(artifact_uri, expected, uri) for key, (artifact_uri, expected) in entries.items()}
         try:
             metadata = json.loads(blobs["metadata"])
             encoder = FeatureEncoder.from_dict(metadata["encoder"])
+            distributions = json.loads(blobs["distributions"]) if "distributions" in blobs else metadata.get("distributions", {})
         except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"metadata of {uri} is malformed: {exc}") from exc
+            raise ModelLoadError(f"metadata of {uri} is malformed: {type(exc).__name__}: {exc}") from exc
+        if encoder.features != self.features:
+            raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
         try:
             model = joblib.load(io.BytesIO(blobs["model"]))
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad model file
             raise ModelLoadError(f"model file {entries['model'][0]} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-        if encoder.features != self.features:
-            raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
         self.encoder = encoder
-        self.distributions = metadata.get("distributions", {})
-        self.metrics = dict(ref.get("metrics", {}))
+        self.distributions = distributions
+        self.metrics = dict(ref.get("metrics") or {})
         self.model = model
         _attach_fast_path(model)
         self.reference, self.reference_uri = ref, uri
         return self
+
+    def _verified(self, artifact_uri: str, expected: str, reference_uri: str) -> bytes:
+        try:
+            data = self.lake.read_bytes(artifact_uri)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"artifact {artifact_uri} named by {reference_uri} does not exist") from exc
+        except OSError as exc:
+            raise ModelLoadError(f"artifact {artifact_uri} named by {reference_uri} cannot be read: {exc}") from exc
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise ModelLoadError(
+                f"artifact {artifact_uri} fails verification: its sha256 is {actual}, the reference {reference_uri} expects {expected}"
+            )
+        return data
 
     def _current_reference(self) -> str:
         if not self.lake.exists(self.current_path):
@@ -379,11 +453,59 @@ class ModelContainer:
             data = json.loads(self.lake.read_bytes(uri))
         except FileNotFoundError as exc:
             raise ModelLoadError(f"model {what} {uri} does not exist") from exc
+        except OSError as exc:
+            raise ModelLoadError(f"model {what} {uri} cannot be read: {exc}") from exc
         except ValueError as exc:
             raise ModelLoadError(f"model {what} {uri} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ModelLoadError(f"model {what} {uri} is not a JSON object")
         return data
+
+
+def _artifact_entries(ref: dict[str, Any], uri: str) -> dict[str, tuple[str, str]]:
+    """``{key: (artifact uri, sha256)}`` of a reference, checked for shape; ``model`` and ``metadata`` are required."""
+    artifacts = ref.get("artifacts")
+    if not isinstance(artifacts, dict):
+        raise ModelLoadError(f"reference {uri} is malformed: 'artifacts' must be an object, got {type(artifacts).__name__}")
+    entries: dict[str, tuple[str, str]] = {}
+    for key in ("model", "metadata", "distributions"):
+        entry = artifacts.get(key)
+        if entry is None and key == "distributions":
+            continue
+        if not isinstance(entry, dict):
+            raise ModelLoadError(f"reference {uri} is malformed: no artifacts.{key}")
+        artifact_uri, digest = entry.get("uri"), entry.get("sha256")
+        if not isinstance(artifact_uri, str) or not artifact_uri:
+            raise ModelLoadError(f"reference {uri} is malformed: artifacts.{key}.uri is {artifact_uri!r}")
+        if not isinstance(digest, str) or not _SHA256_RE.match(digest):
+            raise ModelLoadError(f"reference {uri} is malformed: artifacts.{key}.sha256 is {digest!r}, not a hex sha256")
+        entries[key] = (artifact_uri, digest)
+    return entries
+
+
+def _numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ConfigError(f"metric {key!r} must be a number, got {value!r}")
+        out[str(key)] = float(value)
+    return out
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode()
+
+
+def _git_head() -> str | None:
+    """The current git commit of the working directory, if it is a git checkout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    head = done.stdout.strip()
+    return head[:12] if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", head) else None
 
 
 def _attach_fast_path(model: Any) -> None:

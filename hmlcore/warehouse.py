@@ -1,7 +1,10 @@
 """The warehouse: SQL tables the pipeline reads and writes.
 
-One interface, :class:`Warehouse`, with an embedded engine (DuckDB, a single file, no server) as the
-default. :func:`open_warehouse` picks the engine from a URL.
+One interface, :class:`Warehouse`, two engines: DuckDB (embedded, a single file, no server: the
+default) and BigQuery (:mod:`hmlcore.bigquery`, the ``gcp`` extra). :func:`open_warehouse` picks the
+engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
+:meth:`~Warehouse.load_dataframe`, :meth:`~Warehouse.table`, :meth:`~Warehouse.exists` and
+:meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read).
 
 Example:
     >>> import pandas as pd
@@ -14,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from typing import TYPE_CHECKING, Any
@@ -59,6 +63,22 @@ class Warehouse:
     def exists(self, table: str) -> bool:
         """Whether ``table`` exists."""
         raise NotImplementedError
+
+    def export(self, table: str, lake_url: str) -> str:
+        """Write every row of ``table`` as one Parquet file at ``lake_url`` (a path or fsspec URL); return the URL.
+
+        The file appears whole or not at all (see :meth:`hmlcore.lake.Lake.write_bytes`). Read it back
+        with ``pandas.read_parquet(url)``.
+
+        Raises:
+            ConfigError: the table cannot be read or the URL cannot be written.
+        """
+        return _write_parquet(self._arrow(table), lake_url)
+
+    def _arrow(self, table: str) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.table(table), preserve_index=False)
 
     def close(self) -> None:
         """Release the connection."""
@@ -116,13 +136,26 @@ class DuckDBWarehouse(Warehouse):
         return table
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        import duckdb
+
         validate_table_name(table)
         self.con.register("_hml_incoming", df)
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _hml_incoming").fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse load into {table} failed: {str(exc).splitlines()[0]}") from exc
         finally:
             self.con.unregister("_hml_incoming")
         return table
+
+    def _arrow(self, table: str) -> Any:
+        import duckdb
+
+        validate_table_name(table)
+        try:
+            return self.con.sql(f"SELECT * FROM {table}").to_arrow_table()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse export of {table} failed: {str(exc).splitlines()[0]}") from exc
 
     def exists(self, table: str) -> bool:
         validate_table_name(table)
@@ -135,8 +168,25 @@ class DuckDBWarehouse(Warehouse):
             self._con = None
 
 
-def open_warehouse(url: str) -> Warehouse:
-    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``).
+def _write_parquet(arrow_table: Any, lake_url: str) -> str:
+    import pyarrow.parquet as pq
+
+    from hmlcore.lake import Lake
+
+    if not isinstance(lake_url, str) or not lake_url.strip():
+        raise ConfigError(f"export needs a lake URL, got {lake_url!r}")
+    target = lake_url if "://" in lake_url and not lake_url.startswith("file://") else os.path.abspath(lake_url.removeprefix("file://"))
+    buffer = io.BytesIO()
+    pq.write_table(arrow_table, buffer)
+    return Lake(target).write_bytes(target, buffer.getvalue())
+
+
+def open_warehouse(url: str, *, location: str | None = None) -> Warehouse:
+    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``) or ``bigquery://project/dataset``.
+
+    Args:
+        url: where the tables live.
+        location: the BigQuery location jobs run in (ignored by DuckDB).
 
     Raises:
         ConfigError: the URL names an engine this installation cannot open.
@@ -145,10 +195,10 @@ def open_warehouse(url: str) -> Warehouse:
         url = url[len("duckdb://") :] or ":memory:"
     if url.startswith("bigquery://"):
         try:
-            from hmlcore.bigquery import BigQueryWarehouse  # type: ignore[import-not-found]
+            from hmlcore.bigquery import BigQueryWarehouse
         except ImportError as exc:
             raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
-        return BigQueryWarehouse.from_url(url)  # type: ignore[no-any-return]
+        return BigQueryWarehouse.from_url(url, location=location)
     if "://" in url:
         raise ConfigError(f"unknown warehouse URL {url!r}: use a DuckDB file path or bigquery://project/dataset")
     return DuckDBWarehouse(url)

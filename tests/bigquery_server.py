@@ -1,0 +1,225 @@
+"""A local HTTP server speaking the part of the BigQuery REST API that ``hmlcore.bigquery`` uses.
+
+The real google-cloud-bigquery client talks to it over HTTP (``api_endpoint`` + anonymous credentials),
+so the requests, the JSON it sends and the JSON it parses are the ones BigQuery sees and answers. The
+SQL itself runs in an in-memory DuckDB (one schema per dataset): the server checks the REST contract,
+not the GoogleSQL dialect, so SQL meant for both engines must stay within what both accept.
+
+Endpoints (``/bigquery/v2`` prefix):
+
+- ``POST /projects/{p}/queries`` (jobs.query): runs the query in the request's ``defaultDataset``,
+  answers ``schema`` + ``rows`` (``{"f": [{"v": "..."}]}``, numbers as strings) with ``jobComplete``;
+- ``GET /projects/{p}/datasets/{d}/tables/{t}`` (tables.get): the table's schema, or 404;
+- ``POST /upload/bigquery/v2/projects/{p}/jobs?uploadType=multipart`` (a load job of Parquet,
+  ``WRITE_TRUNCATE``), and ``GET /projects/{p}/jobs/{id}`` (jobs.get) for its status.
+
+Anything else answers 501, so a client call outside this contract fails the test loudly. It binds
+127.0.0.1 only; :func:`bigquery_server` stops it.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_TYPES = [
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_integer, "INTEGER"),
+    (pa.types.is_floating, "FLOAT"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+]
+
+
+def _bq_type(arrow_type: pa.DataType) -> str:
+    return next((name for check, name in _TYPES if check(arrow_type)), "STRING")
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "BOOLEAN":
+        return "true" if value else "false"
+    if kind == "FLOAT":
+        return repr(float(value))
+    if kind == "TIMESTAMP":
+        return repr(value.timestamp())
+    return str(value)
+
+
+class FakeBigQuery:
+    """The server's state: one DuckDB, the datasets, the finished jobs and a log of the calls made."""
+
+    def __init__(self, project: str, datasets: list[str]) -> None:
+        self.project = project
+        self.db = duckdb.connect(":memory:")
+        self.lock = threading.Lock()
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.queries: list[str] = []
+        for dataset in datasets:
+            self.db.execute(f"CREATE SCHEMA {dataset}")
+        self.datasets = set(datasets)
+
+    def run_query(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        dataset = (body.get("defaultDataset") or {}).get("datasetId")
+        sql = body["query"]
+        self.queries.append(sql)
+        if dataset and dataset not in self.datasets:
+            return _error(404, f"Not found: Dataset {self.project}:{dataset}")
+        with self.lock, self.db.cursor() as cursor:
+            try:
+                cursor.execute(f"USE memory.{dataset or 'main'}")
+                relation = cursor.sql(sql)
+                table = relation.to_arrow_table() if relation is not None else None
+            except duckdb.Error as exc:
+                return _error(400, str(exc).splitlines()[0], reason="invalidQuery")
+        job = {"projectId": self.project, "jobId": f"job_{uuid.uuid4().hex}", "location": body.get("location") or "US"}
+        if table is None or re.match(r"^\s*(CREATE|DROP|INSERT|DELETE|UPDATE)\b", sql, re.IGNORECASE):
+            return 200, {"kind": "bigquery#queryResponse", "jobReference": job, "jobComplete": True, "totalRows": "0"}
+        kinds = [_bq_type(field.type) for field in table.schema]
+        fields = [{"name": field.name, "type": kind, "mode": "NULLABLE"} for field, kind in zip(table.schema, kinds, strict=True)]
+        rows = [{"f": [{"v": _cell(v, k)} for v, k in zip(row.values(), kinds, strict=True)]} for row in table.to_pylist()]
+        return 200, {
+            "kind": "bigquery#queryResponse",
+            "schema": {"fields": fields},
+            "jobReference": job,
+            "totalRows": str(len(rows)),
+            "rows": rows,
+            "jobComplete": True,
+            "cacheHit": False,
+        }
+
+    def get_table(self, dataset: str, table: str) -> tuple[int, dict[str, Any]]:
+        with self.lock, self.db.cursor() as cursor:
+            found = cursor.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [dataset, table]
+            ).fetchall()
+            if not found[0][0]:
+                return _error(404, f"Not found: Table {self.project}:{dataset}.{table}")
+            schema = cursor.sql(f"SELECT * FROM {dataset}.{table} LIMIT 0").to_arrow_table().schema
+            rows = cursor.execute(f"SELECT count(*) FROM {dataset}.{table}").fetchall()[0]
+        fields = [{"name": f.name, "type": _bq_type(f.type), "mode": "NULLABLE"} for f in schema]
+        return 200, {
+            "kind": "bigquery#table",
+            "id": f"{self.project}:{dataset}.{table}",
+            "tableReference": {"projectId": self.project, "datasetId": dataset, "tableId": table},
+            "schema": {"fields": fields},
+            "numRows": str(rows[0]),
+            "type": "TABLE",
+        }
+
+    def load(self, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+        )
+        parts = [part.get_payload(decode=True) for part in message.iter_parts()]  # type: ignore[attr-defined]
+        if len(parts) != 2:
+            return _error(400, f"a multipart load needs 2 parts, got {len(parts)}")
+        resource = json.loads(parts[0])
+        config = resource["configuration"]["load"]
+        destination = config["destinationTable"]
+        if config.get("sourceFormat") != "PARQUET" or config.get("writeDisposition") != "WRITE_TRUNCATE":
+            return _error(400, f"this server loads PARQUET with WRITE_TRUNCATE only, got {config}")
+        dataset, table = destination["datasetId"], destination["tableId"]
+        if dataset not in self.datasets:
+            return _error(404, f"Not found: Dataset {self.project}:{dataset}")
+        incoming = pq.read_table(io.BytesIO(parts[1]))
+        with self.lock, self.db.cursor() as cursor:
+            cursor.register("incoming", incoming)
+            cursor.execute(f"CREATE OR REPLACE TABLE {dataset}.{table} AS SELECT * FROM incoming").fetchall()
+        job_id = resource.get("jobReference", {}).get("jobId") or f"job_{uuid.uuid4().hex}"
+        job = {
+            "kind": "bigquery#job",
+            "id": f"{self.project}:{job_id}",
+            "jobReference": {"projectId": self.project, "jobId": job_id, "location": "US"},
+            "configuration": resource["configuration"],
+            "status": {"state": "DONE"},
+            "statistics": {"load": {"outputRows": str(incoming.num_rows)}},
+        }
+        self.jobs[job_id] = job
+        return 200, job
+
+
+def _error(status: int, message: str, *, reason: str = "notFound") -> tuple[int, dict[str, Any]]:
+    reason = reason if status != 400 or reason != "notFound" else "invalid"
+    return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        return
+
+    def _answer(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.server.fake
+        path = urlsplit(self.path).path
+        fake.calls.append(("GET", path))
+        if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)", path):
+            self._answer(*fake.get_table(m.group(1), m.group(2)))
+        elif (m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs/([^/]+)", path)) and m.group(1) in fake.jobs:
+            self._answer(200, fake.jobs[m.group(1)])
+        else:
+            self._answer(*_error(501, f"the test server does not implement GET {path}", reason="notImplemented"))
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        fake = self.server.fake
+        parts = urlsplit(self.path)
+        fake.calls.append(("POST", parts.path))
+        body = self._body()
+        if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries", parts.path):
+            self._answer(*fake.run_query(json.loads(body)))
+        elif re.fullmatch(r"/upload/bigquery/v2/projects/[^/]+/jobs", parts.path) and "uploadType=multipart" in parts.query:
+            self._answer(*fake.load(self.headers.get("Content-Type", ""), body))
+        else:
+            self._answer(*_error(501, f"the test server does not implement POST {parts.path}?{parts.query}", reason="notImplemented"))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeBigQuery) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+
+@contextmanager
+def bigquery_server(project: str = "test-project", datasets: tuple[str, ...] = ("hml",)) -> Iterator[tuple[str, FakeBigQuery]]:
+    """Serve a fake BigQuery on 127.0.0.1; yield ``(endpoint URL, state)``; shut it down on exit."""
+    fake = FakeBigQuery(project, list(datasets))
+    server = _Server(fake)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        fake.db.close()
