@@ -64,7 +64,7 @@ def serving_app(lake: Path | str, *, load: bool = True, **options: Any) -> hml.H
 
 
 #: a script that serves the model in ``sys.argv[1]``'s lake: ``python script LAKE inference run-prod ...``
-APP_SCRIPT = '''
+APP_SCRIPT = """
 import sys, time
 
 import flask
@@ -85,4 +85,4 @@ def start(inference_app):
 
 
 app.start(sys.argv[2:])
-'''
+"""
