@@ -103,6 +103,33 @@ def test_run_dev_serves(tmp_path: Path, lake: Path):
         stop(server)
 
 
+def test_run_dev_reloads_when_the_code_changes(tmp_path: Path, lake: Path):
+    server, base, _ = start(tmp_path, lake, "run-dev")  # --reload is the default
+    try:
+        assert requests.get(f"{base}/added", timeout=5).status_code == 404
+        script = tmp_path / "serve_app.py"
+        script.write_text(script.read_text().replace('    @inference_app.flask.get("/slow")', ADDED_ROUTE))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/added", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        assert requests.get(f"{base}/added", timeout=5).json() == {"added": True}
+    finally:
+        stop(server)
+    assert server.returncode == 0
+
+
+ADDED_ROUTE = """    @inference_app.flask.get("/added")
+    def added():
+        return {"added": True}
+
+    @inference_app.flask.get("/slow")"""
+
+
 def test_a_model_that_cannot_load_stops_run_prod_with_one_line(tmp_path: Path):
     app = serving_app(tmp_path / "empty-lake")
     result = CliRunner().invoke(app.cli(), ["inference", "run-prod", "--port", str(free_port()), "--host", "127.0.0.1"])
