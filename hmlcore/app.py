@@ -108,7 +108,11 @@ class HmlApp:
     # ----------------------------------------------------------------- data
     @property
     def settings(self) -> PlatformSettings:
-        """The platform settings, resolved from the environment on first use."""
+        """The platform settings, resolved from the environment and checked on first use.
+
+        Raises:
+            ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.config.PlatformSettings`).
+        """
         if self._settings is None:
             self._settings = PlatformSettings.from_env(self.platform)
         return self._settings
@@ -119,7 +123,9 @@ class HmlApp:
         if self._lake is None:
             from hmlcore.lake import Lake
 
-            self._lake = Lake(self.settings.lake_url)
+            settings = self.settings
+            options = {"project": settings.gcp_project} if settings.gcp_project and settings.lake_url.startswith("gs://") else None
+            self._lake = Lake(settings.lake_url, storage_options=options)
         return self._lake
 
     @property
@@ -128,7 +134,7 @@ class HmlApp:
         if self._warehouse is None:
             from hmlcore.warehouse import open_warehouse
 
-            self._warehouse = open_warehouse(self.settings.warehouse_url)
+            self._warehouse = open_warehouse(self.settings.warehouse_url, location=self.settings.gcp_location)
         return self._warehouse
 
     # ----------------------------------------------------------------- command line
