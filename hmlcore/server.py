@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -138,4 +139,7 @@ def run_prod(flask_app: flask.Flask, *, host: str, port: int, workers: int, time
             return flask_app
 
     log.info("serving on %s with %d gunicorn worker(s)", options["bind"], workers)
+    # what is loaded now lives as long as the server: keep the cyclic GC off it, so the workers'
+    # collections stay short and do not write to (and copy) the pages they share with this process
+    gc.freeze()
     Application().run()
