@@ -56,8 +56,10 @@ def _missing_error(features: Sequence[str], extra: list[dict[str, Any]] | None =
     return FeatureError(f"missing feature{'s' if len(names) > 1 else ''}: {', '.join(names)}", details)
 
 
-def _frame_column(series: pd.Series) -> np.ndarray:
+def _frame_column(series: pd.Series) -> Any:
     dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return series.array  # factorised without a copy to Python objects
     if pd.api.types.is_bool_dtype(dtype):
         return series.to_numpy(dtype=object, na_value=None)
     if pd.api.types.is_numeric_dtype(dtype):
@@ -262,7 +264,9 @@ class FeatureEncoder:
         """
         columns = to_columns(data, self.features)
         n = len(next(iter(columns.values()))) if columns else 0
-        out = np.zeros((n, len(self.columns)), dtype=np.float32)
+        width = len(self.columns)
+        out = np.zeros((n, width), dtype=np.float32)
+        flat = out.reshape(-1)
         details: list[dict[str, Any]] = []
         for j, feature in enumerate(self.numeric):
             floats, bad = numeric_values(columns[feature])
@@ -281,12 +285,12 @@ class FeatureEncoder:
             if self.missing == "error" and missing.any():
                 row = int(np.argmax(missing))
                 details.append({"feature": feature, "message": f"missing value in row {row}", "value": None, "index": row})
-            rows = np.nonzero(codes >= 0)[0]
-            out[rows, offset + codes[rows]] = 1.0
+            rows = np.flatnonzero(codes >= 0)
+            flat[rows * width + (offset + codes[rows])] = 1.0
             offset += len(lookup)
             if self.has_other:
                 other = (unseen if self.unknown == "other" else np.zeros(n, dtype=bool)) | (missing if self.missing == "other" else False)
-                out[other, offset] = 1.0
+                flat[np.flatnonzero(other) * width + offset] = 1.0
                 offset += 1
         if details:
             raise FeatureError("; ".join(f"{d['feature']}: {d['message']}" for d in details), details)
