@@ -2,7 +2,9 @@
 
 Each ``@hml.op()`` runs as its own container in Kubeflow and as ``{{ cookiecutter.package_name }} pipelines
 {{ cookiecutter.pipeline_name }} run <step>`` on a laptop. Steps hand each other small values (table
-names, artifact URIs, metrics); the data itself stays in the warehouse and the lake.
+names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` splits
+the rows with SQL (the same SQL on DuckDB and BigQuery) and exports each split to the lake as Parquet,
+where the later steps read it.
 """
 
 from __future__ import annotations
@@ -43,19 +45,27 @@ def extract(ctx: hml.OpContext, validation_share: float = 0.2, seed: int = 7) ->
     counts = warehouse.query(
         f"SELECT (SELECT count(*) FROM {TRAINING_TABLE}) AS training, (SELECT count(*) FROM {VALIDATION_TABLE}) AS validation"
     )
+    folder = f"runs/{ctx.pipeline}/{ctx.run_id}/{ctx.step}"
     return {
         "training": TRAINING_TABLE,
         "validation": VALIDATION_TABLE,
+        "training_url": warehouse.export(TRAINING_TABLE, ctx.lake.uri(folder, "training.parquet")),
+        "validation_url": warehouse.export(VALIDATION_TABLE, ctx.lake.uri(folder, "validation.parquet")),
         "training_rows": int(counts["training"][0]),
         "validation_rows": int(counts["validation"][0]),
     }
+
+
+def read_split(ctx: hml.OpContext, tables: dict, split: str) -> pd.DataFrame:
+    """The ``training`` or ``validation`` rows that ``extract`` exported to the lake."""
+    return pd.read_parquet(io.BytesIO(ctx.lake.read_bytes(tables[f"{split}_url"])))
 
 
 @hml.op()
 def analyze_features(ctx: hml.OpContext, tables: dict) -> dict:
     """Learn the categories and distributions of every feature from the training table."""
     container = ctx.get_model(shared.MODEL_NAME)
-    container.analyze_distributions(ctx.warehouse.table(tables["training"]))
+    container.analyze_distributions(read_split(ctx, tables, "training"))
     return ctx.save_artifact("analysis.json", container.dump_analysis())
 
 
@@ -64,7 +74,7 @@ def build_training_matrix(ctx: hml.OpContext, tables: dict, analysis: dict) -> d
     """Encode the training table into the matrix the model learns from."""
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
-    features, target = container.build_training_matrix(ctx.warehouse.table(tables["training"]))
+    features, target = container.build_training_matrix(read_split(ctx, tables, "training"))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, features=features, target=target)
     return ctx.save_artifact("training_matrix.npz", buffer.getvalue())
@@ -111,9 +121,9 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
     container = _load_model(ctx, model, analysis)
-    validation = ctx.warehouse.table(tables["validation"])
+    validation = read_split(ctx, tables, "validation")
     probabilities = container.predict_proba(container.encode(validation))
-    truth = validation[shared.TARGET].to_numpy()
+    truth = validation[shared.TARGET].to_numpy(dtype=np.int64)
     metrics: dict[str, Any] = {
         "auc": round(float(roc_auc_score(truth, probabilities)), 6),
         "log_loss": round(float(log_loss(truth, probabilities)), 6),

@@ -45,7 +45,13 @@ DRIFT_THRESHOLDS = {
 
 
 def model_container() -> hml.ModelContainer:
-    """A fresh container for the model: its features, target and policy for unseen categories."""
+    """A fresh container for the model: its features, target and policies for unseen and missing categories.
+
+    ``unknown_category``: ``"error"`` refuses a category the model never saw (the API answers 422 naming
+    the feature and the value); ``"other"`` would send it to an extra ``<feature>=__other__`` column.
+    ``missing_category``: ``"ignore"`` encodes a missing category as all zeros. A missing number is NaN,
+    which XGBoost handles.
+    """
     return hml.ModelContainer(
         name=MODEL_NAME,
         project_name=PROJECT_NAME,
@@ -53,4 +59,5 @@ def model_container() -> hml.ModelContainer:
         features_categorical=FEATURES_CATEGORICAL,
         target=TARGET,
         unknown_category="error",
+        missing_category="ignore",
     )
