@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -49,6 +50,7 @@ __all__ = ["STATUSES", "DriftProfile", "DriftReport", "DriftThresholds", "DriftW
 #: statuses from best to worst; ``pending`` means too few rows to judge
 STATUSES = ("pending", "ok", "warn", "alert")
 _CHECKS = ("psi", "out_of_range", "unseen")
+_SMALL_BATCH = 8  # rows up to which a request is coded without numpy
 _EPSILON = 1e-4  # the share an empty bin counts as in the PSI, so that log(0) never happens
 
 
@@ -252,6 +254,15 @@ class DriftProfile:
         self._lo = np.array([lo for lo, _ in ranges], dtype=np.float32)
         self._hi = np.array([hi for _, hi in ranges], dtype=np.float32)
         self._above = np.array([max(len(e) - 1, 0) + 1 for e in self._edges], dtype=np.int32)
+        # the same, as Python values, for small batches
+        self._numeric_py = [
+            (edges[1:-1].tolist(), float(lo), float(hi), int(above), offset)
+            for edges, lo, hi, above, offset in zip(self._edges, self._lo, self._hi, self._above, self.offsets, strict=False)
+        ]
+        self._categorical_py = [
+            (feature, index, self.offsets[len(self.numeric) + j])
+            for j, (feature, index) in enumerate(zip(self.categorical, self._categories, strict=True))
+        ]
         layout = {
             "n": self.numeric,
             "c": self.categorical,
@@ -302,12 +313,63 @@ class DriftProfile:
             out[:, j] = [offset + (missing if (text := as_category(v)) is None else index.get(text, unseen)) for v in column]
         return out
 
-    def codes_from_request(self, features: np.ndarray, records: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> np.ndarray:
-        """Slot codes of a served batch: numeric values from the encoded matrix, categories from the records."""
+    def codes_from_request(
+        self,
+        features: np.ndarray,
+        records: Sequence[Mapping[str, Any]],
+        defaults: Mapping[str, Any],
+        *,
+        categories: Mapping[str, Sequence[str]] | None = None,
+    ) -> np.ndarray | list[list[int]]:
+        """Slot codes of a served batch: numeric values from the encoded matrix, categories from the records.
+
+        A small batch (most requests are one row) is coded in plain Python, a larger one with numpy: the
+        codes are the same, the small one just skips numpy's per-call cost. Given the encoder's
+        ``categories`` (the order of its one-hot columns, after the numeric ones), a large batch reads the
+        known categories from ``features`` and looks at the records only for rows with none.
+        """
         n = len(records)
+        if n <= _SMALL_BATCH:
+            return self._small_codes(features, records, defaults)
         numeric = self._numeric_codes(features[:, : len(self.numeric)], n)
-        columns = ([r.get(f, defaults.get(f)) for r in records] for f in self.categorical)
-        return np.concatenate([numeric, self._categorical_codes(columns, n)], axis=1)
+        if categories is None or features.shape[1] != len(self.numeric) + sum(len(categories.get(f, ())) for f in self.categorical):
+            columns = ([r.get(f, defaults.get(f)) for r in records] for f in self.categorical)
+            return np.concatenate([numeric, self._categorical_codes(columns, n)], axis=1)
+        out = np.empty((n, len(self.categorical)), dtype=np.int32)
+        start = len(self.numeric)
+        for j, (feature, index, offset) in enumerate(self._categorical_py):
+            names = categories.get(feature, ())
+            to_slot = np.array([index.get(str(name), len(index)) for name in names] or [0], dtype=np.int32) + offset
+            block = features[:, start : start + len(names)]
+            start += len(names)
+            hot = block.argmax(axis=1) if len(names) else np.zeros(n, dtype=np.int64)
+            codes = to_slot[hot]
+            cold = np.flatnonzero(block.max(axis=1) <= 0) if len(names) else np.arange(n)
+            for i in cold.tolist():  # no known category: missing, or unseen (under the "ignore" policy)
+                text = as_category(records[i].get(feature, defaults.get(feature)))
+                codes[i] = offset + (len(index) + 1 if text is None else index.get(text, len(index)))
+            out[:, j] = codes
+        return np.concatenate([numeric, out], axis=1)
+
+    def _small_codes(self, features: np.ndarray, records: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> list[list[int]]:
+        out = []
+        for values, record in zip(features[:, : len(self.numeric)].tolist(), records, strict=True):
+            row = []
+            for v, (inner, lo, hi, above, offset) in zip(values, self._numeric_py, strict=True):
+                if v != v:  # NaN: missing
+                    code = above + 1
+                elif v > hi:
+                    code = above
+                elif v < lo:
+                    code = 0
+                else:
+                    code = 1 + bisect.bisect_right(inner, v)
+                row.append(offset + code)
+            for feature, index, offset in self._categorical_py:
+                text = as_category(record.get(feature, defaults.get(feature)))
+                row.append(offset + (len(index) + 1 if text is None else index.get(text, len(index))))
+            out.append(row)
+        return out
 
     def codes_from_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Slot codes of every row of ``df`` (which must hold every feature).
@@ -459,14 +521,17 @@ class DriftWindow:
         """How many rows the window holds."""
         return int(self._data[4])
 
-    def add(self, codes: np.ndarray) -> None:
+    def add(self, codes: np.ndarray | Sequence[Sequence[int]]) -> None:
         """Add rows' slot codes (one row per input row, one column per feature)."""
         codes = codes[-self.size :]
         n = len(codes)
         with self._lock:
             position = int(self._data[5])
             first = min(n, self.size - position)
-            self._ring[position : position + first] = codes[:first]
+            if n == 1:
+                self._ring[position] = codes[0]
+            else:
+                self._ring[position : position + first] = codes[:first]
             if n > first:
                 self._ring[: n - first] = codes[first:]
             self._data[5] = (position + n) % self.size

@@ -156,17 +156,38 @@ class ServingMetrics:
         self._child(self.requests, route, method, str(status)).inc()
         self._child(self.latency, route, method).observe(seconds)
 
+    def observe_requests(self, latencies: Mapping[tuple[str, str, int], Sequence[float]]) -> None:
+        """Count requests and their latencies, given as ``{(route, method, status): [seconds, ...]}``."""
+        by_route: dict[tuple[str, str], list[float]] = {}
+        for (route, method, status), seconds in latencies.items():
+            self._child(self.requests, route, method, str(status)).inc(len(seconds))
+            by_route.setdefault((route, method), []).extend(seconds)
+        for (route, method), seconds in by_route.items():
+            _observe_many(self._child(self.latency, route, method), np.asarray(seconds, dtype=np.float64))
+
     def observe_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> None:
         """Count the classes (bool, int, str outputs) and score histograms (float outputs) of a batch."""
         if not predictions or not isinstance(predictions[0], Mapping):
+            return
+        if len(predictions) <= 8:  # most requests: one row; numpy would cost more than it saves
+            for prediction in predictions:
+                for output, value in prediction.items():
+                    if isinstance(value, float):
+                        if value == value:  # not NaN
+                            self._child(self.scores, self.model, output).observe(value)
+                    elif isinstance(value, (bool, int, str)):
+                        self._child(self.predictions, self.model, output, self._class_label(output, _class_text(value))).inc()
             return
         for output, first in predictions[0].items():
             if isinstance(first, float):
                 scores = np.fromiter((p.get(output, np.nan) for p in predictions), dtype=np.float64, count=len(predictions))
                 _observe_many(self._child(self.scores, self.model, output), scores[~np.isnan(scores)])
             elif isinstance(first, (bool, int, str)):
-                for value, count in Counter(_class_text(p.get(output)) for p in predictions).items():
-                    self._child(self.predictions, self.model, output, self._class_label(output, value)).inc(count)
+                by_text: Counter[str] = Counter()
+                for value, count in Counter([p.get(output) for p in predictions]).items():  # counted in C, then named
+                    by_text[_class_text(value)] += count
+                for text, count in by_text.items():
+                    self._child(self.predictions, self.model, output, self._class_label(output, text)).inc(count)
 
     def _class_label(self, output: str, value: str) -> str:
         seen = self._classes.setdefault(output, set())

@@ -22,6 +22,7 @@ With one process (the development server) the window stays in memory.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -117,11 +118,22 @@ class Monitor:
         self.window_size = window
         self.thresholds = DriftThresholds.from_mapping(thresholds)
         self.model_name = model
+        #: what is buffered is counted when this many rows (or requests) wait, or after ``flush_seconds``
+        self.flush_rows = 64
+        self.flush_seconds = 1.0
         self._lock = threading.Lock()
+        self._profile: tuple[Any, DriftProfile] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
         self._pid = os.getpid()
         self._metrics: ServingMetrics | None = None
         self._window: DriftWindow | None = None
-        self._profile: tuple[Any, DriftProfile] | None = None
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_units = 0
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
 
     # ----------------------------------------------------------------- per-process state
     @property
@@ -131,7 +143,7 @@ class Monitor:
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
-            self._pid, self._metrics, self._window = os.getpid(), None, None
+            self._reset()
 
     @property
     def metrics(self) -> ServingMetrics:
@@ -176,19 +188,78 @@ class Monitor:
 
     # ----------------------------------------------------------------- observer
     def on_predict(self, container: ModelContainer, records: Sequence[Mapping[str, Any]], features: np.ndarray, predictions: Any) -> None:
-        """Count the predictions and add the rows to this worker's drift window."""
-        self.metrics.observe_predictions(predictions)
-        if self.model_name and container is not self.container:
-            return
-        try:
-            profile = self.profile(container)
-        except HmlError:
-            return  # no training distributions: nothing to compare with (``/drift`` says why)
-        self._own_window(profile).add(profile.codes_from_request(features, records, container.defaults))
+        """Buffer a served batch: its predictions are counted and its rows added to the drift window on :meth:`flush`."""
+        self._push(("predict", container, records, features, predictions), len(records))
 
     def on_invalid(self, container: ModelContainer, details: Sequence[Mapping[str, Any]]) -> None:
-        """Count a refused request under each feature it was refused for."""
-        self.metrics.observe_invalid(details)
+        """Buffer a refused request, to count under each feature it was refused for."""
+        self._push(("invalid", details), 1)
+
+    # ----------------------------------------------------------------- buffering
+    def _push(self, item: tuple[Any, ...], units: int) -> None:
+        """Buffer ``item``: a request pays for an append; the counting runs in batches (numpy, warm caches)."""
+        self._check_fork()
+        with self._pending_lock:
+            self._pending.append(item)
+            self._pending_units += units
+            full = self._pending_units >= self.flush_rows
+        if full:
+            self._flush_quietly()
+        elif self._flusher is None:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_forever, args=(os.getpid(),), name="hml-monitoring", daemon=True)
+                self._flusher.start()
+                atexit.register(self._flush_quietly)
+
+    def _flush_forever(self, pid: int) -> None:
+        while os.getpid() == pid:
+            time.sleep(self.flush_seconds)
+            self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - monitoring must never break serving
+            log.exception("monitoring could not count what it buffered")
+
+    def flush(self) -> None:
+        """Count what this process has buffered: requests, predictions, refusals, drift window rows."""
+        self._check_fork()
+        with self._flush_lock:
+            with self._pending_lock:
+                items, self._pending, self._pending_units = self._pending, [], 0
+            if not items:
+                return
+            metrics = self.metrics
+            requests: dict[tuple[str, str, int], list[float]] = {}
+            batches: dict[int, list[tuple[Any, ...]]] = {}
+            for item in items:
+                if item[0] == "request":
+                    requests.setdefault(item[1], []).append(item[2])
+                elif item[0] == "invalid":
+                    metrics.observe_invalid(item[1])
+                else:
+                    batches.setdefault(id(item[1]), []).append(item)
+            if requests:
+                metrics.observe_requests(requests)
+            for batch in batches.values():
+                container = batch[0][1]
+                records = [r for item in batch for r in item[2]]
+                metrics.observe_predictions([p for item in batch for p in item[4]])
+                if self.model_name and container is not self.container:
+                    continue
+                try:
+                    profile = self.profile(container)
+                except HmlError:
+                    continue  # no training distributions: nothing to compare with (``/drift`` says why)
+                features = np.concatenate([item[3] for item in batch]) if len(batch) > 1 else batch[0][3]
+                self._own_window(profile).add(
+                    profile.codes_from_request(features, records, container.defaults, categories=container.encoder.categories)
+                )
 
     # ----------------------------------------------------------------- drift
     def window_counts(self, profile: DriftProfile) -> tuple[np.ndarray, int]:
@@ -244,12 +315,8 @@ class Monitor:
             begun = flask.g.pop("hml_started", None)
             if begun is not None:
                 rule = flask.request.url_rule
-                try:
-                    self.metrics.observe_request(
-                        rule.rule if rule else "(unmatched)", flask.request.method, response.status_code, time.perf_counter() - begun
-                    )
-                except Exception:  # noqa: BLE001 - monitoring must never break serving
-                    log.exception("counting a request failed")
+                key = (rule.rule if rule else "(unmatched)", flask.request.method, response.status_code)
+                self._push(("request", key, time.perf_counter() - begun), 1)
             return response
 
         flask_app.before_request(started)
@@ -263,6 +330,7 @@ class Monitor:
     def _metrics_view(self) -> Any:
         import flask
 
+        self.flush()
         body, content_type = self.metrics.render()
         return flask.Response(body, content_type=content_type)
 
@@ -272,6 +340,7 @@ class Monitor:
         from hmlcore.inference import ApiError
 
         container = self.container
+        self.flush()
         try:
             report, workers = self.report()
         except HmlError as exc:

@@ -157,3 +157,26 @@ def test_per_feature_thresholds_override_the_defaults():
     assert thresholds.for_feature("age")["psi"] == (1.0, 2.0)
     assert thresholds.for_feature("speed")["psi"] == (0.2, 0.5)
     assert thresholds.for_feature("speed")["unseen"] == DriftThresholds().unseen
+
+
+def test_served_rows_get_the_same_codes_whichever_way_they_are_read(train: pd.DataFrame):
+    from hmlcore.model import ModelContainer
+
+    container = ModelContainer("m", "p", ["x"], ["c"], "y", unknown_category="ignore").analyze_distributions(train)
+    profile = DriftProfile.from_container(container)
+    rng = np.random.default_rng(5)
+    now = pd.DataFrame({"x": rng.normal(0, 3, 400), "c": rng.choice(["a", "b", "c", "zz"], 400)}).astype(object)
+    now.loc[now.index[::7], "x"] = None
+    now.loc[now.index[::11], "c"] = None
+    now.loc[now.index[0], "x"] = float(train["x"].max())  # the bounds of the training range
+    now.loc[now.index[1], "x"] = float(train["x"].min())
+    records = now.to_dict("records")
+    features = container.encode(records)
+    expected = profile.codes_from_frame(now)
+    by_row = np.array([row for i in range(len(records)) for row in profile.codes_from_request(features[i : i + 1], records[i : i + 1], {})])
+    np.testing.assert_array_equal(by_row, expected)
+    np.testing.assert_array_equal(profile.codes_from_request(features, records, {}), expected)
+    one_hot = profile.codes_from_request(features, records, {}, categories=container.encoder.categories)
+    np.testing.assert_array_equal(one_hot, expected)
+    drift = profile.evaluate(profile.counts(expected)).features
+    assert drift["c"].unseen > 0.15 and drift["c"].missing > 0.05 and drift["x"].missing > 0.1

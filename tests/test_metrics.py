@@ -103,6 +103,8 @@ def test_batched_score_observation_matches_one_by_one():
     assert got[key] == pytest.approx(expected[key])
 
 
+POST_OK = {"route": "/predict", "method": "POST", "status": "200"}
+
 APP = """
 import sys
 from hmlcore import hml
@@ -150,14 +152,24 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
             with requests.Session() as session:
                 return session.post(f"{base}/predict", json=batch[i : i + 1], timeout=10).status_code
 
+        def settled(check, seconds: float = 5.0):  # workers count what they buffered within a second
+            until = time.monotonic() + seconds
+            while not (result := check()) and time.monotonic() < until:
+                time.sleep(0.2)
+            return result
+
         sent, workers = 0, 0
         with ThreadPoolExecutor(4) as pool:
             while workers < 2 and sent < 1200:  # until both workers have served (nearly always the first round)
                 assert set(pool.map(predict, range(300))) == {200}
                 sent += 300
-                workers = requests.get(f"{base}/drift", timeout=10).json()["window"]["workers"]
+                workers = settled(lambda: requests.get(f"{base}/drift", timeout=10).json()["window"]["workers"] == 2, 3) and 2
         assert workers == 2
 
+        def total() -> float:
+            return value(samples(requests.get(f"{base}/metrics", timeout=10).text), "hml_http_requests_total", **POST_OK)
+
+        assert settled(lambda: total() == sent), f"{total()} requests counted, {sent} sent"
         pages = [samples(requests.get(f"{base}/metrics", timeout=10).text) for _ in range(8)]
         drifts = [requests.get(f"{base}/drift", timeout=10).json() for _ in range(8)]
     finally:
@@ -165,7 +177,7 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
     for page in pages:
-        assert value(page, "hml_http_requests_total", route="/predict", method="POST", status="200") == sent
+        assert value(page, "hml_http_requests_total", **POST_OK) == sent
         assert value(page, "hml_prediction_score_count", model="mon", output="probability") == sent
         assert value(page, "hml_drift_window_workers", model="mon") == 2
         assert value(page, "hml_drift_window_rows", model="mon") == min(sent, 800)
