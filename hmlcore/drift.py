@@ -240,12 +240,6 @@ class DriftProfile:
             self.offsets.append(slots)
             slots += len(known) + 2
         self.slots = slots
-        self._num_offsets = np.asarray(self.offsets[: len(self.numeric)], dtype=np.int32)
-        width = max((len(e) - 2 for e in self._edges), default=0)
-        inner = np.full((len(self.numeric), max(width, 1)), np.inf, dtype=np.float32)
-        for j, edges in enumerate(self._edges):
-            inner[j, : max(len(edges) - 2, 0)] = edges[1:-1]
-        self._inner = inner
         # the training range is [min, max] (a constant feature's histogram spans [min, min + 1])
         ranges = [
             (self.stats[f].get("min", e[0]), self.stats[f].get("max", e[-1])) if len(e) else (np.inf, -np.inf)
@@ -300,11 +294,15 @@ class DriftProfile:
         if not self.numeric:
             return np.empty((n, 0), dtype=np.int32)
         x = np.asarray(values, dtype=np.float32).reshape(n, len(self.numeric))
-        codes = 1 + (x[:, :, None] >= self._inner[None, :, :]).sum(axis=2, dtype=np.int32)
-        codes = np.where(x < self._lo, 0, codes)
-        codes = np.where(x > self._hi, self._above, codes)
-        codes = np.where(np.isnan(x), self._above + 1, codes)
-        return codes + self._num_offsets
+        codes = np.empty((n, len(self.numeric)), dtype=np.int32)
+        for j, edges in enumerate(self._edges):
+            column = np.ascontiguousarray(x[:, j])
+            code = 1 + np.searchsorted(edges[1:-1], column, side="right")
+            code[column < self._lo[j]] = 0
+            code[column > self._hi[j]] = self._above[j]
+            code[np.isnan(column)] = self._above[j] + 1
+            codes[:, j] = code + self.offsets[j]
+        return codes
 
     def _categorical_codes(self, columns: Iterable[Sequence[Any]], n: int) -> np.ndarray:
         out = np.empty((n, len(self.categorical)), dtype=np.int32)
@@ -332,23 +330,24 @@ class DriftProfile:
         if n <= _SMALL_BATCH:
             return self._small_codes(features, records, defaults)
         numeric = self._numeric_codes(features[:, : len(self.numeric)], n)
-        if categories is None or features.shape[1] != len(self.numeric) + sum(len(categories.get(f, ())) for f in self.categorical):
+        widths = [len(categories.get(f, ())) for f in self.categorical] if categories is not None else []
+        if categories is None or not all(widths) or features.shape[1] != len(self.numeric) + sum(widths):
             columns = ([r.get(f, defaults.get(f)) for r in records] for f in self.categorical)
             return np.concatenate([numeric, self._categorical_codes(columns, n)], axis=1)
-        out = np.empty((n, len(self.categorical)), dtype=np.int32)
-        start = len(self.numeric)
-        for j, (feature, index, offset) in enumerate(self._categorical_py):
-            names = categories.get(feature, ())
-            to_slot = np.array([index.get(str(name), len(index)) for name in names] or [0], dtype=np.int32) + offset
-            block = features[:, start : start + len(names)]
-            start += len(names)
-            hot = block.argmax(axis=1) if len(names) else np.zeros(n, dtype=np.int64)
-            codes = to_slot[hot]
-            cold = np.flatnonzero(block.max(axis=1) <= 0) if len(names) else np.arange(n)
-            for i in cold.tolist():  # no known category: missing, or unseen (under the "ignore" policy)
-                text = as_category(records[i].get(feature, defaults.get(feature)))
-                codes[i] = offset + (len(index) + 1 if text is None else index.get(text, len(index)))
-            out[:, j] = codes
+        if not self.categorical:
+            return numeric
+        one_hot = features[:, len(self.numeric) :]
+        starts = np.cumsum([0, *widths[:-1]])
+        to_slot = np.concatenate(
+            [[offset + index.get(str(name), len(index)) for name in categories[feature]] for feature, index, offset in self._categorical_py]
+        ).astype(np.int32)
+        hot = np.add.reduceat(one_hot, starts, axis=1)  # 1 where a known category is set, 0 where none is
+        column = np.add.reduceat(one_hot * np.arange(one_hot.shape[1], dtype=np.float32), starts, axis=1)
+        out = to_slot[column.astype(np.int64)]
+        for i, j in np.argwhere(hot <= 0).tolist():  # no known category: missing, or unseen (under the "ignore" policy)
+            feature, index, offset = self._categorical_py[j]
+            text = as_category(records[i].get(feature, defaults.get(feature)))
+            out[i, j] = offset + (len(index) + 1 if text is None else index.get(text, len(index)))
         return np.concatenate([numeric, out], axis=1)
 
     def _small_codes(self, features: np.ndarray, records: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any]) -> list[list[int]]:
