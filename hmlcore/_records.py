@@ -1,15 +1,14 @@
-"""Validate and encode request records (JSON objects) into the model's matrix, fast, one row or many.
+"""Validate and encode records (JSON objects) into the model's matrix, fast, one row or many.
 
-The serving layer's encoder. It reads the columns and categories a :class:`~hmlcore.encoding.FeatureEncoder`
-learnt in training and encodes plain dicts with dictionary look-ups, with no per-request pandas work,
-so one row costs microseconds rather than the hundreds a vectorised frame encoder spends on set-up. It
-gives the same matrix as ``FeatureEncoder.transform`` for every input that encoder accepts (a test holds
-the two together), and it checks each value's type first, so bad input is a :class:`FeatureError` that
-names the feature and the type expected, never an error from deep inside numpy.
+:meth:`FeatureEncoder.transform <hmlcore.encoding.FeatureEncoder.transform>` hands records here. The
+columns and categories learnt in training become dictionary look-ups, with no per-request pandas work,
+so one row costs microseconds rather than the hundreds a vectorised frame pass spends on set-up. It
+gives the same matrix as the frame path for every input that path accepts (a test holds the two
+together), and it checks each value's type first, so bad input is a :class:`FeatureError` that names
+the feature and the type expected, never an error from deep inside numpy.
 
 Example:
-    >>> from hmlcore import encoding
-from hmlcore.encoding import FeatureEncoder
+    >>> from hmlcore.encoding import FeatureEncoder
     >>> enc = FeatureEncoder(["age"], ["sex"], categories={"sex": ["f", "m"]})
     >>> RecordEncoder(enc).encode([{"age": 50, "sex": "f"}]).tolist()
     [[50.0, 1.0, 0.0]]
@@ -19,18 +18,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from hmlcore import encoding
-from hmlcore.encoding import FeatureEncoder
+from hmlcore.encoding import OTHER, _category_text
 from hmlcore.errors import FeatureError
 
-__all__ = ["MAX_DETAILS", "RecordEncoder"]
+if TYPE_CHECKING:
+    from hmlcore.encoding import FeatureEncoder
 
-#: the category of the encoder's column for unseen / missing values under its "other" policies
-OTHER: str = getattr(encoding, "OTHER", "__other__")
+__all__ = ["MAX_DETAILS", "RecordEncoder"]
 #: at most this many problems are listed in an error's details (a bad 10,000-row batch stays readable)
 MAX_DETAILS = 20
 _NAN = float("nan")
@@ -39,12 +38,8 @@ _ABSENT: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _category_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, (float, np.floating)) and value != value)
 
 
 def _shown(value: Any) -> Any:
@@ -63,21 +58,14 @@ class RecordEncoder:
     """Encode records (mappings of feature to value) the way ``encoder`` encodes them.
 
     Args:
-        encoder: the fitted feature encoder saved with the model.
-        defaults: values for features a record leaves out (a missing feature without one is an error).
-
-    Raises:
-        ValueError: the encoder's unknown-category policy is not one this class knows.
+        encoder: the fitted feature encoder saved with the model (build a new RecordEncoder after refitting it).
     """
 
-    def __init__(self, encoder: FeatureEncoder, *, defaults: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, encoder: FeatureEncoder) -> None:
         self.unknown = encoder.unknown
-        self.missing = getattr(encoder, "missing", "ignore")
-        if not self.supports(encoder):
-            raise ValueError(f"no record encoder for the policies unknown={self.unknown!r}, missing={self.missing!r}")
+        self.missing = encoder.missing
         self.numeric = list(encoder.numeric)
         self.categorical = list(encoder.categorical)
-        self.defaults = dict(defaults or {})
         names = encoder.columns
         self.width = len(names)
         index = {name: j for j, name in enumerate(names)}
@@ -87,13 +75,12 @@ class RecordEncoder:
             (f, {value: index[f"{f}={value}"] for value in self.categories[f]}, index.get(f"{f}={OTHER}")) for f in self.categorical
         ]
 
-    @staticmethod
-    def supports(encoder: FeatureEncoder) -> bool:
-        """Whether this class encodes exactly as ``encoder`` does (it knows the encoder's policies)."""
-        return encoder.unknown in ("error", "ignore", "other") and getattr(encoder, "missing", "ignore") in ("ignore", "error", "other")
-
-    def encode(self, records: Sequence[Any]) -> np.ndarray:
+    def encode(self, records: Sequence[Any], *, defaults: Mapping[str, Any] | None = None) -> np.ndarray:
         """Return the float32 matrix of ``records``, one row each.
+
+        Args:
+            records: the records.
+            defaults: values for features a record leaves out (a missing feature without one is an error).
 
         Raises:
             FeatureError: a record is not an object, lacks a feature with no default, holds a value of
@@ -102,7 +89,7 @@ class RecordEncoder:
         """
         rows: list[list[float]] = []
         problems: list[dict[str, Any]] = []
-        defaults = self.defaults
+        defaults = defaults or {}
         width = self.width
         numeric = list(enumerate(self.numeric))
         for i, record in enumerate(records):
@@ -141,7 +128,7 @@ class RecordEncoder:
                         problems.append({"index": i, "feature": feature, "message": "missing", "expected": "string"})
                         continue
                 if type(value) is not str:
-                    if value is None or (isinstance(value, float) and value != value):
+                    if _is_missing(value):
                         if self.missing == "other" and other is not None:
                             row[other] = 1.0
                         elif self.missing == "error":
@@ -149,7 +136,7 @@ class RecordEncoder:
                                 {"index": i, "feature": feature, "message": "a value is required (null is refused)", "expected": "string"}
                             )
                         continue
-                    if not isinstance(value, (int, float, str)):
+                    if not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
                         problems.append(
                             {
                                 "index": i,
@@ -187,7 +174,7 @@ class RecordEncoder:
 
 def _number(value: Any) -> float | None:
     """``value`` as a float (NaN when missing), or None when it is not a number."""
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return _NAN
     kind = type(value)
     if kind is float:

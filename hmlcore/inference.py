@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     import numpy as np
     from flask import Flask
 
-    from hmlcore._records import RecordEncoder
     from hmlcore.app import HmlApp
     from hmlcore.model import ModelContainer
 
@@ -102,7 +101,6 @@ class HmlInferenceApp:
         self._flask: Flask | None = None
         self._predictors: dict[str, Predictor] = {}
         self._model_name: str | None = None
-        self._encoders: dict[str, tuple[Any, RecordEncoder | None]] = {}
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
 
@@ -286,27 +284,13 @@ class HmlInferenceApp:
         if container.model is None:
             raise ApiError(503, f"model {container.name} is not loaded yet")
         try:
-            features = self._encode(container, records)
+            features = container.encode(records)
         except FeatureError as exc:
             self._notify("on_invalid", container, exc.details)
             raise ApiError(422, str(exc), exc.details) from exc
         predictions = self._predictor(container)(container, features)
         self._notify("on_predict", container, records, features, predictions)
         return {"model": {"name": container.name, "version": container.version}, "predictions": predictions}
-
-    def _encode(self, container: ModelContainer, records: list[Any]) -> np.ndarray:
-        """Encode with a :class:`RecordEncoder` built once per loaded encoder (the container's own when it can't)."""
-        cached = self._encoders.get(container.name)
-        if cached is None or cached[0] is not container.encoder:
-            from hmlcore._records import RecordEncoder
-            from hmlcore.model import ModelContainer
-
-            fast: RecordEncoder | None = None
-            if type(container).encode is ModelContainer.encode and RecordEncoder.supports(container.encoder):
-                fast = RecordEncoder(container.encoder, defaults=container.defaults)
-            cached = self._encoders[container.name] = (container.encoder, fast)
-        fast = cached[1]
-        return fast.encode(records) if fast is not None else container.encode(records)
 
     def _readyz(self) -> Any:
         waiting = [name for name, c in self.app.models.items() if c.model is None]

@@ -189,11 +189,8 @@ class ModelContainer:
 
     # ----------------------------------------------------------------- predicting
     def encode(self, data: Any) -> np.ndarray:
-        """Encode a DataFrame, a list of records or one record, filling declared defaults first."""
-        if self.defaults and not hasattr(data, "columns"):
-            records = [data] if isinstance(data, Mapping) else data
-            data = [{**self.defaults, **r} if isinstance(r, Mapping) else r for r in records]
-        return self.encoder.transform(data)
+        """Encode a DataFrame, a list of records or one record; records may leave out features with declared defaults."""
+        return self.encoder.transform(data, defaults=self.defaults)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """The probability of the positive class for each row of an encoded matrix."""

@@ -91,8 +91,11 @@ def test_missing_category_is_all_zeros_by_default(missing):
 
 def test_missing_category_error_names_the_feature_and_row():
     records = [{"age": 1, "speed": 2, "sex": "f", "band": 1}, {"age": 1, "speed": 2, "sex": None, "band": 1}]
-    with pytest.raises(FeatureError, match="sex: missing value in row 1"):
+    with pytest.raises(FeatureError, match="row 1: sex: a value is required"):
         fitted(missing="error").transform(records)
+    columns = {f: [r[f] for r in records] for f in records[0]}
+    with pytest.raises(FeatureError, match="sex: missing value in row 1"):
+        fitted(missing="error").transform(columns)
 
 
 def test_missing_category_other_goes_to_the_other_bucket():
@@ -121,7 +124,7 @@ def test_nullable_integer_columns_from_a_warehouse_encode_like_floats():
 
 
 def test_every_missing_feature_is_named():
-    with pytest.raises(FeatureError, match="missing features: band, sex") as info:
+    with pytest.raises(FeatureError, match="missing feature sex; missing feature band") as info:
         fitted().transform([{"age": 1, "speed": 2}])
     assert {d["feature"] for d in info.value.details} == {"sex", "band"}
     with pytest.raises(FeatureError, match="missing feature: band"):
