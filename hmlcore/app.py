@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -110,11 +111,14 @@ class HmlApp:
     def settings(self) -> PlatformSettings:
         """The platform settings, resolved from the environment and checked on first use.
 
+        The app's own environment (:meth:`with_env`, which also reaches every pipeline step and the
+        inference pods) gives the defaults; the process environment overrides them.
+
         Raises:
             ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.config.PlatformSettings`).
         """
         if self._settings is None:
-            self._settings = PlatformSettings.from_env(self.platform)
+            self._settings = PlatformSettings.from_env(self.platform, environ={**self.env, **os.environ})
         return self._settings
 
     @property

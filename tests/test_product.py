@@ -65,7 +65,13 @@ def test_supported_answers_bake_a_working_package(cookies, answers):
         lint = run([str(BIN / "ruff"), *command], cwd=root)
         assert lint.returncode == 0, lint.stdout
     if answers.get("gcp_project"):
-        assert 'os.environ.get("HML_PLATFORM", "GCP")' in (root / package / "start.py").read_text()
+        probe = f"from {package}.start import create_app; s = create_app().settings; print(s.platform, s.lake_url, s.warehouse_url)"
+        settings = run([str(BIN / "python"), "-c", probe], cwd=root)
+        expected = f"GCP gs://acme-ml-dev-{root.name}/hml bigquery://acme-ml-dev/{package}"
+        assert settings.stdout.strip() == expected, settings.stdout + settings.stderr
+        manifest = run([str(BIN / package), "inference", "manifest"], cwd=root)
+        assert manifest.returncode == 0, manifest.stderr
+        assert "GCP_PROJECT" in manifest.stdout and "acme-ml-dev" in manifest.stdout
 
 
 # ---------------------------------------------------------------------------------- Dockerfile

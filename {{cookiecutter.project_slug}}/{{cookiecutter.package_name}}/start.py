@@ -13,6 +13,18 @@ from hmlcore import hml
 from {{ cookiecutter.package_name }} import inference, pipeline, shared
 
 IMAGE = os.environ.get("HML_IMAGE", "{{ cookiecutter.docker_image }}:latest")
+{%- if cookiecutter.gcp_project %}
+#: where the GCP platform keeps the lake (GCS) and the warehouse (BigQuery); the environment overrides each
+GCP_SETTINGS = {
+    name: os.environ.get(name, default)
+    for name, default in {
+        "GCP_PROJECT": "{{ cookiecutter.gcp_project }}",
+        "GCP_LOCATION": "{{ cookiecutter.gcp_region or 'US' }}",
+        "HML_GCS_BUCKET": "{{ cookiecutter.gcp_project }}-{{ cookiecutter.project_slug }}",
+        "HML_BQ_DATASET": "{{ cookiecutter.package_name }}",
+    }.items()
+}
+{%- endif %}
 
 
 def create_app() -> hml.HmlApp:
@@ -25,6 +37,9 @@ def create_app() -> hml.HmlApp:
         inference_port=8000,
         k8s_namespace=os.environ.get("K8S_NAMESPACE", "{{ cookiecutter.k8s_namespace }}"),
     )
+{%- if cookiecutter.gcp_project %}
+    app.with_envs(GCP_SETTINGS)  # every pipeline step and inference pod gets them too
+{%- endif %}
     app.register_model(shared.MODEL_NAME, shared.model_container())
 
     @hml.pipeline(app.pipelines, cron="0 0 * * *", experiment="{{ cookiecutter.project_slug }}")
