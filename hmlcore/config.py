@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from hmlcore.errors import ConfigError
 
-__all__ = ["GCP_SETTINGS", "PLATFORMS", "PlatformSettings"]
+__all__ = ["GCP_SETTINGS", "PLATFORMS", "PlatformSettings", "env_int"]
 
 PLATFORMS = ("local", "GCP")
 
@@ -114,3 +114,25 @@ class PlatformSettings:
             gcs_bucket=bucket,
             bq_dataset=dataset,
         )
+
+
+def env_int(name: str, default: int) -> int:
+    """The whole number in environment variable ``name`` (at least 1), or ``default`` if it is unset or blank.
+
+    Raises:
+        ConfigError: the variable is set to something other than a whole number of at least 1.
+
+    Example:
+        >>> env_int("HML_NOT_SET", 4)
+        4
+    """
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 
 if TYPE_CHECKING:
@@ -67,19 +67,6 @@ class ApiError(HmlError):
         super().__init__(message)
         self.status = status
         self.details = details or []
-
-
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
-    return value
 
 
 class HmlInferenceApp:
@@ -179,8 +166,8 @@ class HmlInferenceApp:
         flask_app = self.flask
         if self._ready:
             return flask_app
-        self.max_batch = _env_int("HML_MAX_BATCH", self.max_batch)
-        self.max_body_bytes = _env_int("HML_MAX_BODY_BYTES", self.max_body_bytes)
+        self.max_batch = env_int("HML_MAX_BATCH", self.max_batch)
+        self.max_body_bytes = env_int("HML_MAX_BODY_BYTES", self.max_body_bytes)
         for init in self.init_functions:
             init(self)
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore.config import env_int
 from hmlcore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,16 +53,7 @@ def default_workers() -> int:
     Raises:
         ConfigError: ``HML_WORKERS`` is not a whole number of at least 1.
     """
-    text = os.environ.get("HML_WORKERS")
-    if text:
-        try:
-            workers = int(text)
-        except ValueError:
-            raise ConfigError(f"HML_WORKERS must be a whole number, got {text!r}") from None
-        if workers < 1:
-            raise ConfigError(f"HML_WORKERS must be at least 1, got {workers}")
-        return workers
-    return available_cores()
+    return env_int("HML_WORKERS", 0) or available_cores()
 
 
 def limit_threads(workers: int) -> None:
