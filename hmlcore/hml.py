@@ -15,6 +15,7 @@ from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, Mod
 from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.k8s import HmlInferenceDeployment
 from hmlcore.model import ModelContainer
+from hmlcore.monitoring import enable_monitoring
 from hmlcore.ops import HmlOp, HmlTask, OpContext, op
 from hmlcore.pipelines import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
 
@@ -36,6 +37,7 @@ __all__ = [
     "PipelineError",
     "deploy_inference",
     "deploy_op",
+    "enable_monitoring",
     "inference",
     "op",
     "pipeline",

@@ -63,9 +63,7 @@ def create_app() -> hml.HmlApp:
         container = inference_app.get_model(shared.MODEL_NAME)
         container.load()
         inference_app.set_predictor(inference.predict_dead, model=shared.MODEL_NAME)
-        from hmlcore.monitoring import enable_monitoring  # only the server needs it: keeps the CLI's start-up fast
-
-        enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)  # GET /metrics and GET /drift
+        hml.enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)  # GET /metrics and GET /drift
         logging.getLogger(__name__).info("serving %s version %s", container.name, container.version)
 
     @hml.deploy_inference(app.inference)
