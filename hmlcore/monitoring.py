@@ -11,7 +11,7 @@ It registers a :class:`Monitor` as an observer of every prediction and refused r
 request and its latency, and adds the two routes.
 
 **Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
-(:class:`~hmlcore.drift.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
+(:class:`~hmlcore.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
 (``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.metrics`). ``/drift`` and the drift gauges of
 ``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
 with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds, DriftWindow, read_windows
+from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds
+from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError, HmlError
 
 if TYPE_CHECKING:

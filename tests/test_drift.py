@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmlcore.drift import DriftProfile, DriftThresholds, DriftWindow, read_windows
+from hmlcore.drift import DriftProfile, DriftThresholds
+from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError
 from hmlcore.model import describe_distributions
 
