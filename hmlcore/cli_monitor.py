@@ -34,7 +34,7 @@ def monitor_group(app: HmlApp) -> click.Group:
     group = click.Group("monitor", help="Compare recent inputs with the distributions the model was trained on.")
 
     @group.command("report")
-    @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="A CSV or Parquet file of requests, a column per feature.")
+    @click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False), help="A CSV or Parquet file of requests, a column per feature.")
     @click.option("--table", help="A warehouse table of requests instead of a file.")
     @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the report as a self-contained HTML page here.")
     @click.option("--model", help="The registered model to compare with (default: the one /predict serves).")
