@@ -34,7 +34,7 @@ def monitor_group(app: HmlApp) -> click.Group:
     group = click.Group("monitor", help="Compare recent inputs with the distributions the model was trained on.")
 
     @group.command("report")
-    @click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False), help="A CSV or Parquet file of requests, a column per feature.")
+    @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="A CSV or Parquet file of requests, a column per feature.")
     @click.option("--table", help="A warehouse table of requests instead of a file.")
     @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the report as a self-contained HTML page here.")
     @click.option("--model", help="The registered model to compare with (default: the one /predict serves).")
@@ -56,6 +56,8 @@ def monitor_group(app: HmlApp) -> click.Group:
 
         if (input_path is None) == (table is None):
             raise HmlCliError("give exactly one of --input FILE or --table NAME")
+        if input_path is not None and not os.path.isfile(input_path):
+            raise HmlCliError(f"--input {input_path} does not exist")  # before loading the model, which may fail too
         inference_app = app.inference
         inference_app.create_app()
         monitor = find_monitor(inference_app)
@@ -85,8 +87,6 @@ def _read_input(path: str, container: ModelContainer) -> pd.DataFrame:
     """Read a CSV or Parquet file, categorical columns as text (so "01" stays "01")."""
     import pandas as pd
 
-    if not os.path.isfile(path):
-        raise HmlCliError(f"--input {path} does not exist")
     try:
         if path.lower().endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
