@@ -1,7 +1,7 @@
 """What monitoring costs over HTTP: the demo model under ``run-prod``, with and without ``enable_monitoring``.
 
 The same baked and trained package is served twice with the same worker count; the second server's
-process replaces ``hmlcore.monitoring.enable_monitoring`` with a no-op before the app is built, so it
+process replaces ``hml.enable_monitoring`` with a no-op before the app is built, so it
 serves exactly the same routes but without ``/metrics``, ``/drift`` and the request counting. ``wrk``
 loads each in turn (GET and POST one row, concurrency 1 and 8; several alternating rounds, best kept)
 and the drop in req/s is printed. Target (issue #8): serving speed drops by at most 5 %.
@@ -11,10 +11,7 @@ and the drop in req/s is printed. Target (issue #8): serving speed drops by at m
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve import bake_and_train, entrypoint, free_port, sample_records, wait_ready, wrk  # noqa: E402
+from serve import bake_and_train, bench_arguments, entrypoint, free_port, sample_records, wait_ready, wrk  # noqa: E402
 
 UNMONITORED = [
     sys.executable,
     "-c",
-    "import sys; import hmlcore.monitoring as m; m.enable_monitoring = lambda *a, **k: None; "
+    "import sys; from hmlcore import hml; hml.enable_monitoring = lambda *a, **k: None; "
     "from crashed.start import main; sys.argv[0] = 'crashed'; main()",
 ]
 
@@ -44,13 +41,8 @@ def _status(url: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="gunicorn workers for both servers")
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per server and case, alternating; the best is kept")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get update && apt-get install -y wrk", file=sys.stderr)
+    args = bench_arguments(__doc__, rounds=3)
+    if args is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="hml-bench-") as tmp:
         work = Path(tmp)

@@ -39,6 +39,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 8, 32)
 
 
+def bench_arguments(description: str | None, *, rounds: int) -> argparse.Namespace | None:
+    """The options both HTTP benchmarks take; None (after saying how to install it) when wrk is missing."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="gunicorn workers for both servers")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=rounds, help="runs per server and case, alternating; the best is kept")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get update && apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS)", file=sys.stderr)
+        return None
+    return args
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,13 +167,8 @@ def _best(func: Any, repeat: int = 30) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="gunicorn workers for both servers")
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per server and case, alternating; the best is kept")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get update && apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS)", file=sys.stderr)
+    args = bench_arguments(__doc__, rounds=2)
+    if args is None:
         return 2
 
     with tempfile.TemporaryDirectory(prefix="hml-bench-") as tmp:
