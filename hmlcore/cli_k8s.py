@@ -57,11 +57,9 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         if output is None:
             click.echo(text, nl=False)
             return
-        import os
+        from hmlcore._files import write_atomic
 
-        with open(f"{output}.tmp", "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(f"{output}.tmp", output)
+        write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)
 
     @group.command("deploy")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hmlcore._files import write_atomic
 from hmlcore.cli import HmlCliError, guard
 from hmlcore.errors import HmlError
 
@@ -77,20 +78,11 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
             return
         text = render_value(result, step.return_type)
         if hml_output:
-            _write_atomic(hml_output, text)
+            write_atomic(hml_output, text)
         else:
             click.echo(text)
 
     return click.Command(step.name, callback=callback, params=params, help=step.description or f"Run step {step.name}.")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, str]:

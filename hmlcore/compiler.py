@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from hmlcore._files import write_atomic
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
 
@@ -284,14 +285,9 @@ def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, i
     documents = [d for d in yaml.safe_load_all(text) if d]
     compiled = CompiledPipeline(text=text, spec=documents[0], platform_spec=documents[1] if len(documents) > 1 else {})
     if output_path and folder:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".hml-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, output_path)
+            write_atomic(output_path, text)
         except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             raise PipelineError(f"cannot write {output_path}: {exc.strerror or exc}") from exc
     return compiled
 

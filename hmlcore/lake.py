@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-import uuid
 from typing import Any
 
+from hmlcore._files import write_atomic
 from hmlcore.errors import ConfigError
 
 __all__ = ["Lake", "sha256_bytes"]
@@ -112,24 +111,10 @@ class Lake:
                 raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
             return target
         target = target[len("file://") :] if target.startswith("file://") else target
-        folder = os.path.dirname(target)
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=f".{uuid.uuid4().hex[:6]}.tmp", dir=folder)
+            write_atomic(target, data)
         except OSError as exc:
             raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
-            raise
         return target
 
     def read_bytes(self, path: str) -> bytes:

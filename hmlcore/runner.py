@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._files import write_atomic
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.ops import parse_value, render_value
 
@@ -166,11 +167,7 @@ class RunFolder:
             return dict(json.load(handle))
 
     def save(self, state: dict[str, Any]) -> None:
-        os.makedirs(self.path, exist_ok=True)
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2, sort_keys=True)
-        os.replace(tmp, self.state_path)
+        write_atomic(self.state_path, json.dumps(state, indent=2, sort_keys=True))
 
     def output_file(self, task: str) -> str:
         return os.path.join(self.path, "outputs", task, "output")
