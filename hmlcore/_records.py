@@ -21,9 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from hmlcore.encoding import OTHER, _category_text
+from hmlcore.encoding import OTHER, category_text, is_missing, to_number
 from hmlcore.errors import FeatureError
 
 if TYPE_CHECKING:
@@ -32,14 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["MAX_DETAILS", "RecordEncoder"]
 #: at most this many problems are listed in an error's details (a bad 10,000-row batch stays readable)
 MAX_DETAILS = 20
-_NAN = float("nan")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ABSENT: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, (float, np.floating)) and value != value)
 
 
 def _shown(value: Any) -> Any:
@@ -109,7 +103,7 @@ class RecordEncoder:
                 if (kind is float or kind is int) and -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
                     row[j] = value
                     continue
-                number = _number(value)
+                number = to_number(value)
                 if number is not None and (number != number or -_FLOAT32_MAX <= number <= _FLOAT32_MAX):
                     row[j] = number
                     continue
@@ -128,7 +122,7 @@ class RecordEncoder:
                         problems.append({"index": i, "feature": feature, "message": "missing", "expected": "string"})
                         continue
                 if type(value) is not str:
-                    if _is_missing(value):
+                    if is_missing(value):
                         if self.missing == "other" and other is not None:
                             row[other] = 1.0
                         elif self.missing == "error":
@@ -147,7 +141,7 @@ class RecordEncoder:
                             }
                         )
                         continue
-                    value = _category_text(value)
+                    value = category_text(value)
                 column = columns.get(value)
                 if column is not None:
                     row[column] = 1.0
@@ -170,32 +164,6 @@ class RecordEncoder:
         if problems:
             raise FeatureError(_summary(problems, len(records)), problems[:MAX_DETAILS])
         return np.array(rows, dtype=np.float32).reshape(len(rows), width)
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float (NaN when missing), or None when it is not a number."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return _NAN
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return float(value) if -(2**1023) < value < 2**1023 else (math.inf if value > 0 else -math.inf)
-    if kind is bool:
-        return None
-    if isinstance(value, str):
-        if value.strip() == "":
-            return _NAN
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    if isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
-        try:
-            return float(value)
-        except (OverflowError, ValueError):
-            return None
-    return None
 
 
 def _summary(details: list[dict[str, Any]], rows: int) -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmlcore.encoding import as_category
 from hmlcore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,26 +43,13 @@ if TYPE_CHECKING:
 
     from hmlcore.model import ModelContainer
 
-__all__ = ["STATUSES", "DriftProfile", "DriftReport", "DriftThresholds", "FeatureDrift", "as_category"]
+__all__ = ["STATUSES", "DriftProfile", "DriftReport", "DriftThresholds", "FeatureDrift"]
 
 #: statuses from best to worst; ``pending`` means too few rows to judge
 STATUSES = ("pending", "ok", "warn", "alert")
 _CHECKS = ("psi", "out_of_range", "unseen")
 _SMALL_BATCH = 8  # rows up to which a request is coded without numpy
 _EPSILON = 1e-4  # the share an empty bin counts as in the PSI, so that log(0) never happens
-
-
-def as_category(value: Any) -> str | None:
-    """The text a categorical value is compared as (the encoder's rule); ``None`` if missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,12 +118,28 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
     raise FeatureError(f"cannot read features from a {type(data).__name__}")
 
 
-def _category_text(value: Any) -> str:
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` stands for a missing value: None, NaN, ``pd.NA`` or ``pd.NaT``."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, (float, np.floating)) and value != value)
+
+
+def category_text(value: Any) -> str:
+    """The text a categorical value is compared as: ``3``, ``3.0`` and ``"3"`` read as ``"3"``, ``True`` as ``"true"``."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def as_category(value: Any) -> str | None:
+    """:func:`category_text` of ``value``, or None if it is missing.
+
+    Example:
+        >>> as_category(3.0), as_category(None)
+        ('3', None)
+    """
+    return None if is_missing(value) else category_text(value)
 
 
 def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,14 +152,14 @@ def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ['1', None, 'a', '1']
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = np.array([_category_text(u) for u in uniques] + [None], dtype=object)
+    labels = np.array([category_text(u) for u in uniques] + [None], dtype=object)
     return labels[codes], codes < 0
 
 
 def _category_codes(values: np.ndarray, lookup: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(positions, missing, factor_codes, labels)``: each value's position in ``lookup`` (-1 if unseen or missing)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = np.array([_category_text(u) for u in uniques], dtype=object)
+    labels = np.array([category_text(u) for u in uniques], dtype=object)
     positions = np.array([lookup.get(label, -1) for label in labels] + [-1], dtype=np.intp)
     return positions[codes], codes < 0, codes, labels
 
@@ -158,30 +175,49 @@ def numeric_values(values: np.ndarray) -> tuple[np.ndarray, Any]:
         return values.astype(np.float64), None
     out = np.empty(len(values), dtype=np.float64)
     for i, value in enumerate(values):
-        number = _number(value)
+        number = to_number(value)
         if number is None:
             return out, value
         out[i] = number
     return out, None
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a float (NaN if missing or blank), or None if it is not a number."""
+def to_number(value: Any) -> float | None:
+    """``value`` as a float (NaN if missing or blank), or None if it is not a number.
+
+    Booleans are not numbers; integers too large for a float become infinite (callers decide whether
+    to refuse them).
+
+    Example:
+        >>> to_number("2.5"), to_number(""), to_number(True), to_number("x")
+        (2.5, nan, None, None)
+    """
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return _int_to_float(value)
+    if value is None or value is pd.NA or value is pd.NaT:
+        return math.nan
     if isinstance(value, (bool, np.bool_)):
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if value is None:
-        return np.nan
     if isinstance(value, str):
         if not value.strip():
-            return np.nan
-    elif pd.isna(value) is True:
-        return np.nan
+            return math.nan
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, np.integer)):
+        return _int_to_float(int(value))
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        return math.nan if pd.isna(value) is True else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _int_to_float(value: int) -> float:
+    return float(value) if -(2**1023) < value < 2**1023 else (math.inf if value > 0 else -math.inf)
 
 
 class FeatureEncoder:

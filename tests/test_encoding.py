@@ -145,3 +145,11 @@ def test_an_unknown_policy_is_refused(option):
 def test_categories_are_learnt_sorted_without_missing_values():
     encoder = fitted()
     assert encoder.categories == {"sex": ["f", "m"], "band": ["1", "2", "3"]}
+
+
+def test_frame_and_record_paths_read_values_by_one_rule():
+    enc = FeatureEncoder(["x"], ["c"], categories={"c": ["3"]}, unknown="error")
+    frame = enc.transform({"x": [10**400, np.float32(2.0)], "c": [np.float32(3.0), 3]})
+    records = enc.transform([{"x": 2.0, "c": np.float32(3.0)}, {"x": np.int64(2), "c": "3"}])
+    assert math.isinf(frame[0, 0]) and frame[1, 0] == 2.0  # a huge integer reads as infinite, not a crash
+    assert frame[:, 1].tolist() == [1.0, 1.0] and records[:, 1].tolist() == [1.0, 1.0]
