@@ -10,10 +10,10 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
-from hmlcore.config import PlatformSettings
+from hmlcore._k8s_names import check_dns_label
+from hmlcore.config import PlatformSettings, check_env_name
 from hmlcore.errors import ConfigError
 from hmlcore.inference import HmlInferenceApp
 from hmlcore.pipelines import HmlPipelineApp
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from hmlcore.warehouse import Warehouse
 
 __all__ = ["HmlApp"]
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class HmlApp:
@@ -52,12 +49,10 @@ class HmlApp:
         inference_port: int = 8000,
         k8s_namespace: str = "kubeflow",
     ) -> None:
-        if not isinstance(name, str) or not _DNS_LABEL.match(name):
-            raise ConfigError(f"app name {name!r} must be a DNS-1123 label: lower-case letters, digits and '-', at most 63")
+        check_dns_label(name, "app name")
         if not isinstance(inference_port, int) or isinstance(inference_port, bool) or not 1 <= inference_port <= 65535:
             raise ConfigError(f"inference_port must be an integer from 1 to 65535, got {inference_port!r}")
-        if not isinstance(k8s_namespace, str) or not _DNS_LABEL.match(k8s_namespace):
-            raise ConfigError(f"k8s_namespace {k8s_namespace!r} must be a DNS-1123 label")
+        check_dns_label(k8s_namespace, "k8s_namespace")
         self.name = name
         self.platform = platform
         self.image_url = image_url or f"{name}:latest"
@@ -95,9 +90,7 @@ class HmlApp:
     # ----------------------------------------------------------------- environment
     def with_env(self, name: str, value: Any) -> HmlApp:
         """Set an environment variable in every pipeline step's container."""
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise ConfigError(f"invalid environment variable name {name!r}")
-        self.env[name] = str(value)
+        self.env[check_env_name(name)] = str(value)
         return self
 
     def with_envs(self, values: dict[str, Any]) -> HmlApp:

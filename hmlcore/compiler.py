@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hmlcore._files import write_atomic
+from hmlcore.config import check_env_name
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
 
@@ -86,9 +87,7 @@ class KfpTask(HmlTask):
 
     def with_env(self, name: str, value: Any) -> KfpTask:
         """Set environment variable ``name`` in the step's container."""
-        if not isinstance(name, str) or not name or not (name[0].isalpha() or name[0] == "_") or not name.replace("_", "a").isalnum():
-            raise ConfigError(f"invalid environment variable name {name!r}")
-        self.kfp_task.set_env_variable(name, str(value))
+        self.kfp_task.set_env_variable(check_env_name(name), str(value))
         return self
 
     def with_envs(self, values: dict[str, Any]) -> KfpTask:

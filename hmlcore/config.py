@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from hmlcore.errors import ConfigError
 
-__all__ = ["GCP_SETTINGS", "PLATFORMS", "PlatformSettings", "env_int"]
+__all__ = ["GCP_SETTINGS", "PLATFORMS", "PlatformSettings", "check_env_name", "env_int"]
 
 PLATFORMS = ("local", "GCP")
 
@@ -136,3 +136,20 @@ def env_int(name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {value}")
     return value
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env_name(name: object) -> str:
+    """Return ``name`` if it can name an environment variable of the app and its steps, else raise ConfigError.
+
+    Letters, digits and ``_``, not starting with a digit: a name every shell and runtime reads.
+
+    Example:
+        >>> check_env_name("GCP_PROJECT")
+        'GCP_PROJECT'
+    """
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise ConfigError(f"invalid environment variable name {name!r}")
+    return name
