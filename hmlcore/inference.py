@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from hmlcore.app import HmlApp
     from hmlcore.model import ModelContainer
 
-__all__ = ["ApiError", "HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference"]
+__all__ = ["ApiError", "HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference", "routed"]
 
 log = logging.getLogger("hmlcore.inference")
 
@@ -58,6 +58,11 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
     """One ``{"probability": p}`` per row: the probability of the positive class."""
     return [{"probability": float(p)} for p in container.predict_proba(features)]
+
+
+def routed(flask_app: Flask) -> set[tuple[str, str]]:
+    """Every ``(rule, method)`` ``flask_app`` already answers; built-in routes are added only where it does not."""
+    return {(r.rule, m) for r in flask_app.url_map.iter_rules() for m in r.methods or ()}
 
 
 class ApiError(HmlError):
@@ -187,7 +192,7 @@ class HmlInferenceApp:
             ("/model", "GET", self._model_info),
             ("/openapi.json", "GET", self._openapi),
         ]
-        taken = {(r.rule, m) for r in flask_app.url_map.iter_rules() for m in r.methods or ()}
+        taken = routed(flask_app)
         for rule, method, view in routes:
             if (rule, method) in taken:
                 log.info("%s %s is the app's own; the built-in one is left out", method, rule)

@@ -309,6 +309,8 @@ class Monitor:
         """Add ``/metrics``, ``/drift`` and the request counting hooks to ``flask_app``."""
         import flask
 
+        from hmlcore.inference import routed
+
         def started() -> None:
             flask.g.hml_started = time.perf_counter()
 
@@ -323,7 +325,7 @@ class Monitor:
         flask_app.before_request(started)
         flask_app.after_request(finished)
         for rule, view in (("/metrics", self._metrics_view), ("/drift", self._drift_view)):
-            if any(r.rule == rule and "GET" in (r.methods or ()) for r in flask_app.url_map.iter_rules()):
+            if (rule, "GET") in routed(flask_app):
                 log.warning("GET %s is already routed: monitoring leaves it alone", rule)
                 continue
             flask_app.add_url_rule(rule, f"hml_{rule.strip('/')}", view, methods=["GET"])
