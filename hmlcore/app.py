@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._k8s_names import check_dns_label
+from hmlcore._settings import EnvSettings
 from hmlcore.config import PlatformSettings, check_env_name
 from hmlcore.errors import ConfigError
 from hmlcore.inference import HmlInferenceApp
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["HmlApp"]
 
 
-class HmlApp:
+class HmlApp(EnvSettings):
     """The application: pipelines (``app.pipelines``), the inference API (``app.inference``) and models.
 
     Args:
@@ -91,12 +92,6 @@ class HmlApp:
     def with_env(self, name: str, value: Any) -> HmlApp:
         """Set an environment variable in every pipeline step's container."""
         self.env[check_env_name(name)] = str(value)
-        return self
-
-    def with_envs(self, values: dict[str, Any]) -> HmlApp:
-        """Set several environment variables in every pipeline step's container."""
-        for name, value in values.items():
-            self.with_env(name, value)
         return self
 
     # ----------------------------------------------------------------- data

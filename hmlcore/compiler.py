@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hmlcore._files import write_atomic
+from hmlcore._settings import ContainerSettings
 from hmlcore.config import check_env_name
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
@@ -67,7 +68,7 @@ def component_yaml(op: HmlOp, *, pipeline: str, entrypoint: str, image: str) -> 
     return yaml.safe_dump(component, sort_keys=False)
 
 
-class KfpTask(HmlTask):
+class KfpTask(HmlTask, ContainerSettings):
     """A compiled step, as ``@hml.deploy_op`` configurators see it. Every ``with_*`` returns the task.
 
     Example:
@@ -90,12 +91,6 @@ class KfpTask(HmlTask):
         self.kfp_task.set_env_variable(check_env_name(name), str(value))
         return self
 
-    def with_envs(self, values: dict[str, Any]) -> KfpTask:
-        """Set several environment variables."""
-        for name, value in values.items():
-            self.with_env(name, value)
-        return self
-
     def with_secret(self, secret_name: str, mount_path: str) -> KfpTask:
         """Mount Kubernetes secret ``secret_name`` as a volume at ``mount_path``."""
         from kfp import kubernetes
@@ -109,11 +104,6 @@ class KfpTask(HmlTask):
 
         kubernetes.use_secret_as_env(self.kfp_task, secret_name=secret_name, secret_key_to_env=dict(keys_to_env))
         return self
-
-    def with_gcp_auth(self, secret_name: str, *, key: str = "user-gcp-sa.json", mount_path: str = "/secret/gcp-credentials") -> KfpTask:
-        """Authenticate to GCP with the service-account key in secret ``secret_name``."""
-        self.with_secret(secret_name, mount_path)
-        return self.with_env("GOOGLE_APPLICATION_CREDENTIALS", f"{mount_path.rstrip('/')}/{key}")
 
     def with_empty_dir(self, name: str, mount_path: str, *, size_limit: str | None = None) -> KfpTask:
         """Mount an emptyDir volume called ``name`` at ``mount_path``."""

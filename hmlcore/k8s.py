@@ -30,6 +30,7 @@ from hmlcore._k8s_names import (
     k8s_name,
     parse_quantity,
 )
+from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _positive_int(value: object, what: str, *, minimum: int = 1, maximum: int | 
     return value
 
 
-class HmlInferenceDeployment:
+class HmlInferenceDeployment(ContainerSettings):
     """The Deployment, Service and optional autoscaler and Ingress of an app's inference API.
 
     Every ``with_*`` method checks its arguments, changes the deployment and returns it, so calls chain.
@@ -104,12 +105,6 @@ class HmlInferenceDeployment:
         self.env[check_env_name(name)] = {"value": str(value)}
         return self
 
-    def with_envs(self, values: dict[str, Any]) -> HmlInferenceDeployment:
-        """Set several environment variables (``{name: value}``)."""
-        for name, value in dict(values).items():
-            self.with_env(name, value)
-        return self
-
     def with_secret_env(self, secret_name: str, keys_to_env: dict[str, str]) -> HmlInferenceDeployment:
         """Expose keys of Kubernetes secret ``secret_name`` as environment variables (``{key: ENV_NAME}``)."""
         check_dns_subdomain(secret_name, "secret name")
@@ -144,13 +139,6 @@ class HmlInferenceDeployment:
         """Mount Kubernetes secret ``secret_name`` read-only at ``mount_path``."""
         check_dns_subdomain(secret_name, "secret name")
         return self._mount(k8s_name("secret", secret_name), {"secret": {"secretName": secret_name}}, mount_path, read_only=True)
-
-    def with_gcp_auth(
-        self, secret_name: str, *, key: str = "user-gcp-sa.json", mount_path: str = "/secret/gcp-credentials"
-    ) -> HmlInferenceDeployment:
-        """Authenticate to GCP with the service-account key ``key`` in secret ``secret_name``."""
-        self.with_secret(secret_name, mount_path)
-        return self.with_env("GOOGLE_APPLICATION_CREDENTIALS", f"{mount_path.rstrip('/')}/{key}")
 
     # ----------------------------------------------------------------- scheduling and scale
     def with_resources(
