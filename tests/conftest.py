@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -33,6 +35,22 @@ def pip_install_editable(path: Path) -> None:
 def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``command`` and return what it did, text mode, never raising on a non-zero exit."""
     return subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_ready(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's output if it exits first or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            output = server.stderr.read() if server.stderr else ""
+            raise AssertionError(f"the server exited with code {server.returncode}: {output!r}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered 200")
 
 
 @pytest.fixture(scope="session")

@@ -6,27 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import BIN, free_port, run
+from scripts.demo import SAMPLE_CRASH as CRASH
+
+from .conftest import BIN, free_port, run, wait_ready
 
 pytestmark = pytest.mark.slow
-
-CRASH = {
-    "age": 27,
-    "year_vehicle": 1995,
-    "frontal": 1,
-    "airbag_deployed": 0,
-    "speed_band": "55+",
-    "airbag": "none",
-    "seatbelt": "none",
-    "sex": "m",
-    "occupant_role": "driver",
-}
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +80,6 @@ def test_a_failing_step_is_one_line_and_names_the_value(baked_default: Path, tra
     assert result.stderr.strip().splitlines() == ["Error: validation_share must be between 0 and 1, got 1.5"]
 
 
-def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stderr.read() if server.stderr else "server exited"
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server never became ready")
-
-
 def test_run_prod_serves_predictions_with_gunicorn(baked_default: Path, trained: dict):
     port = free_port()
     server = subprocess.Popen(
@@ -116,7 +92,7 @@ def test_run_prod_serves_predictions_with_gunicorn(baked_default: Path, trained:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, server)
+        wait_ready(f"{base}/readyz", server)
         got = requests.get(f"{base}/predict", params=CRASH, timeout=5)
         assert got.status_code == 200, got.text
         assert 0 < got.json()["predictions"][0]["dead_probability"] < 1

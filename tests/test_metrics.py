@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hmlcore.metrics import ServingMetrics, _observe_many
 
-from .conftest import free_port
+from .conftest import free_port, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
 
 
@@ -138,15 +138,7 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
     base = f"http://127.0.0.1:{port}"
     batch = records(synthetic_data(300, seed=31))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else "the server exited"
-            assert time.monotonic() < deadline, "the server never became ready"
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_ready(f"{base}/readyz", server)
 
         def predict(i: int) -> int:
             with requests.Session() as session:

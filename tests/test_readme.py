@@ -12,13 +12,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from .conftest import BIN, free_port, run
+from .conftest import BIN, free_port, run, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +52,7 @@ def test_every_readme_command_works(baked_default: Path, tmp_path: Path):
                 server = subprocess.Popen(
                     shlex.split(command), cwd=baked_default, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
                 )
-                _wait(f"http://127.0.0.1:{port}/readyz", server)
+                wait_ready(f"http://127.0.0.1:{port}/readyz", server)
             elif command.startswith("curl "):
                 argv = shlex.split(command.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
                 result = subprocess.run([*argv, "--silent", "--fail-with-body"], capture_output=True, text=True, timeout=30)
@@ -85,16 +83,3 @@ def _stop(server: subprocess.Popen | None) -> None:
     if server is not None and server.poll() is None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def _wait(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stderr.read().decode() if server.stderr else "the server exited"
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered 200")

@@ -18,7 +18,7 @@ from hmlcore.errors import ConfigError
 from hmlcore.server import default_workers, gunicorn_options, limit_threads
 
 from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
-from .conftest import free_port
+from .conftest import free_port, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +45,12 @@ def start(tmp_path: Path, lake: Path, *command: str) -> tuple[subprocess.Popen, 
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited: {server.communicate()[1]}")
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return server, base, home
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise AssertionError("the server was never ready")
+    try:
+        wait_ready(f"{base}/readyz", server)
+    except AssertionError:
+        server.kill()
+        raise
+    return server, base, home
 
 
 def stop(server: subprocess.Popen) -> tuple[str, str]:
