@@ -187,6 +187,22 @@ class ModelContainer:
         self.model = model
         return self
 
+    def serialize_model(self) -> bytes:
+        """The bound model as bytes, to hand from one pipeline step to the next (see :meth:`deserialize_model`)."""
+        import joblib
+
+        if self.model is None:
+            raise ModelLoadError(f"model {self.name!r} has nothing to serialize: call bind_model() first")
+        buffer = io.BytesIO()
+        joblib.dump(self.model, buffer)
+        return buffer.getvalue()
+
+    def deserialize_model(self, data: bytes) -> ModelContainer:
+        """Bind the model that :meth:`serialize_model` wrote."""
+        import joblib
+
+        return self.bind_model(joblib.load(io.BytesIO(data)))
+
     # ----------------------------------------------------------------- predicting
     def encode(self, data: Any) -> np.ndarray:
         """Encode a DataFrame, a list of records or one record; records may leave out features with declared defaults."""

@@ -89,7 +89,6 @@ def train_model(
     learning_rate: float = 0.05,
 ) -> dict:
     """Train an XGBoost classifier on the training matrix."""
-    import joblib
     from xgboost import XGBClassifier
 
     arrays = np.load(io.BytesIO(ctx.load_artifact(matrix)))
@@ -102,17 +101,14 @@ def train_model(
         random_state=0,
     )
     model.fit(arrays["features"], arrays["target"])
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    return ctx.save_artifact("model.joblib", buffer.getvalue())
+    container = ctx.get_model(shared.MODEL_NAME).bind_model(model)
+    return ctx.save_artifact("model.bin", container.serialize_model())
 
 
 def _load_model(ctx: hml.OpContext, model: dict, analysis: dict) -> hml.ModelContainer:
-    import joblib
-
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
-    return container.bind_model(joblib.load(io.BytesIO(ctx.load_artifact(model))))
+    return container.deserialize_model(ctx.load_artifact(model))
 
 
 @hml.op()
