@@ -471,7 +471,7 @@ class ModelContainer:
         """The target saved in ``metadata``, checked against this container's kind and target."""
         kind = metadata.get("kind", "binary")  # published before the kind was saved: binary was the only kind
         if kind != self.kind:
-            raise ModelKindError(f"{source} is of a {kind} model, but the container {self.name!r} is of kind {self.kind!r}")
+            raise ModelKindError(f"{source}: a {kind} model, but the container {self.name!r} is of kind {self.kind!r}")
         saved = metadata.get("target_info") or {"name": metadata.get("target", self.target), "kind": kind}
         try:
             target = Target.from_dict(saved)

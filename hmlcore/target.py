@@ -50,10 +50,12 @@ def check_kind(kind: Any) -> str:
 
 def missing_target(values: pd.Series | np.ndarray) -> np.ndarray:
     """The mask of rows whose target is missing (None, NaN, NA or an empty string)."""
-    mask = np.asarray(pd.isna(values), dtype=bool)
-    array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
-    if array.dtype == object:
-        mask |= np.fromiter((isinstance(v, str) and not v.strip() for v in array), dtype=bool, count=len(array))
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    mask = series.isna().to_numpy(dtype=bool, copy=True)
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        blank = np.array([isinstance(u, str) and not u.strip() for u in uniques] + [False], dtype=bool)
+        mask |= blank[codes]
     return mask
 
 
