@@ -58,10 +58,13 @@ def check_model(model: Any, *, name: str, kind: str, classes: Sequence[Any], col
             raise ModelKindError(f"model {name!r}: a {described} with {len(found)} classes, but the container's kind is 'binary'")
         if classes and len(found) != len(classes):
             shown = ", ".join(map(repr, classes))
-            raise ModelKindError(f"model {name!r}: a {described} with {len(found)} classes, but the container's target has {len(classes)} ({shown})")
+            raise ModelKindError(
+                f"model {name!r}: a {described} with {len(found)} classes, but the container's target has {len(classes)} ({shown})"
+            )
         if found != list(range(len(found))) and classes and found != list(classes):
             raise ModelKindError(
-                f"model {name!r} was trained on classes {found}; train it on the codes 0..{len(found) - 1} that build_training_matrix returns"
+                f"model {name!r} was trained on classes {found}: "
+                f"train it on the codes 0..{len(found) - 1} that build_training_matrix returns"
             )
     _check_width(model, name, described, columns)
 

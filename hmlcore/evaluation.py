@@ -98,7 +98,8 @@ def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -
     predicted = probabilities.argmax(axis=1)
     recalls = sk.recall_score(truth, predicted, labels=labels, average=None, zero_division=0)
     present = np.bincount(truth, minlength=k) > 0
-    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(container.target_info.class_names, recalls, present, strict=True)}
+    names = container.target_info.class_names
+    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(names, recalls, present, strict=True)}
     return _finite(
         {
             **rows,

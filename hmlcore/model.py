@@ -4,8 +4,9 @@ A container knows its features (numeric and categorical), its target and the kin
 (``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.target`), the distributions seen in
 training, the encoder, and the trained model. :meth:`ModelContainer.predict` answers in the kind's
 shape; :meth:`ModelContainer.evaluate` scores the model with the kind's metrics.
-:meth:`ModelContainer.publish` writes the model (joblib) and its metadata to the lake, then a *reference* JSON that names every artifact with its sha256;
-:meth:`ModelContainer.load` reads a reference back and verifies each artifact before unpickling it.
+:meth:`ModelContainer.publish` writes the model (joblib) and its metadata to the lake, then a
+*reference* JSON that names every artifact with its sha256; :meth:`ModelContainer.load` reads a
+reference back and verifies each artifact before unpickling it.
 
 Example:
     >>> container = ModelContainer("crashed", "car-crashes", ["age"], ["sex"], "dead")
@@ -334,7 +335,8 @@ class ModelContainer:
             return [{target: positive if p >= threshold else negative, "probability": p} for p in scores.tolist()]
         names = self.target_info.class_names
         best = scores.argmax(axis=1).tolist()
-        return [{target: classes[i], "probabilities": dict(zip(names, row, strict=True))} for i, row in zip(best, scores.tolist(), strict=True)]
+        rows = scores.tolist()
+        return [{target: classes[i], "probabilities": dict(zip(names, row, strict=True))} for i, row in zip(best, rows, strict=True)]
 
     def _matrix(self, features: Any) -> np.ndarray:
         return features if isinstance(features, np.ndarray) else self.encode(features)
@@ -391,7 +393,8 @@ class ModelContainer:
             raise ConfigError(f"model {self.name!r} has no feature analysis to publish: call analyze_distributions() first")
         if not self.target_info.fitted:
             raise ConfigError(
-                f"model {self.name!r} has no analysis of its target {self.target!r} to publish: call analyze_distributions() on the training rows"
+                f"model {self.name!r} has no analysis of its target {self.target!r} to publish: "
+                "call analyze_distributions() on the training rows"
             )
         if metrics:
             self.metrics = _numeric_metrics(metrics)

@@ -4,9 +4,10 @@ Each feature becomes a schema: numeric features are numbers (``null`` means miss
 mean and median seen in training in the description and an ``x-hml-training`` extension; categorical
 features are strings whose ``enum`` is the categories seen in training (when unseen categories are
 refused) and whose description lists them. Features with a declared default are optional. Each
-prediction's schema fits the model's kind: a binary model's label and probability, a multiclass model's
-label and the probability of each class (by name), a regression model's number. The document describes only the built-in routes still served by hmlcore (a route the model author
-replaced is left out: its schema is the author's to write).
+prediction's schema fits the model's kind: a binary model's label and probability, a multiclass
+model's label and the probability of each class (by name), a regression model's number. The document
+describes only the built-in routes still served by hmlcore (a route the model author replaced is
+left out: its schema is the author's to write).
 
 Example:
     >>> from hmlcore.model import ModelContainer
@@ -75,7 +76,8 @@ def prediction_schema(container: ModelContainer) -> dict[str, Any]:
             value["description"] += f" Training saw {_num(seen['min'])} to {_num(seen['max'])} (mean {_num(seen.get('mean'))})."
         return {"type": "object", "properties": {target: value}, "required": [target]}
     classes = container.classes
-    label: dict[str, Any] = {"description": f"The predicted class: one of {', '.join(map(str, classes)) or 'the classes seen in training'}."}
+    shown = ", ".join(map(str, classes)) or "the classes seen in training"
+    label: dict[str, Any] = {"description": f"The predicted class: one of {shown}."}
     if classes:
         label["type"] = {bool: "boolean", int: "integer"}.get(type(classes[0]), "string")
         label["enum"] = list(classes)
@@ -191,7 +193,10 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
         "/model",
         "GET",
         "/model",
-        {"summary": "The served model: version, kind, classes, features, metrics", "responses": {"200": _response("The model.", {"type": "object"})}},
+        {
+            "summary": "The served model: version, kind, classes, features, metrics",
+            "responses": {"200": _response("The model.", {"type": "object"})},
+        },
     )
     return {
         "openapi": "3.0.3",

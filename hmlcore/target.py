@@ -188,7 +188,8 @@ class Target:
         if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
             raise ValueError(f"a target must be an object with a name, got {data!r}")
         try:
-            return cls(data["name"], kind=data.get("kind", "binary"), classes=data.get("classes") or None, distribution=data.get("distribution"))
+            classes = data.get("classes") or None
+            return cls(data["name"], kind=data.get("kind", "binary"), classes=classes, distribution=data.get("distribution"))
         except (ConfigError, FeatureError) as exc:
             raise ValueError(str(exc)) from None
 
