@@ -15,6 +15,7 @@ __all__ = [
     "HmlError",
     "ModelLoadError",
     "PipelineError",
+    "UntrustedModelError",
 ]
 
 
@@ -32,6 +33,14 @@ class PipelineError(HmlError):
 
 class ModelLoadError(HmlError):
     """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class UntrustedModelError(ModelLoadError):
+    """Raised if a model or its reference is refused as untrusted, before anything of it is executed.
+
+    A pickle without the opt-in, a reference that is unsigned or wrongly signed while a signing key is
+    configured, or a pointer, reference or artifact URI that leaves the lake.
+    """
 
 
 class DeployError(HmlError):
