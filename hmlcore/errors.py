@@ -13,6 +13,7 @@ __all__ = [
     "DeployError",
     "FeatureError",
     "HmlError",
+    "ModelKindError",
     "ModelLoadError",
     "PipelineError",
     "UntrustedModelError",
@@ -41,6 +42,11 @@ class UntrustedModelError(ModelLoadError):
     A pickle without the opt-in, a reference that is unsigned or wrongly signed while a signing key is
     configured, or a pointer, reference or artifact URI that leaves the lake.
     """
+
+
+class ModelKindError(HmlError):
+    """Raised if a model does not fit its container's kind (a regressor where a classifier belongs, another
+    number of classes), or is asked for what its kind cannot give (class probabilities of a regressor)."""
 
 
 class DeployError(HmlError):
