@@ -20,7 +20,7 @@ Example:
     >>> data, fmt = dump_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0]))
     >>> fmt
     'skops'
-    >>> float(load_model(data, fmt).predict([[2.0]])[0])
+    >>> round(float(load_model(data, fmt).predict([[2.0]])[0]), 6)
     4.0
 """
 
