@@ -116,8 +116,8 @@ class Lake:
             prefix = root.path.rstrip("/")
             return inner.path.startswith(prefix + "/")
         target = target[len("file://") :] if target.startswith("file://") else target
-        root = os.path.realpath(self.url)
-        return os.path.realpath(target).startswith(root.rstrip(os.sep) + os.sep)
+        folder = os.path.realpath(self.url)
+        return os.path.realpath(target).startswith(folder.rstrip(os.sep) + os.sep)
 
     def write_bytes(self, path: str, data: bytes) -> str:
         """Write ``data`` to ``path`` atomically and return its full URL.
