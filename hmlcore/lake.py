@@ -106,7 +106,7 @@ class Lake:
         """
         if not isinstance(uri, str) or not uri or ".." in uri.replace("\\", "/").split("/"):
             return False
-        target = self.uri(uri)
+        target = self.uri(uri[len("file://") :] if uri.startswith("file://") else uri)
         if _is_remote(self.url) or _is_remote(target):
             if not (_is_remote(self.url) and _is_remote(target)):
                 return False
@@ -115,7 +115,6 @@ class Lake:
                 return False
             prefix = root.path.rstrip("/")
             return inner.path.startswith(prefix + "/")
-        target = target[len("file://") :] if target.startswith("file://") else target
         folder = os.path.realpath(self.url)
         return os.path.realpath(target).startswith(folder.rstrip(os.sep) + os.sep)
 
