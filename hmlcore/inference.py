@@ -98,6 +98,7 @@ class HmlInferenceApp:
         self.observers: list[Any] = []
         self._flask: Flask | None = None
         self._predictors: dict[str, Predictor] = {}
+        self._answer_schemas: dict[str, dict[str, Any]] = {}
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
@@ -117,12 +118,14 @@ class HmlInferenceApp:
         """The registered model container ``name``."""
         return self.app.get_model(name)
 
-    def set_predictor(self, predictor: Predictor, *, model: str | None = None) -> None:
+    def set_predictor(self, predictor: Predictor, *, model: str | None = None, schema: dict[str, Any] | None = None) -> None:
         """Use ``predictor`` to turn encoded features into predictions for ``/predict``.
 
         Args:
             predictor: ``(container, features) -> [dict per row]``.
             model: the registered model ``/predict`` serves (default: the only one registered).
+            schema: the JSON schema of one answer, for the OpenAPI document, if ``predictor`` reshapes
+                the answer of :meth:`ModelContainer.predict` (whose schema fits the model's kind).
 
         Example:
             >>> from hmlcore import hml
@@ -133,9 +136,22 @@ class HmlInferenceApp:
             raise ConfigError(f"predictor must be callable, got {type(predictor).__name__}")
         if model is not None:
             self.get_model(model)
+        if schema is not None and not isinstance(schema, dict):
+            raise ConfigError(f"schema must be a JSON schema (a dict), got {type(schema).__name__}")
         self._predictors[model or ""] = predictor
+        if schema is None:
+            self._answer_schemas.pop(model or "", None)
+        else:
+            self._answer_schemas[model or ""] = schema
         if model is not None:
             self._model_name = model
+
+    def answer_schema(self, container: ModelContainer) -> dict[str, Any]:
+        """The JSON schema of one answer about ``container``: the one given to :meth:`set_predictor`, else the kind's."""
+        from hmlcore.openapi import prediction_schema
+
+        found = self._answer_schemas.get(container.name) or self._answer_schemas.get("")
+        return found or prediction_schema(container)
 
     def _predictor(self, container: ModelContainer) -> Predictor:
         found = self._predictors.get(container.name) or self._predictors.get("")
