@@ -15,6 +15,7 @@ import ast
 import email.utils
 import importlib.metadata
 import json
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -134,8 +135,12 @@ def test_the_longest_names_the_hook_accepts_lint_clean(defaults, tmp_path):
 
 def test_every_checked_answer_refuses_every_hostile_string(defaults, tmp_path):
     """The answers that name things (packages, images, namespaces, URLs) take no hostile string, each refusal one line."""
+    # each string alone, and after a valid start (but for the one made of letters only: a URL may be long),
+    # so that a check of the first characters only is not enough
+    prefixes = {"kfp_host": "https://kfp.example.com/", "docker_image": "ghcr.io/acme/", "gcp_project": "acme-"}
+    strings = hostile(tmp_path / "canary")
     for key in CHECKED:
-        for text in hostile(tmp_path / "canary"):
+        for text in strings + [prefixes.get(key, "a") + text for text in strings if not text.isalnum()]:
             problems = check_answers({**defaults, key: text})
             assert problems, f"{key}={text!r} was accepted"
             assert any(problem.startswith(key) for problem in problems), problems
@@ -207,3 +212,10 @@ def test_hostile_bakes_install_pass_their_tests_and_lint_and_run_nothing(hostile
             result = run([*make, *target], cwd=root, env=env)
             assert result.returncode == 0, f"make {' '.join(target)}: {result.stdout}{result.stderr}"
         assert not canary.exists(), f"a hostile answer ran code in {root.name}"
+    # a setting reaches the deploy command as one shell word, whatever it holds
+    root = bakes[0][0]
+    host = f'https://kfp.example.com/it\'s "a"; touch {canary}; `touch {canary}` \\'
+    dry_run = run([*make, "-n", "deploy-dev", "TAG=abc"], cwd=root, env={**env, "KFP_HOST": host})
+    deploy = shlex.split(dry_run.stdout.splitlines()[-1])
+    assert deploy[deploy.index("--host") + 1] == host
+    assert not canary.exists()
