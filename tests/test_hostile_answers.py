@@ -34,7 +34,18 @@ from hooks.pre_gen_project import check_answers
 from .conftest import BIN, ROOT, run
 
 FREE_TEXT = ["project_name", "description", "author_name"]
-CHECKED = ["project_slug", "package_name", "model_name", "pipeline_name", "docker_image", "k8s_namespace", "kfp_host", "gcp_project"]
+CHECKED = [
+    "project_slug",
+    "package_name",
+    "model_name",
+    "pipeline_name",
+    "docker_image",
+    "k8s_namespace",
+    "kfp_host",
+    "gcp_project",
+    "gcp_region",
+    "author_email",
+]
 
 
 def hostile(canary: Path) -> list[str]:
@@ -137,7 +148,7 @@ def test_every_checked_answer_refuses_every_hostile_string(defaults, tmp_path):
     """The answers that name things (packages, images, namespaces, URLs) take no hostile string, each refusal one line."""
     # each string alone, and after a valid start (but for the one made of letters only: a URL may be long),
     # so that a check of the first characters only is not enough
-    prefixes = {"kfp_host": "https://kfp.example.com/", "docker_image": "ghcr.io/acme/", "gcp_project": "acme-"}
+    prefixes = {"kfp_host": "https://kfp.example.com/", "docker_image": "ghcr.io/acme/", "gcp_project": "acme-", "author_email": "you@"}
     strings = hostile(tmp_path / "canary")
     for key in CHECKED:
         for text in strings + [prefixes.get(key, "a") + text for text in strings if not text.isalnum()]:
@@ -177,12 +188,12 @@ def test_refused_bakes_say_what_to_type_and_write_nothing(defaults, tmp_path, ca
 # ---------------------------------------------------------------------------------- installed, tested, linted
 @pytest.fixture(scope="module")
 def hostile_bakes(defaults, tmp_path_factory):
-    """Three bakes, each with a different hostile string in every free-text answer, installed into this environment."""
+    """Four bakes that put every hostile string in a free-text answer once, each bake three of them at the same time."""
     base = tmp_path_factory.mktemp("hostile")
     canary = base / "canary"
     strings = hostile(canary)
     bakes = []
-    for shift in (0, 4, 8):
+    for shift in range(0, len(strings), len(FREE_TEXT)):
         package = f"hostile_bake_{shift}"
         answers = accepting(defaults, strings, shift, package)
         root = bake(answers, base / package)
@@ -196,14 +207,14 @@ def hostile_bakes(defaults, tmp_path_factory):
 def test_hostile_bakes_install_pass_their_tests_and_lint_and_run_nothing(hostile_bakes):
     """pip install, make test, make lint and make -n of every deploy target: all succeed, the canary never appears."""
     canary, bakes = hostile_bakes
+    make = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
+    env = {"PATH": f"{BIN}:/usr/bin:/bin"}
     for root, answers in bakes:
         install = run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(root)], cwd=root)
         assert install.returncode == 0, install.stdout + install.stderr
         fields = importlib.metadata.metadata(answers["package_name"])
         assert fields["Summary"] == answers["description"]
         assert email.utils.parseaddr(fields["Author-email"]) == (answers["author_name"], answers["author_email"])
-        make = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
-        env = {"PATH": f"{BIN}:/usr/bin:/bin"}
         for target in (
             ["test"],
             ["lint"],
