@@ -59,8 +59,8 @@ def hostile(canary: Path) -> list[str]:
         f"{{{{ cycler.__init__.__globals__.os.system('{touch}') }}}} {{% if 1 %}}x{{% endif %}} {{# c #}} {{{{ }}}}",
         "a make comment that continues \\",
         r"backslashes \ \\ \n \x41 \N{BULLET} \u00e9 C:\new\table",
-        "O'Brien's \"quoted\" '''triple''' \"\"\" ending in a quote\"",
         "emoji 🚗💥 Zoë 模型 עברית \u202ereversed\u202c # not a comment % %(x)s {} {0}",
+        "O'Brien's \"quoted\" '''triple''' \"\"\" ending in a quote\"",
         "<script>alert(1)</script> & ]] } ) --> *emphasis* | table | ` code",
         "x" * 5000,
         " ".join(["long words"] * 400),
@@ -85,12 +85,11 @@ def bake(answers: dict, where: Path) -> Path:
     return Path(cookiecutter(str(ROOT), replay=str(replay), output_dir=str(where / "out"), config_file=str(config)))
 
 
-def accepting(defaults: dict, strings: list[str], shift: int, package: str) -> dict:
-    """The defaults with a different hostile string in each free-text answer (``shift`` picks which)."""
+def accepting(defaults: dict, texts: list[str], package: str) -> dict:
+    """The defaults with ``texts`` as the free-text answers and names made from ``package``."""
     answers = {**defaults, "project_slug": package.replace("_", "-"), "package_name": package}
     answers |= {"model_name": package, "pipeline_name": f"{package}_pipeline", "docker_image": f"ghcr.io/acme/{package.replace('_', '-')}"}
-    for i, key in enumerate(FREE_TEXT):
-        answers[key] = strings[(shift + i) % len(strings)]
+    answers |= dict(zip(FREE_TEXT, texts, strict=True))
     answers["author_email"] = "first.last+ml@example.co.uk"
     return answers
 
@@ -121,7 +120,8 @@ def test_hostile_free_text_renders_as_data(defaults, tmp_path):
     strings = hostile(canary)
     roots = []
     for shift in range(len(strings)):
-        answers = accepting(defaults, strings, shift, f"hostile_{shift}")
+        texts = [strings[(shift + i) % len(strings)] for i in range(len(FREE_TEXT))]
+        answers = accepting(defaults, texts, f"hostile_{shift}")
         answers["ci"] = ["github", "gitlab"][shift % 2]
         root = bake(answers, tmp_path / f"bake{shift}")
         check_files_hold_the_answers(root, answers)
@@ -188,14 +188,16 @@ def test_refused_bakes_say_what_to_type_and_write_nothing(defaults, tmp_path, ca
 # ---------------------------------------------------------------------------------- installed, tested, linted
 @pytest.fixture(scope="module")
 def hostile_bakes(defaults, tmp_path_factory):
-    """Four bakes that put every hostile string in a free-text answer once, each bake three of them at the same time."""
+    """Two bakes that put every hostile string in a free-text answer once: two strings in each answer, side by side."""
     base = tmp_path_factory.mktemp("hostile")
     canary = base / "canary"
     strings = hostile(canary)
     bakes = []
-    for shift in range(0, len(strings), len(FREE_TEXT)):
-        package = f"hostile_bake_{shift}"
-        answers = accepting(defaults, strings, shift, package)
+    half = len(strings) // 2
+    for first in (0, len(FREE_TEXT)):
+        package = f"hostile_bake_{first}"
+        texts = [f"{strings[first + i]} {strings[first + i + half]}" for i in range(len(FREE_TEXT))]
+        answers = accepting(defaults, texts, package)
         root = bake(answers, base / package)
         bakes.append((root, answers))
     yield canary, bakes
