@@ -28,43 +28,62 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(tmp_path: Path, lake: Path, *command: str) -> tuple[subprocess.Popen, str, Path]:
-    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready."""
+def start(
+    tmp_path: Path, lake: Path, *command: str, env: dict[str, str] | None = None, stdout: Path | None = None
+) -> tuple[subprocess.Popen, str, Path]:
+    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready.
+
+    The server runs in a process group of its own, so :func:`stop` ends its workers too. Its stdout goes to
+    the file ``stdout`` if given (read it while the server runs), else to a pipe :func:`stop` reads.
+    """
     script = tmp_path / "serve_app.py"
     script.write_text(APP_SCRIPT)
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    env.pop("XDG_RUNTIME_DIR", None)
-    server = subprocess.Popen(
-        [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    environ = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+    environ.pop("XDG_RUNTIME_DIR", None)
+    with open(stdout if stdout else os.devnull, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
+            env=environ,
+            stdout=log if stdout else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/readyz", server)
     except AssertionError:
-        server.kill()
+        kill_group(server)
         raise
     return server, base, home
 
 
-def stop(server: subprocess.Popen) -> tuple[str, str]:
+def kill_group(server: subprocess.Popen) -> None:
+    """SIGKILL the server's whole process group (the master and its workers)."""
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop(server: subprocess.Popen, *, timeout: float = 60) -> tuple[str, str]:
+    """SIGTERM the server and return its output; SIGKILL its process group if it has not stopped within ``timeout``."""
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
     try:
-        return server.communicate(timeout=30)
+        return server.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        server.kill()
+        kill_group(server)
         return server.communicate()
+    finally:
+        kill_group(server)  # any worker left behind
 
 
 def test_run_prod_serves_with_workers_logs_access_and_stops_gracefully(tmp_path: Path, lake: Path):
-    server, base, home = start(tmp_path, lake, "run-prod", "--workers", "2", "--timeout", "10")
+    server, base, home = start(tmp_path, lake, "run-prod", "--workers", "2", "--timeout", "10", "--drain", "0")
     try:
         got = requests.get(f"{base}/predict", params=RECORD, timeout=5)
         assert got.status_code == 200 and got.json()["model"]["version"] == "run-1"
@@ -83,7 +102,8 @@ def test_run_prod_serves_with_workers_logs_access_and_stops_gracefully(tmp_path:
     assert server.returncode == 0, stderr
     assert [a.status_code for a in answers] == [200]
     assert stderr.count("Booting worker") == 2
-    assert '"GET /predict?' in stdout and '"POST /predict HTTP/1.1" 200' in stdout  # the access log, on stdout
+    assert '"GET /predict HTTP/1.1" 200' in stdout and '"POST /predict HTTP/1.1" 200' in stdout  # the access log, on stdout
+    assert "speed=" not in stdout and "highway" not in stdout  # ... without the query's feature values
     assert "ms" in stdout.splitlines()[0]
     assert not (home / ".gunicorn").exists()  # no control socket under $HOME
 
