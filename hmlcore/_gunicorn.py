@@ -101,7 +101,11 @@ class _DeadlineSocket:
 
 
 class _JsonErrorSocket:
-    """Stands in for the client socket while gunicorn writes an error page: writes the same status as JSON."""
+    """Stands in for the client socket while gunicorn writes an error page: writes the same status as JSON.
+
+    A client error's message is the error gunicorn found (the request line is too long, ...); a server
+    error's says only where to look, as the app's own 500s do.
+    """
 
     def __init__(self, sock: Any, message: str) -> None:
         self._sock = sock
@@ -112,7 +116,8 @@ class _JsonErrorSocket:
 
     def sendall(self, data: bytes) -> None:
         status = data.split(b"\r\n", 1)[0].split(b" ", 1)[1].decode("latin-1")
-        self._sock.sendall(json_response(status, self._message))
+        message = "internal error; the server log has the details" if status.startswith("5") else self._message
+        self._sock.sendall(json_response(status, message))
 
 
 def json_response(status: str, message: str) -> bytes:
@@ -158,9 +163,7 @@ class HmlWorker(ThreadWorker):
             except OSError:
                 pass
             return
-        client_error = not isinstance(exc, Exception) or type(exc).__module__.startswith("gunicorn.http")
-        message = str(exc) if client_error else "internal error; the server log has the details"
-        super().handle_error(req, _JsonErrorSocket(client, message), addr, exc)
+        super().handle_error(req, _JsonErrorSocket(client, str(exc)), addr, exc)
 
 
 class DrainingArbiter(Arbiter):

@@ -45,7 +45,7 @@ def inference_group(app: HmlApp) -> click.Group:
         type=click.IntRange(1, 3600),
         default=30,
         show_default=True,
-        help="Seconds a request may take; also the grace on SIGTERM.",
+        help="Seconds the workers have to finish their requests once the drain is over.",
     )
     @click.option(
         "--threads",

@@ -164,7 +164,8 @@ def run_prod(
         port: the port to listen on.
         workers: worker processes.
         threads: threads per worker; each serves one request at a time.
-        timeout: seconds a stopping worker may take to finish its requests.
+        timeout: seconds a stopping worker may take to finish its requests, after the drain; a worker
+            whose main loop is silent this long is restarted.
         drain: seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
         header_timeout: seconds a client has to send a request's line and headers (then 408).
         body_timeout: seconds a client has to send a request's body (then 408).
@@ -177,9 +178,11 @@ def run_prod(
     from hmlcore._gunicorn import DrainFlag, DrainingArbiter, HmlWorker, readiness_gate
     from hmlcore.metrics import gunicorn_hooks
 
-    for value, what in ((drain, "drain"), (header_timeout, "header timeout"), (body_timeout, "body timeout")):
-        if value < 0 or (value == 0 and what != "drain"):
-            raise ConfigError(f"the {what} must be {'at least 0' if what == 'drain' else 'more than 0'} seconds, got {value}")
+    if drain < 0:
+        raise ConfigError(f"drain must be at least 0 seconds, got {drain}")
+    for value, what in ((header_timeout, "header_timeout"), (body_timeout, "body_timeout")):
+        if value <= 0:
+            raise ConfigError(f"{what} must be more than 0 seconds, got {value}")
     options = gunicorn_options(
         host=host, port=port, workers=workers, threads=threads, timeout=timeout, name=flask_app.name, log_query=log_query
     )

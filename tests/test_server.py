@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner
 
 from hmlcore.errors import ConfigError
-from hmlcore.server import default_workers, gunicorn_options, limit_threads
+from hmlcore.server import default_workers, gunicorn_options, limit_threads, run_prod
 
 from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
 from .conftest import free_port, wait_ready
@@ -185,3 +185,18 @@ def test_limit_threads_shares_the_cores_and_keeps_what_the_user_set(monkeypatch:
     limit_threads(workers=64)
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert os.environ["MKL_NUM_THREADS"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"drain": -1}, "drain must be at least 0 seconds, got -1"),
+        ({"header_timeout": 0}, "header_timeout must be more than 0 seconds, got 0"),
+        ({"body_timeout": -2.5}, "body_timeout must be more than 0 seconds, got -2.5"),
+        ({"threads": 0}, "threads must be at least 1, got 0"),
+    ],
+)
+def test_bad_run_prod_settings_are_refused_before_serving(tmp_path: Path, option: dict, message: str):
+    flask_app = serving_app(tmp_path / "lake", load=False).inference.create_app()
+    with pytest.raises(ConfigError, match=message):
+        run_prod(flask_app, host="127.0.0.1", port=free_port(), workers=1, **option)
