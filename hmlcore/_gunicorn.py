@@ -143,16 +143,26 @@ class HmlWorker(ThreadWorker):
         super().enqueue_req(conn)
 
     def handle(self, conn: Any) -> Any:
-        conn.sock.arm(self.header_timeout, "headers")
-        return super().handle(conn)
+        sock = conn.sock if isinstance(conn.sock, _DeadlineSocket) else None
+        if sock is not None:
+            sock.arm(self.header_timeout, "headers")
+        try:
+            return super().handle(conn)
+        finally:
+            if sock is not None:
+                sock.arm(None, "request")  # closing and keep-alive are gunicorn's to bound
 
     def handle_request(self, req: Any, conn: Any) -> bool:
-        conn.sock.arm(self.body_timeout, "body")
+        sock = conn.sock if isinstance(conn.sock, _DeadlineSocket) else None
+        if sock is not None:
+            sock.arm(self.body_timeout, "body")
         if self.drain_flag:
             self.max_keepalived = 0  # every answer closes its connection: clients reconnect elsewhere
         keep_alive = super().handle_request(req, conn)
-        expired = conn.sock.expired()
-        conn.sock.arm(None, "body")  # gunicorn bounds the drain of an unread body itself
+        if sock is None:
+            return bool(keep_alive)
+        expired = sock.expired()
+        sock.arm(None, "body")  # gunicorn bounds the drain of an unread body itself
         return bool(keep_alive) and not expired
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
