@@ -8,7 +8,8 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
-  ``GET /model`` (name, version, features, metrics: no paths or URLs), ``GET /openapi.json``.
+  ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
+  ``GET /openapi.json``.
 
 Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
 a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch over :attr:`HmlInferenceApp.max_batch`,
@@ -57,8 +58,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-    """One ``{"probability": p}`` per row: the probability of the positive class."""
-    return [{"probability": float(p)} for p in container.predict_proba(features)]
+    """One answer per row in the shape of the model's kind (see :meth:`ModelContainer.predict`)."""
+    return container.predict(features)
 
 
 def routed(flask_app: Flask) -> set[tuple[str, str]]:
@@ -93,6 +94,7 @@ class HmlInferenceApp:
         self.observers: list[Any] = []
         self._flask: Flask | None = None
         self._predictors: dict[str, Predictor] = {}
+        self._answer_schemas: dict[str, dict[str, Any]] = {}
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
@@ -111,12 +113,14 @@ class HmlInferenceApp:
         """The registered model container ``name``."""
         return self.app.get_model(name)
 
-    def set_predictor(self, predictor: Predictor, *, model: str | None = None) -> None:
+    def set_predictor(self, predictor: Predictor, *, model: str | None = None, schema: dict[str, Any] | None = None) -> None:
         """Use ``predictor`` to turn encoded features into predictions for ``/predict``.
 
         Args:
             predictor: ``(container, features) -> [dict per row]``.
             model: the registered model ``/predict`` serves (default: the only one registered).
+            schema: the JSON schema of one answer, for the OpenAPI document, if ``predictor`` reshapes
+                the answer of :meth:`ModelContainer.predict` (whose schema fits the model's kind).
 
         Example:
             >>> from hmlcore import hml
@@ -127,9 +131,22 @@ class HmlInferenceApp:
             raise ConfigError(f"predictor must be callable, got {type(predictor).__name__}")
         if model is not None:
             self.get_model(model)
+        if schema is not None and not isinstance(schema, dict):
+            raise ConfigError(f"schema must be a JSON schema (a dict), got {type(schema).__name__}")
         self._predictors[model or ""] = predictor
+        if schema is None:
+            self._answer_schemas.pop(model or "", None)
+        else:
+            self._answer_schemas[model or ""] = schema
         if model is not None:
             self._model_name = model
+
+    def answer_schema(self, container: ModelContainer) -> dict[str, Any]:
+        """The JSON schema of one answer about ``container``: the one given to :meth:`set_predictor`, else the kind's."""
+        from hmlcore.openapi import prediction_schema
+
+        found = self._answer_schemas.get(container.name) or self._answer_schemas.get("")
+        return found or prediction_schema(container)
 
     def _predictor(self, container: ModelContainer) -> Predictor:
         found = self._predictors.get(container.name) or self._predictors.get("")
@@ -300,6 +317,10 @@ class HmlInferenceApp:
             "name": container.name,
             "version": container.version,
             "target": container.target,
+            "kind": container.kind,
+            "classes": container.classes,
+            **({"threshold": container.threshold} if container.kind == "binary" else {}),
+            "target_distribution": container.target_distribution,
             "features": feature_schemas(container),
             "features_numeric": container.features_numeric,
             "features_categorical": container.features_categorical,
