@@ -9,11 +9,11 @@ user has not taken the same URL and method (the user's routes and error handlers
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
   smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
-  ``GET /model`` (name, version, reference, kind, target and its classes, features, metrics),
+  ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
   ``GET /openapi.json``.
 
 Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
-a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInferenceApp.max_batch`,
+a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch over :attr:`HmlInferenceApp.max_batch`,
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
 the log, never to the client. This module never imports kfp.
@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._wsgi import limit_chunked_body
 from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 from hmlcore.reload import ModelWatcher, reload_interval, smoke_failure
@@ -199,6 +200,7 @@ class HmlInferenceApp:
         for init in self.init_functions:
             init(self)
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
+        flask_app.wsgi_app = limit_chunked_body(flask_app.wsgi_app, max_bytes=self.max_body_bytes)  # type: ignore[method-assign,assignment]
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
         interval = reload_interval()
@@ -342,7 +344,6 @@ class HmlInferenceApp:
         return {
             "name": container.name,
             "version": container.version,
-            "reference": container.reference_uri,
             "target": container.target,
             "kind": container.kind,
             "classes": container.classes,
