@@ -252,10 +252,10 @@ class Containers:
         self.label = f"hml-image-test={uuid.uuid4().hex[:12]}"
 
     def run(self, *args: str, options: Sequence[str] = (), timeout: float = 600) -> str:
-        return sh([*self.podman, "run", "--rm", "--label", self.label, *options, self.image, *args], timeout=timeout)
+        return sh([*self.podman, "run", "--rm", "--pull=never", "--label", self.label, *options, self.image, *args], timeout=timeout)
 
     def start(self, name: str, *args: str, options: Sequence[str] = ()) -> str:
-        sh([*self.podman, "run", "-d", "--name", name, "--label", self.label, *options, self.image, *args])
+        sh([*self.podman, "run", "-d", "--pull=never", "--name", name, "--label", self.label, *options, self.image, *args])
         return name
 
     def remove_all(self) -> None:
@@ -317,10 +317,12 @@ def check_image(containers: Containers, baked: Path, pipeline: str, work: Path) 
     podman = containers.podman
     help_text = containers.run("--help")
     check("pipelines" in help_text and "inference" in help_text, "--help lists the pipelines and inference commands")
-    config = json.loads(sh([*podman, "image", "inspect", containers.image]))[0]["Config"]
+    inspected = json.loads(sh([*podman, "image", "inspect", containers.image]))[0]
+    config = inspected["Config"]
     check(config.get("User") not in (None, "", "0", "root"), f"the image's user is not root (User={config.get('User')!r})")
     check(containers.run("-u", options=["--entrypoint", "id"]).strip() != "0", "its process runs with a non-zero uid")
-    check(bool(config.get("Healthcheck", {}).get("Test")), f"the image keeps its HEALTHCHECK ({config.get('Healthcheck')})")
+    healthcheck = inspected.get("Healthcheck") or {}
+    check(bool(healthcheck.get("Test")), f"the image keeps its HEALTHCHECK ({healthcheck.get('Test')})")
 
     lake = shared_folder(work / "lake-run-all")
     lake_options = ["-v", f"{lake}:{LAKE}", "-e", f"HML_LAKE_URL={LAKE}", "-e", f"HML_GIT_COMMIT={TAG}"]
@@ -355,10 +357,10 @@ def check_image(containers: Containers, baked: Path, pipeline: str, work: Path) 
     check(400 <= status < 500 and "error" in answer, f"a malformed request gets a JSON {status}: {answer}")
     health = subprocess.run([*podman, "healthcheck", "run", server], capture_output=True, text=True, check=False)
     state = json.loads(sh([*podman, "inspect", server], quiet=True))[0]["State"]
-    status = (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
+    health_status = (state.get("Health") or state.get("Healthcheck") or {}).get("Status")
     check(
-        health.returncode == 0 and status == "healthy",
-        f"its HEALTHCHECK reports {status!r} ({health.stdout.strip() or health.stderr.strip()})",
+        health.returncode == 0 and health_status == "healthy",
+        f"its HEALTHCHECK reports {health_status!r} ({health.stdout.strip() or health.stderr.strip()})",
     )
     sh([*podman, "stop", "-t", "30", server], timeout=60)
     state = json.loads(sh([*podman, "inspect", server], quiet=True))[0]["State"]
@@ -408,6 +410,10 @@ def check_parity(containers: Containers, baked: Path, pipeline: str, work: Path)
     )
 
 
+def _exists(image: str) -> bool:
+    return subprocess.run(["podman", "image", "exists", image], check=False).returncode == 0
+
+
 def package_name(baked: Path) -> str:
     (start,) = baked.glob("*/start.py")
     return start.parent.name
@@ -428,6 +434,8 @@ def main() -> int:
         env = {"CONTAINERS_CONF": str(containers_conf(work)), "BUILDAH_FORMAT": "docker"}
         os.environ.update(env)
         podman = ["podman"]
+        # images left untagged by earlier runs (older code): a day's worth stays as the layer cache
+        sh([*podman, "image", "prune", "--force", "--filter", "until=24h"], timeout=300)
         sh([sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(work / "bake"), str(ROOT)])
         (baked,) = (work / "bake").iterdir()
         make_base_image(podman, dockerfile_base(baked / "app.Dockerfile"), work)
@@ -442,8 +450,11 @@ def main() -> int:
             make = ["make", "-C", str(baked), "image", f"TAG={TAG}", f"HMLCORE={ROOT}", f"PYTHON={sys.executable}", f"DOCKER={docker}"]
             # fixed timestamps in the wheels: the same code gives the same wheels, so podman's layer cache holds
             sh(make, env={"DOCKER_HOST": docker_host, "SOURCE_DATE_EPOCH": "315532800"}, timeout=1200)
-        log("image built")
-        containers = Containers(podman, f"localhost/{image.group(1)}:{TAG}")
+        built = [name for name in (f"docker.io/library/{image.group(1)}:{TAG}", f"localhost/{image.group(1)}:{TAG}") if _exists(name)]
+        if not built:
+            raise ImageTestError(f"make image finished, but podman has no image {image.group(1)}:{TAG}")
+        log(f"image built: {built[0]}")
+        containers = Containers(podman, built[0])
         check_image(containers, baked, pipeline.group(1), work)
         check_parity(containers, baked, pipeline.group(1), work)
     except ImageTestError as error:

@@ -201,6 +201,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     message = "processes started by the tests were still running at the end of the session (now killed):\n" + "\n".join(lines)
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("=", "left-over processes", red=True)
         reporter.write_line(message)
     else:
