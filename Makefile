@@ -1,4 +1,5 @@
-# hml-template: `make demo` bakes the default package and runs it end to end; `make test` runs every test.
+# hml-template: `make demo` bakes the default package and runs it end to end; `make test` runs every test;
+# `make test-fast` the quick loop (no slow tests); `make image-test` builds and runs the baked package's image.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ DEMO   ?= demo-out
 PORT   ?= 8765
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install demo test lint typecheck clean
+.PHONY: help venv install demo test test-fast image-test lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,8 +22,14 @@ install: $(BIN)/python ## install hmlcore and the test tools into $(VENV) (pinne
 demo: install ## bake car-crashes, train it, serve it, print a prediction
 	$(BIN)/python scripts/demo.py --output $(DEMO) --port $(PORT)
 
-test: install ## run every test (the slow ones too)
+test: install ## run every test (the slow ones too): what CI runs
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+test-fast: install ## the quick loop: every test not marked slow
+	$(BIN)/python -m pytest -m "not slow" -q
+
+image-test: install ## build the baked package's image with podman and run it (root on Debian; HML_SKIP_IMAGE_TEST=1 skips)
+	$(BIN)/python scripts/image_test.py
 
 lint: install ## ruff and mypy on hmlcore
 	$(BIN)/python -m ruff check .

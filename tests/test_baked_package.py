@@ -13,7 +13,7 @@ import requests
 
 from scripts.demo import SAMPLE_CRASH as CRASH
 
-from .conftest import BIN, free_port, run, wait_ready
+from .conftest import BIN, free_port, run, start_process, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_a_failing_step_is_one_line_and_names_the_value(baked_default: Path, tra
 
 def test_run_prod_serves_predictions_with_gunicorn(baked_default: Path, trained: dict):
     port = free_port()
-    server = subprocess.Popen(
+    server = start_process(
         [str(BIN / "crashed"), "inference", "run-prod", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         cwd=baked_default,
         env={**os.environ, "HML_HOME": str(trained["home"])},
@@ -93,15 +93,15 @@ def test_run_prod_serves_predictions_with_gunicorn(baked_default: Path, trained:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/readyz", server)
-        got = requests.get(f"{base}/predict", params=CRASH, timeout=5)
+        got = requests.get(f"{base}/predict", params=CRASH, timeout=30)
         assert got.status_code == 200, got.text
         assert 0 < got.json()["predictions"][0]["dead_probability"] < 1
         assert got.json()["model"]["version"] == trained["run_id"]
-        posted = requests.post(f"{base}/predict", json=[CRASH, {**CRASH, "speed_band": "1-9", "seatbelt": "belted"}], timeout=5)
+        posted = requests.post(f"{base}/predict", json=[CRASH, {**CRASH, "speed_band": "1-9", "seatbelt": "belted"}], timeout=30)
         assert posted.status_code == 200, posted.text
         severe, mild = (p["dead_probability"] for p in posted.json()["predictions"])
         assert severe > mild
-        bad = requests.post(f"{base}/predict", data="{oops", headers={"Content-Type": "application/json"}, timeout=5)
+        bad = requests.post(f"{base}/predict", data="{oops", headers={"Content-Type": "application/json"}, timeout=30)
         assert bad.status_code == 400 and "error" in bad.json()
     finally:
         server.send_signal(signal.SIGTERM)

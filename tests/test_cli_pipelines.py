@@ -53,6 +53,7 @@ def test_compile_writes_the_spec_and_names_the_file(tmp_path: Path):
     assert "image: reg/x:v9" in target.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_deploy_commands_against_the_fake_server(tmp_path: Path):
     with FakeKfp() as fake:
         env = {"KFP_HOST": fake.url, "HML_IMAGE": "reg/hml-demo:c0ffee"}
@@ -82,6 +83,7 @@ def test_deploy_mistakes_are_one_line_with_a_non_zero_exit(args: list[str], mess
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith(message)
 
 
+@pytest.mark.slow
 def test_an_unreachable_or_refusing_server_is_one_line():
     port = free_port()
     result = invoke("pipelines", "tiny", "deploy-dev", "--host", f"http://127.0.0.1:{port}")

@@ -312,6 +312,7 @@ def test_observers_hear_predictions_and_refusals_and_cannot_break_serving(lake: 
 
 
 # ----------------------------------------------------------------- layering
+@pytest.mark.slow
 def test_serving_never_imports_kfp(lake: Path):
     probe = (
         "import sys\n"

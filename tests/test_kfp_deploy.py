@@ -28,6 +28,7 @@ def fake():
         yield server
 
 
+@pytest.mark.slow
 def test_deploy_prod_twice_leaves_one_pipeline_two_versions_one_recurring_run(fake: FakeKfp):
     demo = create_app().pipelines["demo"]
     first = deploy_prod(demo, target=KfpTarget(host=fake.url))
@@ -46,6 +47,7 @@ def test_deploy_prod_twice_leaves_one_pipeline_two_versions_one_recurring_run(fa
     assert second.url == f"{fake.url}/#/recurringrun/details/{second.recurring_run_id}"
 
 
+@pytest.mark.slow
 def test_deploy_prod_names_the_version_and_takes_a_5_field_cron(fake: FakeKfp):
     demo = create_app().pipelines["demo"]
     result = deploy_prod(demo, target=KfpTarget(host=fake.url), image="reg/hml-demo:9f8e7d", cron="15 4 * * *")
@@ -55,6 +57,7 @@ def test_deploy_prod_names_the_version_and_takes_a_5_field_cron(fake: FakeKfp):
     assert named.version_name == "release-1"
 
 
+@pytest.mark.slow
 def test_deploy_dev_uploads_pipeline_dev_and_starts_one_run(fake: FakeKfp):
     demo = create_app().pipelines["demo"]
     first = deploy_dev(demo, target=KfpTarget(host=fake.url), params={"count": "7", "weights": "[3]"})
@@ -69,6 +72,7 @@ def test_deploy_dev_uploads_pipeline_dev_and_starts_one_run(fake: FakeKfp):
     assert first.url == f"{fake.url}/#/runs/details/{first.run_id}"
 
 
+@pytest.mark.slow
 def test_a_refused_run_removes_what_the_deploy_uploaded(fake: FakeKfp):
     demo = create_app().pipelines["demo"]
     fake.fail("POST", "/runs", 500)

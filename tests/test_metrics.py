@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hmlcore.metrics import ServingMetrics, _observe_many
 
-from .conftest import free_port, wait_ready
+from .conftest import free_port, start_process, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
 
 
@@ -122,12 +122,13 @@ app.start(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_path: Path):
     script = tmp_path / "monapp.py"
     script.write_text(textwrap.dedent(APP.format(lake=str(lake))))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    server = subprocess.Popen(
+    server = start_process(
         [sys.executable, str(script), "inference", "run-prod", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         cwd=tmp_path,
         env=env,
@@ -142,9 +143,9 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
 
         def predict(i: int) -> int:
             with requests.Session() as session:
-                return session.post(f"{base}/predict", json=batch[i : i + 1], timeout=10).status_code
+                return session.post(f"{base}/predict", json=batch[i : i + 1], timeout=30).status_code
 
-        def settled(check, seconds: float = 5.0):  # workers count what they buffered within a second
+        def settled(check, seconds: float = 30.0):  # workers count what they buffered within a second (polled)
             until = time.monotonic() + seconds
             while not (result := check()) and time.monotonic() < until:
                 time.sleep(0.2)
@@ -155,19 +156,19 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
             while workers < 2 and sent < 1200:  # until both workers have served (nearly always the first round)
                 assert set(pool.map(predict, range(300))) == {200}
                 sent += 300
-                workers = settled(lambda: requests.get(f"{base}/drift", timeout=10).json()["window"]["workers"] == 2, 3) and 2
+                workers = settled(lambda: requests.get(f"{base}/drift", timeout=30).json()["window"]["workers"] == 2, 3) and 2
         assert workers == 2
 
         def totals() -> tuple[float, float]:
-            page = samples(requests.get(f"{base}/metrics", timeout=10).text)
+            page = samples(requests.get(f"{base}/metrics", timeout=30).text)
             return value(page, "hml_http_requests_total", **POST_OK), value(
                 page, "hml_prediction_score_count", model="mon", output="probability"
             )
 
         # requests are counted as they are answered, predictions within a second
         assert settled(lambda: totals() == (sent, sent)), f"{totals()} requests and predictions counted, {sent} sent"
-        pages = [samples(requests.get(f"{base}/metrics", timeout=10).text) for _ in range(8)]
-        drifts = [requests.get(f"{base}/drift", timeout=10).json() for _ in range(8)]
+        pages = [samples(requests.get(f"{base}/metrics", timeout=30).text) for _ in range(8)]
+        drifts = [requests.get(f"{base}/drift", timeout=30).json() for _ in range(8)]
     finally:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=30)

@@ -74,6 +74,7 @@ def test_every_example_in_the_document_is_served(base_url: str):
     assert requests.post(f"{base_url}/v1/models/{MODEL}:predict", json={"instances": [RECORD]}, timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # schemathesis and hypothesis warn about their own settings
 def test_schemathesis_finds_no_server_error(base_url: str):
     import schemathesis

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, free_port, run, wait_ready
+from .conftest import BIN, free_port, run, start_process, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +49,7 @@ def test_every_readme_command_works(baked_default: Path, tmp_path: Path):
                 continue
             if command.endswith(("inference run-dev", "inference run-prod")):
                 _stop(server)
-                server = subprocess.Popen(
-                    shlex.split(command), cwd=baked_default, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-                )
+                server = start_process(shlex.split(command), cwd=baked_default, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 wait_ready(f"http://127.0.0.1:{port}/readyz", server)
             elif command.startswith("curl "):
                 argv = shlex.split(command.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))

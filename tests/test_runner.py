@@ -53,6 +53,7 @@ def test_run_all_runs_the_dag_in_order_and_keeps_every_output(tmp_path: Path):
     assert (tmp_path / "lake" / "runs" / "demo" / run_id / "check" / "ok").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_pipeline_parameter_is_named(tmp_path: Path):
     result = run_all(tmp_path, "--param", "count=many")
     assert result.exit_code == 1
@@ -61,6 +62,7 @@ def test_a_bad_pipeline_parameter_is_named(tmp_path: Path):
     assert "unknown pipeline parameter 'colour'; known: count, fail, weights" in result.output
 
 
+@pytest.mark.slow
 def test_a_failing_step_stops_the_run_keeps_what_finished_and_resume_reruns_only_the_rest(tmp_path: Path):
     failed = run_all(tmp_path, "--param", "count=2", env={"HMLDEMO_FAIL": "check"})
     assert failed.exit_code == 1
@@ -93,6 +95,7 @@ def test_resume_refuses_unknown_runs_and_new_parameters(tmp_path: Path):
     assert "do not pass --param with it" in result.output and result.exit_code == 1
 
 
+@pytest.mark.slow
 def test_a_step_failing_in_the_middle_is_named_and_later_steps_do_not_run(tmp_path: Path):
     result = run_all(
         tmp_path,
@@ -224,6 +227,7 @@ def _order(spec: dict) -> list[str]:
     return done
 
 
+@pytest.mark.slow
 def test_parity_the_compiled_command_lines_produce_what_run_all_produces(tmp_path: Path):
     bin_dir = tmp_path / "bin"
     write_entrypoint(bin_dir)
