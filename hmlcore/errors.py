@@ -13,6 +13,7 @@ __all__ = [
     "DeployError",
     "FeatureError",
     "HmlError",
+    "ModelKindError",
     "ModelLoadError",
     "PipelineError",
 ]
@@ -32,6 +33,11 @@ class PipelineError(HmlError):
 
 class ModelLoadError(HmlError):
     """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class ModelKindError(HmlError):
+    """Raised if a model does not fit its container's kind (a regressor where a classifier belongs, another
+    number of classes), or is asked for what its kind cannot give (class probabilities of a regressor)."""
 
 
 class DeployError(HmlError):
