@@ -4,6 +4,8 @@ rows of the data in shared.DATA_SOURCE to ask it about. Nothing here knows what 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -82,8 +84,13 @@ def record(records: list[dict[str, Any]]) -> dict[str, Any]:
     return records[0]
 
 
-def check_answer(answer: dict[str, Any], model, data: pd.DataFrame) -> None:
+@pytest.fixture
+def check_answer(model, data: pd.DataFrame) -> Callable[[dict[str, Any]], None]:
     """Assert that one prediction has the shape and the values of shared.MODEL_KIND's answer."""
+    return partial(_check_answer, model=model, data=data)
+
+
+def _check_answer(answer: dict[str, Any], *, model, data: pd.DataFrame) -> None:
     if shared.MODEL_KIND == "regression":
         assert set(answer) == {shared.TARGET}
         low, high = data[shared.TARGET].min(), data[shared.TARGET].max()

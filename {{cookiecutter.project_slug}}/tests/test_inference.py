@@ -4,30 +4,30 @@ import pytest
 
 from {{ cookiecutter.package_name }} import shared
 
-from .conftest import FEATURES, check_answer
+FEATURES = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL]
 
 
-def test_get_predict_answers_the_model_kind(client, model, data, record):
+def test_get_predict_answers_the_model_kind(client, check_answer, record):
     response = client.get("/predict", query_string=record)
     assert response.status_code == 200, response.json
-    check_answer(response.json["predictions"][0], model, data)
+    check_answer(response.json["predictions"][0])
     assert response.json["model"]["name"] == shared.MODEL_NAME
 
 
-def test_post_a_batch_answers_each_row(client, model, data, records):
+def test_post_a_batch_answers_each_row(client, check_answer, records):
     response = client.post("/predict", json=records)
     assert response.status_code == 200, response.json
     predictions = response.json["predictions"]
     assert len(predictions) == len(records)
     for answer in predictions:
-        check_answer(answer, model, data)
+        check_answer(answer)
 
 
-def test_missing_values_travel_as_null_and_as_an_empty_query_value(client, model, data, record):
+def test_missing_values_travel_as_null_and_as_an_empty_query_value(client, check_answer, record):
     blank = {**record, **{f: None for f in FEATURES[:: max(1, len(FEATURES) - 1)]}}  # the first and the last feature
     response = client.post("/predict", json=blank)
     assert response.status_code == 200, response.json
-    check_answer(response.json["predictions"][0], model, data)
+    check_answer(response.json["predictions"][0])
     response = client.get("/predict", query_string={**record, **{f: "" for f in blank if blank[f] is None}})
     assert response.status_code == 200, response.json
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from {{ cookiecutter.package_name }} import pipeline, shared
 
-from .conftest import PIPELINE
+PIPELINE = "{{ cookiecutter.pipeline_name }}"
 
 #: the headline metric of each kind, and the score of a model that learnt nothing (it must do better)
 BASELINE = {"binary": ("auc", 0.5), "multiclass": ("accuracy", None), "regression": ("r2", 0.0)}

@@ -88,17 +88,18 @@ def parse(data: bytes, name: str) -> pd.DataFrame:
     """The rows of the file ``name`` holding ``data``, read by its name's ending (see :data:`READERS`)."""
     path = (urllib.parse.urlsplit(name).path if "://" in name else name).lower()
     stem, compression = os.path.splitext(path)
-    if compression in DECOMPRESSORS:
-        data = DECOMPRESSORS[compression](data)
-    else:
+    if compression not in DECOMPRESSORS:
         stem = path
     suffix = os.path.splitext(stem)[1]
     if suffix not in READERS:
         raise hml.PipelineError(f"cannot read {name}: name a file ending in {', '.join(READERS)} (optionally .gz, .bz2 or .xz)")
     try:
+        if compression in DECOMPRESSORS:
+            data = DECOMPRESSORS[compression](data)
         return READERS[suffix](io.BytesIO(data))
-    except Exception as exc:  # each reader raises its own errors; name the file and the first line of the reason
-        raise hml.PipelineError(f"cannot read {name} as {suffix[1:]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Exception as exc:  # each reader and decompressor raises its own errors: name the file and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise hml.PipelineError(f"cannot read {name} as {suffix[1:]}{compression if stem != path else ''}: {reason}") from None
 
 
 def load_source(source: str, warehouse: Warehouse) -> tuple[pd.DataFrame, str]:
