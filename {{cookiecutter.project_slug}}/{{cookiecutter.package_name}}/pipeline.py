@@ -80,6 +80,8 @@ def read_bytes(location: str) -> bytes:
                 return remote.read()
         with open(location, "rb") as local:
             return local.read()
+    except FileNotFoundError:
+        raise hml.PipelineError(f"no data at {location}: there is no such file") from None
     except (OSError, ValueError, ImportError) as exc:
         raise hml.PipelineError(f"cannot read {location}: {exc}") from None
 
