@@ -60,6 +60,7 @@ def test_post_gen_keeps_only_the_chosen_kinds_data(tmp_path, kind):
 
 def test_pre_gen_refuses_an_unknown_model_kind():
     answers = {
+        "project_name": "car-crashes",
         "project_slug": "car-crashes",
         "package_name": "crashed",
         "model_name": "crashed",
@@ -72,7 +73,7 @@ def test_pre_gen_refuses_an_unknown_model_kind():
         "model_kind": "ranking",
         "description": "d",
         "author_name": "a",
-        "author_email": "e",
+        "author_email": "you@example.com",
     }
     assert check_answers(answers) == ["model_kind 'ranking' is not a model kind: type one of binary, multiclass, regression"]
     assert check_answers({**answers, "model_kind": "regression"}) == []
