@@ -17,6 +17,7 @@ __all__ = [
     "ModelKindError",
     "ModelLoadError",
     "PipelineError",
+    "UntrustedModelError",
     "mask_credentials",
 ]
 
@@ -66,6 +67,14 @@ class PipelineError(HmlError):
 
 class ModelLoadError(HmlError):
     """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class UntrustedModelError(ModelLoadError):
+    """Raised if a model or its reference is refused as untrusted, before anything of it is executed.
+
+    A pickle without the opt-in, a reference that is unsigned or wrongly signed while a signing key is
+    configured, or a pointer, reference or artifact URI that leaves the lake.
+    """
 
 
 class ModelKindError(HmlError):

@@ -7,7 +7,8 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``GET /predict?feature=value...`` and ``POST /predict`` (one object or a list of objects);
 - ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
-- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
+- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
+  smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
   ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
   ``GET /openapi.json``.
 
@@ -16,6 +17,9 @@ a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch o
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
 the log, never to the client. This module never imports kfp.
+
+Every worker watches the models' pointers in the lake and swaps in a newly published version once it
+has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.reload`).
 
 Example:
     >>> from hmlcore import hml
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from hmlcore._wsgi import limit_chunked_body
 from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
+from hmlcore.reload import ModelWatcher, reload_interval, smoke_failure
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +103,7 @@ class HmlInferenceApp:
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
+        self._smoke: dict[str, tuple[tuple[int, int], str | None]] = {}
 
     @property
     def flask(self) -> Flask:
@@ -197,6 +203,10 @@ class HmlInferenceApp:
         flask_app.wsgi_app = limit_chunked_body(flask_app.wsgi_app, max_bytes=self.max_body_bytes)  # type: ignore[method-assign,assignment]
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
+        interval = reload_interval()
+        if interval:
+            watcher = ModelWatcher(self, interval=interval, smoke=lambda container: smoke_failure(container, self._predictor(container)))
+            flask_app.before_request(watcher.ensure_started)
         self._ready = True
         return flask_app
 
@@ -307,7 +317,25 @@ class HmlInferenceApp:
         waiting = [name for name, c in self.app.models.items() if c.model is None]
         if waiting:
             return {"status": "loading", "waiting_for": waiting}, 503
+        failing = {name: reason for name, c in self.app.models.items() if (reason := self.smoke_failure(c))}
+        if failing:
+            return {"status": "failing", "failing": failing}, 503
         return {"status": "ready"}
+
+    def smoke_failure(self, container: ModelContainer) -> str | None:
+        """Why ``container`` cannot answer a typical request (see :func:`hmlcore.reload.smoke_failure`), or None.
+
+        Checked once per loaded model; a failure is logged once.
+        """
+        key = (id(container), id(container.model))
+        known = self._smoke.get(container.name)
+        if known is not None and known[0] == key:
+            return known[1]
+        failure = smoke_failure(container, self._predictor(container))
+        if failure:
+            log.error("model %s version %s cannot serve: %s", container.name, container.version or "unpublished", failure)
+        self._smoke[container.name] = (key, failure)
+        return failure
 
     def _model_info(self) -> Any:
         from hmlcore.openapi import feature_schemas
