@@ -27,6 +27,7 @@ MAX_LENGTH = {"package_name": 30, "model_name": 40, "pipeline_name": 40, "docker
 FREE_TEXT = ("project_name", "description", "author_name", "author_email")
 NOT_ONE_LINE = {"Cc", "Cs", "Zl", "Zp"}
 RESERVED_PACKAGES = {"hmlcore", "test", "tests", "setup", "site"}
+MODEL_KINDS = ("binary", "multiclass", "regression")
 
 
 def check_package_name(name: str) -> str | None:
@@ -82,6 +83,8 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append(f"gcp_region {answers['gcp_region']!r} is not a GCP region: type e.g. 'europe-west1' or leave it blank")
     if answers["gcp_region"] and not answers["gcp_project"]:
         problems.append("gcp_region is set but gcp_project is blank: type a gcp_project too, or leave both blank")
+    if answers["model_kind"] not in MODEL_KINDS:
+        problems.append(f"model_kind {answers['model_kind']!r} is not a model kind: type one of {', '.join(MODEL_KINDS)}")
     for key in FREE_TEXT:
         if any(unicodedata.category(char) in NOT_ONE_LINE for char in answers[key]):
             problems.append(f"{key} must be one line: type it without line breaks, tabs or other control characters")
@@ -104,6 +107,7 @@ def main() -> int:
         "kfp_host": json.loads(r'''{{ cookiecutter.kfp_host | tojson }}'''),
         "gcp_project": json.loads(r'''{{ cookiecutter.gcp_project | tojson }}'''),
         "gcp_region": json.loads(r'''{{ cookiecutter.gcp_region | tojson }}'''),
+        "model_kind": json.loads(r'''{{ cookiecutter.model_kind | tojson }}'''),
         "description": json.loads(r'''{{ cookiecutter.description | tojson }}'''),
         "author_name": json.loads(r'''{{ cookiecutter.author_name | tojson }}'''),
         "author_email": json.loads(r'''{{ cookiecutter.author_email | tojson }}'''),
