@@ -46,7 +46,7 @@ class _StepGroup(click.Group):
 
 
 def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
-    from hmlcore.ops import OpContext, parse_value, render_value
+    from hmlcore.ops import OpContext, parse_value, render_output, render_value
 
     params: list[click.Parameter] = []
     for p in step.params:
@@ -76,7 +76,7 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
         result = step.invoke(context, arguments)
         if step.return_type is None:
             return
-        text = render_value(result, step.return_type)
+        text = render_output(result, step.return_type, step=step.name)
         if hml_output:
             write_atomic(hml_output, text)
         else:

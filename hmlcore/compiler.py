@@ -190,6 +190,8 @@ class _KfpBuilder:
         used = sum(1 for t in self.tasks if t.op is op)
         task = KfpTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}", kfp_task=kfp_task)
         app = self.pipeline.hml_app
+        if app.cluster_platform:
+            task.with_env("HML_PLATFORM", app.cluster_platform)
         if app.env:
             task.with_envs(app.env)
         for configure in self.pipeline.app.op_configurators:
@@ -214,6 +216,26 @@ class CompiledPipeline:
     text: str
     spec: dict[str, Any]
     platform_spec: dict[str, Any]
+
+    def step_platforms(self) -> dict[str, str | None]:
+        """The ``HML_PLATFORM`` each executor's container gets (``None``: not set)."""
+        found: dict[str, str | None] = {}
+        for label, executor in self.spec.get("deploymentSpec", {}).get("executors", {}).items():
+            env = {e["name"]: e.get("value") for e in executor.get("container", {}).get("env", [])}
+            found[label] = env.get("HML_PLATFORM")
+        return found
+
+    def check_cluster_platform(self, *, allow_pod_local: bool = False) -> None:
+        """Refuse the spec for a cluster if a step would keep its data on its pod's own disk.
+
+        Raises:
+            ConfigError: a step runs on a pod-local platform (see :func:`hmlcore.config.check_cluster_platform`).
+        """
+        from hmlcore.config import check_cluster_platform
+
+        name = self.spec.get("pipelineInfo", {}).get("name", "the pipeline")
+        for label, platform in self.step_platforms().items():
+            check_cluster_platform(platform, what=f"pipeline {name} (step {label.removeprefix('exec-')})", allow_pod_local=allow_pod_local)
 
     @property
     def kubernetes(self) -> dict[str, Any]:
