@@ -48,7 +48,7 @@ _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _LOCATION_RE = re.compile(r"^[A-Za-z]+(-[a-z]+[0-9]*)?$")
 _S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _S3_ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
-_S3_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_S3_PREFIX_RE = re.compile(r"^(?!(.*/)?\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 #: the environment variables of the GCP platform: (name, what it is, required, check, hint)
 GCP_SETTINGS = (
@@ -63,7 +63,7 @@ GCP_SETTINGS = (
 S3_SETTINGS = (
     ("HML_S3_BUCKET", "the S3 bucket of the lake and the warehouse", True, _S3_BUCKET_RE, "3-63 lower-case letters, digits, '-' and '.'"),
     ("HML_S3_ENDPOINT", "the S3 endpoint URL (blank: AWS)", False, _S3_ENDPOINT_RE, "a URL like http://seaweedfs.kubeflow:9000"),
-    ("HML_S3_PREFIX", "the folder inside the bucket", False, _S3_PREFIX_RE, "letters, digits, '_', '-', '.' and '/' between parts"),
+    ("HML_S3_PREFIX", "the folder inside the bucket", False, _S3_PREFIX_RE, "letters, digits, '_', '-', '.' and '/' between parts, no '.' or '..' part"),
 )
 
 
@@ -190,7 +190,7 @@ def check_cluster_platform(platform: str | None, *, what: str, allow_pod_local: 
     if allow_pod_local or (platform is not None and platform.lower() not in POD_LOCAL_PLATFORMS):
         return
     raise ConfigError(
-        f"{what} would run on the pod-local platform {platform or 'local'!r}, where each pod sees only its own empty disk:"
+        f"{what} would run on the pod-local platform {(platform or 'local').lower()!r}, where each pod sees only its own empty disk:"
         " give the app cluster_platform='s3' or 'GCP' (HML_CLUSTER_PLATFORM in a baked package),"
         " or pass --allow-pod-local for a single node whose pods share HML_HOME"
     )

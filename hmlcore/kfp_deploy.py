@@ -121,6 +121,7 @@ def deploy_dev(
     image: str | None = None,
     params: dict[str, Any] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    allow_pod_local: bool = False,
 ) -> DeployResult:
     """Upload ``pipeline`` as ``<pipeline>-dev`` and start one run now in experiment ``<experiment>-dev``.
 
@@ -129,6 +130,7 @@ def deploy_dev(
         image: the image the steps run in (default: the app's image).
         params: pipeline parameter values for the run (strings are parsed by type).
         echo: where progress lines go.
+        allow_pod_local: deploy steps on a pod-local platform anyway (one node whose pods share a volume).
 
     Raises:
         DeployError: the server cannot be reached or refuses a request; nothing this deploy uploaded is left.
@@ -140,7 +142,7 @@ def deploy_dev(
     name = f"{pipeline.name}-dev"
     experiment = f"{pipeline.experiment}-dev"
     version = version_from_image(image)
-    with _compiled(pipeline, image) as (path, spec):
+    with _compiled(pipeline, image, allow_pod_local) as (path, spec):
         given = params or {}
         values = {k: v for k, v in pipeline_params(spec, given).items() if k in given}
         session = _Session(target, echo)
@@ -173,6 +175,7 @@ def deploy_prod(
     version: str | None = None,
     cron: str | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    allow_pod_local: bool = False,
 ) -> DeployResult:
     """Upload a new version of ``pipeline`` and schedule it: one recurring run on its cron, in its experiment.
 
@@ -182,6 +185,7 @@ def deploy_prod(
         version: the version's name (default: the image tag; a timestamp is added if the name is taken).
         cron: the schedule, 5- or 6-field (default: the ``cron`` of ``@hml.pipeline``).
         echo: where progress lines go.
+        allow_pod_local: deploy steps on a pod-local platform anyway (one node whose pods share a volume).
 
     Raises:
         ConfigError: the pipeline has no cron or the cron is invalid (nothing was sent).
@@ -194,7 +198,7 @@ def deploy_prod(
     image = image or pipeline.hml_app.image_url
     name = pipeline.name
     experiment = pipeline.experiment
-    with _compiled(pipeline, image) as (path, _spec):
+    with _compiled(pipeline, image, allow_pod_local) as (path, _spec):
         session = _Session(target, echo)
         experiment_id = session.ensure_experiment(experiment)
         pipeline_id, version_id, wanted, created = session.upload(
@@ -228,12 +232,12 @@ def deploy_prod(
 
 
 @contextlib.contextmanager
-def _compiled(pipeline: HmlPipeline, image: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _compiled(pipeline: HmlPipeline, image: str, allow_pod_local: bool) -> Iterator[tuple[str, dict[str, Any]]]:
     from hmlcore.compiler import compile_pipeline
 
     with tempfile.TemporaryDirectory(prefix="hml-deploy-") as folder:
         path = os.path.join(folder, f"{pipeline.name}.yaml")
-        compiled = compile_pipeline(pipeline, path, image=image)
+        compiled = compile_pipeline(pipeline, path, image=image, for_cluster=True, allow_pod_local=allow_pod_local)
         yield path, compiled.spec
 
 
