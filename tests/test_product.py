@@ -23,6 +23,7 @@ SUPPORTED = [
             "ci": "none",
             "project_name": "crash-risk",
             "package_name": "crashrisk",
+            "cluster_platform": "gcp",
             "gcp_project": "acme-ml-dev",
             "gcp_region": "europe-west1",
         },
@@ -66,12 +67,13 @@ def test_supported_answers_bake_a_working_package(cookies, answers):
         assert lint.returncode == 0, lint.stdout
     if answers.get("gcp_project"):
         probe = f"from {package}.start import create_app; s = create_app().settings; print(s.platform, s.lake_url, s.warehouse_url)"
-        settings = run([str(BIN / "python"), "-c", probe], cwd=root)
+        settings = run([str(BIN / "python"), "-c", probe], cwd=root, env={"HML_PLATFORM": "GCP"})  # a laptop stays local unless told
         expected = f"GCP gs://acme-ml-dev-{root.name}/hml bigquery://acme-ml-dev/{package}"
         assert settings.stdout.strip() == expected, settings.stdout + settings.stderr
         manifest = run([str(BIN / package), "inference", "manifest"], cwd=root)
         assert manifest.returncode == 0, manifest.stderr
         assert "GCP_PROJECT" in manifest.stdout and "acme-ml-dev" in manifest.stdout
+        assert "name: HML_PLATFORM\n          value: GCP" in manifest.stdout
 
 
 # ---------------------------------------------------------------------------------- Dockerfile
