@@ -41,9 +41,7 @@ class ContainerSettings(EnvSettings):
     def with_secret_env(self, secret_name: str, keys_to_env: dict[str, str]) -> Self:
         raise NotImplementedError
 
-    def with_s3_auth(
-        self, secret_name: str = KFP_ARTIFACT_SECRET, *, access_key: str = "accesskey", secret_key: str = "secretkey"
-    ) -> Self:
+    def with_s3_auth(self, secret_name: str = KFP_ARTIFACT_SECRET, *, access_key: str = "accesskey", secret_key: str = "secretkey") -> Self:
         """Authenticate to S3 with the keys of Kubernetes secret ``secret_name`` (default: Kubeflow Pipelines' own).
 
         ``access_key`` and ``secret_key`` name the secret's keys; they become ``AWS_ACCESS_KEY_ID`` and

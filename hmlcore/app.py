@@ -139,7 +139,9 @@ class HmlApp(EnvSettings):
             from hmlcore.warehouse import open_warehouse
 
             settings = self.settings
-            self._warehouse = open_warehouse(settings.warehouse_url, location=settings.gcp_location, storage_options=settings.storage_options)
+            self._warehouse = open_warehouse(
+                settings.warehouse_url, location=settings.gcp_location, storage_options=settings.storage_options
+            )
         return self._warehouse
 
     # ----------------------------------------------------------------- command line

@@ -63,11 +63,19 @@ GCP_SETTINGS = (
 S3_SETTINGS = (
     ("HML_S3_BUCKET", "the S3 bucket of the lake and the warehouse", True, _S3_BUCKET_RE, "3-63 lower-case letters, digits, '-' and '.'"),
     ("HML_S3_ENDPOINT", "the S3 endpoint URL (blank: AWS)", False, _S3_ENDPOINT_RE, "a URL like http://seaweedfs.kubeflow:9000"),
-    ("HML_S3_PREFIX", "the folder inside the bucket", False, _S3_PREFIX_RE, "letters, digits, '_', '-', '.' and '/' between parts, no '.' or '..' part"),
+    (
+        "HML_S3_PREFIX",
+        "the folder inside the bucket",
+        False,
+        _S3_PREFIX_RE,
+        "letters, digits, '_', '-', '.' and '/' between parts, no '.' or '..' part",
+    ),
 )
 
 
-def _check(platform: str, settings: tuple[tuple[str, str, bool, re.Pattern[str], str], ...], env: Mapping[str, str], overridden: set[str]) -> None:
+def _check(
+    platform: str, settings: tuple[tuple[str, str, bool, re.Pattern[str], str], ...], env: Mapping[str, str], overridden: set[str]
+) -> None:
     problems = []
     for name, what, required, pattern, hint in settings:
         value = env.get(name)

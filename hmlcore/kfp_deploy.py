@@ -393,16 +393,14 @@ def check_backend_version(tag: str | None, *, host: str) -> str | None:
         >>> check_backend_version("2.4.1", host="https://kfp")
         Traceback (most recent call last):
         ...
-        hmlcore.errors.DeployError: Kubeflow Pipelines at https://kfp is 2.4.1; hmlcore pipelines need backend 2.5.0 or newer (run ids, secret mounts): upgrade it
+        hmlcore.errors.DeployError: Kubeflow Pipelines at https://kfp is 2.4.1; hmlcore needs backend 2.5.0 or newer: upgrade it
     """
     minimum = ".".join(map(str, MIN_BACKEND))
     match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", str(tag or ""))
     if not match:
-        return f"Kubeflow Pipelines at {host} does not say its release (tag_name {tag!r}); hmlcore pipelines need backend {minimum} or newer"
+        return f"Kubeflow Pipelines at {host} does not say its release (tag_name {tag!r}); hmlcore needs backend {minimum} or newer"
     if tuple(int(part) for part in match.groups()) < MIN_BACKEND:
-        raise DeployError(
-            f"Kubeflow Pipelines at {host} is {tag}; hmlcore pipelines need backend {minimum} or newer (run ids, secret mounts): upgrade it"
-        )
+        raise DeployError(f"Kubeflow Pipelines at {host} is {tag}; hmlcore needs backend {minimum} or newer: upgrade it")
     return None
 
 

@@ -71,7 +71,8 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append("cluster_platform is gcp but gcp_project is blank: type the GCP project id, e.g. 'acme-ml-dev'")
     if answers["cluster_platform"] != "gcp" and answers["gcp_project"]:
         problems.append(
-            f"gcp_project is set but cluster_platform is {answers['cluster_platform']!r}: choose cluster_platform gcp, or leave gcp_project blank"
+            f"gcp_project is set but cluster_platform is {answers['cluster_platform']!r}:"
+            " choose cluster_platform gcp, or leave gcp_project blank"
         )
     for key in ("description", "author_name", "author_email"):
         if "\n" in answers[key] or "\r" in answers[key]:

@@ -302,7 +302,9 @@ class FakeKfp:
             raise BadRequest("an experiment needs a display_name")
         if self.multi_user and not body.get("namespace"):
             raise BadRequest("Invalid input error: An experiment cannot have an empty namespace in multi-user mode")
-        if any(e["display_name"] == body["display_name"] and e.get("namespace") == body.get("namespace") for e in self.experiments.values()):
+        if any(
+            e["display_name"] == body["display_name"] and e.get("namespace") == body.get("namespace") for e in self.experiments.values()
+        ):
             return 409, {"code": 6, "message": f"experiment {body['display_name']!r} already exists"}
         experiment = {**body, "experiment_id": uuid.uuid4().hex, "created_at": self._now(), "storage_state": "AVAILABLE"}
         self.experiments[experiment["experiment_id"]] = experiment

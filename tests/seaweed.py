@@ -91,7 +91,11 @@ def seaweedfs() -> Iterator[S3Server]:
     folder = Path(tempfile.mkdtemp(prefix="hml-seaweedfs-"))
     (folder / "data").mkdir()
     config = folder / "s3.json"
-    identity = {"name": "hml", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    identity = {
+        "name": "hml",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
     config.write_text(json.dumps({"identities": [identity]}), encoding="utf-8")
     s3_port = free_port()
     # every listener gets a free port: gRPC ones default to the HTTP port + 10000, which may be taken or out of range
@@ -145,4 +149,6 @@ def _create_bucket(server: S3Server, process: subprocess.Popen, log: Path, s3fs:
         except Exception as exc:  # noqa: BLE001 - not ready yet: connection refused, 503, no volume...
             problem = exc
         time.sleep(0.5)
-    raise AssertionError(f"SeaweedFS never became ready within {START_DEADLINE:.0f}s: {problem!r}; log: {log.read_text(errors='replace')[-2000:]}")
+    raise AssertionError(
+        f"SeaweedFS never became ready within {START_DEADLINE:.0f}s: {problem!r}; log: {log.read_text(errors='replace')[-2000:]}"
+    )

@@ -118,9 +118,7 @@ def test_an_old_backend_is_one_line_on_the_command_line(tmp_path: Path):
     with FakeKfp(tag_name="2.4.1") as fake:
         result = invoke("pipelines", "demo", "deploy-prod", "--host", fake.url)
     assert result.exit_code == 1
-    assert result.output.strip() == (
-        f"Error: Kubeflow Pipelines at {fake.url} is 2.4.1; hmlcore pipelines need backend 2.5.0 or newer (run ids, secret mounts): upgrade it"
-    )
+    assert result.output.strip() == (f"Error: Kubeflow Pipelines at {fake.url} is 2.4.1; hmlcore needs backend 2.5.0 or newer: upgrade it")
 
 
 def test_compile_refuses_the_pod_local_platform_and_writes_nothing(tmp_path: Path):
@@ -140,7 +138,10 @@ def test_compile_refuses_the_pod_local_platform_and_writes_nothing(tmp_path: Pat
     result = CliRunner().invoke(app.cli(), ["pipelines", "greet", "compile", "-o", str(target)])
     assert result.exit_code == 1 and not target.exists()
     (line,) = result.output.strip().splitlines()
-    assert line.startswith("Error: pipeline greet (step hello) would run on the pod-local platform 'local'") and "cluster_platform='s3'" in line
+    assert (
+        line.startswith("Error: pipeline greet (step hello) would run on the pod-local platform 'local'")
+        and "cluster_platform='s3'" in line
+    )
     allowed = CliRunner().invoke(app.cli(), ["pipelines", "greet", "compile", "-o", str(target)], env={"HML_ALLOW_POD_LOCAL": "1"})
     assert allowed.exit_code == 0, allowed.output
     assert target.exists()

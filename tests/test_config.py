@@ -115,7 +115,10 @@ def test_s3_settings_come_from_the_environment():
     [
         ({}, r"^platform s3: HML_S3_BUCKET \(the S3 bucket of the lake and the warehouse\) is not set$"),
         ({"HML_S3_BUCKET": "Bad_Bucket"}, r"HML_S3_BUCKET='Bad_Bucket' is not valid"),
-        ({"HML_S3_BUCKET": "b-1", "HML_S3_ENDPOINT": "seaweedfs:9000"}, r"HML_S3_ENDPOINT='seaweedfs:9000' is not valid: a URL like http://"),
+        (
+            {"HML_S3_BUCKET": "b-1", "HML_S3_ENDPOINT": "seaweedfs:9000"},
+            r"HML_S3_ENDPOINT='seaweedfs:9000' is not valid: a URL like http://",
+        ),
         ({"HML_S3_BUCKET": "b-1", "HML_S3_PREFIX": "../up"}, r"HML_S3_PREFIX='../up' is not valid"),
     ],
     ids=["missing-bucket", "bad-bucket", "endpoint-without-scheme", "prefix"],
@@ -127,7 +130,9 @@ def test_a_missing_or_malformed_s3_setting_is_named(env, message):
 
 @pytest.mark.parametrize("platform", [None, "local", "LOCAL"])
 def test_a_pod_local_platform_is_refused_for_a_cluster_with_what_to_set(platform):
-    with pytest.raises(ConfigError, match=r"pipeline p would run on the pod-local platform 'local'.*cluster_platform='s3'.*--allow-pod-local"):
+    with pytest.raises(
+        ConfigError, match=r"pipeline p would run on the pod-local platform 'local'.*cluster_platform='s3'.*--allow-pod-local"
+    ):
         check_cluster_platform(platform, what="pipeline p")
     check_cluster_platform(platform, what="pipeline p", allow_pod_local=True)  # a single node sharing HML_HOME
     check_cluster_platform("s3", what="pipeline p")

@@ -138,7 +138,7 @@ def test_version_from_image(image: str, version: str):
 def test_an_older_backend_is_refused_in_one_line_before_anything_is_sent(tag: str):
     """The fake answers healthz with the release the real apiserver reports (its TAG_NAME)."""
     with FakeKfp(tag_name=tag) as fake:
-        with pytest.raises(hml.DeployError, match=rf"^Kubeflow Pipelines at {fake.url} is {tag}; hmlcore pipelines need backend 2\.5\.0 or newer"):
+        with pytest.raises(hml.DeployError, match=rf"^Kubeflow Pipelines at {fake.url} is {tag}; hmlcore needs backend 2\.5\.0 or newer"):
             deploy_dev(create_app().pipelines["demo"], target=KfpTarget(host=fake.url))
         assert set(fake.requests) == {("GET", "/apis/v2beta1/healthz")}
 
@@ -148,7 +148,9 @@ def test_a_backend_that_does_not_say_its_release_is_deployed_to_with_a_note():
     with FakeKfp(tag_name="unknown") as fake:
         result = deploy_dev(create_app().pipelines["tiny"], target=KfpTarget(host=fake.url), echo=lines.append)
         assert result.run_id in fake.runs
-    assert lines[0] == f"Kubeflow Pipelines at {fake.url} does not say its release (tag_name 'unknown'); hmlcore pipelines need backend 2.5.0 or newer"
+    assert (
+        lines[0] == f"Kubeflow Pipelines at {fake.url} does not say its release (tag_name 'unknown'); hmlcore needs backend 2.5.0 or newer"
+    )
 
 
 def test_multi_user_kubeflow_gets_the_namespace_of_the_experiment():

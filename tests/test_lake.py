@@ -79,9 +79,9 @@ def test_s3_with_wrong_credentials_is_refused_in_one_line(s3_server):
 
 def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
     """The app's lake on the s3 platform: bucket, prefix and endpoint from settings, keys from AWS_* variables."""
-    from hmlcore.app import HmlApp
-
     import s3fs
+
+    from hmlcore.app import HmlApp
 
     env = s3_server.env
     for name, value in env.items():

@@ -54,7 +54,9 @@ def _typed(spec: dict, platform: dict) -> tuple[object, dict[str, object]]:
 
     typed = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    configs = {name: json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig()) for name, config in executors.items()}
+    configs = {
+        name: json_format.ParseDict(config, kubernetes_executor_config_pb2.KubernetesExecutorConfig()) for name, config in executors.items()
+    }
     return typed, configs
 
 
@@ -64,8 +66,10 @@ def test_the_default_bake_compiles_for_kubeflows_own_object_store(baked_default:
     executors = typed.deployment_spec.fields["executors"].struct_value.fields  # type: ignore[attr-defined]
     assert set(configs) == set(executors) and len(executors) == 6
     for name, executor in executors.items():
-        env = {e.struct_value.fields["name"].string_value: e.struct_value.fields["value"].string_value
-               for e in executor.struct_value.fields["container"].struct_value.fields["env"].list_value.values}
+        env = {
+            e.struct_value.fields["name"].string_value: e.struct_value.fields["value"].string_value
+            for e in executor.struct_value.fields["container"].struct_value.fields["env"].list_value.values
+        }
         assert env["HML_PLATFORM"] == "s3", name
         assert {k: env[k] for k in KFP_STORE} == KFP_STORE, name
         assert env["HML_S3_PREFIX"] == "private/kubeflow/car-crashes", name
