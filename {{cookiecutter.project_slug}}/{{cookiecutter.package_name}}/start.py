@@ -93,13 +93,15 @@ def create_app() -> hml.HmlApp:
     @hml.deploy_inference(app.inference)
     def deploy_inference(deployment: hml.HmlInferenceDeployment):
         """Configure the inference API on Kubernetes (`{{ cookiecutter.package_name }} inference manifest` prints the result)."""
+{%- if cookiecutter.cluster_platform == "s3" %}
         return (
             deployment.with_empty_dir("tmp", "/tmp")
-{%- if cookiecutter.cluster_platform == "s3" %}
             .with_s3_auth(S3_SECRET)
-{%- endif %}
             .with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
         )
+{%- else %}
+        return deployment.with_empty_dir("tmp", "/tmp").with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
+{%- endif %}
 
     return app
 
