@@ -47,7 +47,7 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy to answer within 1 s
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} never answered 200")

@@ -191,7 +191,9 @@ def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_defau
     push = next(i for i, line in enumerate(lines) if line.startswith("docker push car-crashes:0123abcd"))
     deploy = next(i for i, line in enumerate(lines) if "deploy-dev" in line)
     assert build < push < deploy
-    assert lines[deploy] == 'HML_IMAGE=car-crashes:0123abcd crashed pipelines crashed_pipeline deploy-dev --host "https://kfp.example.com"'
+    assert lines[deploy] == (
+        'HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE=kubeflow crashed pipelines crashed_pipeline deploy-dev --host "https://kfp.example.com"'
+    )
     inference = make(baked_default, "-n", "deploy-inference", "TAG=0123abcd").stdout.splitlines()[-1]
     assert inference == "HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE=kubeflow crashed inference deploy --wait"
 
@@ -200,7 +202,7 @@ def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_defau
 def test_make_compile_writes_the_spec_for_the_tagged_image(baked_default: Path, tmp_path: Path):
     result = make(baked_default, "compile", "TAG=feedbeef", env={"HML_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    spec = yaml.safe_load((baked_default / "build" / "crashed_pipeline.yaml").read_text())
+    spec = next(yaml.safe_load_all((baked_default / "build" / "crashed_pipeline.yaml").read_text()))  # then the platform spec
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"car-crashes:feedbeef"}
     shutil.rmtree(baked_default / "build")
