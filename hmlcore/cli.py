@@ -14,12 +14,12 @@ in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from hmlcore.errors import HmlError
+from hmlcore.config import debugging
+from hmlcore.errors import HmlError, mask_credentials
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
@@ -42,9 +42,9 @@ def guard(func: Any) -> Any:
         except HmlError as exc:
             raise HmlCliError(str(exc)) from exc
         except Exception as exc:
-            if os.environ.get("HML_DEBUG"):
+            if debugging():
                 raise
-            raise HmlCliError(f"{type(exc).__name__}: {exc} (set HML_DEBUG=1 for the traceback)") from exc
+            raise HmlCliError(mask_credentials(f"{type(exc).__name__}: {exc} (set HML_DEBUG=1 for the traceback)")) from exc
 
     wrapper.__name__ = getattr(func, "__name__", "command")
     wrapper.__doc__ = func.__doc__

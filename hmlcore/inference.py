@@ -7,14 +7,19 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``GET /predict?feature=value...`` and ``POST /predict`` (one object or a list of objects);
 - ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
-- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
-  ``GET /model`` (name, version, reference, features, metrics), ``GET /openapi.json``.
+- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
+  smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
+  ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
+  ``GET /openapi.json``.
 
 Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
-a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInferenceApp.max_batch`,
+a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch over :attr:`HmlInferenceApp.max_batch`,
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
 the log, never to the client. This module never imports kfp.
+
+Every worker watches the models' pointers in the lake and swaps in a newly published version once it
+has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.reload`).
 
 Example:
     >>> from hmlcore import hml
@@ -35,8 +40,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._wsgi import limit_chunked_body
 from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
+from hmlcore.reload import ModelWatcher, reload_interval, smoke_failure
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,8 +63,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-    """One ``{"probability": p}`` per row: the probability of the positive class."""
-    return [{"probability": float(p)} for p in container.predict_proba(features)]
+    """One answer per row in the shape of the model's kind (see :meth:`ModelContainer.predict`)."""
+    return container.predict(features)
 
 
 def routed(flask_app: Flask) -> set[tuple[str, str]]:
@@ -92,9 +99,11 @@ class HmlInferenceApp:
         self.observers: list[Any] = []
         self._flask: Flask | None = None
         self._predictors: dict[str, Predictor] = {}
+        self._answer_schemas: dict[str, dict[str, Any]] = {}
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
+        self._smoke: dict[str, tuple[tuple[int, int], str | None]] = {}
 
     @property
     def flask(self) -> Flask:
@@ -110,12 +119,14 @@ class HmlInferenceApp:
         """The registered model container ``name``."""
         return self.app.get_model(name)
 
-    def set_predictor(self, predictor: Predictor, *, model: str | None = None) -> None:
+    def set_predictor(self, predictor: Predictor, *, model: str | None = None, schema: dict[str, Any] | None = None) -> None:
         """Use ``predictor`` to turn encoded features into predictions for ``/predict``.
 
         Args:
             predictor: ``(container, features) -> [dict per row]``.
             model: the registered model ``/predict`` serves (default: the only one registered).
+            schema: the JSON schema of one answer, for the OpenAPI document, if ``predictor`` reshapes
+                the answer of :meth:`ModelContainer.predict` (whose schema fits the model's kind).
 
         Example:
             >>> from hmlcore import hml
@@ -126,9 +137,22 @@ class HmlInferenceApp:
             raise ConfigError(f"predictor must be callable, got {type(predictor).__name__}")
         if model is not None:
             self.get_model(model)
+        if schema is not None and not isinstance(schema, dict):
+            raise ConfigError(f"schema must be a JSON schema (a dict), got {type(schema).__name__}")
         self._predictors[model or ""] = predictor
+        if schema is None:
+            self._answer_schemas.pop(model or "", None)
+        else:
+            self._answer_schemas[model or ""] = schema
         if model is not None:
             self._model_name = model
+
+    def answer_schema(self, container: ModelContainer) -> dict[str, Any]:
+        """The JSON schema of one answer about ``container``: the one given to :meth:`set_predictor`, else the kind's."""
+        from hmlcore.openapi import prediction_schema
+
+        found = self._answer_schemas.get(container.name) or self._answer_schemas.get("")
+        return found or prediction_schema(container)
 
     def _predictor(self, container: ModelContainer) -> Predictor:
         found = self._predictors.get(container.name) or self._predictors.get("")
@@ -176,8 +200,13 @@ class HmlInferenceApp:
         for init in self.init_functions:
             init(self)
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
+        flask_app.wsgi_app = limit_chunked_body(flask_app.wsgi_app, max_bytes=self.max_body_bytes)  # type: ignore[method-assign,assignment]
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
+        interval = reload_interval()
+        if interval:
+            watcher = ModelWatcher(self, interval=interval, smoke=lambda container: smoke_failure(container, self._predictor(container)))
+            flask_app.before_request(watcher.ensure_started)
         self._ready = True
         return flask_app
 
@@ -288,7 +317,25 @@ class HmlInferenceApp:
         waiting = [name for name, c in self.app.models.items() if c.model is None]
         if waiting:
             return {"status": "loading", "waiting_for": waiting}, 503
+        failing = {name: reason for name, c in self.app.models.items() if (reason := self.smoke_failure(c))}
+        if failing:
+            return {"status": "failing", "failing": failing}, 503
         return {"status": "ready"}
+
+    def smoke_failure(self, container: ModelContainer) -> str | None:
+        """Why ``container`` cannot answer a typical request (see :func:`hmlcore.reload.smoke_failure`), or None.
+
+        Checked once per loaded model; a failure is logged once.
+        """
+        key = (id(container), id(container.model))
+        known = self._smoke.get(container.name)
+        if known is not None and known[0] == key:
+            return known[1]
+        failure = smoke_failure(container, self._predictor(container))
+        if failure:
+            log.error("model %s version %s cannot serve: %s", container.name, container.version or "unpublished", failure)
+        self._smoke[container.name] = (key, failure)
+        return failure
 
     def _model_info(self) -> Any:
         from hmlcore.openapi import feature_schemas
@@ -297,8 +344,11 @@ class HmlInferenceApp:
         return {
             "name": container.name,
             "version": container.version,
-            "reference": container.reference_uri,
             "target": container.target,
+            "kind": container.kind,
+            "classes": container.classes,
+            **({"threshold": container.threshold} if container.kind == "binary" else {}),
+            "target_distribution": container.target_distribution,
             "features": feature_schemas(container),
             "features_numeric": container.features_numeric,
             "features_categorical": container.features_categorical,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hmlcore.errors import ConfigError, ModelLoadError
@@ -96,6 +97,13 @@ def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
         HmlApp("s3-app", platform="s3").lake.write_bytes("x/z.txt", b"refused")
 
 
+def test_credentials_in_a_lake_url_are_masked():
+    with pytest.raises(ConfigError) as caught:
+        Lake("nosuchfs://reader:hunter2@store.example.com/lake?token=abc123").write_bytes("a", b"b")
+    assert "hunter2" not in str(caught.value) and "abc123" not in str(caught.value)
+    assert "nosuchfs://reader:***@store.example.com/lake?token=***" in str(caught.value)
+
+
 def test_gcs_round_trip(gcs):
     lake = Lake(gcs.fresh_prefix() + "/")
     uri = lake.write_bytes("models/m.json", b'{"a": 1}')
@@ -127,7 +135,7 @@ def test_model_publish_and_verified_load_through_gcs(gcs, tmp_path):
     assert uri == f"{prefix}/models/car-crashes/cafe/run-9/crashed.reference.json"
     loaded = container(prefix).load()
     df = frame(seed=3)
-    assert loaded.predict_proba(loaded.encode(df)).tolist() == pytest.approx(c.predict_proba(c.encode(df)).tolist(), rel=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(loaded.encode(df)), c.predict_proba(c.encode(df)), rtol=1e-6)
 
     lake = Lake(prefix)
     model_uri = json.loads(lake.read_bytes(uri))["artifacts"]["model"]["uri"]

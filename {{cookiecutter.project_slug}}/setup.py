@@ -7,6 +7,8 @@ REQUIRES = [
     "pandas>=2.1",
     "numpy>=1.26",
     "scikit-learn>=1.4",
+    # hmlcore publishes scikit-learn models with skops, which loads only trusted types
+    "skops>=0.10",
     # xgboost-cpu is the same library without the 469 MB GPU (NCCL) runtime; macOS wheels ship only as xgboost
     "xgboost-cpu>=2.1; sys_platform != 'darwin'",
     "xgboost>=2.1; sys_platform == 'darwin'",
@@ -17,15 +19,10 @@ EXTRAS = {
 }
 
 setup(
-    name=NAME,
     version=VERSION,
-    description={{ cookiecutter.description | tojson }},
-    author={{ cookiecutter.author_name | tojson }},
-    author_email={{ cookiecutter.author_email | tojson }},
     install_requires=REQUIRES,
     extras_require=EXTRAS,
     packages=find_packages(exclude=["tests", "tests.*"]),
-    python_requires=">=3.11",
     include_package_data=True,
     package_data={NAME: ["data/*.csv.gz"]},
     entry_points={"console_scripts": ["{{ cookiecutter.package_name }} = {{ cookiecutter.package_name }}.start:main"]},

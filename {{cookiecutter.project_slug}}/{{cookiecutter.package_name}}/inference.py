@@ -12,5 +12,5 @@ from {{ cookiecutter.package_name }} import shared
 
 def predict_dead(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
     """The probability that each occupant died, and the verdict at :data:`shared.THRESHOLD`."""
-    probabilities = model.predict_proba(features)
+    probabilities = model.predict_proba(features)[:, 1]
     return [{"dead_probability": round(float(p), 6), "dead": bool(p >= shared.THRESHOLD)} for p in probabilities]

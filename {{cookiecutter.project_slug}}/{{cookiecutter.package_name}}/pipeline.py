@@ -118,7 +118,7 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
 
     container = _load_model(ctx, model, analysis)
     validation = read_split(ctx, tables, "validation")
-    probabilities = container.predict_proba(container.encode(validation))
+    probabilities = container.predict_proba(container.encode(validation))[:, 1]
     truth = validation[shared.TARGET].to_numpy(dtype=np.int64)
     metrics: dict[str, Any] = {
         "auc": round(float(roc_auc_score(truth, probabilities)), 6),
