@@ -165,25 +165,56 @@ def build_objects(d: HmlInferenceDeployment) -> list[Any]:
     return objects
 
 
+#: the pod fields Knative Serving admits with its default feature flags (serving's PodSpecMask); KServe's
+#: Serverless (Knative) mode runs the predictor as a Knative Service, so any other field is refused there
+KNATIVE_POD_FIELDS = frozenset({"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks"})
+#: the container fields Knative drops or refuses (serving's ContainerMask)
+KNATIVE_REFUSED_CONTAINER_FIELDS = ("lifecycle", "stdin", "stdinOnce", "tty", "volumeDevices")
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+
+
+def knative_refused_fields(pod: dict[str, Any]) -> list[str]:
+    """The fields of ``pod`` (a serialised pod spec) that Knative refuses with its default feature flags.
+
+    ``automountServiceAccountToken`` is admitted only when ``false``.
+    """
+    refused = []
+    for key, value in pod.items():
+        if key == "automountServiceAccountToken" and value is False:
+            continue
+        if key not in KNATIVE_POD_FIELDS and value not in (None, [], {}):
+            refused.append(f"spec.template.spec.{key}")
+    for container in pod.get("containers", []):
+        refused += [f"spec.template.spec.containers.{key}" for key in KNATIVE_REFUSED_CONTAINER_FIELDS if container.get(key)]
+    return refused
+
+
 def kserve_manifest(d: HmlInferenceDeployment) -> dict[str, Any]:
     """An ``InferenceService`` whose predictor is the app's own container (KServe "custom predictor").
 
-    The predictor holds the same container, volumes and pod settings as the Deployment. Knative allows
-    one unnamed port and no startup probe, so the container has neither; the replica bounds and the CPU
-    target come from :meth:`~hmlcore.k8s.HmlInferenceDeployment.with_autoscaling` (or the fixed replica count).
+    KServe's Serverless (Knative) mode admits only what Knative does: one unnamed port, and of the pod's
+    fields the containers, volumes and service account (:func:`knative_refused_fields`), and it scales on
+    concurrency or requests, not CPU. So the InferenceService asks for
+    ``serving.kserve.io/deploymentMode: RawDeployment`` (a Deployment scaled by an HPA) whenever the pod
+    needs more (a service account's token, a node selector...) or
+    :meth:`~hmlcore.k8s.HmlInferenceDeployment.with_autoscaling` sets a CPU target; otherwise it runs in
+    whichever mode the cluster defaults to.
     """
     api = k.ApiClient()
     try:
         pod = api.sanitize_for_serialization(_pod_spec(d))
-        pod.pop("terminationGracePeriodSeconds", None)  # Knative sets its own from the revision's timeout
+        pod.pop("terminationGracePeriodSeconds", None)  # Knative sets its own from the revision's timeout; KServe's raw mode too
         pod["containers"] = [api.sanitize_for_serialization(_container(d, name="kserve-container", port_name=None, startup_probe=False))]
         metadata = api.sanitize_for_serialization(_meta(d))
     finally:
         api.close()
+    raw = bool(d.autoscaling) or bool(knative_refused_fields(pod))
+    if raw:
+        metadata["annotations"] = {DEPLOYMENT_MODE: "RawDeployment"}
     scale = d.autoscaling or {"min": d.replicas, "max": max(d.replicas, 1)}
     predictor: dict[str, Any] = {"minReplicas": scale["min"], "maxReplicas": scale["max"]}
-    if d.autoscaling:
-        predictor.update({"scaleMetric": "cpu", "scaleTarget": d.autoscaling["cpu"]})
+    if d.autoscaling:  # the HPA of the raw mode scales on CPU utilisation
+        predictor.update({"scaleMetric": "cpu", "scaleMetricType": "Utilization", "scaleTarget": d.autoscaling["cpu"]})
     predictor.update(pod)
     return {
         "apiVersion": KSERVE_API_VERSION,

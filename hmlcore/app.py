@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore._k8s_names import check_dns_label
 from hmlcore._settings import EnvSettings
-from hmlcore.config import PlatformSettings, check_env_name
+from hmlcore.config import PLATFORMS, PlatformSettings, check_env_name
 from hmlcore.errors import ConfigError
 from hmlcore.inference import HmlInferenceApp
 from hmlcore.pipelines import HmlPipelineApp
@@ -29,12 +29,23 @@ if TYPE_CHECKING:
 __all__ = ["HmlApp"]
 
 
+def _check_platform(value: object, what: str) -> str:
+    canonical = {p.lower(): p for p in PLATFORMS}.get(str(value).lower())
+    if canonical is None:
+        raise ConfigError(f"unknown {what} {value!r}: use one of {', '.join(PLATFORMS)}")
+    return canonical
+
+
 class HmlApp(EnvSettings):
     """The application: pipelines (``app.pipelines``), the inference API (``app.inference``) and models.
 
     Args:
         name: the project's name, a DNS-1123 label (it names Kubernetes objects).
-        platform: ``"local"`` (embedded lake and warehouse) or ``"GCP"`` (GCS and BigQuery).
+        platform: where this process keeps its data: ``"local"`` (embedded lake and warehouse), ``"s3"``
+            (an S3-compatible bucket, DuckDB over Parquet in it) or ``"GCP"`` (GCS and BigQuery).
+        cluster_platform: the platform of the cluster's pods: every pipeline step and the inference pod
+            get ``HML_PLATFORM`` set to it. ``"local"`` or ``None`` (nothing set) keeps data on each pod's own
+            disk, so compiling, deploying and printing manifests refuse it unless told otherwise.
         image_url: the container image every step and the inference API run in.
         package_entrypoint: the package's console script (``crashed``); steps run as ``<entrypoint> pipelines ...``.
         inference_port: the port the inference API listens on.
@@ -45,6 +56,7 @@ class HmlApp(EnvSettings):
         self,
         name: str,
         platform: str = "local",
+        cluster_platform: str | None = None,
         image_url: str | None = None,
         package_entrypoint: str | None = None,
         inference_port: int = 8000,
@@ -56,6 +68,7 @@ class HmlApp(EnvSettings):
         check_dns_label(k8s_namespace, "k8s_namespace")
         self.name = name
         self.platform = platform
+        self.cluster_platform = _check_platform(cluster_platform, "cluster_platform") if cluster_platform else None
         self.image_url = image_url or f"{name}:latest"
         self.package_entrypoint = package_entrypoint or name
         self.inference_port = inference_port
@@ -111,22 +124,24 @@ class HmlApp(EnvSettings):
 
     @property
     def lake(self) -> Lake:
-        """Where artifacts go (a folder locally, a GCS bucket on GCP)."""
+        """Where artifacts go (a folder locally, an S3 bucket on s3, a GCS bucket on GCP)."""
         if self._lake is None:
             from hmlcore.lake import Lake
 
             settings = self.settings
-            options = {"project": settings.gcp_project} if settings.gcp_project and settings.lake_url.startswith("gs://") else None
-            self._lake = Lake(settings.lake_url, storage_options=options)
+            self._lake = Lake(settings.lake_url, storage_options=settings.storage_options)
         return self._lake
 
     @property
     def warehouse(self) -> Warehouse:
-        """The SQL warehouse (DuckDB locally, BigQuery on GCP)."""
+        """The SQL warehouse (DuckDB locally, DuckDB over Parquet in the bucket on s3, BigQuery on GCP)."""
         if self._warehouse is None:
             from hmlcore.warehouse import open_warehouse
 
-            self._warehouse = open_warehouse(self.settings.warehouse_url, location=self.settings.gcp_location)
+            settings = self.settings
+            self._warehouse = open_warehouse(
+                settings.warehouse_url, location=settings.gcp_location, storage_options=settings.storage_options
+            )
         return self._warehouse
 
     # ----------------------------------------------------------------- command line

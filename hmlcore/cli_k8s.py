@@ -24,10 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["add_k8s_commands"]
 
 
-def _manifests(app: HmlApp, *, image: str | None, namespace: str | None, kserve: bool) -> list[dict[str, Any]]:
+def _manifests(app: HmlApp, *, image: str | None, namespace: str | None, kserve: bool, allow_pod_local: bool) -> list[dict[str, Any]]:
+    from hmlcore.config import check_cluster_platform
     from hmlcore.k8s import inference_deployment
 
     deployment = inference_deployment(app, image=image, namespace=namespace)
+    platform = deployment.env.get("HML_PLATFORM", {}).get("value")
+    check_cluster_platform(platform, what=f"inference deployment {deployment.name}", allow_pod_local=allow_pod_local)
     return [deployment.kserve_manifest()] if kserve else deployment.manifests()
 
 
@@ -42,18 +45,25 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         help=f"The namespace to deploy into (default: {app.k8s_namespace}).",
     )
     kserve_option = click.option("--kserve", is_flag=True, help="A KServe InferenceService (custom predictor) instead.")
+    allow_pod_local_option = click.option(
+        "--allow-pod-local",
+        is_flag=True,
+        envvar="HML_ALLOW_POD_LOCAL",
+        help="Deploy a pod-local platform (local) anyway: only for one node whose pods share HML_HOME [env: HML_ALLOW_POD_LOCAL].",
+    )
 
     @group.command("manifest")
     @image_option
     @namespace_option
     @kserve_option
     @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write the YAML to this file instead of stdout.")
+    @allow_pod_local_option
     @guard
-    def manifest_command(image: str | None, namespace: str | None, kserve: bool, output: str | None) -> None:
+    def manifest_command(image: str | None, namespace: str | None, kserve: bool, output: str | None, allow_pod_local: bool) -> None:
         """Print the Kubernetes YAML that deploy would apply (kubectl apply -f reads it)."""
         from hmlcore.k8s import to_yaml
 
-        text = to_yaml(_manifests(app, image=image, namespace=namespace, kserve=kserve))
+        text = to_yaml(_manifests(app, image=image, namespace=namespace, kserve=kserve, allow_pod_local=allow_pod_local))
         if output is None:
             click.echo(text, nl=False)
             return
@@ -73,6 +83,7 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         "--kubeconfig", type=click.Path(dir_okay=False), default=None, help="The kubeconfig (default: KUBECONFIG or ~/.kube/config)."
     )
     @click.option("--context", default=None, envvar="HML_K8S_CONTEXT", help="The kubeconfig context (default: its current context).")
+    @allow_pod_local_option
     @guard
     def deploy_command(
         image: str | None,
@@ -83,11 +94,12 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         dry_run: bool,
         kubeconfig: str | None,
         context: str | None,
+        allow_pod_local: bool,
     ) -> None:
         """Create or update the inference API's objects on Kubernetes, and say what changed."""
         from hmlcore.k8s_apply import KubeClient
 
-        manifests = _manifests(app, image=image, namespace=namespace, kserve=kserve)
+        manifests = _manifests(app, image=image, namespace=namespace, kserve=kserve, allow_pod_local=allow_pod_local)
         client = KubeClient.from_config(kubeconfig=kubeconfig, context=context)
         try:
             for manifest in manifests:

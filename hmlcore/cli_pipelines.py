@@ -46,7 +46,7 @@ class _StepGroup(click.Group):
 
 
 def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
-    from hmlcore.ops import OpContext, parse_value, render_value
+    from hmlcore.ops import OpContext, parse_value, render_output, render_value
 
     params: list[click.Parameter] = []
     for p in step.params:
@@ -76,7 +76,7 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
         result = step.invoke(context, arguments)
         if step.return_type is None:
             return
-        text = render_value(result, step.return_type)
+        text = render_output(result, step.return_type, step=step.name)
         if hml_output:
             write_atomic(hml_output, text)
         else:
@@ -96,12 +96,27 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def _allow_pod_local_option(func: Any) -> Any:
+    return click.option(
+        "--allow-pod-local",
+        is_flag=True,
+        envvar="HML_ALLOW_POD_LOCAL",
+        help="Send a pod-local platform (local) anyway: only for one node whose pods share HML_HOME [env: HML_ALLOW_POD_LOCAL].",
+    )(func)
+
+
 def _kfp_options(func: Any) -> Any:
     """The options every deploy command takes, each with its environment variable."""
     options = [
-        click.option("--host", envvar="KFP_HOST", default=None, help="Kubeflow Pipelines API endpoint URL [env: KFP_HOST]."),
+        _allow_pod_local_option,
         click.option(
-            "--namespace", envvar="KFP_NAMESPACE", default=None, help="Kubernetes namespace of a multi-user Kubeflow [env: KFP_NAMESPACE]."
+            "--host", envvar="KFP_HOST", default=None, help="Kubeflow Pipelines API endpoint URL (backend 2.5 or newer) [env: KFP_HOST]."
+        ),
+        click.option(
+            "--namespace",
+            envvar="KFP_NAMESPACE",
+            default=None,
+            help="Kubernetes namespace the experiment and runs go to (default: the app's k8s_namespace) [env: KFP_NAMESPACE].",
         ),
         click.option("--client-id", envvar="KFP_CLIENT_ID", default=None, help="OAuth client id of an IAP endpoint [env: KFP_CLIENT_ID]."),
         click.option(
@@ -159,13 +174,14 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         "-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="File to write (default: <pipeline>.yaml)."
     )
     @click.option("--image", default=None, envvar="HML_IMAGE", help="The image steps run in (default: the app's image).")
+    @_allow_pod_local_option
     @guard
-    def compile_command(output: str | None, image: str | None) -> None:
-        """Compile the pipeline into a Kubeflow Pipelines v2 spec (YAML)."""
+    def compile_command(output: str | None, image: str | None, allow_pod_local: bool) -> None:
+        """Compile the pipeline into a Kubeflow Pipelines v2 spec (YAML) for a Kubeflow Pipelines backend 2.5 or newer."""
         from hmlcore.compiler import compile_pipeline
 
         path = output or f"{pipeline.name}.yaml"
-        compiled = compile_pipeline(pipeline, path, image=image)
+        compiled = compile_pipeline(pipeline, path, image=image, for_cluster=True, allow_pod_local=allow_pod_local)
         tasks = len(compiled.spec["root"]["dag"]["tasks"])
         click.echo(f"compiled {pipeline.name}: {tasks} steps", err=True)
         click.echo(path)
@@ -175,6 +191,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter for the run (repeatable).")
     @guard
     def deploy_dev_command(
+        allow_pod_local: bool,
         host: str | None,
         namespace: str | None,
         client_id: str | None,
@@ -187,7 +204,12 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
 
         target = _target(app, host, namespace, client_id, existing_token)
         result = deploy_dev(
-            pipeline, target=target, image=image, params=_parse_params(params), echo=lambda line: click.echo(line, err=True)
+            pipeline,
+            target=target,
+            image=image,
+            params=_parse_params(params),
+            echo=lambda line: click.echo(line, err=True),
+            allow_pod_local=allow_pod_local,
         )
         click.echo(f"run {result.run_id}: {result.url}")
 
@@ -199,6 +221,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @click.option("--cron", default=None, help="Schedule, 5- or 6-field cron (default: the one in @hml.pipeline).")
     @guard
     def deploy_prod_command(
+        allow_pod_local: bool,
         host: str | None,
         namespace: str | None,
         client_id: str | None,
@@ -211,7 +234,15 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         from hmlcore.kfp_deploy import deploy_prod
 
         target = _target(app, host, namespace, client_id, existing_token)
-        result = deploy_prod(pipeline, target=target, image=image, version=version, cron=cron, echo=lambda line: click.echo(line, err=True))
+        result = deploy_prod(
+            pipeline,
+            target=target,
+            image=image,
+            version=version,
+            cron=cron,
+            echo=lambda line: click.echo(line, err=True),
+            allow_pod_local=allow_pod_local,
+        )
         click.echo(f"recurring run {result.recurring_run_id} (version {result.version_name}): {result.url}")
 
     return group

@@ -190,6 +190,8 @@ class _KfpBuilder:
         used = sum(1 for t in self.tasks if t.op is op)
         task = KfpTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}", kfp_task=kfp_task)
         app = self.pipeline.hml_app
+        if app.cluster_platform:
+            task.with_env("HML_PLATFORM", app.cluster_platform)
         if app.env:
             task.with_envs(app.env)
         for configure in self.pipeline.app.op_configurators:
@@ -215,6 +217,26 @@ class CompiledPipeline:
     spec: dict[str, Any]
     platform_spec: dict[str, Any]
 
+    def step_platforms(self) -> dict[str, str | None]:
+        """The ``HML_PLATFORM`` each executor's container gets (``None``: not set)."""
+        found: dict[str, str | None] = {}
+        for label, executor in self.spec.get("deploymentSpec", {}).get("executors", {}).items():
+            env = {e["name"]: e.get("value") for e in executor.get("container", {}).get("env", [])}
+            found[label] = env.get("HML_PLATFORM")
+        return found
+
+    def check_cluster_platform(self, *, allow_pod_local: bool = False) -> None:
+        """Refuse the spec for a cluster if a step would keep its data on its pod's own disk.
+
+        Raises:
+            ConfigError: a step runs on a pod-local platform (see :func:`hmlcore.config.check_cluster_platform`).
+        """
+        from hmlcore.config import check_cluster_platform
+
+        name = self.spec.get("pipelineInfo", {}).get("name", "the pipeline")
+        for label, platform in self.step_platforms().items():
+            check_cluster_platform(platform, what=f"pipeline {name} (step {label.removeprefix('exec-')})", allow_pod_local=allow_pod_local)
+
     @property
     def kubernetes(self) -> dict[str, Any]:
         """The Kubernetes config of each executor: ``{"exec-train-model": {"secretAsVolume": [...]}}``."""
@@ -222,10 +244,24 @@ class CompiledPipeline:
         return dict(platforms.get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {}))
 
 
-def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, image: str | None = None) -> CompiledPipeline:
+def compile_pipeline(
+    pipeline: HmlPipeline,
+    output_path: str | None = None,
+    *,
+    image: str | None = None,
+    for_cluster: bool = False,
+    allow_pod_local: bool = False,
+) -> CompiledPipeline:
     """Compile ``pipeline`` with the kfp compiler; write the YAML to ``output_path`` if given.
 
     The file is written atomically: a failed compile leaves no file behind (and an earlier file intact).
+
+    Args:
+        output_path: where to write the YAML (nothing is written without it).
+        image: the image steps run in (default: the app's image).
+        for_cluster: the spec goes to a cluster: refuse it if a step would run on a pod-local platform
+            (:meth:`CompiledPipeline.check_cluster_platform`); ``run-all`` compiles without it.
+        allow_pod_local: with ``for_cluster``, accept a pod-local platform (one node whose pods share a volume).
 
     Example:
         >>> compiled = compile_pipeline(app.pipelines["crashed_pipeline"], "crashed_pipeline.yaml")  # doctest: +SKIP
@@ -234,7 +270,8 @@ def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, i
 
     Raises:
         PipelineError: the pipeline does not compile (the message says why), or ``output_path`` cannot be written.
-        ConfigError: a ``@hml.deploy_op`` configurator was given a bad value.
+        ConfigError: a ``@hml.deploy_op`` configurator was given a bad value, or ``for_cluster`` and a step
+            would run on a pod-local platform.
     """
     from kfp import compiler, dsl
 
@@ -273,6 +310,8 @@ def compile_pipeline(pipeline: HmlPipeline, output_path: str | None = None, *, i
         raise PipelineError(f"pipeline {pipeline.name} calls no @hml.op step")
     documents = [d for d in yaml.safe_load_all(text) if d]
     compiled = CompiledPipeline(text=text, spec=documents[0], platform_spec=documents[1] if len(documents) > 1 else {})
+    if for_cluster:
+        compiled.check_cluster_platform(allow_pod_local=allow_pod_local)
     if output_path and folder:
         try:
             write_atomic(output_path, text)

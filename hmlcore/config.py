@@ -1,9 +1,15 @@
 """Where a package keeps its data: the platform settings, read once from the environment.
 
 The local platform needs nothing: artifacts go to a lake folder and tables to an embedded DuckDB file,
-both under ``HML_HOME`` (default ``.hml`` in the working directory). The GCP platform keeps artifacts in
-a GCS bucket and tables in a BigQuery dataset; its settings (project, bucket, dataset, location) come
-from the environment and are all checked at once, so a missing one is named before anything runs.
+both under ``HML_HOME`` (default ``.hml`` in the working directory). The s3 platform keeps artifacts in a
+bucket of any S3-compatible store (Kubeflow Pipelines' own object store, SeaweedFS or MinIO, or AWS S3)
+and its tables as Parquet files in that bucket, queried with DuckDB: a table one pod writes is read by
+the next. The GCP platform keeps artifacts in a GCS bucket and tables in a BigQuery dataset. The
+settings of a platform come from the environment and are all checked at once, so a missing one is
+named before anything runs.
+
+``local`` keeps everything on the machine's own disk, so it is "pod-local": each pod of a cluster would
+see only its own empty disk (see :func:`check_cluster_platform`).
 
 Example:
     >>> settings = PlatformSettings.from_env("local", environ={"HML_HOME": "/tmp/x"})
@@ -20,15 +26,29 @@ from dataclasses import dataclass
 
 from hmlcore.errors import ConfigError
 
-__all__ = ["GCP_SETTINGS", "PLATFORMS", "PlatformSettings", "check_env_name", "env_int"]
+__all__ = [
+    "GCP_SETTINGS",
+    "PLATFORMS",
+    "POD_LOCAL_PLATFORMS",
+    "S3_SETTINGS",
+    "PlatformSettings",
+    "check_cluster_platform",
+    "check_env_name",
+    "env_int",
+]
 
-PLATFORMS = ("local", "GCP")
+PLATFORMS = ("local", "s3", "GCP")
+#: platforms whose data stays on one machine's disk: a cluster's pods cannot share it
+POD_LOCAL_PLATFORMS = ("local",)
 
 
 _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _LOCATION_RE = re.compile(r"^[A-Za-z]+(-[a-z]+[0-9]*)?$")
+_S3_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_S3_ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+_S3_PREFIX_RE = re.compile(r"^(?!(.*/)?\.\.?(/|$))[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 #: the environment variables of the GCP platform: (name, what it is, required, check, hint)
 GCP_SETTINGS = (
@@ -38,20 +58,51 @@ GCP_SETTINGS = (
     ("GCP_LOCATION", "the BigQuery / GCS location", False, _LOCATION_RE, "a location such as US, EU or europe-west1"),
 )
 
+#: the environment variables of the s3 platform: (name, what it is, required, check, hint); credentials come
+#: from the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any source botocore reads)
+S3_SETTINGS = (
+    ("HML_S3_BUCKET", "the S3 bucket of the lake and the warehouse", True, _S3_BUCKET_RE, "3-63 lower-case letters, digits, '-' and '.'"),
+    ("HML_S3_ENDPOINT", "the S3 endpoint URL (blank: AWS)", False, _S3_ENDPOINT_RE, "a URL like http://seaweedfs.kubeflow:9000"),
+    (
+        "HML_S3_PREFIX",
+        "the folder inside the bucket",
+        False,
+        _S3_PREFIX_RE,
+        "letters, digits, '_', '-', '.' and '/' between parts, no '.' or '..' part",
+    ),
+)
+
+
+def _check(
+    platform: str, settings: tuple[tuple[str, str, bool, re.Pattern[str], str], ...], env: Mapping[str, str], overridden: set[str]
+) -> None:
+    problems = []
+    for name, what, required, pattern, hint in settings:
+        value = env.get(name)
+        if not value:
+            if required and name not in overridden:
+                problems.append(f"{name} ({what}) is not set")
+        elif not pattern.match(value):
+            problems.append(f"{name}={value!r} is not valid: {hint}")
+    if problems:
+        raise ConfigError(f"platform {platform}: {'; '.join(problems)}")
+
 
 @dataclass(frozen=True)
 class PlatformSettings:
     """The resolved settings of one platform.
 
     Attributes:
-        platform: ``"local"`` or ``"GCP"``.
+        platform: ``"local"``, ``"s3"`` or ``"GCP"``.
         home: the working folder for local state (run folders, the local lake and warehouse).
-        lake_url: where artifacts live: a folder path or a ``gs://bucket/prefix`` URL.
-        warehouse_url: the DuckDB file (local) or ``bigquery://project/dataset`` (GCP).
+        lake_url: where artifacts live: a folder path, an ``s3://bucket/prefix`` or a ``gs://bucket/prefix`` URL.
+        warehouse_url: the DuckDB file (local), the folder of Parquet tables DuckDB queries
+            (s3: ``s3://bucket/prefix/warehouse``) or ``bigquery://project/dataset`` (GCP).
         gcp_project: the GCP project, on the GCP platform.
         gcp_location: the BigQuery / GCS location, on the GCP platform.
         gcs_bucket: the lake's bucket, on the GCP platform.
         bq_dataset: the warehouse's dataset, on the GCP platform.
+        s3_endpoint: the S3 endpoint URL, on the s3 platform (``None``: AWS).
     """
 
     platform: str
@@ -62,6 +113,16 @@ class PlatformSettings:
     gcp_location: str | None = None
     gcs_bucket: str | None = None
     bq_dataset: str | None = None
+    s3_endpoint: str | None = None
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        """The fsspec options of the lake's and the warehouse's filesystem (the GCP project, the S3 endpoint)."""
+        if self.platform == "s3":
+            return {"client_kwargs": {"endpoint_url": self.s3_endpoint}} if self.s3_endpoint else {}
+        if self.platform == "GCP" and self.lake_url.startswith("gs://"):
+            return {"project": self.gcp_project}
+        return {}
 
     @classmethod
     def from_env(cls, platform: str = "local", *, environ: Mapping[str, str] | None = None) -> PlatformSettings:
@@ -69,6 +130,10 @@ class PlatformSettings:
 
         Local: ``HML_HOME`` (default ``.hml``), ``HML_LAKE_URL`` (default ``$HML_HOME/lake``),
         ``HML_WAREHOUSE_URL`` (default ``$HML_HOME/warehouse.duckdb``).
+        s3: ``HML_S3_BUCKET`` is required; ``HML_S3_ENDPOINT`` is the store's URL (blank: AWS) and
+        ``HML_S3_PREFIX`` (default ``hml``) the folder in the bucket; the lake is ``s3://$HML_S3_BUCKET/$HML_S3_PREFIX``
+        and the warehouse its ``warehouse`` folder; credentials are the standard ``AWS_ACCESS_KEY_ID`` /
+        ``AWS_SECRET_ACCESS_KEY``; ``HML_LAKE_URL`` / ``HML_WAREHOUSE_URL`` still override.
         GCP: ``GCP_PROJECT`` and ``HML_GCS_BUCKET`` are required; ``HML_BQ_DATASET`` defaults to ``hml``,
         ``GCP_LOCATION`` to ``US``; the lake is ``gs://$HML_GCS_BUCKET/hml`` and the warehouse
         ``bigquery://$GCP_PROJECT/$HML_BQ_DATASET``; ``HML_LAKE_URL`` / ``HML_WAREHOUSE_URL`` still override.
@@ -89,17 +154,17 @@ class PlatformSettings:
                 lake_url=env.get("HML_LAKE_URL") or os.path.join(home, "lake"),
                 warehouse_url=env.get("HML_WAREHOUSE_URL") or os.path.join(home, "warehouse.duckdb"),
             )
-        overridden = {"HML_GCS_BUCKET": bool(env.get("HML_LAKE_URL"))}
-        problems = []
-        for name, what, required, pattern, hint in GCP_SETTINGS:
-            value = env.get(name)
-            if not value:
-                if required and not overridden.get(name):
-                    problems.append(f"{name} ({what}) is not set")
-            elif not pattern.match(value):
-                problems.append(f"{name}={value!r} is not valid: {hint}")
-        if problems:
-            raise ConfigError(f"platform GCP: {'; '.join(problems)}")
+        if canonical == "s3":
+            _check("s3", S3_SETTINGS, env, {"HML_S3_BUCKET"} if env.get("HML_LAKE_URL") and env.get("HML_WAREHOUSE_URL") else set())
+            root = f"s3://{env.get('HML_S3_BUCKET')}/{(env.get('HML_S3_PREFIX') or 'hml').strip('/')}"
+            return cls(
+                platform=canonical,
+                home=home,
+                lake_url=env.get("HML_LAKE_URL") or root,
+                warehouse_url=env.get("HML_WAREHOUSE_URL") or f"{root}/warehouse",
+                s3_endpoint=(env.get("HML_S3_ENDPOINT") or "").rstrip("/") or None,
+            )
+        _check("GCP", GCP_SETTINGS, env, {"HML_GCS_BUCKET"} if env.get("HML_LAKE_URL") else set())
         project = env["GCP_PROJECT"]
         dataset = env.get("HML_BQ_DATASET") or "hml"
         bucket = env.get("HML_GCS_BUCKET") or None
@@ -114,6 +179,29 @@ class PlatformSettings:
             gcs_bucket=bucket,
             bq_dataset=dataset,
         )
+
+
+def check_cluster_platform(platform: str | None, *, what: str, allow_pod_local: bool = False) -> None:
+    """Refuse to send ``platform`` to a cluster when its data would stay on one pod's disk.
+
+    Args:
+        platform: the ``HML_PLATFORM`` the pods get (``None``: not set, so the package's default, ``local``).
+        what: what is being sent (``"pipeline crashed_pipeline"``), named in the message.
+        allow_pod_local: send it anyway (a single-node cluster whose pods share a volume at ``HML_HOME``).
+
+    Raises:
+        ConfigError: the platform is pod-local and ``allow_pod_local`` is not set.
+
+    Example:
+        >>> check_cluster_platform("s3", what="pipeline p")
+    """
+    if allow_pod_local or (platform is not None and platform.lower() not in POD_LOCAL_PLATFORMS):
+        return
+    raise ConfigError(
+        f"{what} would run on the pod-local platform {(platform or 'local').lower()!r}, where each pod sees only its own empty disk:"
+        " give the app cluster_platform='s3' or 'GCP' (HML_CLUSTER_PLATFORM in a baked package),"
+        " or pass --allow-pod-local for a single node whose pods share HML_HOME"
+    )
 
 
 def env_int(name: str, default: int) -> int:

@@ -94,7 +94,8 @@ class HmlInferenceDeployment(ContainerSettings):
         self.service_account: str | None = None
         self.node_selector: dict[str, str] = {}
         self.with_empty_dir("tmp", "/tmp")
-        self.with_envs({"HML_HOME": "/tmp/hml", **app.env})
+        platform = {"HML_PLATFORM": app.cluster_platform} if app.cluster_platform else {}
+        self.with_envs({"HML_HOME": "/tmp/hml", **platform, **app.env})
 
     def __repr__(self) -> str:
         return f"<HmlInferenceDeployment {self.namespace}/{self.name} image={self.image}>"

@@ -40,10 +40,13 @@ from hmlcore.pipelines import normalise_cron
 if TYPE_CHECKING:
     from hmlcore.pipelines import HmlPipeline
 
-__all__ = ["DeployResult", "KfpTarget", "deploy_dev", "deploy_prod", "version_from_image"]
+__all__ = ["MIN_BACKEND", "DeployResult", "KfpTarget", "check_backend_version", "deploy_dev", "deploy_prod", "version_from_image"]
 
 #: seconds to wait for the API server to answer the health check
 HEALTH_TIMEOUT = 15.0
+#: the oldest Kubeflow Pipelines backend the compiled pipelines run on: older drivers leave
+#: ``{{$.pipeline_job_uuid}}`` unfilled and cannot read kfp-kubernetes' ``secretNameParameter``
+MIN_BACKEND = (2, 5, 0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def deploy_dev(
     image: str | None = None,
     params: dict[str, Any] | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    allow_pod_local: bool = False,
 ) -> DeployResult:
     """Upload ``pipeline`` as ``<pipeline>-dev`` and start one run now in experiment ``<experiment>-dev``.
 
@@ -129,6 +133,7 @@ def deploy_dev(
         image: the image the steps run in (default: the app's image).
         params: pipeline parameter values for the run (strings are parsed by type).
         echo: where progress lines go.
+        allow_pod_local: deploy steps on a pod-local platform anyway (one node whose pods share a volume).
 
     Raises:
         DeployError: the server cannot be reached or refuses a request; nothing this deploy uploaded is left.
@@ -140,7 +145,7 @@ def deploy_dev(
     name = f"{pipeline.name}-dev"
     experiment = f"{pipeline.experiment}-dev"
     version = version_from_image(image)
-    with _compiled(pipeline, image) as (path, spec):
+    with _compiled(pipeline, image, allow_pod_local) as (path, spec):
         given = params or {}
         values = {k: v for k, v in pipeline_params(spec, given).items() if k in given}
         session = _Session(target, echo)
@@ -173,6 +178,7 @@ def deploy_prod(
     version: str | None = None,
     cron: str | None = None,
     echo: Callable[[str], None] = lambda line: None,
+    allow_pod_local: bool = False,
 ) -> DeployResult:
     """Upload a new version of ``pipeline`` and schedule it: one recurring run on its cron, in its experiment.
 
@@ -182,6 +188,7 @@ def deploy_prod(
         version: the version's name (default: the image tag; a timestamp is added if the name is taken).
         cron: the schedule, 5- or 6-field (default: the ``cron`` of ``@hml.pipeline``).
         echo: where progress lines go.
+        allow_pod_local: deploy steps on a pod-local platform anyway (one node whose pods share a volume).
 
     Raises:
         ConfigError: the pipeline has no cron or the cron is invalid (nothing was sent).
@@ -194,7 +201,7 @@ def deploy_prod(
     image = image or pipeline.hml_app.image_url
     name = pipeline.name
     experiment = pipeline.experiment
-    with _compiled(pipeline, image) as (path, _spec):
+    with _compiled(pipeline, image, allow_pod_local) as (path, _spec):
         session = _Session(target, echo)
         experiment_id = session.ensure_experiment(experiment)
         pipeline_id, version_id, wanted, created = session.upload(
@@ -228,12 +235,12 @@ def deploy_prod(
 
 
 @contextlib.contextmanager
-def _compiled(pipeline: HmlPipeline, image: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _compiled(pipeline: HmlPipeline, image: str, allow_pod_local: bool) -> Iterator[tuple[str, dict[str, Any]]]:
     from hmlcore.compiler import compile_pipeline
 
     with tempfile.TemporaryDirectory(prefix="hml-deploy-") as folder:
         path = os.path.join(folder, f"{pipeline.name}.yaml")
-        compiled = compile_pipeline(pipeline, path, image=image)
+        compiled = compile_pipeline(pipeline, path, image=image, for_cluster=True, allow_pod_local=allow_pod_local)
         yield path, compiled.spec
 
 
@@ -249,6 +256,15 @@ class _Session:
             def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
                 return self._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT)
 
+            def get_kfp_release(self) -> str | None:
+                """The server's release (healthz ``tag_name``), read from the raw answer: kfp_server_api's model drops it."""
+                raw = self._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT, _preload_content=False)
+                try:
+                    tag = json.loads(raw.data or b"{}").get("tag_name")
+                except (AttributeError, ValueError):
+                    return None
+                return str(tag) if tag is not None else None
+
         self.target = target
         self.echo = echo
         self.ui = target.host.rstrip("/")
@@ -261,7 +277,9 @@ class _Session:
                 existing_token=target.existing_token,
             ),
         )
-        self.call("check its health", lambda c: c.get_kfp_healthz())
+        note = check_backend_version(self.call("check its health", lambda c: c.get_kfp_release()), host=target.host)
+        if note:
+            echo(note)
 
     def call(self, what: str, action: Callable[..., Any], *args: Any) -> Any:
         """Run ``action(client, *args)``; kfp's own prints are swallowed, its errors become a DeployError."""
@@ -291,7 +309,8 @@ class _Session:
             raise DeployError(f"could not {what} on {self.target.host}: {_reason(exc)}") from exc
 
     def ensure_experiment(self, name: str) -> str:
-        experiment = self.call(f"find or create experiment {name}", lambda c: c.create_experiment(name=name))
+        namespace = self.target.namespace
+        experiment = self.call(f"find or create experiment {name}", lambda c: c.create_experiment(name=name, namespace=namespace))
         return str(experiment.experiment_id)
 
     def pipeline_id(self, name: str) -> str | None:
@@ -358,6 +377,31 @@ class _Session:
             lambda c: c.list_recurring_runs(experiment_id=experiment_id, filter=query, page_size=100),
         )
         return [str(r.recurring_run_id) for r in found.recurring_runs or [] if r.display_name == name]
+
+
+def check_backend_version(tag: str | None, *, host: str) -> str | None:
+    """Refuse a Kubeflow Pipelines backend older than :data:`MIN_BACKEND`, from its healthz ``tag_name``.
+
+    Returns:
+        a line to show when the server does not say its version (a development build), else ``None``.
+
+    Raises:
+        DeployError: the server's release is older than 2.5.0.
+
+    Example:
+        >>> check_backend_version("2.17.0", host="https://kfp")
+        >>> check_backend_version("2.4.1", host="https://kfp")
+        Traceback (most recent call last):
+        ...
+        hmlcore.errors.DeployError: Kubeflow Pipelines at https://kfp is 2.4.1; hmlcore needs backend 2.5.0 or newer: upgrade it
+    """
+    minimum = ".".join(map(str, MIN_BACKEND))
+    match = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", str(tag or ""))
+    if not match:
+        return f"Kubeflow Pipelines at {host} does not say its release (tag_name {tag!r}); hmlcore needs backend {minimum} or newer"
+    if tuple(int(part) for part in match.groups()) < MIN_BACKEND:
+        raise DeployError(f"Kubeflow Pipelines at {host} is {tag}; hmlcore needs backend {minimum} or newer: upgrade it")
+    return None
 
 
 def _delete_recurring_run(client: Any, job_id: str) -> Any:

@@ -1,6 +1,6 @@
 """The lake: a place for artifacts, addressed by URL.
 
-A lake is a folder (the default) or a ``gs://bucket/prefix`` URL; fsspec does the talking, so any
+A lake is a folder (the default), an ``s3://bucket/prefix`` or a ``gs://bucket/prefix`` URL; fsspec does the talking, so any
 filesystem fsspec knows works the same way. Writes are atomic: a reader never sees half a file.
 
 Example:
@@ -40,9 +40,10 @@ class Lake:
     """Artifacts under one root URL.
 
     Args:
-        url: a local folder, ``file://`` URL or any fsspec URL such as ``gs://bucket/prefix``
-            (``gs://`` needs the ``gcp`` extra: gcsfs).
-        storage_options: passed to fsspec for the lake's own filesystem (e.g. ``{"project": ...}``).
+        url: a local folder, ``file://`` URL or any fsspec URL such as ``s3://bucket/prefix`` (the ``s3``
+            extra: s3fs) or ``gs://bucket/prefix`` (the ``gcp`` extra: gcsfs).
+        storage_options: passed to fsspec for the lake's own filesystem (e.g. ``{"project": ...}``, or
+            ``{"client_kwargs": {"endpoint_url": ...}}`` for an S3-compatible store).
 
     Example:
         >>> Lake("gs://bucket/hml/").uri("models", "m.json")
@@ -75,7 +76,8 @@ class Lake:
         try:
             return fsspec.filesystem(protocol, **(self.storage_options if protocol == _protocol(self.url) else {}))
         except (ImportError, ValueError) as exc:
-            extra = " (pip install 'hmlcore[gcp]')" if protocol in ("gs", "gcs") else ""
+            extras = {"gs": " (pip install 'hmlcore[gcp]')", "gcs": " (pip install 'hmlcore[gcp]')", "s3": " (pip install 'hmlcore[s3]')"}
+            extra = extras.get(protocol, "")
             raise ConfigError(f"cannot open lake {self.url!r}: {exc}{extra}") from exc
 
     def _fs_for(self, target: str) -> Any:

@@ -23,6 +23,7 @@ import contextvars
 import functools
 import inspect
 import json
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from hmlcore.lake import Lake
     from hmlcore.warehouse import Warehouse
 
-__all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op"]
+__all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op", "render_output"]
 
 #: the types an op's parameters and return value may have, and their KFP v1-YAML type names
 KFP_TYPES: dict[type, str] = {str: "String", int: "Integer", float: "Float", bool: "Boolean", list: "JsonArray", dict: "JsonObject"}
@@ -282,6 +283,48 @@ def render_value(value: Any, kind: type | None) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(_as_protobuf_json(value), separators=(",", ":"))
     return str(value)
+
+
+#: the largest integer a protobuf Value (a double) holds exactly: Kubeflow keeps every parameter as one
+MAX_EXACT_INT = 2**53
+
+
+def render_output(value: Any, kind: type, *, step: str) -> str:
+    """Render a step's return value for its output file, refusing what Kubeflow's launcher cannot parse.
+
+    The launcher turns the file into a protobuf ``Value``: it refuses ``NaN`` and ``Infinity`` (the step
+    would fail after its container exited 0) and stores numbers as doubles (an integer above 2**53
+    would silently change). Both are refused here, so ``run-all`` fails the way the cluster would.
+
+    Example:
+        >>> render_output({"auc": 0.9, "n": [1, 2]}, dict, step="evaluate")
+        '{"auc":0.9,"n":[1,2]}'
+        >>> render_output({"auc": float("nan")}, dict, step="evaluate")
+        Traceback (most recent call last):
+        ...
+        hmlcore.errors.PipelineError: step evaluate: output['auc'] is nan, which Kubeflow cannot pass: return a number or None
+
+    Raises:
+        PipelineError: the value holds NaN, an infinity or an integer Kubeflow would round (the message
+            names the step and the key).
+    """
+    _check_passable(value, step, "output")
+    return render_value(value, kind)
+
+
+def _check_passable(value: Any, step: str, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PipelineError(f"step {step}: {where} is {value}, which Kubeflow cannot pass: return a number or None")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INT:
+        raise PipelineError(
+            f"step {step}: {where} is {value}, above 2**53, which Kubeflow would round (it keeps numbers as doubles): return it as a string"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_passable(item, step, f"{where}[{str(key)!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_passable(item, step, f"{where}[{index}]")
 
 
 def _as_protobuf_json(value: Any) -> Any:

@@ -33,7 +33,7 @@ from hmlcore.ops import parse_value, render_value
 if TYPE_CHECKING:
     from hmlcore.pipelines import HmlPipeline
 
-__all__ = ["RunFolder", "dag_order", "pipeline_params", "resolve_command", "run_all"]
+__all__ = ["RunFolder", "dag_order", "pipeline_params", "resolve_command", "run_all", "step_env"]
 
 _INPUT_RE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 _OUTPUT_RE = re.compile(r"\{\{\$\.outputs\.parameters\['([^']+)'\]\.output_file\}\}")
@@ -111,6 +111,37 @@ def resolve_command(
         return _OUTPUT_RE.sub(lambda m: output_file, text)
 
     return [fill(part) for part in container.get("command", [])] + [fill(part) for part in container.get("args", [])]
+
+
+#: set for the pods, not for a local run: run-all stays on this machine's platform
+_CLUSTER_ONLY_ENV = ("HML_PLATFORM",)
+
+
+def step_env(spec: dict[str, Any], task_name: str) -> dict[str, str]:
+    """The environment variables the compiled spec sets in ``task_name``'s container (``with_env``).
+
+    ``HML_PLATFORM`` is left out: it names the platform of the cluster's pods, while a local run stays
+    on the platform of the machine it runs on.
+    """
+    task = spec["root"]["dag"]["tasks"][task_name]
+    component = spec["components"][task["componentRef"]["name"]]
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    return {e["name"]: str(e.get("value", "")) for e in container.get("env", []) if e["name"] not in _CLUSTER_ONLY_ENV}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block, as the launcher sets them in the step's container."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def _as_kfp_passes_it(text: str, kind: type) -> str:
@@ -232,7 +263,8 @@ def run_all(
     """Run every step of ``pipeline`` locally in DAG order and return the run id.
 
     Each step's command line comes from the compiled spec with its placeholders filled the way the
-    Kubeflow launcher fills them; a step's output file is read, parsed by its type and handed to the
+    Kubeflow launcher fills them, and runs with the environment variables the spec sets for that step
+    (:func:`step_env`); a step's output file is read, parsed by its type and handed to the
     steps that consume it.
 
     Example:
@@ -294,7 +326,8 @@ def run_all(
         message = ""
         with _step_log(log_file) as log:
             try:
-                execute(command)
+                with _environment(step_env(spec, name)):
+                    execute(command)
                 if _declares_output(spec, name) and not os.path.exists(output_file):
                     raise PipelineError(f"it wrote no output to {output_file}")
             except BaseException as exc:

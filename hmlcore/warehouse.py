@@ -1,8 +1,9 @@
 """The warehouse: SQL tables the pipeline reads and writes.
 
-One interface, :class:`Warehouse`, two engines: DuckDB (embedded, a single file, no server: the
-default) and BigQuery (:mod:`hmlcore.bigquery`, the ``gcp`` extra). :func:`open_warehouse` picks the
-engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
+One interface, :class:`Warehouse`, three engines: DuckDB (embedded, a single file, no server: the
+default), DuckDB over Parquet tables in a lake folder (:class:`ParquetWarehouse`: ``s3://bucket/prefix``,
+so every pod of a cluster sees the same tables) and BigQuery (:mod:`hmlcore.bigquery`, the ``gcp``
+extra). :func:`open_warehouse` picks the engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
 :meth:`~Warehouse.load_dataframe`, :meth:`~Warehouse.table`, :meth:`~Warehouse.exists` and
 :meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read).
 
@@ -27,7 +28,7 @@ from hmlcore.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DuckDBWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
+__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
 
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -168,7 +169,122 @@ class DuckDBWarehouse(Warehouse):
             self._con = None
 
 
-def _write_parquet(arrow_table: Any, lake_url: str) -> str:
+class ParquetWarehouse(DuckDBWarehouse):
+    """DuckDB over Parquet tables kept in a lake folder: table ``t`` is the file ``<url>/t.parquet``.
+
+    The same SQL as :class:`DuckDBWarehouse` runs on an in-memory DuckDB where every table of the folder
+    is a view over its Parquet file, read through the folder's fsspec filesystem (DuckDB's own S3
+    support, the httpfs extension, is downloaded at run time, which a cluster without internet cannot do).
+    A table written here is one object written whole, so a step in another pod reads it complete.
+
+    Args:
+        url: the folder, e.g. ``s3://bucket/hml/warehouse`` (any fsspec URL, or a local folder).
+        storage_options: passed to fsspec (e.g. the S3 endpoint).
+
+    Example:
+        >>> import pandas as pd, tempfile
+        >>> wh = ParquetWarehouse(tempfile.mkdtemp())
+        >>> wh.load_dataframe(pd.DataFrame({"a": [1, 2]}), "t")
+        't'
+        >>> int(ParquetWarehouse(wh.url).query("SELECT sum(a) AS s FROM t")["s"][0])
+        3
+    """
+
+    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        from hmlcore.lake import Lake
+
+        self._lake = Lake(url, storage_options=storage_options)
+        super().__init__(":memory:")
+        self.url = self._lake.url
+        self._views: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"ParquetWarehouse({self.url!r})"
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect(":memory:")
+            if "://" in self.url:
+                self._con.register_filesystem(self._lake.fs)
+        return self._con
+
+    def _file(self, table: str) -> str:
+        return self._lake.uri(f"{validate_table_name(table)}.parquet")
+
+    def tables(self) -> list[str]:
+        """The names of the tables stored in the folder, sorted."""
+        try:
+            names = self._lake.fs.ls(self.url, detail=False)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
+            raise ConfigError(f"cannot list the warehouse {self.url}: {type(exc).__name__}: {exc}") from exc
+        found = (str(n).rstrip("/").rsplit("/", 1)[-1] for n in names)
+        return sorted(n[: -len(".parquet")] for n in found if n.endswith(".parquet") and _TABLE_RE.match(n[: -len(".parquet")]))
+
+    def _sync(self) -> None:
+        """Make every table of the folder a view (tables another process wrote since appear too)."""
+        for table in self.tables():
+            if table not in self._views:
+                self._view(table)
+
+    def _view(self, table: str) -> None:
+        import duckdb
+
+        location = self._file(table).replace("'", "''")
+        try:
+            self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{location}')").fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"cannot open warehouse table {table} at {location}: {str(exc).splitlines()[0]}") from exc
+        self._views.add(table)
+
+    def _store(self, arrow_table: Any, table: str) -> str:
+        _write_parquet(arrow_table, self._file(table), lake=self._lake)
+        self._view(table)
+        return table
+
+    def query(self, sql: str) -> pd.DataFrame:
+        self._sync()
+        return super().query(sql)
+
+    def select_into(self, sql: str, table: str) -> str:
+        import duckdb
+
+        validate_table_name(table)
+        self._sync()
+        try:
+            result = self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise ConfigError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+        return self._store(result, table)
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        import pyarrow as pa
+
+        validate_table_name(table)
+        try:
+            arrow_table = pa.Table.from_pandas(df, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ConfigError(f"warehouse load into {table} failed: {exc}") from exc
+        return self._store(arrow_table, table)
+
+    def exists(self, table: str) -> bool:
+        return self._lake.exists(self._file(table))
+
+    def export(self, table: str, lake_url: str) -> str:
+        return _write_parquet(self._arrow(table), lake_url, lake=self._lake)
+
+    def _arrow(self, table: str) -> Any:
+        if not self.exists(table):
+            raise ConfigError(f"warehouse export of {table} failed: no table {table} in {self.url}")
+        self._sync()
+        return super()._arrow(table)
+
+
+def _write_parquet(arrow_table: Any, lake_url: str, *, lake: Any = None) -> str:
     import pyarrow.parquet as pq
 
     from hmlcore.lake import Lake
@@ -178,15 +294,17 @@ def _write_parquet(arrow_table: Any, lake_url: str) -> str:
     target = lake_url if "://" in lake_url and not lake_url.startswith("file://") else os.path.abspath(lake_url.removeprefix("file://"))
     buffer = io.BytesIO()
     pq.write_table(arrow_table, buffer)
-    return Lake(target).write_bytes(target, buffer.getvalue())
+    return (lake or Lake(target)).write_bytes(target, buffer.getvalue())
 
 
-def open_warehouse(url: str, *, location: str | None = None) -> Warehouse:
-    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``) or ``bigquery://project/dataset``.
+def open_warehouse(url: str, *, location: str | None = None, storage_options: dict[str, Any] | None = None) -> Warehouse:
+    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``), a lake folder
+    of Parquet tables (``s3://bucket/prefix``) or ``bigquery://project/dataset``.
 
     Args:
         url: where the tables live.
         location: the BigQuery location jobs run in (ignored by DuckDB).
+        storage_options: fsspec options of a lake folder (e.g. the S3 endpoint).
 
     Raises:
         ConfigError: the URL names an engine this installation cannot open.
@@ -199,6 +317,8 @@ def open_warehouse(url: str, *, location: str | None = None) -> Warehouse:
         except ImportError as exc:
             raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
         return BigQueryWarehouse.from_url(url, location=location)
+    if url.startswith(("s3://", "s3a://")):
+        return ParquetWarehouse(url, storage_options=storage_options)
     if "://" in url:
-        raise ConfigError(f"unknown warehouse URL {url!r}: use a DuckDB file path or bigquery://project/dataset")
+        raise ConfigError(f"unknown warehouse URL {url!r}: use a DuckDB file path, s3://bucket/prefix or bigquery://project/dataset")
     return DuckDBWarehouse(url)

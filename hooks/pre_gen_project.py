@@ -85,6 +85,13 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append("gcp_region is set but gcp_project is blank: type a gcp_project too, or leave both blank")
     if answers["model_kind"] not in MODEL_KINDS:
         problems.append(f"model_kind {answers['model_kind']!r} is not a model kind: type one of {', '.join(MODEL_KINDS)}")
+    if answers["cluster_platform"] == "gcp" and not answers["gcp_project"]:
+        problems.append("cluster_platform is gcp but gcp_project is blank: type the GCP project id, e.g. 'acme-ml-dev'")
+    if answers["cluster_platform"] != "gcp" and answers["gcp_project"]:
+        problems.append(
+            f"gcp_project is set but cluster_platform is {answers['cluster_platform']!r}:"
+            " choose cluster_platform gcp, or leave gcp_project blank"
+        )
     for key in FREE_TEXT:
         if any(unicodedata.category(char) in NOT_ONE_LINE for char in answers[key]):
             problems.append(f"{key} must be one line: type it without line breaks, tabs or other control characters")
@@ -105,6 +112,7 @@ def main() -> int:
         "docker_image": json.loads(r'''{{ cookiecutter.docker_image | tojson }}'''),
         "k8s_namespace": json.loads(r'''{{ cookiecutter.k8s_namespace | tojson }}'''),
         "kfp_host": json.loads(r'''{{ cookiecutter.kfp_host | tojson }}'''),
+        "cluster_platform": json.loads(r'''{{ cookiecutter.cluster_platform | tojson }}'''),
         "gcp_project": json.loads(r'''{{ cookiecutter.gcp_project | tojson }}'''),
         "gcp_region": json.loads(r'''{{ cookiecutter.gcp_region | tojson }}'''),
         "model_kind": json.loads(r'''{{ cookiecutter.model_kind | tojson }}'''),

@@ -221,3 +221,12 @@ def baked_default(cookies_session) -> Path:
     assert result.exit_code == 0, result.exception
     pip_install_editable(result.project_path)
     return Path(result.project_path)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real SeaweedFS S3 server on 127.0.0.1 for the whole session (see tests/seaweed.py)."""
+    from tests.seaweed import seaweedfs
+
+    with seaweedfs() as server:
+        yield server

@@ -82,8 +82,10 @@ class FakeKfp:
         requests: ``(method, path)`` of every request, in order.
     """
 
-    def __init__(self, *, token: str | None = None) -> None:
+    def __init__(self, *, token: str | None = None, tag_name: str = "2.17.0", multi_user: bool = False) -> None:
         self.token = token
+        self.tag_name = tag_name
+        self.multi_user = multi_user
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, dict] = {}
         self.experiments: dict[str, dict] = {}
@@ -174,7 +176,8 @@ class FakeKfp:
             raise KeyError(path)
         parts = path[len(PREFIX) :].strip("/").split("/")
         if parts == ["healthz"] and method == "GET":
-            return 200, {"commit_sha": "fake", "tag_name": "2.4.0", "multi_user": False}
+            # the backend's own healthz handler answers its release (TAG_NAME) besides the model's fields
+            return 200, {"commit_sha": "fake", "tag_name": self.tag_name, "multi_user": self.multi_user, "pipeline_store": "database"}
         if parts[0] == "pipelines":
             return self._pipelines(method, parts[1:], query, raw, content_type)
         if parts[0] == "experiments":
@@ -290,12 +293,18 @@ class FakeKfp:
             raise KeyError("/".join(rest))
         if method == "GET":
             found = self._filtered(list(self.experiments.values()), query)
+            if query.get("namespace"):
+                found = [e for e in found if e.get("namespace") == query["namespace"]]
             return 200, {"experiments": found, "total_size": len(found)}
         body = json.loads(raw or b"{}")
         validate("V2beta1Experiment", body)
         if not body.get("display_name"):
             raise BadRequest("an experiment needs a display_name")
-        if any(e["display_name"] == body["display_name"] for e in self.experiments.values()):
+        if self.multi_user and not body.get("namespace"):
+            raise BadRequest("Invalid input error: An experiment cannot have an empty namespace in multi-user mode")
+        if any(
+            e["display_name"] == body["display_name"] and e.get("namespace") == body.get("namespace") for e in self.experiments.values()
+        ):
             return 409, {"code": 6, "message": f"experiment {body['display_name']!r} already exists"}
         experiment = {**body, "experiment_id": uuid.uuid4().hex, "created_at": self._now(), "storage_state": "AVAILABLE"}
         self.experiments[experiment["experiment_id"]] = experiment

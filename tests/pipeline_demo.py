@@ -59,7 +59,7 @@ def count_up(start: int) -> int:
 
 def create_app() -> hml.HmlApp:
     """The demo app: pipeline ``demo`` (every feature) and ``tiny`` (one step)."""
-    app = hml.HmlApp(name="hml-demo", package_entrypoint=ENTRYPOINT, image_url="registry.example/hml-demo:abc123")
+    app = hml.HmlApp(name="hml-demo", cluster_platform="s3", package_entrypoint=ENTRYPOINT, image_url="registry.example/hml-demo:abc123")
     app.with_env("APP_WIDE", "yes")
 
     @hml.pipeline(app.pipelines, cron="30 2 * * 1-5", experiment="demos")

@@ -28,7 +28,7 @@ SERVICE = "/api/v1/namespaces/ml/services/demo-inference"
 
 
 def make_app(configure: Callable[[Any], Any] | None = None) -> hml.HmlApp:
-    app = hml.HmlApp(name="demo", package_entrypoint="demo", image_url="demo:1", k8s_namespace="ml")
+    app = hml.HmlApp(name="demo", package_entrypoint="demo", image_url="demo:1", k8s_namespace="ml", cluster_platform="s3")
 
     @hml.deploy_inference(app.inference)
     def deploy_inference(deployment):

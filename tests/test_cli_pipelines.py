@@ -105,3 +105,45 @@ def test_help_and_the_step_commands_do_not_import_kfp():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_namespace_comes_from_the_option_the_environment_or_the_app(tmp_path: Path):
+    with FakeKfp(multi_user=True) as fake:
+        env = {"KFP_HOST": fake.url}
+        assert invoke("pipelines", "demo", "deploy-dev", "--namespace", "from-option", env=env).exit_code == 0
+        assert invoke("pipelines", "demo", "deploy-dev", env={**env, "KFP_NAMESPACE": "from-env"}).exit_code == 0
+        assert invoke("pipelines", "tiny", "deploy-dev", env=env).exit_code == 0
+        assert sorted(e["namespace"] for e in fake.experiments.values()) == ["from-env", "from-option", "kubeflow"]
+
+
+def test_an_old_backend_is_one_line_on_the_command_line(tmp_path: Path):
+    with FakeKfp(tag_name="2.4.1") as fake:
+        result = invoke("pipelines", "demo", "deploy-prod", "--host", fake.url)
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: Kubeflow Pipelines at {fake.url} is 2.4.1; hmlcore needs backend 2.5.0 or newer: upgrade it")
+
+
+def test_compile_refuses_the_pod_local_platform_and_writes_nothing(tmp_path: Path):
+    from hmlcore import hml
+
+    app = hml.HmlApp(name="laptop-only", package_entrypoint="laptop")
+
+    @hml.op()
+    def hello() -> str:
+        return "hi"
+
+    @hml.pipeline(app.pipelines)
+    def greet():
+        hello()
+
+    target = tmp_path / "greet.yaml"
+    result = CliRunner().invoke(app.cli(), ["pipelines", "greet", "compile", "-o", str(target)])
+    assert result.exit_code == 1 and not target.exists()
+    (line,) = result.output.strip().splitlines()
+    assert (
+        line.startswith("Error: pipeline greet (step hello) would run on the pod-local platform 'local'")
+        and "cluster_platform='s3'" in line
+    )
+    allowed = CliRunner().invoke(app.cli(), ["pipelines", "greet", "compile", "-o", str(target)], env={"HML_ALLOW_POD_LOCAL": "1"})
+    assert allowed.exit_code == 0, allowed.output
+    assert target.exists()

@@ -83,7 +83,12 @@ def test_configurators_and_app_env_reach_every_step(compiled):
     for name, executor in executors.items():
         container = executor["container"]
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert env == {"APP_WIDE": "yes", "GOOGLE_APPLICATION_CREDENTIALS": "/secret/gcp-credentials/user-gcp-sa.json", "GCP_PROJECT": "p"}
+        assert env == {
+            "HML_PLATFORM": "s3",  # the app's cluster platform
+            "APP_WIDE": "yes",
+            "GOOGLE_APPLICATION_CREDENTIALS": "/secret/gcp-credentials/user-gcp-sa.json",
+            "GCP_PROJECT": "p",
+        }
         resources = container["resources"]
         assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == ("500m", "2")
         assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == ("1Gi", "2Gi")

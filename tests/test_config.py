@@ -6,7 +6,7 @@ import pytest
 
 from hmlcore.app import HmlApp
 from hmlcore.bigquery import BigQueryWarehouse
-from hmlcore.config import PlatformSettings
+from hmlcore.config import PlatformSettings, check_cluster_platform
 from hmlcore.errors import ConfigError
 from hmlcore.warehouse import DuckDBWarehouse
 
@@ -64,7 +64,7 @@ def test_a_lake_url_override_replaces_the_bucket():
 
 
 def test_an_unknown_platform_is_refused():
-    with pytest.raises(ConfigError, match="unknown platform 'aws': use one of local, GCP"):
+    with pytest.raises(ConfigError, match="unknown platform 'aws': use one of local, s3, GCP"):
         PlatformSettings.from_env("aws", environ={})
 
 
@@ -97,3 +97,49 @@ def test_the_app_on_gcp_without_settings_says_which(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="GCP_PROJECT .* is not set"):
         _ = HmlApp("car-crashes", platform="GCP").lake
+
+
+def test_s3_settings_come_from_the_environment():
+    env = {"HML_S3_BUCKET": "mlpipeline", "HML_S3_ENDPOINT": "http://seaweedfs.kubeflow:9000/", "HML_S3_PREFIX": "crashes/v1"}
+    settings = PlatformSettings.from_env("s3", environ=env)
+    assert settings.platform == "s3"
+    assert settings.lake_url == "s3://mlpipeline/crashes/v1"
+    assert settings.warehouse_url == "s3://mlpipeline/crashes/v1/warehouse"
+    assert settings.storage_options == {"client_kwargs": {"endpoint_url": "http://seaweedfs.kubeflow:9000"}}
+    aws = PlatformSettings.from_env("S3", environ={"HML_S3_BUCKET": "my-bucket"})
+    assert (aws.lake_url, aws.storage_options) == ("s3://my-bucket/hml", {})  # no endpoint: AWS itself
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, r"^platform s3: HML_S3_BUCKET \(the S3 bucket of the lake and the warehouse\) is not set$"),
+        ({"HML_S3_BUCKET": "Bad_Bucket"}, r"HML_S3_BUCKET='Bad_Bucket' is not valid"),
+        (
+            {"HML_S3_BUCKET": "b-1", "HML_S3_ENDPOINT": "seaweedfs:9000"},
+            r"HML_S3_ENDPOINT='seaweedfs:9000' is not valid: a URL like http://",
+        ),
+        ({"HML_S3_BUCKET": "b-1", "HML_S3_PREFIX": "../up"}, r"HML_S3_PREFIX='../up' is not valid"),
+    ],
+    ids=["missing-bucket", "bad-bucket", "endpoint-without-scheme", "prefix"],
+)
+def test_a_missing_or_malformed_s3_setting_is_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        PlatformSettings.from_env("s3", environ=env)
+
+
+@pytest.mark.parametrize("platform", [None, "local", "LOCAL"])
+def test_a_pod_local_platform_is_refused_for_a_cluster_with_what_to_set(platform):
+    with pytest.raises(
+        ConfigError, match=r"pipeline p would run on the pod-local platform 'local'.*cluster_platform='s3'.*--allow-pod-local"
+    ):
+        check_cluster_platform(platform, what="pipeline p")
+    check_cluster_platform(platform, what="pipeline p", allow_pod_local=True)  # a single node sharing HML_HOME
+    check_cluster_platform("s3", what="pipeline p")
+    check_cluster_platform("GCP", what="pipeline p")
+
+
+def test_an_unknown_cluster_platform_is_refused():
+    with pytest.raises(ConfigError, match=r"unknown cluster_platform 'minio': use one of local, s3, GCP"):
+        HmlApp("car-crashes", cluster_platform="minio")
+    assert HmlApp("car-crashes", cluster_platform="S3").cluster_platform == "s3"

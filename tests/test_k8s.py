@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from hmlcore import hml
 from hmlcore._k8s_names import k8s_name, parse_quantity
@@ -177,13 +179,34 @@ def test_configurators_show_up_where_kubernetes_reads_them() -> None:
     assert pod["serviceAccountName"] == "sa" and pod["nodeSelector"] == {"pool": "cpu"}
 
 
+#: Knative Serving's pod fields with its default feature flags (pkg/apis/serving/fieldmask.go, PodSpecMask):
+#: what KServe's Serverless mode admits; automountServiceAccountToken only as false
+KNATIVE_DEFAULT_POD_FIELDS = {"serviceAccountName", "containers", "volumes", "imagePullSecrets", "enableServiceLinks"}
+RAW = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+
+
 def validate_kserve_predictor(isvc: dict[str, Any]) -> None:
-    """KServe's CRD has no schema here: validate its predictor's pod part strictly as a v1 Pod."""
+    """Validate the predictor's pod part strictly as a v1 Pod, the whole object against KServe's CRD when it is at hand
+    (``HML_KSERVE_CRD``: the file config/crd/full/serving.kserve.io_inferenceservices.yaml of kserve/kserve), and a
+    Serverless-mode predictor against Knative's default field rules."""
     assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     pod_spec = copy.deepcopy(isvc["spec"]["predictor"])
-    for kserve_field in ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"):
+    for kserve_field in ("minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget"):
         pod_spec.pop(kserve_field, None)
     validate_strict({"apiVersion": "v1", "kind": "Pod", "metadata": isvc["metadata"], "spec": pod_spec})
+    crd = os.environ.get("HML_KSERVE_CRD")
+    if crd:
+        import jsonschema
+
+        with open(crd, encoding="utf-8") as handle:
+            definition = yaml.safe_load(handle)
+        (version,) = [v for v in definition["spec"]["versions"] if v["name"] == "v1beta1"]
+        jsonschema.validate({k: v for k, v in isvc.items() if k != "metadata"}, version["schema"]["openAPIV3Schema"])
+    if isvc["metadata"].get("annotations") != RAW:  # Serverless: a Knative Service
+        refused = {f for f, v in pod_spec.items() if f not in KNATIVE_DEFAULT_POD_FIELDS and v not in (None, [], {})}
+        assert refused <= {"automountServiceAccountToken"} and pod_spec.get("automountServiceAccountToken") in (None, False), refused
+        assert "scaleMetric" not in isvc["spec"]["predictor"]  # Knative's autoscaler scales on concurrency or rps, not cpu
+        assert all("lifecycle" not in c for c in pod_spec["containers"])
 
 
 def test_kserve_manifest_is_the_same_app_as_a_custom_predictor() -> None:
@@ -198,6 +221,24 @@ def test_kserve_manifest_is_the_same_app_as_a_custom_predictor() -> None:
         assert container[key] == plain[key], key
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8000}
     assert "startupProbe" not in container and "name" not in container["ports"][0]  # Knative allows neither
+    assert isvc["metadata"]["annotations"] == RAW and predictor["scaleMetricType"] == "Utilization"  # CPU scaling: KServe's HPA
+
+
+@pytest.mark.parametrize(
+    ("configure", "raw"),
+    [
+        (lambda d: d, False),
+        (lambda d: d.with_env("A", "b").with_secret_env("db", {"pw": "DB_PW"}).with_empty_dir("cache", "/cache"), False),
+        (lambda d: d.with_service_account("reader"), True),  # automountServiceAccountToken: true
+        (lambda d: d.with_node_selector("pool", "cpu"), True),
+        (lambda d: d.with_autoscaling(1, 3, 70), True),
+    ],
+    ids=["plain", "env-secrets-volumes", "service-account", "node-selector", "cpu-autoscaling"],
+)
+def test_kserve_asks_for_raw_deployment_only_when_knative_would_refuse_the_predictor(configure: Any, raw: bool) -> None:
+    isvc = configure(HmlInferenceDeployment(make_app())).kserve_manifest()
+    validate_kserve_predictor(isvc)
+    assert (isvc["metadata"].get("annotations") == RAW) is raw
 
 
 @pytest.mark.parametrize(

@@ -143,3 +143,49 @@ def test_what_can_be_checked_before_sending_is(fake: FakeKfp):
 )
 def test_version_from_image(image: str, version: str):
     assert version_from_image(image) == version
+
+
+@pytest.mark.parametrize("tag", ["2.4.0", "2.0.5", "1.8.5"])
+def test_an_older_backend_is_refused_in_one_line_before_anything_is_sent(tag: str):
+    """The fake answers healthz with the release the real apiserver reports (its TAG_NAME)."""
+    with FakeKfp(tag_name=tag) as fake:
+        with pytest.raises(hml.DeployError, match=rf"^Kubeflow Pipelines at {fake.url} is {tag}; hmlcore needs backend 2\.5\.0 or newer"):
+            deploy_dev(create_app().pipelines["demo"], target=KfpTarget(host=fake.url))
+        assert set(fake.requests) == {("GET", "/apis/v2beta1/healthz")}
+
+
+def test_a_backend_that_does_not_say_its_release_is_deployed_to_with_a_note():
+    lines: list[str] = []
+    with FakeKfp(tag_name="unknown") as fake:
+        result = deploy_dev(create_app().pipelines["tiny"], target=KfpTarget(host=fake.url), echo=lines.append)
+        assert result.run_id in fake.runs
+    assert (
+        lines[0] == f"Kubeflow Pipelines at {fake.url} does not say its release (tag_name 'unknown'); hmlcore needs backend 2.5.0 or newer"
+    )
+
+
+def test_multi_user_kubeflow_gets_the_namespace_of_the_experiment():
+    with FakeKfp(multi_user=True) as fake:
+        result = deploy_prod(create_app().pipelines["demo"], target=KfpTarget(host=fake.url, namespace="team-a"))
+        assert fake.experiments[result.experiment_id]["namespace"] == "team-a"
+        # the KfpTarget default is the app's namespace, never empty
+        dev = deploy_dev(create_app().pipelines["tiny"], target=KfpTarget(host=fake.url))
+        assert fake.experiments[dev.experiment_id]["namespace"] == "kubeflow"
+
+
+def test_a_pipeline_on_a_pod_local_platform_is_not_deployed(fake: FakeKfp):
+    app = hml.HmlApp(name="laptop-only", package_entrypoint="laptop")
+
+    @hml.op()
+    def hello() -> str:
+        return "hi"
+
+    @hml.pipeline(app.pipelines, cron="0 0 * * *")
+    def greet():
+        hello()
+
+    with pytest.raises(hml.ConfigError, match=r"^pipeline greet \(step hello\) would run on the pod-local platform 'local'"):
+        deploy_prod(app.pipelines["greet"], target=KfpTarget(host=fake.url))
+    assert fake.requests == []
+    result = deploy_prod(app.pipelines["greet"], target=KfpTarget(host=fake.url), allow_pod_local=True)
+    assert result.recurring_run_id in fake.recurring_runs

@@ -59,6 +59,44 @@ def test_an_unknown_protocol_is_a_config_error():
         Lake("nosuchfs://x").write_bytes("a", b"b")
 
 
+def test_s3_round_trip_against_seaweedfs(s3_server):
+    lake = Lake(s3_server.fresh_prefix() + "/", storage_options=s3_server.storage_options())
+    uri = lake.write_bytes("models/m.json", b'{"a": 1}')
+    assert uri == f"{lake.url}/models/m.json" and uri.startswith("s3://mlpipeline/")
+    assert lake.exists("models/m.json") and not lake.exists("models/other.json")
+    assert json.loads(lake.read_bytes(uri)) == {"a": 1}
+    with pytest.raises(FileNotFoundError):
+        lake.read_bytes("models/other.json")
+    assert lake.delete("models/m.json") is True
+    assert not lake.exists("models/m.json")
+
+
+def test_s3_with_wrong_credentials_is_refused_in_one_line(s3_server):
+    options = {**s3_server.storage_options(), "key": "nobody", "secret": "not-the-secret"}
+    lake = Lake(s3_server.fresh_prefix(), storage_options=options)
+    with pytest.raises(ConfigError, match=r"^cannot write s3://mlpipeline/\S+/a.bin: PermissionError: \S+"):
+        lake.write_bytes("a.bin", b"x")
+
+
+def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
+    """The app's lake on the s3 platform: bucket, prefix and endpoint from settings, keys from AWS_* variables."""
+    import s3fs
+
+    from hmlcore.app import HmlApp
+
+    env = s3_server.env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = HmlApp("s3-app", platform="s3")
+    assert app.lake.url == f"s3://mlpipeline/{env['HML_S3_PREFIX']}"
+    uri = app.lake.write_bytes("x/y.txt", b"shared")
+    assert Lake(app.settings.lake_url, storage_options=s3_server.storage_options()).read_bytes(uri) == b"shared"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    s3fs.S3FileSystem.clear_instance_cache()  # a new process, as a pod with the wrong secret would be
+    with pytest.raises(ConfigError, match="cannot write s3://"):
+        HmlApp("s3-app", platform="s3").lake.write_bytes("x/z.txt", b"refused")
+
+
 def test_credentials_in_a_lake_url_are_masked():
     with pytest.raises(ConfigError) as caught:
         Lake("nosuchfs://reader:hunter2@store.example.com/lake?token=abc123").write_bytes("a", b"b")

@@ -24,6 +24,7 @@ SUPPORTED = [
             "ci": "none",
             "project_name": "crash-risk",
             "package_name": "crashrisk",
+            "cluster_platform": "gcp",
             "gcp_project": "acme-ml-dev",
             "gcp_region": "europe-west1",
             "model_kind": "regression",
@@ -69,12 +70,13 @@ def test_supported_answers_bake_a_working_package(cookies, answers):
         assert lint.returncode == 0, lint.stdout
     if answers.get("gcp_project"):
         probe = f"from {package}.start import create_app; s = create_app().settings; print(s.platform, s.lake_url, s.warehouse_url)"
-        settings = run([str(BIN / "python"), "-c", probe], cwd=root)
+        settings = run([str(BIN / "python"), "-c", probe], cwd=root, env={"HML_PLATFORM": "GCP"})  # a laptop stays local unless told
         expected = f"GCP gs://acme-ml-dev-{root.name}/hml bigquery://acme-ml-dev/{package}"
         assert settings.stdout.strip() == expected, settings.stdout + settings.stderr
         manifest = run([str(BIN / package), "inference", "manifest"], cwd=root)
         assert manifest.returncode == 0, manifest.stderr
         assert "GCP_PROJECT" in manifest.stdout and "acme-ml-dev" in manifest.stdout
+        assert "name: HML_PLATFORM\n          value: GCP" in manifest.stdout
 
 
 # ---------------------------------------------------------------------------------- Dockerfile
@@ -192,7 +194,9 @@ def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_defau
     push = next(i for i, line in enumerate(lines) if line.startswith("docker push car-crashes:0123abcd"))
     deploy = next(i for i, line in enumerate(lines) if "deploy-dev" in line)
     assert build < push < deploy
-    assert lines[deploy] == "HML_IMAGE=car-crashes:0123abcd crashed pipelines crashed_pipeline deploy-dev --host 'https://kfp.example.com'"
+    assert lines[deploy] == (
+        "HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE='kubeflow' crashed pipelines crashed_pipeline deploy-dev --host 'https://kfp.example.com'"
+    )
     inference = make(baked_default, "-n", "deploy-inference", "TAG=0123abcd").stdout.splitlines()[-1]
     assert inference == "HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE='kubeflow' crashed inference deploy --wait"
 
@@ -201,7 +205,7 @@ def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_defau
 def test_make_compile_writes_the_spec_for_the_tagged_image(baked_default: Path, tmp_path: Path):
     result = make(baked_default, "compile", "TAG=feedbeef", env={"HML_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    spec = yaml.safe_load((baked_default / "build" / "crashed_pipeline.yaml").read_text())
+    spec = next(yaml.safe_load_all((baked_default / "build" / "crashed_pipeline.yaml").read_text()))  # then the platform spec
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"car-crashes:feedbeef"}
     shutil.rmtree(baked_default / "build")

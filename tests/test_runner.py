@@ -123,6 +123,66 @@ def test_a_step_failing_in_the_middle_is_named_and_later_steps_do_not_run(tmp_pa
     assert "second" not in result.stderr.split("Error:")[0].split("[1/2] first ...")[1]
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"auc": float("nan"), "n": 3}, r"step score: output\['auc'\] is nan, which Kubeflow cannot pass"),
+        ({"scores": [0.5, float("inf")]}, r"step score: output\['scores'\]\[1\] is inf, which Kubeflow cannot pass"),
+        ({"rows": 2**53 + 1}, r"step score: output\['rows'\] is 9007199254740993, above 2\*\*53, which Kubeflow would round"),
+    ],
+    ids=["nan", "infinity", "big-int"],
+)
+def test_an_output_kubeflow_cannot_parse_fails_the_step_as_in_the_cluster(tmp_path: Path, value, message):
+    """KFP's launcher refuses NaN/Infinity in a STRUCT output and keeps numbers as doubles: run-all refuses the same."""
+    app = hml.HmlApp(name="scores", package_entrypoint="scores")
+
+    @hml.op()
+    def score() -> dict:
+        return value
+
+    @hml.pipeline(app.pipelines)
+    def scoring():
+        score()
+
+    result = CliRunner().invoke(app.cli(), ["pipelines", "scoring", "run-all"], env={"HML_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert re.search(message, error), error
+    assert not list(tmp_path.glob("runs/*/outputs/score/output"))  # nothing half-written for the next step
+    ran = CliRunner().invoke(app.cli(), ["pipelines", "scoring", "run", "score"], env={"HML_HOME": str(tmp_path)})
+    assert ran.exit_code == 1 and re.search(message, ran.stderr), ran.stderr
+
+
+def test_run_all_sets_each_steps_own_environment_as_the_launcher_does(tmp_path: Path, monkeypatch):
+    app = hml.HmlApp(name="envs", package_entrypoint="envs", cluster_platform="s3")
+    app.with_env("EVERYWHERE", "app")
+
+    @hml.op()
+    def read_env(tag: str) -> dict:
+        return {k: os.environ.get(k, "") for k in ("EVERYWHERE", "ONLY_HERE", "HML_PLATFORM")}
+
+    @hml.pipeline(app.pipelines)
+    def envs():
+        first = read_env(tag="a")
+        read_env(tag="b").after(first)
+
+    @hml.deploy_op(app.pipelines)
+    def configure(op):
+        return op.with_env("ONLY_HERE", f"set for {op.name}") if op.name == "read_env-2" else op
+
+    monkeypatch.delenv("ONLY_HERE", raising=False)
+    monkeypatch.setenv("HML_PLATFORM", "local")
+    result = CliRunner().invoke(app.cli(), ["pipelines", "envs", "run-all"], env={"HML_HOME": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip()
+    first = json.loads(output_of(tmp_path, run_id, "read-env"))
+    second = json.loads(output_of(tmp_path, run_id, "read-env-2"))
+    assert first == {"EVERYWHERE": "app", "ONLY_HERE": "", "HML_PLATFORM": "local"}
+    # the step's own variable reaches it; HML_PLATFORM (the pods' platform) does not: a local run stays local
+    assert second == {"EVERYWHERE": "app", "ONLY_HERE": "set for read_env-2", "HML_PLATFORM": "local"}
+    assert "ONLY_HERE" not in os.environ and "EVERYWHERE" not in os.environ
+
+
 def _broken_app() -> hml.HmlApp:
     """A two-step pipeline whose first step prints a line, then fails with an error that is not hmlcore's."""
     app = hml.HmlApp(name="broken", package_entrypoint="hmldemo")

@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 NAME = "{{ cookiecutter.package_name }}"
 VERSION = "0.1.0"
 REQUIRES = [
-    "hmlcore>=0.1",
+    "hmlcore[{{ cookiecutter.cluster_platform }}]>=0.1",  # the extra of the platform the cluster's pods use
     "pandas>=2.1",
     "numpy>=1.26",
     "scikit-learn>=1.4",

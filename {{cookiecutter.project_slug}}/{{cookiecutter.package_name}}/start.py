@@ -13,7 +13,24 @@ from hmlcore import hml
 from {{ cookiecutter.package_name }} import inference, pipeline, shared
 
 IMAGE = os.environ.get("HML_IMAGE", "{{ cookiecutter.docker_image }}:latest")
-{%- if cookiecutter.gcp_project %}
+K8S_NAMESPACE = os.environ.get("K8S_NAMESPACE", "{{ cookiecutter.k8s_namespace }}")
+#: the platform of the cluster's pods (steps and inference); this machine stays on HML_PLATFORM (default local)
+CLUSTER_PLATFORM = os.environ.get("HML_CLUSTER_PLATFORM", "{{ cookiecutter.cluster_platform }}")
+{%- if cookiecutter.cluster_platform == "s3" %}
+#: where the s3 platform keeps the lake and the warehouse: Kubeflow Pipelines' own object store (bucket
+#: mlpipeline); private/<namespace>/ is a prefix multi-user Kubeflow lets each namespace write
+S3_SETTINGS = {
+    name: os.environ.get(name, default)
+    for name, default in {
+        "HML_S3_ENDPOINT": "http://seaweedfs.kubeflow:9000",
+        "HML_S3_BUCKET": "mlpipeline",
+        "HML_S3_PREFIX": f"private/{K8S_NAMESPACE}/{{ cookiecutter.project_slug }}",
+    }.items()
+}
+#: the Kubernetes secret with the store's keys (accesskey, secretkey): KFP's artifact secret, in every KFP namespace
+S3_SECRET = os.environ.get("HML_S3_SECRET", "mlpipeline-minio-artifact")
+{%- endif %}
+{%- if cookiecutter.cluster_platform == "gcp" %}
 #: where the GCP platform keeps the lake (GCS) and the warehouse (BigQuery); the environment overrides each
 GCP_SETTINGS = {
     name: os.environ.get(name, default)
@@ -31,13 +48,16 @@ def create_app() -> hml.HmlApp:
     """Build the app with everything registered on it."""
     app = hml.HmlApp(
         name="{{ cookiecutter.project_slug }}",
-        platform=os.environ.get("HML_PLATFORM", "{{ 'GCP' if cookiecutter.gcp_project else 'local' }}"),
+        platform=os.environ.get("HML_PLATFORM", "local"),
+        cluster_platform=CLUSTER_PLATFORM,
         image_url=IMAGE,
         package_entrypoint="{{ cookiecutter.package_name }}",
         inference_port=8000,
-        k8s_namespace=os.environ.get("K8S_NAMESPACE", "{{ cookiecutter.k8s_namespace }}"),
+        k8s_namespace=K8S_NAMESPACE,
     )
-{%- if cookiecutter.gcp_project %}
+{%- if cookiecutter.cluster_platform == "s3" %}
+    app.with_envs(S3_SETTINGS)  # every pipeline step and inference pod gets them too
+{%- else %}
     app.with_envs(GCP_SETTINGS)  # every pipeline step and inference pod gets them too
 {%- endif %}
     app.register_model(shared.MODEL_NAME, shared.model_container())
@@ -67,7 +87,11 @@ def create_app() -> hml.HmlApp:
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
         """Configure every pipeline step's container for the cluster."""
-        return op.with_env("HML_PLATFORM", app.platform).with_resources(cpu_request="500m", memory_request="1Gi")
+{%- if cookiecutter.cluster_platform == "s3" %}
+        return op.with_s3_auth(S3_SECRET).with_resources(cpu_request="500m", memory_request="1Gi")
+{%- else %}
+        return op.with_resources(cpu_request="500m", memory_request="1Gi")
+{%- endif %}
 
     @hml.inference(app.inference)
     def load_model(inference_app: hml.HmlInferenceApp):
@@ -81,11 +105,15 @@ def create_app() -> hml.HmlApp:
     @hml.deploy_inference(app.inference)
     def deploy_inference(deployment: hml.HmlInferenceDeployment):
         """Configure the inference API on Kubernetes (`{{ cookiecutter.package_name }} inference manifest` prints the result)."""
+{%- if cookiecutter.cluster_platform == "s3" %}
         return (
             deployment.with_empty_dir("tmp", "/tmp")
-            .with_env("HML_PLATFORM", app.platform)
+            .with_s3_auth(S3_SECRET)
             .with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
         )
+{%- else %}
+        return deployment.with_empty_dir("tmp", "/tmp").with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
+{%- endif %}
 
     return app
 
