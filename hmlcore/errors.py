@@ -15,6 +15,7 @@ __all__ = [
     "HmlError",
     "ModelLoadError",
     "PipelineError",
+    "RegistryError",
 ]
 
 
@@ -32,6 +33,10 @@ class PipelineError(HmlError):
 
 class ModelLoadError(HmlError):
     """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class RegistryError(HmlError):
+    """Raised if the model registry has no such version, nothing to roll back to, or a record is malformed."""
 
 
 class DeployError(HmlError):
