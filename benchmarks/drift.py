@@ -82,7 +82,7 @@ def serving_app(lake: str, *, monitored: bool) -> hml.HmlApp:
     app.register_model("crashed", container(lake))
 
     def predict_dead(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-        return [{"dead_probability": round(float(p), 6), "dead": bool(p >= 0.5)} for p in model.predict_proba(features)]
+        return [{"dead_probability": round(float(p), 6), "dead": bool(p >= 0.5)} for p in model.predict_proba(features)[:, 1]]
 
     @hml.inference(app.inference)
     def load(inference_app: hml.HmlInferenceApp) -> None:

@@ -15,11 +15,11 @@ in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from hmlcore.config import debugging
 from hmlcore.errors import HmlError
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def guard(func: Any) -> Any:
         except HmlError as exc:
             raise HmlCliError(str(exc)) from exc
         except Exception as exc:
-            if os.environ.get("HML_DEBUG"):
+            if debugging():
                 raise
             raise HmlCliError(f"{type(exc).__name__}: {exc} (set HML_DEBUG=1 for the traceback)") from exc
 

@@ -131,10 +131,18 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @group.command("run-all")
     @click.option("--resume", "resume", metavar="RUN_ID", default=None, help="Finish an earlier run: skip the steps that succeeded.")
     @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter (repeatable).")
+    @click.option("--debug", is_flag=True, default=False, help="Print a failing step's traceback (as HML_DEBUG=1 does).")
     @guard
-    def run_all_command(resume: str | None, params: tuple[str, ...]) -> None:
-        """Run every step locally, in dependency order, the way Kubeflow would."""
+    def run_all_command(resume: str | None, params: tuple[str, ...], debug: bool) -> None:
+        """Run every step locally, in dependency order, the way Kubeflow would.
+
+        Each step's log is kept beside its output in the run folder; a failure names the command that
+        reruns that step alone.
+        """
         from hmlcore.runner import run_all
+
+        if debug:
+            os.environ["HML_DEBUG"] = "1"
 
         def execute(command: Sequence[str]) -> None:
             if command[0] != app.package_entrypoint:

@@ -153,3 +153,8 @@ def check_env_name(name: object) -> str:
     if not isinstance(name, str) or not _ENV_NAME.match(name):
         raise ConfigError(f"invalid environment variable name {name!r}")
     return name
+
+
+def debugging() -> bool:
+    """Whether ``HML_DEBUG`` asks for tracebacks (set, and not ``0``, ``false`` or ``no``)."""
+    return os.environ.get("HML_DEBUG", "").strip().lower() not in ("", "0", "false", "no")

@@ -25,7 +25,7 @@ from hmlcore.errors import FeatureError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTOGRAM_BINS", "QUANTILES", "describe_distributions"]
+__all__ = ["HISTOGRAM_BINS", "QUANTILES", "describe_distributions", "describe_numeric"]
 
 #: the number of equal-width bins of each numeric feature's histogram
 HISTOGRAM_BINS = 10
@@ -54,24 +54,7 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
             raise FeatureError(
                 f"{feature}: expected a number, got {bad!r}", [{"feature": feature, "message": "not a number", "value": str(bad)}]
             )
-        present = values[~np.isnan(values)]
-        if len(present) == 0:
-            out["numeric"][feature] = {"count": 0, "missing": len(values)}
-            continue
-        lo, hi = float(present.min()), float(present.max())
-        edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1) if hi > lo else np.array([lo, lo + 1.0])
-        counts, _ = np.histogram(present, bins=edges)
-        q = np.quantile(present, QUANTILES)
-        out["numeric"][feature] = {
-            "count": len(present),
-            "missing": len(values) - len(present),
-            "mean": float(present.mean()),
-            "std": float(present.std(ddof=1)) if len(present) > 1 else 0.0,
-            "min": lo,
-            "max": hi,
-            "quantiles": {f"p{round(p * 100):02d}": float(v) for p, v in zip(QUANTILES, q, strict=True)},
-            "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
-        }
+        out["numeric"][feature] = describe_numeric(values)
     for feature in categorical:
         text, missing = category_values(columns[feature])
         values, counts = np.unique(text[~missing].astype(str), return_counts=True)
@@ -83,3 +66,29 @@ def describe_distributions(df: pd.DataFrame, numeric: Sequence[str], categorical
             "counts": {str(k): int(v) for k, v in zip(values, counts, strict=True)},
         }
     return out
+
+
+def describe_numeric(values: np.ndarray) -> dict[str, Any]:
+    """Summarise float ``values`` (NaN = missing): count, missing, mean, std, min, max, quantiles, histogram.
+
+    Example:
+        >>> describe_numeric(np.array([1.0, 2.0, np.nan]))["missing"]
+        1
+    """
+    present = values[~np.isnan(values)]
+    if len(present) == 0:
+        return {"count": 0, "missing": len(values)}
+    lo, hi = float(present.min()), float(present.max())
+    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1) if hi > lo else np.array([lo, lo + 1.0])
+    counts, _ = np.histogram(present, bins=edges)
+    q = np.quantile(present, QUANTILES)
+    return {
+        "count": len(present),
+        "missing": len(values) - len(present),
+        "mean": float(present.mean()),
+        "std": float(present.std(ddof=1)) if len(present) > 1 else 0.0,
+        "min": lo,
+        "max": hi,
+        "quantiles": {f"p{round(p * 100):02d}": float(v) for p, v in zip(QUANTILES, q, strict=True)},
+        "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }

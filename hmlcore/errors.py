@@ -13,6 +13,7 @@ __all__ = [
     "DeployError",
     "FeatureError",
     "HmlError",
+    "ModelKindError",
     "ModelLoadError",
     "PipelineError",
     "RegistryError",
@@ -37,6 +38,11 @@ class ModelLoadError(HmlError):
 
 class RegistryError(HmlError):
     """Raised if the model registry has no such version, nothing to roll back to, or a record is malformed."""
+
+
+class ModelKindError(HmlError):
+    """Raised if a model does not fit its container's kind (a regressor where a classifier belongs, another
+    number of classes), or is asked for what its kind cannot give (class probabilities of a regressor)."""
 
 
 class DeployError(HmlError):

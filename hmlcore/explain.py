@@ -84,10 +84,8 @@ def feature_contributions(container: ModelContainer, features: np.ndarray) -> tu
 
 
 def _classes(container: ModelContainer, count: int) -> list[str]:
-    for classes in (getattr(container, "classes", None), getattr(container.model, "classes_", None)):
-        if classes is not None and len(classes) == count:
-            return [str(c) for c in classes]
-    return [str(i) for i in range(count)]
+    names = [str(c) for c in container.target_info.class_names]
+    return names if len(names) == count else [str(i) for i in range(count)]
 
 
 def explain(container: ModelContainer, features: np.ndarray, *, digits: int = 6) -> dict[str, Any]:
@@ -125,8 +123,7 @@ def explain(container: ModelContainer, features: np.ndarray, *, digits: int = 6)
                 "margin": round(float(row_margin), digits),
             }
         )
-    regression = getattr(container, "kind", None) == "regression" or not hasattr(container.model, "predict_proba")
-    return {"output": "value" if regression else "log_odds", "explanations": explanations}
+    return {"output": "value" if container.kind == "regression" else "log_odds", "explanations": explanations}
 
 
 def _rounded(names: list[str], values: np.ndarray, digits: int) -> dict[str, float]:

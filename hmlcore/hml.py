@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from hmlcore.app import HmlApp
-from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelLoadError, PipelineError
+from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError
 from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.k8s import HmlInferenceDeployment
 from hmlcore.model import ModelContainer
@@ -32,6 +32,7 @@ __all__ = [
     "HmlPipelineApp",
     "HmlTask",
     "ModelContainer",
+    "ModelKindError",
     "ModelLoadError",
     "OpContext",
     "PipelineError",

@@ -10,7 +10,8 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``POST /explain`` (like ``POST /predict``) and ``POST /v1/models/<name>:explain``: each raw feature's
   contribution to each prediction (:mod:`hmlcore.explain`; 501 for a model that cannot be explained);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
-  ``GET /model`` (name, version, reference, features, metrics), ``GET /openapi.json``.
+  ``GET /model`` (name, version, reference, kind, target and its classes, features, metrics),
+  ``GET /openapi.json``.
 
 Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
 a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInferenceApp.max_batch`,
@@ -58,8 +59,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-    """One ``{"probability": p}`` per row: the probability of the positive class."""
-    return [{"probability": float(p)} for p in container.predict_proba(features)]
+    """One answer per row in the shape of the model's kind (see :meth:`ModelContainer.predict`)."""
+    return container.predict(features)
 
 
 def routed(flask_app: Flask) -> set[tuple[str, str]]:
@@ -322,6 +323,10 @@ class HmlInferenceApp:
             "version": container.version,
             "reference": container.reference_uri,
             "target": container.target,
+            "kind": container.kind,
+            "classes": container.classes,
+            **({"threshold": container.threshold} if container.kind == "binary" else {}),
+            "target_distribution": container.target_distribution,
             "features": feature_schemas(container),
             "features_numeric": container.features_numeric,
             "features_categorical": container.features_categorical,

@@ -36,8 +36,17 @@ from hmlcore.drift import STATUSES
 
 if TYPE_CHECKING:
     from hmlcore.drift import DriftReport
+    from hmlcore.model import ModelContainer
 
-__all__ = ["MULTIPROC_ENV", "MonitorCollector", "ServingMetrics", "gunicorn_hooks", "mark_worker_dead", "multiprocess_dir"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "MonitorCollector",
+    "ServingMetrics",
+    "gunicorn_hooks",
+    "mark_worker_dead",
+    "multiprocess_dir",
+    "score_buckets",
+]
 
 log = logging.getLogger("hmlcore.metrics")
 
@@ -46,6 +55,25 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 #: distinct values of one prediction output counted as classes; the rest count as "other"
 MAX_CLASSES = 20
+
+
+def score_buckets(container: ModelContainer) -> tuple[float, ...]:
+    """The histogram buckets of ``container``'s predicted numbers.
+
+    Probabilities (classifiers) fall in :data:`SCORE_BUCKETS`; a regression model's values in the bins
+    of its training target's histogram (its minimum to its maximum), so the buckets fit the target's
+    unit and range, whatever it is.
+
+    Example:
+        >>> from hmlcore.model import ModelContainer
+        >>> score_buckets(ModelContainer("m", "p", ["x"], [], "y"))[-1]
+        1.0
+    """
+    if container.kind != "regression":
+        return SCORE_BUCKETS
+    edges = (container.target_distribution.get("histogram") or {}).get("edges") or []
+    bounds = sorted({float(f"{e:.6g}") for e in edges if isinstance(e, (int, float)) and np.isfinite(e)})
+    return tuple(bounds) or SCORE_BUCKETS
 
 
 def multiprocess_dir() -> str | None:
@@ -116,9 +144,11 @@ class ServingMetrics:
 
     Args:
         model: the model's name, a label of the prediction metrics.
+        buckets: the upper bounds of the predicted numbers' histogram (default: probabilities, 0.1 to 1.0;
+            :func:`score_buckets` gives a model's own).
     """
 
-    def __init__(self, *, model: str) -> None:
+    def __init__(self, *, model: str, buckets: Sequence[float] = SCORE_BUCKETS) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram, values
 
         self.model = model
@@ -132,7 +162,7 @@ class ServingMetrics:
         )
         self.predictions = Counter("hml_predictions", "Predictions by output and class", ["model", "output", "value"], registry=reg)
         self.scores = Histogram(
-            "hml_prediction_score", "Predicted scores by output", ["model", "output"], buckets=SCORE_BUCKETS, registry=reg
+            "hml_prediction_score", "Predicted scores by output", ["model", "output"], buckets=tuple(buckets), registry=reg
         )
         self.invalid = Counter("hml_validation_failures", "Request features refused, by feature", ["model", "feature"], registry=reg)
         self._children: dict[tuple, Any] = {}
@@ -166,7 +196,11 @@ class ServingMetrics:
             _observe_many(self._child(self.latency, route, method), np.asarray(seconds, dtype=np.float64))
 
     def observe_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> None:
-        """Count the classes (bool, int, str outputs) and score histograms (float outputs) of a batch."""
+        """Count the classes (bool, int, str outputs) and score histograms (float outputs) of a batch.
+
+        An output that is an object of numbers (a multiclass model's ``probabilities``) gets one
+        histogram per key, as output ``<output>.<key>`` (the first :data:`MAX_CLASSES` keys).
+        """
         if not predictions or not isinstance(predictions[0], Mapping):
             return
         if len(predictions) <= 8:  # most requests: one row; numpy would cost more than it saves
@@ -177,8 +211,18 @@ class ServingMetrics:
                             self._child(self.scores, self.model, output).observe(value)
                     elif isinstance(value, (bool, int, str)):
                         self._child(self.predictions, self.model, output, self._class_label(output, _class_text(value))).inc()
+                    elif isinstance(value, Mapping):
+                        for key, score in list(value.items())[:MAX_CLASSES]:
+                            if isinstance(score, float) and score == score:
+                                self._child(self.scores, self.model, f"{output}.{key}").observe(score)
             return
         for output, first in predictions[0].items():
+            if isinstance(first, Mapping):
+                for key in list(first)[:MAX_CLASSES]:
+                    column = (p.get(output) or {} for p in predictions)
+                    scores = np.fromiter((c.get(key, np.nan) for c in column), dtype=np.float64, count=len(predictions))
+                    _observe_many(self._child(self.scores, self.model, f"{output}.{key}"), scores[~np.isnan(scores)])
+                continue
             if isinstance(first, float):
                 scores = np.fromiter((p.get(output, np.nan) for p in predictions), dtype=np.float64, count=len(predictions))
                 _observe_many(self._child(self.scores, self.model, output), scores[~np.isnan(scores)])

@@ -1,14 +1,17 @@
 """The ModelContainer: a model together with everything needed to use it again.
 
-A container knows its features (numeric and categorical), its target, the distributions seen in
-training, the encoder, and the trained model. :meth:`ModelContainer.publish` writes the model (joblib)
-and its metadata to the lake, then a *reference* JSON that names every artifact with its sha256;
-:meth:`ModelContainer.load` reads a reference back and verifies each artifact before unpickling it.
+A container knows its features (numeric and categorical), its target and the kind of model
+(``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.target`), the distributions seen in
+training, the encoder, and the trained model. :meth:`ModelContainer.predict` answers in the kind's
+shape; :meth:`ModelContainer.evaluate` scores the model with the kind's metrics.
+:meth:`ModelContainer.publish` writes the model (joblib) and its metadata to the lake, then a
+*reference* JSON that names every artifact with its sha256; :meth:`ModelContainer.load` reads a
+reference back and verifies each artifact before unpickling it.
 
 Example:
     >>> container = ModelContainer("crashed", "car-crashes", ["age"], ["sex"], "dead")
-    >>> container.features
-    ['age', 'sex']
+    >>> container.features, container.kind
+    (['age', 'sex'], 'binary')
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import io
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,29 +29,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore import __version__
+from hmlcore._estimators import check_model, fast_predictor
 from hmlcore.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
 from hmlcore.encoding import FeatureEncoder
-from hmlcore.errors import ConfigError, FeatureError, ModelLoadError
+from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
 from hmlcore.lake import Lake, sha256_bytes
 from hmlcore.promotion import PromotionRule
 from hmlcore.registry import Decision, ModelRegistry, decide, decision_dict, score
 from hmlcore.registry import lineage as registry_lineage
+from hmlcore.target import KINDS, Target, missing_target
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from hmlcore.app import HmlApp
 
-__all__ = ["HISTOGRAM_BINS", "QUANTILES", "ModelContainer", "describe_distributions"]
+__all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_distributions"]
 
 #: the version of the reference JSON's layout
 REFERENCE_SCHEMA = 1
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-#: the version of the reference JSON's layout
-REFERENCE_SCHEMA = 1
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: the keys of a classifier's answer besides the target's own
+_ANSWER_KEYS = ("probability", "probabilities")
 
 
 def _now() -> str:
@@ -63,6 +67,9 @@ class ModelContainer:
         features_numeric: numeric feature names.
         features_categorical: categorical feature names.
         target: the column the model predicts.
+        kind: ``"binary"`` (default: two classes, answers a label and the positive class's probability),
+            ``"multiclass"`` (a label and every class's probability) or ``"regression"`` (a number).
+        threshold: a binary model answers the positive class when its probability is at least this.
         unknown_category: the policy for a category unseen in training: ``"error"`` (default, names the
             feature and the value), ``"ignore"`` (all zeros) or ``"other"`` (an ``<feature>=__other__`` column).
         missing_category: the policy for a missing categorical value: ``"ignore"`` (default, all zeros),
@@ -71,9 +78,9 @@ class ModelContainer:
         lake: where to publish; defaults to the lake of the app the container is registered with.
 
     Example:
-        >>> c = ModelContainer("m", "p", ["x"], [], "y")
-        >>> c.bind_model(object()).model is not None
-        True
+        >>> c = ModelContainer("m", "p", ["x"], [], "y", kind="regression")
+        >>> c.kind, c.classes
+        ('regression', [])
     """
 
     def __init__(
@@ -84,6 +91,8 @@ class ModelContainer:
         features_categorical: Sequence[str],
         target: str,
         *,
+        kind: str = "binary",
+        threshold: float = 0.5,
         unknown_category: str = "error",
         missing_category: str = "ignore",
         defaults: Mapping[str, Any] | None = None,
@@ -96,11 +105,20 @@ class ModelContainer:
             raise ConfigError("features must be lists of names, not a single string")
         if target in set(features_numeric) | set(features_categorical):
             raise ConfigError(f"target {target!r} is also declared as a feature")
+        if kind not in KINDS:
+            raise ConfigError(f"model {name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind != "regression" and target in _ANSWER_KEYS:
+            raise ConfigError(f"target {target!r} is a key of the model's answer too: rename the target column")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise ConfigError(f"model {name!r}: threshold {threshold!r} must be a number between 0 and 1")
         self.name = name
         self.project_name = project_name
         self.features_numeric = list(features_numeric)
         self.features_categorical = list(features_categorical)
         self.target = target
+        self.kind = kind
+        self.threshold = float(threshold)
+        self.target_info = Target(target, kind=kind)
         self.defaults = dict(defaults or {})
         unknown_features = sorted(set(self.defaults) - set(self.features))
         if unknown_features:
@@ -114,6 +132,7 @@ class ModelContainer:
         self.distributions: dict[str, Any] = {}
         self.metrics: dict[str, float] = {}
         self.model: Any = None
+        self._fast: Any = None
         self.reference: dict[str, Any] | None = None
         self.reference_uri: str | None = None
         #: what the registry decided when this container last published (see :meth:`publish`)
@@ -131,6 +150,16 @@ class ModelContainer:
         return self.features_numeric + self.features_categorical
 
     @property
+    def classes(self) -> list[Any]:
+        """The class labels in code order (the positive class of a binary model last); empty for regression."""
+        return list(self.target_info.classes)
+
+    @property
+    def target_distribution(self) -> dict[str, Any]:
+        """The training target's summary: class counts, or a regression target's statistics and histogram."""
+        return self.target_info.distribution
+
+    @property
     def version(self) -> str | None:
         """The published version (the pipeline run id), if any."""
         return self.reference.get("version") if self.reference else None
@@ -146,38 +175,70 @@ class ModelContainer:
 
     # ----------------------------------------------------------------- training
     def analyze_distributions(self, df: pd.DataFrame) -> ModelContainer:
-        """Learn the categories and summarise every feature of the training frame ``df``.
+        """Learn the categories and summarise every feature of the training frame ``df``, and its target.
+
+        If ``df`` holds the target, rows whose target is missing are left out (their count printed to
+        stderr) and the target is learnt: a classifier's class labels (:attr:`classes`), a regression
+        target's distribution (:attr:`target_distribution`).
 
         Raises:
-            FeatureError: ``df`` lacks a declared feature or is empty.
+            FeatureError: ``df`` lacks a declared feature or is empty, or the target does not fit the kind
+                (a binary target with other than two classes, a regression target that is not numeric).
         """
         self._check_frame(df, need_target=False)
+        if self.target in df.columns:
+            df = self.drop_missing_target(df)
+            self.target_info.fit(df[self.target])
         self.encoder.fit(df)
         self.distributions = describe_distributions(df, self.features_numeric, self.features_categorical)
         return self
 
-    def build_training_matrix(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(X, y)`` for ``df``: the encoded features and the target as integers.
-
-        Learns the categories first if :meth:`analyze_distributions` has not run.
+    def drop_missing_target(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` without the rows whose target is missing; their count is printed to stderr.
 
         Raises:
-            FeatureError: a feature or the target is missing, or the target has fewer than two classes.
+            FeatureError: every row's target is missing.
         """
         self._check_frame(df, need_target=True)
-        if not self.encoder.categories and self.features_categorical:
+        missing = missing_target(df[self.target])
+        if not missing.any():
+            return df
+        count = int(missing.sum())
+        if count == len(df):
+            raise FeatureError(f"target {self.target!r} is missing in all {count} rows")
+        print(f"{self.name}: left out {count} of {len(df)} rows whose target {self.target!r} is missing", file=sys.stderr)
+        return df.loc[~missing]
+
+    def build_training_matrix(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(X, y)`` for ``df``: the encoded features and the encoded target.
+
+        ``y`` holds the class codes ``0..k-1`` (int64) of a classifier, in the order of :attr:`classes`,
+        or the float64 values of a regression target. Rows whose target is missing are left out (their
+        count printed). Learns the categories and the target first if :meth:`analyze_distributions` has not run.
+
+        Raises:
+            FeatureError: a feature or the target is missing, the target does not fit the kind, or a label
+                was not seen when the target was analysed.
+        """
+        df = self.drop_missing_target(df)
+        if (not self.encoder.categories and self.features_categorical) or not self.target_info.fitted:
             self.analyze_distributions(df)
-        y = df[self.target].to_numpy()
-        absent = _isnull(y)
-        if absent.any():
+        return self.encoder.transform(df), self.target_info.encode(df[self.target])
+
+    def target_codes(self, df: pd.DataFrame) -> np.ndarray:
+        """The encoded target of ``df`` (class codes, or floats for regression), e.g. to compare with predictions.
+
+        Raises:
+            FeatureError: ``df`` lacks the target, a target is missing (see :meth:`drop_missing_target`)
+                or a label was never seen in training.
+        """
+        self._check_frame(df, need_target=True)
+        missing = missing_target(df[self.target])
+        if missing.any():
             raise FeatureError(
-                f"target {self.target!r} is missing in {int(absent.sum())} of {len(y)} rows (first: row {int(np.argmax(absent))})",
-                [{"feature": self.target, "message": "missing target"}],
+                f"target {self.target!r} is missing in {int(missing.sum())} of {len(df)} rows: drop them first (drop_missing_target)"
             )
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise FeatureError(f"target {self.target!r} has {len(classes)} class(es) {classes.tolist()}: a model needs at least two")
-        return self.encoder.transform(df), y.astype(np.int64) if y.dtype.kind in "biu" else y
+        return self.target_info.encode(df[self.target])
 
     def _check_frame(self, df: pd.DataFrame, *, need_target: bool) -> None:
         needed = self.features + ([self.target] if need_target else [])
@@ -188,8 +249,18 @@ class ModelContainer:
             raise FeatureError("the data has no rows")
 
     def bind_model(self, model: Any) -> ModelContainer:
-        """Attach the trained model (anything joblib can save that has ``predict_proba``)."""
+        """Attach the trained model: any estimator with the scikit-learn API that fits the container's kind.
+
+        A classifier (``predict_proba``) for ``binary`` and ``multiclass``, trained on the class codes that
+        :meth:`build_training_matrix` returns; a regressor (``predict``) for ``regression``.
+
+        Raises:
+            ModelKindError: the model does not fit the kind, the number of classes or the encoded columns.
+        """
+        columns = len(self.encoder.columns) if self.encoder.categories or not self.features_categorical else None
+        check_model(model, name=self.name, kind=self.kind, classes=self.target_info.classes, columns=columns)
         self.model = model
+        self._fast = fast_predictor(model, self.kind)
         return self
 
     def serialize_model(self) -> bytes:
@@ -213,15 +284,79 @@ class ModelContainer:
         """Encode a DataFrame, a list of records or one record; records may leave out features with declared defaults."""
         return self.encoder.transform(data, defaults=self.defaults)
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """The probability of the positive class for each row of an encoded matrix."""
+    def _loaded(self) -> Any:
         if self.model is None:
             raise ModelLoadError(f"model {self.name!r} is not loaded: call load() or bind_model() first")
-        booster = getattr(self.model, "_hml_booster", None)
-        if booster is not None:
-            return np.asarray(booster.inplace_predict(features), dtype=np.float64)
-        proba = self.model.predict_proba(features)
-        return np.asarray(proba)[:, 1] if np.ndim(proba) == 2 else np.asarray(proba)
+        return self.model
+
+    def _scores(self, features: np.ndarray) -> np.ndarray:
+        """``(n,)`` P(positive class) of a binary model, ``(n, k)`` probabilities of a multiclass one, ``(n,)`` values of a regressor."""
+        model = self._loaded()
+        if self._fast is not None:
+            return self._fast(features)  # type: ignore[no-any-return]
+        if self.kind == "regression":
+            return np.asarray(model.predict(features), dtype=np.float64).reshape(len(features))
+        proba = np.asarray(model.predict_proba(features), dtype=np.float64)
+        return proba[:, 1] if self.kind == "binary" else proba
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        """The ``(n, k)`` class probabilities of each row, columns in the order of :attr:`classes`.
+
+        Args:
+            features: an encoded matrix (:meth:`encode`), or data to encode first (a DataFrame, records).
+
+        Raises:
+            ModelKindError: the model is a regressor.
+        """
+        if self.kind == "regression":
+            raise ModelKindError(f"model {self.name!r} is a regression model: it has no class probabilities; use predict()")
+        scores = self._scores(self._matrix(features))
+        return np.column_stack([1.0 - scores, scores]) if self.kind == "binary" else scores
+
+    def predict(self, features: Any) -> list[dict[str, Any]]:
+        """One answer per row, shaped by the kind; labels are the original class values.
+
+        - ``binary``: ``{"<target>": label, "probability": p}``, ``p`` the probability of the positive
+          class (``classes[1]``), the label positive when ``p >= threshold``;
+        - ``multiclass``: ``{"<target>": label, "probabilities": {class: p, ...}}`` (summing to 1);
+        - ``regression``: ``{"<target>": value}``.
+
+        Args:
+            features: an encoded matrix (:meth:`encode`), or data to encode first (a DataFrame, records).
+
+        Example:
+            >>> container.predict([{"age": 30, "sex": "f"}])  # doctest: +SKIP
+            [{'dead': False, 'probability': 0.0123}]
+        """
+        scores = self._scores(self._matrix(features))
+        target = self.target
+        if self.kind == "regression":
+            return [{target: value} for value in scores.tolist()]
+        classes = self.target_info.classes
+        if not classes:
+            raise ModelLoadError(f"model {self.name!r} does not know its classes: analyze the training data or load() a published model")
+        if self.kind == "binary":
+            negative, positive, threshold = classes[0], classes[1], self.threshold
+            return [{target: positive if p >= threshold else negative, "probability": p} for p in scores.tolist()]
+        names = self.target_info.class_names
+        best = scores.argmax(axis=1).tolist()
+        rows = scores.tolist()
+        return [{target: classes[i], "probabilities": dict(zip(names, row, strict=True))} for i, row in zip(best, rows, strict=True)]
+
+    def _matrix(self, features: Any) -> np.ndarray:
+        return features if isinstance(features, np.ndarray) else self.encode(features)
+
+    def evaluate(self, df: pd.DataFrame) -> dict[str, float]:
+        """Score the model on the labelled rows of ``df`` with the kind's metrics (see :mod:`hmlcore.evaluation`)."""
+        from hmlcore.evaluation import evaluate
+
+        return evaluate(self, df)
+
+    def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
+        """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.evaluation`)."""
+        from hmlcore.evaluation import evaluation_report
+
+        return evaluation_report(self, df, metrics=metrics)
 
     # ----------------------------------------------------------------- publishing
     def publish(
@@ -275,9 +410,14 @@ class ModelContainer:
             raise ModelLoadError(f"model {self.name!r} has nothing to publish: call bind_model() first")
         if not self.distributions:
             raise ConfigError(f"model {self.name!r} has no feature analysis to publish: call analyze_distributions() first")
+        if not self.target_info.fitted:
+            raise ConfigError(
+                f"model {self.name!r} has no analysis of its target {self.target!r} to publish: "
+                "call analyze_distributions() on the training rows"
+            )
         if metrics:
             self.metrics = _numeric_metrics(metrics)
-        rule = None if isinstance(promote, bool) else PromotionRule.from_config(promote, kind=getattr(self, "kind", "binary"))
+        rule = None if isinstance(promote, bool) else PromotionRule.from_config(promote, kind=self.kind)
         challenger_scores = score(self, holdout) if rule else None  # a bad rule or holdout fails before anything is written
         if rule and rule.metric not in (challenger_scores or {}):
             raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(challenger_scores or {})}")
@@ -285,13 +425,7 @@ class ModelContainer:
         git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
         folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
         buffer = io.BytesIO()
-        model = self.model
-        booster = model.__dict__.pop("_hml_booster", None) if hasattr(model, "__dict__") else None
-        try:
-            joblib.dump(model, buffer)
-        finally:
-            if booster is not None:
-                model._hml_booster = booster
+        joblib.dump(self.model, buffer)
         payloads = {
             "model": (f"{folder}/{self.name}.joblib", buffer.getvalue()),
             "metadata": (f"{folder}/{self.name}.metadata.json", _json(self._metadata(with_distributions=False))),
@@ -314,6 +448,8 @@ class ModelContainer:
                 "created_at": _now(),
                 "hmlcore_version": __version__,
                 "target": self.target,
+                "kind": self.kind,
+                "classes": self.classes,
                 "features_numeric": self.features_numeric,
                 "features_categorical": self.features_categorical,
                 "columns": self.encoder.columns,
@@ -359,9 +495,27 @@ class ModelContainer:
             raise ModelLoadError(f"the feature analysis is malformed: {exc}") from exc
         if encoder.features != self.features:
             raise ModelLoadError(f"the feature analysis covers {encoder.features}, but this container declares {self.features}")
+        target = self._saved_target(metadata, "the feature analysis")
         self.encoder = encoder
         self.distributions = metadata.get("distributions", {})
+        self.target_info = target
         return self
+
+    def _saved_target(self, metadata: dict[str, Any], source: str, model: Any = None) -> Target:
+        """The target saved in ``metadata``, checked against this container's kind and target."""
+        kind = metadata.get("kind", "binary")  # published before the kind was saved: binary was the only kind
+        if kind != self.kind:
+            raise ModelKindError(f"{source}: a {kind} model, but the container {self.name!r} is of kind {self.kind!r}")
+        saved = metadata.get("target_info") or {"name": metadata.get("target", self.target), "kind": kind}
+        try:
+            target = Target.from_dict(saved)
+        except ValueError as exc:
+            raise ModelLoadError(f"{source} has a malformed target: {exc}") from exc
+        if target.name != self.target:
+            raise ModelLoadError(f"{source} predicts {target.name!r}, but the container's target is {self.target!r}")
+        if target.is_classifier and not target.classes and model is not None and getattr(model, "classes_", None) is not None:
+            target.classes = [c.item() if isinstance(c, np.generic) else c for c in np.asarray(model.classes_).tolist()]
+        return target
 
     def _metadata(self, *, with_distributions: bool = True) -> dict[str, Any]:
         metadata = {
@@ -369,6 +523,8 @@ class ModelContainer:
             "columns": self.encoder.columns,
             "defaults": self.defaults,
             "target": self.target,
+            "kind": self.kind,
+            "target_info": self.target_info.to_dict(),
         }
         if with_distributions:
             metadata["distributions"] = self.distributions
@@ -405,15 +561,20 @@ class ModelContainer:
             raise ModelLoadError(f"metadata of {uri} is malformed: {type(exc).__name__}: {exc}") from exc
         if encoder.features != self.features:
             raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
+        if metadata.get("kind", "binary") != self.kind:  # before unpickling anything
+            self._saved_target(metadata, f"model {uri}")
         try:
             model = joblib.load(io.BytesIO(blobs["model"]))
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad model file
             raise ModelLoadError(f"model file {entries['model'][0]} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        target = self._saved_target(metadata, f"model {uri}", model)
+        check_model(model, name=self.name, kind=self.kind, classes=target.classes, columns=len(encoder.columns))
         self.encoder = encoder
         self.distributions = distributions
+        self.target_info = target
         self.metrics = dict(ref.get("metrics") or {})
         self.model = model
-        _attach_fast_path(model)
+        self._fast = fast_predictor(model, self.kind)
         self.reference, self.reference_uri = ref, uri
         return self
 
@@ -499,25 +660,6 @@ def _git_head() -> str | None:
         return None
     head = done.stdout.strip()
     return head[:12] if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", head) else None
-
-
-def _attach_fast_path(model: Any) -> None:
-    """Give an XGBoost classifier a single-threaded booster for fast in-place prediction."""
-    get_booster = getattr(model, "get_booster", None)
-    if get_booster is None or getattr(model, "n_classes_", 2) != 2:
-        return
-    try:
-        booster = get_booster()
-        booster.set_param({"nthread": 1})
-    except Exception:  # noqa: BLE001 - no fast path, predict_proba still works
-        return
-    model._hml_booster = booster
-
-
-def _isnull(values: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return np.asarray(pd.isna(values))
 
 
 def _safe(text: str) -> str:

@@ -153,9 +153,10 @@ class Monitor:
         if self._metrics is None:
             with self._lock:
                 if self._metrics is None:
-                    from hmlcore.metrics import MonitorCollector, ServingMetrics
+                    from hmlcore.metrics import MonitorCollector, ServingMetrics, score_buckets
 
-                    metrics = ServingMetrics(model=self.container.name)
+                    container = self.container
+                    metrics = ServingMetrics(model=container.name, buckets=score_buckets(container))
                     metrics.add_collector(MonitorCollector(model=metrics.model, state=self._scrape_state))
                     self._metrics = metrics
         return self._metrics

@@ -3,9 +3,11 @@
 Each feature becomes a schema: numeric features are numbers (``null`` means missing), with the range,
 mean and median seen in training in the description and an ``x-hml-training`` extension; categorical
 features are strings whose ``enum`` is the categories seen in training (when unseen categories are
-refused) and whose description lists them. Features with a declared default are optional. The
-document describes only the built-in routes still served by hmlcore (a route the model author
-replaced is left out: its schema is the author's to write).
+refused) and whose description lists them. Features with a declared default are optional. Each
+prediction's schema fits the model's kind: a binary model's label and probability, a multiclass
+model's label and the probability of each class (by name), a regression model's number. The document
+describes only the built-in routes still served by hmlcore (a route the model author replaced is
+left out: its schema is the author's to write).
 
 Example:
     >>> from hmlcore.model import ModelContainer
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from hmlcore.inference import HmlInferenceApp
     from hmlcore.model import ModelContainer
 
-__all__ = ["feature_schemas", "openapi_document"]
+__all__ = ["feature_schemas", "openapi_document", "prediction_schema"]
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -64,6 +66,37 @@ def feature_schemas(container: ModelContainer) -> dict[str, dict[str, Any]]:
     return schemas
 
 
+def prediction_schema(container: ModelContainer) -> dict[str, Any]:
+    """The JSON schema of one prediction of ``container``'s model, shaped by its kind (see ``ModelContainer.predict``)."""
+    target = container.target
+    if container.kind == "regression":
+        seen = container.target_distribution
+        value: dict[str, Any] = {"type": "number", "description": f"The predicted {target}."}
+        if "min" in seen and "max" in seen:
+            value["description"] += f" Training saw {_num(seen['min'])} to {_num(seen['max'])} (mean {_num(seen.get('mean'))})."
+        return {"type": "object", "properties": {target: value}, "required": [target]}
+    classes = container.classes
+    shown = ", ".join(map(str, classes)) or "the classes seen in training"
+    label: dict[str, Any] = {"description": f"The predicted class: one of {shown}."}
+    if classes:
+        label["type"] = {bool: "boolean", int: "integer"}.get(type(classes[0]), "string")
+        label["enum"] = list(classes)
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    if container.kind == "binary":
+        positive = f" ({classes[1]!s})" if len(classes) == 2 else ""
+        label["description"] += f" The positive class{positive} when its probability is at least {container.threshold:g}."
+        properties = {target: label, "probability": {**probability, "description": f"The probability of the positive class{positive}."}}
+        return {"type": "object", "properties": properties, "required": [target, "probability"]}
+    names = container.target_info.class_names
+    probabilities = {
+        "type": "object",
+        "description": "The probability of each class, by name; they sum to 1. The label is the most probable class.",
+        "properties": {name: probability for name in names},
+        "required": names,
+    }
+    return {"type": "object", "properties": {target: label, "probabilities": probabilities}, "required": [target, "probabilities"]}
+
+
 def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -84,7 +117,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
         "type": "object",
         "properties": {
             "model": {"$ref": "#/components/schemas/ModelVersion"},
-            "predictions": {"type": "array", "items": {"type": "object"}},
+            "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
         },
         "required": ["model", "predictions"],
     }
@@ -208,19 +241,27 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
         "/model",
         "GET",
         "/model",
-        {"summary": "The served model: version, features, metrics", "responses": {"200": _response("The model.", {"type": "object"})}},
+        {
+            "summary": "The served model: version, kind, classes, features, metrics",
+            "responses": {"200": _response("The model.", {"type": "object"})},
+        },
     )
     return {
         "openapi": "3.0.3",
         "info": {
             "title": f"{inference_app.app.name} inference API",
             "version": str(container.version or "unpublished"),
-            "description": f"Predictions from model {container.name!r}; served by hmlcore {__version__}.",
+            "description": f"Predictions of {container.target!r} from the {container.kind} model {container.name!r}"
+            + (f" (classes: {', '.join(map(str, container.classes))})" if container.classes else "")
+            + f"; served by hmlcore {__version__}.",
+            "x-hml-kind": container.kind,
+            "x-hml-classes": container.classes,
         },
         "paths": paths,
         "components": {
             "schemas": {
                 "Record": record,
+                "Prediction": prediction_schema(container),
                 "ModelVersion": {
                     "type": "object",
                     "properties": {"name": {"type": "string"}, "version": {"type": "string", "nullable": True}},

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hmlcore.errors import ConfigError, HmlError, ModelLoadError, RegistryError
+from hmlcore.errors import ConfigError, HmlError, RegistryError
 from hmlcore.lake import sha256_bytes
 from hmlcore.promotion import PromotionRule
 
@@ -404,25 +404,7 @@ def score(container: ModelContainer, holdout: pd.DataFrame | None) -> dict[str, 
     """
     if holdout is None:
         raise ConfigError("a promotion rule compares models on held-out rows: pass holdout= (e.g. the validation split)")
-    evaluate = getattr(container, "evaluate", None)
-    if callable(evaluate):
-        return dict(evaluate(holdout))
-    return _binary_metrics(container, holdout)
-
-
-def _binary_metrics(container: ModelContainer, holdout: pd.DataFrame) -> dict[str, float]:
-    import numpy as np
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
-    if container.model is None:
-        raise ModelLoadError(f"model {container.name!r} is not loaded")
-    truth = holdout[container.target].to_numpy()
-    probabilities = container.predict_proba(container.encode(holdout))
-    return {
-        "auc": float(roc_auc_score(truth, probabilities)),
-        "log_loss": float(log_loss(truth, probabilities, labels=[0, 1])),
-        "accuracy": float(accuracy_score(truth, np.asarray(probabilities) >= 0.5)),
-    }
+    return container.evaluate(holdout)
 
 
 def lineage(
@@ -448,7 +430,7 @@ def lineage(
         "data": dict(given.get("data") or {}),
         "notes": given.get("notes"),
         "metrics": dict(reference.get("metrics") or {}),
-        "kind": reference.get("kind") or getattr(container, "kind", None),
+        "kind": reference.get("kind") or container.kind,
         "classes": reference.get("classes"),
         "created_by": current_user(),
         "created_at": _now().isoformat(timespec="microseconds"),

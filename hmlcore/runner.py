@@ -4,22 +4,29 @@
 task's command line is taken from the spec, its placeholders filled with constants, pipeline
 parameters and the outputs of the tasks it depends on, and executed through the package's own CLI.
 Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/``), so
-``--resume <run-id>`` reruns only what did not finish.
+``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
+(``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
+command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import re
+import shlex
 import sys
 import time
+import traceback
 import uuid
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
+from hmlcore.config import debugging
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.ops import parse_value, render_value
 
@@ -130,7 +137,10 @@ def pipeline_params(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, An
     definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     unknown = sorted(set(given) - set(definitions))
     if unknown:
-        raise PipelineError(f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(definitions) or 'none'}")
+        raise PipelineError(
+            f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(definitions) or 'none'}"
+            " (a step's parameter is a pipeline parameter only if the pipeline function takes it and passes it on)"
+        )
     values = {}
     for name, definition in definitions.items():
         kind = _KIND.get(definition.get("parameterType", "STRING"), str)
@@ -171,6 +181,44 @@ class RunFolder:
 
     def output_file(self, task: str) -> str:
         return os.path.join(self.path, "outputs", task, "output")
+
+    def log_file(self, task: str) -> str:
+        """Where ``task``'s log is kept: beside its output."""
+        return os.path.join(self.path, "outputs", task, "log.txt")
+
+
+class _Tee:
+    """A text stream writing to the terminal's stream and to a log file."""
+
+    def __init__(self, stream: IO[str], log: IO[str]) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _step_log(path: str) -> Iterator[IO[str]]:
+    """Keep what a step run in this process prints (stdout, stderr, logging) in ``path`` too."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            with contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(_Tee(sys.stderr, log)):  # type: ignore[type-var]
+                yield log
+        finally:
+            root.removeHandler(handler)
 
 
 def run_all(
@@ -241,21 +289,29 @@ def run_all(
         state["tasks"][name] = {"status": "running", "command": command}
         state["status"] = "running"
         folder.save(state)
-        try:
-            execute(command)
-            if _declares_output(spec, name) and not os.path.exists(output_file):
-                raise PipelineError(f"it wrote no output to {output_file}")
-        except BaseException as exc:
-            message = _message(exc)
-            state["tasks"][name] = {"status": "failed", "command": command, "error": message}
+        log_file = folder.log_file(name)
+        failure: BaseException | None = None
+        message = ""
+        with _step_log(log_file) as log:
+            try:
+                execute(command)
+                if _declares_output(spec, name) and not os.path.exists(output_file):
+                    raise PipelineError(f"it wrote no output to {output_file}")
+            except BaseException as exc:
+                failure, message = exc, _message(exc)
+                log.write("".join(traceback.format_exception(exc)))
+        if failure is not None:
+            state["tasks"][name] = {"status": "failed", "command": command, "error": message, "log": log_file}
             state["status"] = "failed"
             folder.save(state)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+            if isinstance(failure, KeyboardInterrupt):
+                raise failure
+            if debugging():
+                echo("".join(traceback.format_exception(failure)).rstrip())
             raise PipelineError(
                 f"step {name} ({i}/{total}) failed after {time.perf_counter() - started:.1f}s: {message}"
-                f" (finish with: run-all --resume {run_id})"
-            ) from exc
+                f" (log: {log_file}; rerun it alone: {shlex.join(command)}; finish with: run-all --resume {run_id})"
+            ) from failure
         seconds = time.perf_counter() - started
         has_output = os.path.exists(output_file)
         if has_output:

@@ -12,11 +12,11 @@ from tests import _serving
 RECORDS = [_serving.RECORD, {**_serving.RECORD, "road": "city", "age": 20}, {**_serving.RECORD, "sex": None, "speed": None}]
 
 
-def served(model_factory, target_of) -> tuple[hml.ModelContainer, object]:
+def served(model_factory, target_of, kind: str = "binary") -> tuple[hml.ModelContainer, object]:
     """A container trained on the synthetic crashes with ``target_of(frame)`` as target, and a test client serving it."""
     frame = _serving.training_frame()
     frame["hurt"] = target_of(frame)
-    container = _serving.container("unused-lake")
+    container = _serving.container("unused-lake", kind=kind)
     container.analyze_distributions(frame)
     features, target = container.build_training_matrix(frame)
     container.bind_model(model_factory().fit(features, target))
@@ -69,6 +69,8 @@ def test_global_importance_ranks_raw_features_from_the_same_numbers(binary):
     values = list(importance.values())
     assert values == sorted(values, reverse=True) and min(values) >= 0
     assert list(importance)[-1] == "sex"  # the data does not depend on sex
+    report = container.evaluation_report(_serving.training_frame(rows=200, seed=5))
+    assert "mean absolute contribution" in report and report.index(">road<") < report.index(">sex<")
 
 
 def test_multiclass_explanations_have_one_set_of_contributions_per_class():
@@ -77,14 +79,16 @@ def test_multiclass_explanations_have_one_set_of_contributions_per_class():
 
     container, client = served(
         lambda: XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1, random_state=0),
-        lambda f: np.digitize(f["speed"], [60, 110]),
+        lambda f: np.array(["slow", "medium", "fast"])[np.digitize(f["speed"], [60, 110])],
+        kind="multiclass",
     )
     body = client.post("/explain", json=RECORDS[:2]).json
     assert body["output"] == "class_log_odds"
     margins = container.model.get_booster().predict(xgboost.DMatrix(container.encode(RECORDS[:2])), output_margin=True)
     for explanation, row_margin in zip(body["explanations"], margins, strict=True):
         classes = list(explanation["contributions"])
-        assert len(classes) == 3 and list(explanation["bias"]) == classes
+        assert classes == container.target_info.class_names and sorted(classes) == ["fast", "medium", "slow"]
+        assert list(explanation["bias"]) == classes
         for index, name in enumerate(classes):
             assert list(explanation["contributions"][name]) == ["age", "speed", "sex", "road"]
             total = sum(explanation["contributions"][name].values()) + explanation["bias"][name]
@@ -97,6 +101,7 @@ def test_regression_explanations_add_up_to_the_predicted_value():
     container, client = served(
         lambda: XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1, random_state=0),
         lambda f: f["speed"] * 2.0 + f["age"],
+        kind="regression",
     )
     body = client.post("/explain", json=RECORDS[:2]).json
     assert body["output"] == "value"

@@ -66,7 +66,7 @@ def test_missing_values_and_numeric_strings_are_read_like_training_does(client, 
     container = app.get_model(MODEL)
     record = {"age": "40", "speed": None, "sex": None, "road": "rural"}
     got = client.post("/predict", json=record).json["predictions"][0]["probability"]
-    expected = container.predict_proba(container.encoder.transform([record]))[0]
+    expected = container.predict_proba(container.encoder.transform([record]))[0, 1]
     assert got == pytest.approx(float(expected), abs=1e-6)
 
 
@@ -82,7 +82,7 @@ def test_a_declared_default_fills_a_missing_feature(tmp_path: Path):
 def test_the_authors_predictor_shapes_the_answer(lake: Path):
     app = serving_app(lake)
     app.inference.set_predictor(
-        lambda container, features: [{"hurt": bool(p >= 0.5)} for p in container.predict_proba(features)], model=MODEL
+        lambda container, features: [{"hurt": bool(p >= 0.5)} for p in container.predict_proba(features)[:, 1]], model=MODEL
     )
     response = app.inference.create_app().test_client().post("/predict", json=[RECORD])
     assert response.json["predictions"] == [{"hurt": by_hand(app, RECORD) >= 0.5}]

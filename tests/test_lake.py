@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hmlcore.errors import ConfigError, ModelLoadError
@@ -89,7 +90,7 @@ def test_model_publish_and_verified_load_through_gcs(gcs, tmp_path):
     assert uri == f"{prefix}/models/car-crashes/cafe/run-9/crashed.reference.json"
     loaded = container(prefix).load()
     df = frame(seed=3)
-    assert loaded.predict_proba(loaded.encode(df)).tolist() == pytest.approx(c.predict_proba(c.encode(df)).tolist(), rel=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(loaded.encode(df)), c.predict_proba(c.encode(df)), rtol=1e-6)
 
     lake = Lake(prefix)
     model_uri = json.loads(lake.read_bytes(uri))["artifacts"]["model"]["uri"]

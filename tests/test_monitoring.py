@@ -51,7 +51,7 @@ def publish_model(lake: Path, *, unknown: str = "error", seed: int = 0) -> pd.Da
 
 
 def predict_with_label(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-    return [{"probability": float(p), "dead": bool(p >= 0.5)} for p in model.predict_proba(features)]
+    return [{"probability": float(p), "dead": bool(p >= 0.5)} for p in model.predict_proba(features)[:, 1]]
 
 
 def build_app(lake: Path, *, unknown: str = "error", **monitoring: Any) -> hml.HmlApp:

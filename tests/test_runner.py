@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -116,6 +118,55 @@ def test_a_step_failing_in_the_middle_is_named_and_later_steps_do_not_run(tmp_pa
     assert result.exit_code == 1
     assert "Error: step first (1/2) failed after" in result.stderr and "RuntimeError: disk full" in result.stderr
     assert "second" not in result.stderr.split("Error:")[0].split("[1/2] first ...")[1]
+
+
+def _broken_app() -> hml.HmlApp:
+    """A two-step pipeline whose first step prints a line, then fails with an error that is not hmlcore's."""
+    app = hml.HmlApp(name="broken", package_entrypoint="hmldemo")
+
+    @hml.op()
+    def first(rows: int = 3) -> int:
+        print(f"loading {rows} rows")
+        raise RuntimeError("disk full")
+
+    @hml.op()
+    def second(n: int) -> None:
+        pass
+
+    @hml.pipeline(app.pipelines)
+    def chain(rows: int = 3):
+        second(n=first(rows=rows).output)
+
+    return app
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"], "env"], ids=["plain", "--debug", "HML_DEBUG=1"])
+def test_a_failed_step_keeps_its_log_names_the_command_that_reruns_it_and_debug_shows_the_traceback(tmp_path: Path, debug):
+    app = _broken_app()
+    env = {"HML_HOME": str(tmp_path), "HML_DEBUG": "1" if debug == "env" else "0"}
+    options = debug if isinstance(debug, list) else []
+    result = CliRunner().invoke(app.cli(), ["pipelines", "chain", "run-all", "--param", "rows=5", *options], env=env)
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: step first (1/2) failed after") and "RuntimeError: disk full" in last
+    traceback_shown = "Traceback (most recent call last)" in result.stderr
+    assert traceback_shown == bool(debug), result.stderr
+    log = Path(re.search(r"\(log: (\S+);", last).group(1))
+    assert log.parent.name == "first" and log.parent.parent.name == "outputs"
+    text = log.read_text(encoding="utf-8")
+    assert "loading 5 rows" in text and "Traceback (most recent call last)" in text and "RuntimeError: disk full" in text
+    command = shlex.split(re.search(r"rerun it alone: (.+); finish with:", last).group(1))
+    assert command[:5] == ["hmldemo", "pipelines", "chain", "run", "first"] and "--rows" in command
+    rerun = CliRunner().invoke(app.cli(), command[1:], env={**env, "HML_DEBUG": "0"})
+    assert rerun.exit_code == 1 and "RuntimeError: disk full" in rerun.output and "loading 5 rows" in rerun.output
+
+
+def test_an_unknown_parameter_says_how_a_step_parameter_becomes_one(tmp_path: Path):
+    result = CliRunner().invoke(
+        _broken_app().cli(), ["pipelines", "chain", "run-all", "--param", "max_depth=3"], env={"HML_HOME": str(tmp_path)}
+    )
+    assert result.exit_code == 1
+    assert "unknown pipeline parameter 'max_depth'; known: rows (a step's parameter is a pipeline parameter only if" in result.output
 
 
 # ---------------------------------------------------------------------------------------------- parity

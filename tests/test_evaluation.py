@@ -1,0 +1,138 @@
+"""Evaluation: the kind's metrics, equal to scikit-learn's computed directly, and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from hmlcore.evaluation import feature_importances
+
+from ._kinds import KINDS, TARGETS, generated, trained
+
+
+def labelled(kind: str, seed: int = 5):
+    """Validation rows of ``kind`` (with missing targets), the rows that have one, and the truth as codes."""
+    frame = generated(kind, 200, seed=seed)
+    kept = frame[frame[TARGETS[kind]].notna()]
+    return frame, kept
+
+
+@pytest.mark.parametrize("family", ["xgboost", "sklearn"])
+def test_binary_metrics_are_sklearns(family):
+    c = trained("binary", family)
+    frame, kept = labelled("binary")
+    truth = (kept["adopted"] == "yes").astype(int).to_numpy()
+    p = c.model.predict_proba(c.encode(kept))[:, 1]
+    got = c.evaluate(frame)
+    assert got["rows"] == len(kept)
+    assert got["auc"] == pytest.approx(sk.roc_auc_score(truth, p), abs=1e-6)
+    assert got["log_loss"] == pytest.approx(sk.log_loss(truth, p), abs=1e-5)
+    predicted = (p >= 0.5).astype(int)
+    assert got["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted))
+    assert got["precision"] == pytest.approx(sk.precision_score(truth, predicted))
+    assert got["recall"] == pytest.approx(sk.recall_score(truth, predicted))
+    assert got["f1"] == pytest.approx(sk.f1_score(truth, predicted))
+
+
+def test_binary_metrics_follow_the_threshold():
+    c = trained("binary", threshold=0.8)
+    frame, kept = labelled("binary")
+    truth = (kept["adopted"] == "yes").astype(int).to_numpy()
+    predicted = (c.model.predict_proba(c.encode(kept))[:, 1] >= 0.8).astype(int)
+    assert c.evaluate(frame)["recall"] == pytest.approx(sk.recall_score(truth, predicted))
+
+
+@pytest.mark.parametrize("family", ["xgboost", "sklearn"])
+def test_multiclass_metrics_are_sklearns(family):
+    c = trained("multiclass", family)
+    frame, kept = labelled("multiclass")
+    truth = kept["species"].map({"Adelie": 0, "Chinstrap": 1, "Gentoo": 2}).to_numpy()
+    proba = c.model.predict_proba(c.encode(kept))
+    predicted = proba.argmax(axis=1)
+    got = c.evaluate(frame)
+    assert got["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted))
+    assert got["macro_f1"] == pytest.approx(sk.f1_score(truth, predicted, average="macro"))
+    assert got["log_loss"] == pytest.approx(sk.log_loss(truth, proba), abs=1e-5)
+    recalls = sk.recall_score(truth, predicted, average=None)
+    assert [got[f"recall_{name}"] for name in ("Adelie", "Chinstrap", "Gentoo")] == pytest.approx(recalls.tolist())
+
+
+@pytest.mark.parametrize("family", ["xgboost", "sklearn"])
+def test_regression_metrics_are_sklearns(family):
+    c = trained("regression", family)
+    frame, kept = labelled("regression")
+    truth = kept["bill"].astype(float).to_numpy()
+    predicted = c.model.predict(c.encode(kept))
+    got = c.evaluate(frame)
+    assert set(got) == {"rows", "rmse", "mae", "r2"}
+    assert got["rmse"] == pytest.approx(math.sqrt(sk.mean_squared_error(truth, predicted)), rel=1e-5)
+    assert got["mae"] == pytest.approx(sk.mean_absolute_error(truth, predicted), rel=1e-5)
+    assert got["r2"] == pytest.approx(sk.r2_score(truth, predicted), rel=1e-5)
+
+
+def test_metrics_a_sample_cannot_define_are_left_out_not_nan():
+    c = trained("binary")
+    _, kept = labelled("binary")
+    only_yes = kept[kept["adopted"] == "yes"]
+    got = c.evaluate(only_yes)
+    assert "auc" not in got and all(math.isfinite(v) for v in got.values())
+    json.dumps(got, allow_nan=False)
+    multi = trained("multiclass")
+    _, rows = labelled("multiclass")
+    got = multi.evaluate(rows[rows["species"] != "Gentoo"])
+    assert "recall_Gentoo" not in got and "recall_Adelie" in got
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.external += [v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#")]
+
+
+@pytest.mark.parametrize(("kind", "family"), [(k, f) for k in KINDS for f in ("xgboost", "sklearn")])
+def test_the_report_is_one_self_contained_page_with_the_kinds_figures(kind, family):
+    c = trained(kind, family)
+    frame, _ = labelled(kind)
+    page = c.evaluation_report(frame)
+    parser = _Page()
+    parser.feed(page)
+    assert parser.external == [] and parser.tags.count("svg") >= 1
+    metrics = c.evaluate(frame)
+    for key in metrics:
+        assert f"<th>{key}</th>" in page
+    if kind == "regression":
+        assert "Residuals" in page and "Confusion" not in page
+        assert len(re.findall("<circle ", page)) == metrics["rows"]
+    else:
+        assert "Confusion matrix" in page and "Residuals" not in page
+        counts = [int(n) for n in re.findall(r"predicted [^:]+: (\d+)</title>", page)]
+        assert len(counts) == len(c.classes) ** 2 and sum(counts) == metrics["rows"]
+    importances, source = feature_importances(c)
+    assert {f for f, _ in importances} == set(c.features)
+    assert ("coefficients" in source) == (family == "sklearn" and kind != "regression")
+    assert "Feature importance" in page and importances[0][0] in page
+
+
+def test_the_report_says_why_it_shows_no_importances_and_escapes_names():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    frame = generated("multiclass")
+    frame["species"] = frame["species"].map({"Adelie": "<b>Adelie</b>", "Chinstrap": "Chinstrap", "Gentoo": "Gentoo"})
+    c = trained("multiclass").__class__("penguins", "zoo", ["flipper", "mass"], ["island"], "species", kind="multiclass")
+    c.analyze_distributions(frame)
+    features, y = c.build_training_matrix(frame)
+    c.bind_model(KNeighborsClassifier().fit(np.nan_to_num(features), y))
+    page = c.evaluation_report(frame.fillna({"flipper": 0, "mass": 0}))
+    assert "Not shown: a KNeighborsClassifier offers no feature importances" in page
+    assert "<b>Adelie</b>" not in page and "&lt;b&gt;Adelie&lt;/b&gt;" in page
