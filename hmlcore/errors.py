@@ -17,6 +17,7 @@ __all__ = [
     "ModelLoadError",
     "PipelineError",
     "RegistryError",
+    "UntrustedModelError",
 ]
 
 
@@ -38,6 +39,14 @@ class ModelLoadError(HmlError):
 
 class RegistryError(HmlError):
     """Raised if the model registry has no such version, nothing to roll back to, or a record is malformed."""
+
+
+class UntrustedModelError(ModelLoadError):
+    """Raised if a model or its reference is refused as untrusted, before anything of it is executed.
+
+    A pickle without the opt-in, a reference that is unsigned or wrongly signed while a signing key is
+    configured, or a pointer, reference or artifact URI that leaves the lake.
+    """
 
 
 class ModelKindError(HmlError):

@@ -9,7 +9,8 @@ user has not taken the same URL and method (the user's routes and error handlers
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
 - ``POST /explain`` (like ``POST /predict``) and ``POST /v1/models/<name>:explain``: each raw feature's
   contribution to each prediction (:mod:`hmlcore.explain`; 501 for a model that cannot be explained);
-- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded),
+- ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
+  smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
   ``GET /model`` (name, version, reference, kind, target and its classes, features, metrics),
   ``GET /openapi.json``.
 
@@ -18,6 +19,9 @@ a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInf
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
 the log, never to the client. This module never imports kfp.
+
+Every worker watches the models' pointers in the lake and swaps in a newly published version once it
+has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.reload`).
 
 Example:
     >>> from hmlcore import hml
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
+from hmlcore.reload import ModelWatcher, reload_interval, smoke_failure
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +103,7 @@ class HmlInferenceApp:
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
+        self._smoke: dict[str, tuple[tuple[int, int], str | None]] = {}
 
     @property
     def flask(self) -> Flask:
@@ -181,6 +187,9 @@ class HmlInferenceApp:
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
+        interval = reload_interval()
+        if interval:
+            flask_app.before_request(ModelWatcher(self, interval=interval, smoke=self.smoke_failure).ensure_started)
         self._ready = True
         return flask_app
 
@@ -312,7 +321,25 @@ class HmlInferenceApp:
         waiting = [name for name, c in self.app.models.items() if c.model is None]
         if waiting:
             return {"status": "loading", "waiting_for": waiting}, 503
+        failing = {name: reason for name, c in self.app.models.items() if (reason := self.smoke_failure(c))}
+        if failing:
+            return {"status": "failing", "failing": failing}, 503
         return {"status": "ready"}
+
+    def smoke_failure(self, container: ModelContainer) -> str | None:
+        """Why ``container`` cannot answer a typical request (see :func:`hmlcore.reload.smoke_failure`), or None.
+
+        Checked once per loaded model; a failure is logged once.
+        """
+        key = (id(container), id(container.model))
+        known = self._smoke.get(container.name)
+        if known is not None and known[0] == key:
+            return known[1]
+        failure = smoke_failure(container, self._predictor(container))
+        if failure:
+            log.error("model %s version %s cannot serve: %s", container.name, container.version or "unpublished", failure)
+        self._smoke[container.name] = (key, failure)
+        return failure
 
     def _model_info(self) -> Any:
         from hmlcore.openapi import feature_schemas

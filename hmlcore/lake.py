@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from hmlcore._files import write_atomic
 from hmlcore.errors import ConfigError
@@ -91,6 +92,31 @@ class Lake:
     def owns(self, uri: str) -> bool:
         """Whether ``uri`` is a full URL or absolute path rather than a path inside the lake."""
         return _is_remote(uri) or os.path.isabs(uri)
+
+    def contains(self, uri: str) -> bool:
+        """Whether ``uri`` (a path inside the lake, a full URL or an absolute path) lies under the lake's root.
+
+        A URL of another scheme, host or bucket, a path outside the root folder or prefix, any ``..``
+        segment, a query or a fragment: all lie outside. Locally, symbolic links are followed first.
+
+        Example:
+            >>> lake = Lake("s3://models/hml")
+            >>> lake.contains("s3://models/hml/a.json"), lake.contains("s3://other/hml/a.json"), lake.contains("../a.json")
+            (True, False, False)
+        """
+        if not isinstance(uri, str) or not uri or ".." in uri.replace("\\", "/").split("/"):
+            return False
+        target = self.uri(uri[len("file://") :] if uri.startswith("file://") else uri)
+        if _is_remote(self.url) or _is_remote(target):
+            if not (_is_remote(self.url) and _is_remote(target)):
+                return False
+            root, inner = urlsplit(self.url), urlsplit(target)
+            if inner.query or inner.fragment or (inner.scheme, inner.netloc) != (root.scheme, root.netloc):
+                return False
+            prefix = root.path.rstrip("/")
+            return inner.path.startswith(prefix + "/")
+        folder = os.path.realpath(self.url)
+        return os.path.realpath(target).startswith(folder.rstrip(os.sep) + os.sep)
 
     def write_bytes(self, path: str, data: bytes) -> str:
         """Write ``data`` to ``path`` atomically and return its full URL.

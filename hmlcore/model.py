@@ -4,9 +4,11 @@ A container knows its features (numeric and categorical), its target and the kin
 (``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.target`), the distributions seen in
 training, the encoder, and the trained model. :meth:`ModelContainer.predict` answers in the kind's
 shape; :meth:`ModelContainer.evaluate` scores the model with the kind's metrics.
-:meth:`ModelContainer.publish` writes the model (joblib) and its metadata to the lake, then a
-*reference* JSON that names every artifact with its sha256; :meth:`ModelContainer.load` reads a
-reference back and verifies each artifact before unpickling it.
+:meth:`ModelContainer.publish` writes the model in a format that cannot run code when loaded
+(XGBoost's own, or skops: see :mod:`hmlcore.model_io`) and its metadata to the lake, then a *reference*
+JSON that names every artifact with its sha256 and, with a signing key configured, signs it (see
+:mod:`hmlcore.signing`); :meth:`ModelContainer.load` refuses a reference that is unsigned, wrongly signed
+or that leaves the lake, and verifies each artifact before it parses the model.
 
 Example:
     >>> container = ModelContainer("crashed", "car-crashes", ["age"], ["sex"], "dead")
@@ -17,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import os
 import re
@@ -32,11 +33,13 @@ from hmlcore import __version__
 from hmlcore._estimators import check_model, fast_predictor
 from hmlcore.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
 from hmlcore.encoding import FeatureEncoder
-from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
+from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.lake import Lake, sha256_bytes
+from hmlcore.model_io import dump_model, load_model
 from hmlcore.promotion import PromotionRule
 from hmlcore.registry import Decision, ModelRegistry, decide, decision_dict, score
 from hmlcore.registry import lineage as registry_lineage
+from hmlcore.signing import sign, signing_key, verify
 from hmlcore.target import KINDS, Target, missing_target
 
 if TYPE_CHECKING:
@@ -50,6 +53,10 @@ __all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_d
 REFERENCE_SCHEMA = 1
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: the first bytes of :meth:`ModelContainer.serialize_model`'s output, before the format's name
+_MODEL_HEADER = b"hml-model:"
+#: the model file's extension by format
+_EXTENSIONS = {"xgboost": "ubj", "skops": "skops", "joblib": "joblib"}
 #: the keys of a classifier's answer besides the target's own
 _ANSWER_KEYS = ("probability", "probabilities")
 
@@ -264,20 +271,28 @@ class ModelContainer:
         return self
 
     def serialize_model(self) -> bytes:
-        """The bound model as bytes, to hand from one pipeline step to the next (see :meth:`deserialize_model`)."""
-        import joblib
+        """The bound model as bytes, to hand from one pipeline step to the next (see :meth:`deserialize_model`).
 
+        The bytes are a header line naming the format, then the model in that format (see
+        :func:`hmlcore.model_io.dump_model`): never a pickle unless ``HML_ALLOW_PICKLE`` allows it.
+        """
         if self.model is None:
             raise ModelLoadError(f"model {self.name!r} has nothing to serialize: call bind_model() first")
-        buffer = io.BytesIO()
-        joblib.dump(self.model, buffer)
-        return buffer.getvalue()
+        data, fmt = dump_model(self.model)
+        return _MODEL_HEADER + fmt.encode() + b"\n" + data
 
     def deserialize_model(self, data: bytes) -> ModelContainer:
-        """Bind the model that :meth:`serialize_model` wrote."""
-        import joblib
+        """Bind the model that :meth:`serialize_model` wrote.
 
-        return self.bind_model(joblib.load(io.BytesIO(data)))
+        Raises:
+            UntrustedModelError: the bytes are a pickle (or have no header) and ``HML_ALLOW_PICKLE`` is not set.
+            ModelLoadError: the bytes are not a model :meth:`serialize_model` wrote.
+        """
+        fmt, body = "joblib", data  # written before the header existed: a joblib pickle
+        if data.startswith(_MODEL_HEADER):
+            line, _, body = data[len(_MODEL_HEADER) :].partition(b"\n")
+            fmt = line.decode("ascii", errors="replace")
+        return self.bind_model(load_model(body, fmt, source=f"the serialized model {self.name!r}"))
 
     # ----------------------------------------------------------------- predicting
     def encode(self, data: Any) -> np.ndarray:
@@ -372,13 +387,15 @@ class ModelContainer:
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
-        Artifacts (``<name>.joblib``, ``<name>.metadata.json`` with the encoder and its column order,
-        ``<name>.distributions.json``) go under ``models/<project>/<commit>/<run-id>/``, each written
-        atomically. The reference (artifact URIs, sha256, sizes, created-at, git commit, run id, hmlcore
-        version, metrics) is written last, so a reference never names an artifact that is not fully
-        written; if any write fails, the artifacts already written are removed again.
-        The version is recorded in the model registry (:mod:`hmlcore.registry`) with its lineage, and
-        ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
+        Artifacts (the model as ``<name>.ubj`` or ``<name>.skops``, see :mod:`hmlcore.model_io`;
+        ``<name>.metadata.json`` with the encoder and its column order; ``<name>.distributions.json``) go
+        under ``models/<project>/<commit>/<run-id>/``, each written atomically. The reference (artifact
+        URIs, sha256, sizes, the model's format, created-at, git commit, run id, hmlcore version, metrics)
+        is written last, so a reference never names an artifact that is not fully written; if any write
+        fails, the artifacts already written are removed again. With a signing key configured
+        (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.signing`) the reference is
+        signed. The version is recorded in the model registry (:mod:`hmlcore.registry`) with its lineage,
+        and ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
         ``promote=True``; never with ``promote=False`` (a challenger); with a promotion rule (a
         :class:`~hmlcore.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
         the new model beats the version in service on the rule's metric, both scored on ``holdout``.
@@ -397,15 +414,14 @@ class ModelContainer:
 
         Raises:
             ModelLoadError: no model is bound.
-            ConfigError: the features were never analysed, a metric is not a number, or the lake cannot
-                be written.
+            UntrustedModelError: no safe format can hold the model and ``HML_ALLOW_PICKLE`` is not set.
+            ConfigError: the features were never analysed, a metric is not a number, the signing key is
+                invalid, or the lake cannot be written.
 
         Example:
             >>> container.publish(run_id="run-1", metrics={"auc": 0.8})  # doctest: +SKIP
             '.hml/lake/models/car-crashes/unversioned/run-1/crashed.reference.json'
         """
-        import joblib
-
         if self.model is None:
             raise ModelLoadError(f"model {self.name!r} has nothing to publish: call bind_model() first")
         if not self.distributions:
@@ -424,20 +440,21 @@ class ModelContainer:
         run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
         git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
         folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
-        buffer = io.BytesIO()
-        joblib.dump(self.model, buffer)
+        key = signing_key()
+        model_bytes, model_format = dump_model(self.model)
         payloads = {
-            "model": (f"{folder}/{self.name}.joblib", buffer.getvalue()),
+            "model": (f"{folder}/{self.name}.{_EXTENSIONS[model_format.split(':')[0]]}", model_bytes),
             "metadata": (f"{folder}/{self.name}.metadata.json", _json(self._metadata(with_distributions=False))),
             "distributions": (f"{folder}/{self.name}.distributions.json", _json(self.distributions)),
         }
         artifacts: dict[str, dict[str, Any]] = {}
         written: list[str] = []
         try:
-            for key, (path, data) in payloads.items():
+            for name, (path, data) in payloads.items():
                 uri = self.lake.write_bytes(path, data)
                 written.append(path)
-                artifacts[key] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
+                artifacts[name] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
+            artifacts["model"]["format"] = model_format
             reference = {
                 "schema": REFERENCE_SCHEMA,
                 "name": self.name,
@@ -456,6 +473,8 @@ class ModelContainer:
                 "metrics": self.metrics,
                 "artifacts": artifacts,
             }
+            if key is not None:
+                reference = sign(reference, key)
             reference_bytes = _json(reference)
             uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", reference_bytes)
             record = registry_lineage(self, reference, uri, reference_bytes, lineage)
@@ -535,10 +554,16 @@ class ModelContainer:
         """Load the model named by ``reference`` (a URL or lake path of a reference JSON).
 
         Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest
-        published reference of this model in the lake. Every artifact is downloaded and its sha256
-        checked against the reference *before* the model file is unpickled.
+        published reference of this model in the lake. In this order, each step before anything later
+        is read: the pointer and the reference must lie in the lake; with a signing key configured the
+        reference's signature must match; every artifact must lie in the lake, and its sha256 must match
+        the reference; then the model file is parsed in its recorded format (a pickle only with
+        ``HML_ALLOW_PICKLE``, see :mod:`hmlcore.model_io`).
 
         Raises:
+            UntrustedModelError: the pointer, the reference or an artifact lies outside the lake; the
+                reference is unsigned or wrongly signed while a key is configured; or the model is a
+                pickle and pickles are not allowed.
             ModelLoadError: the reference is missing or malformed, an artifact is missing, an artifact's
                 digest differs from the reference (the message names the file and both digests), or the
                 model was trained on other features than this container declares.
@@ -547,11 +572,14 @@ class ModelContainer:
             >>> shared.model_container().load("gs://bucket/hml/models/.../crashed.reference.json")  # doctest: +SKIP
             ModelContainer('crashed', version='run-1')
         """
-        import joblib
-
+        key = signing_key()
         uri = reference or os.environ.get("HML_MODEL_REFERENCE") or self._current_reference()
-        ref = self._read_json(uri, "reference")
+        ref = self._read_json(self._in_lake(uri, "reference"), "reference")
+        if key is not None:
+            verify(ref, key, source=uri)
         entries = _artifact_entries(ref, uri)
+        for artifact_uri, _ in entries.values():
+            self._in_lake(artifact_uri, f"artifact of {uri}")
         blobs = {key: self._verified(artifact_uri, expected, uri) for key, (artifact_uri, expected) in entries.items()}
         try:
             metadata = json.loads(blobs["metadata"])
@@ -563,10 +591,7 @@ class ModelContainer:
             raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
         if metadata.get("kind", "binary") != self.kind:  # before unpickling anything
             self._saved_target(metadata, f"model {uri}")
-        try:
-            model = joblib.load(io.BytesIO(blobs["model"]))
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad model file
-            raise ModelLoadError(f"model file {entries['model'][0]} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        model = load_model(blobs["model"], _model_format(ref), source=f"model file {entries['model'][0]}")
         target = self._saved_target(metadata, f"model {uri}", model)
         check_model(model, name=self.name, kind=self.kind, classes=target.classes, columns=len(encoder.columns))
         self.encoder = encoder
@@ -600,7 +625,13 @@ class ModelContainer:
         pointer = self._read_json(self.current_path, "pointer")
         if not isinstance(pointer.get("reference"), str):
             raise ModelLoadError(f"{self.lake.uri(self.current_path)} is malformed: no 'reference'")
-        return str(pointer["reference"])
+        return self._in_lake(str(pointer["reference"]), f"reference named by {self.lake.uri(self.current_path)}")
+
+    def _in_lake(self, uri: str, what: str) -> str:
+        """``uri`` if it lies in the lake; refused before anything is read from it otherwise."""
+        if not self.lake.contains(uri):
+            raise UntrustedModelError(f"the {what} {uri} lies outside the lake {self.lake.url}: it was not read")
+        return uri
 
     def _read_json(self, uri: str, what: str) -> dict[str, Any]:
         try:
@@ -635,6 +666,12 @@ def _artifact_entries(ref: dict[str, Any], uri: str) -> dict[str, tuple[str, str
             raise ModelLoadError(f"reference {uri} is malformed: artifacts.{key}.sha256 is {digest!r}, not a hex sha256")
         entries[key] = (artifact_uri, digest)
     return entries
+
+
+def _model_format(ref: dict[str, Any]) -> str:
+    """The model file's format recorded in a reference; references written before formats were recorded hold a pickle."""
+    fmt = ref["artifacts"]["model"].get("format", "joblib")
+    return fmt if isinstance(fmt, str) else repr(fmt)
 
 
 def _numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -7,6 +7,8 @@ REQUIRES = [
     "pandas>=2.1",
     "numpy>=1.26",
     "scikit-learn>=1.4",
+    # hmlcore publishes scikit-learn models with skops, which loads only trusted types
+    "skops>=0.10",
     # xgboost-cpu is the same library without the 469 MB GPU (NCCL) runtime; macOS wheels ship only as xgboost
     "xgboost-cpu>=2.1; sys_platform != 'darwin'",
     "xgboost>=2.1; sys_platform == 'darwin'",
