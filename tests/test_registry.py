@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -13,34 +12,7 @@ from hmlcore.errors import ConfigError, RegistryError
 from hmlcore.promotion import PromotionRule
 from hmlcore.registry import ModelRegistry
 from tests import _serving
-
-RULE = {"metric": "auc", "min_gain": 0.01}
-
-
-def publish(lake, run_id: str, *, noise: float = 0.0, promote=RULE, force: bool = False, holdout=None) -> hml.ModelContainer:
-    """Train on the synthetic crashes with a share ``noise`` of the labels shuffled, and publish through the gate."""
-    from xgboost import XGBClassifier
-
-    container = _serving.container(lake)
-    frame = _serving.training_frame(seed=3)
-    if noise:
-        rng = np.random.default_rng(len(run_id))
-        flip = rng.random(len(frame)) < noise
-        frame.loc[flip, "hurt"] = rng.permutation(frame.loc[flip, "hurt"].to_numpy())
-    container.analyze_distributions(frame)
-    features, target = container.build_training_matrix(frame)
-    container.bind_model(XGBClassifier(n_estimators=15, max_depth=3, n_jobs=1, random_state=0).fit(features, target))
-    held_out = _serving.training_frame(rows=300, seed=11) if holdout is None else holdout
-    container.publish(
-        run_id=run_id,
-        git_commit="c0ffee",
-        metrics={"auc": 0.5},
-        promote=promote,
-        holdout=held_out,
-        force=force,
-        lineage={"parameters": {"n_estimators": 15}, "data": {"source": "synthetic", "digest": "d1"}},
-    )
-    return container
+from tests._serving import publish_gated as publish
 
 
 @pytest.fixture
