@@ -18,6 +18,7 @@ GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
 URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 RESERVED_PACKAGES = {"hmlcore", "test", "tests", "setup", "site"}
+MODEL_KINDS = ("binary", "multiclass", "regression")
 
 
 def check_package_name(name: str) -> str | None:
@@ -67,6 +68,8 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append(f"gcp_region {answers['gcp_region']!r} is not a GCP region: type e.g. 'europe-west1' or leave it blank")
     if answers["gcp_region"] and not answers["gcp_project"]:
         problems.append("gcp_region is set but gcp_project is blank: type a gcp_project too, or leave both blank")
+    if answers["model_kind"] not in MODEL_KINDS:
+        problems.append(f"model_kind {answers['model_kind']!r} is not a model kind: type one of {', '.join(MODEL_KINDS)}")
     for key in ("description", "author_name", "author_email"):
         if "\n" in answers[key] or "\r" in answers[key]:
             problems.append(f"{key} must be one line: type it without line breaks")
@@ -86,6 +89,7 @@ def main() -> int:
         "kfp_host": json.loads(r'''{{ cookiecutter.kfp_host | tojson }}'''),
         "gcp_project": json.loads(r'''{{ cookiecutter.gcp_project | tojson }}'''),
         "gcp_region": json.loads(r'''{{ cookiecutter.gcp_region | tojson }}'''),
+        "model_kind": json.loads(r'''{{ cookiecutter.model_kind | tojson }}'''),
         "description": json.loads(r'''{{ cookiecutter.description | tojson }}'''),
         "author_name": json.loads(r'''{{ cookiecutter.author_name | tojson }}'''),
         "author_email": json.loads(r'''{{ cookiecutter.author_email | tojson }}'''),

@@ -29,6 +29,6 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*"]),
     python_requires=">=3.11",
     include_package_data=True,
-    package_data={NAME: ["data/*.csv.gz"]},
+    package_data={NAME: ["data/*", "data/**/*"]},  # every file under data/, whatever its format, ships in the wheel
     entry_points={"console_scripts": ["{{ cookiecutter.package_name }} = {{ cookiecutter.package_name }}.start:main"]},
 )

@@ -1,13 +1,22 @@
-"""Fixtures: the app on the local platform, and a model trained once per session in a scratch HML_HOME."""
+"""Fixtures: the app on the local platform, a model trained once per session in a scratch HML_HOME, and
+rows of the data in shared.DATA_SOURCE to ask it about. Nothing here knows what the data is about."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from {{ cookiecutter.package_name }} import pipeline, shared
 from {{ cookiecutter.package_name }}.start import create_app
 
 PIPELINE = "{{ cookiecutter.pipeline_name }}"
+FEATURES = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL]
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +46,66 @@ def trained(hml_home: str) -> str:
 @pytest.fixture
 def client(app, trained: str):
     return app.inference.create_app().test_client()
+
+
+@pytest.fixture
+def model(app, trained: str):
+    """The published model, as the inference API loads it."""
+    return app.get_model(shared.MODEL_NAME).load()
+
+
+@pytest.fixture
+def data(app) -> pd.DataFrame:
+    """Every row of shared.DATA_SOURCE, read as the extract step reads it."""
+    rows, _ = pipeline.load_source(shared.DATA_SOURCE, app.warehouse)
+    return rows
+
+
+def as_json(value: Any) -> Any:
+    """A cell of the data as a JSON value: None for a missing one, plain Python numbers and strings."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+@pytest.fixture
+def records(data: pd.DataFrame, model) -> list[dict[str, Any]]:
+    """Up to 20 rows of the data, features only, that have every feature and only categories the model saw."""
+    known = model.distributions["categorical"]
+    complete = data.dropna(subset=FEATURES)
+    for feature in shared.FEATURES_CATEGORICAL:
+        complete = complete[complete[feature].astype(str).isin(known[feature]["counts"])]
+    assert len(complete), "no row of the data has every feature with a category the model saw"
+    return [{f: as_json(row[f]) for f in FEATURES} for _, row in complete.head(20).iterrows()]
+
+
+@pytest.fixture
+def record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return records[0]
+
+
+@pytest.fixture
+def check_answer(model, data: pd.DataFrame) -> Callable[[dict[str, Any]], None]:
+    """Assert that one prediction has the shape and the values of shared.MODEL_KIND's answer."""
+    return partial(_check_answer, model=model, data=data)
+
+
+def _check_answer(answer: dict[str, Any], *, model, data: pd.DataFrame) -> None:
+    if shared.MODEL_KIND == "regression":
+        assert set(answer) == {shared.TARGET}
+        low, high = data[shared.TARGET].min(), data[shared.TARGET].max()
+        margin = (high - low) / 10
+        assert low - margin <= answer[shared.TARGET] <= high + margin, answer
+        return
+    assert answer[shared.TARGET] in model.classes, answer
+    if shared.MODEL_KIND == "binary":
+        assert set(answer) == {shared.TARGET, "probability"}
+        assert 0.0 <= answer["probability"] <= 1.0
+        assert (answer["probability"] >= shared.THRESHOLD) == (answer[shared.TARGET] == model.classes[1])
+    else:
+        assert set(answer) == {shared.TARGET, "probabilities"}
+        probabilities = answer["probabilities"]
+        assert list(probabilities) == [str(c) for c in model.classes] or list(probabilities) == list(model.classes)
+        assert abs(sum(probabilities.values()) - 1) < 1e-4
+        assert all(0.0 <= p <= 1.0 for p in probabilities.values())
+        assert str(answer[shared.TARGET]) == str(max(probabilities, key=probabilities.get))

@@ -7,10 +7,22 @@ from typing import Any
 import numpy as np
 from hmlcore import hml
 
-from {{ cookiecutter.package_name }} import shared
 
+def predict(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
+    """One answer per row, shaped by the model's kind; ``/predict`` returns what this returns.
 
-def predict_dead(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-    """The probability that each occupant died, and the verdict at :data:`shared.THRESHOLD`."""
-    probabilities = model.predict_proba(features)
-    return [{"dead_probability": round(float(p), 6), "dead": bool(p >= shared.THRESHOLD)} for p in probabilities]
+{%- if cookiecutter.model_kind == "binary" %}
+
+    ``{"dead": <class>, "probability": <probability of the second class>}``: the answer is the second
+    class when its probability reaches ``shared.THRESHOLD``.
+{%- elif cookiecutter.model_kind == "multiclass" %}
+
+    ``{"species": <most likely class>, "probabilities": {<class>: <probability>, ...}}``, the
+    probabilities summing to 1.
+{%- else %}
+
+    ``{"price": <predicted value>}``.
+{%- endif %}
+    Reshape the answer here: round a number, rename a field, add one.
+    """
+    return model.predict(features)

@@ -2,16 +2,27 @@
 
 Each ``@hml.op()`` runs as its own container in Kubeflow and as ``{{ cookiecutter.package_name }} pipelines
 {{ cookiecutter.pipeline_name }} run <step>`` on a laptop. Steps hand each other small values (table
-names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` splits
-the rows with SQL (the same SQL on DuckDB and BigQuery) and exports each split to the lake as Parquet,
-where the later steps read it.
+names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` loads
+the source into the warehouse, splits the rows with SQL (the same SQL on DuckDB and BigQuery) and
+exports each split to the lake as Parquet, where the later steps read it.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
 import io
+import lzma
+import os
+import re
 import sys
-from typing import Any
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from functools import partial
+from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,34 +30,128 @@ from hmlcore import hml
 
 from {{ cookiecutter.package_name }} import shared
 
-TRAINING_TABLE = "crashes_training"
-VALIDATION_TABLE = "crashes_validation"
+if TYPE_CHECKING:
+    from hmlcore.warehouse import Warehouse
+
+TRAINING_TABLE = f"{shared.MODEL_NAME}_training"
+VALIDATION_TABLE = f"{shared.MODEL_NAME}_validation"
+#: the column ``extract`` adds to every row: a hash of the row's values, which the split is made on
+ROW_KEY = "_row_key"
+
+#: how a file is read, by its name's ending; a further .gz, .bz2 or .xz ending is decompressed first
+READERS: dict[str, Callable[[io.BytesIO], pd.DataFrame]] = {
+    ".csv": pd.read_csv,
+    ".tsv": partial(pd.read_csv, sep="\t"),
+    ".parquet": pd.read_parquet,
+    ".pq": pd.read_parquet,
+    ".json": pd.read_json,
+    ".jsonl": partial(pd.read_json, lines=True),
+    ".ndjson": partial(pd.read_json, lines=True),
+    ".feather": pd.read_feather,
+}
+DECOMPRESSORS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+#: a source made of letters, digits and underscores names a table already in the warehouse
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: the XGBoost objective of each model kind
+OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 
 
-def split_sql(validation_share: float, seed: int, *, validation: bool) -> str:
-    """SQL selecting the training or the validation rows: a deterministic split on the occupant id."""
+def locate(source: str) -> str:
+    """Where the file ``source`` is: a URL as it is, a path found in the current folder, else in this package."""
+    if "://" in source or os.path.isabs(source) or os.path.exists(source):
+        return source
+    packaged = resources.files(__package__).joinpath(source)
+    if packaged.is_file():
+        return str(packaged)
+    raise hml.PipelineError(f"no data at {source!r}: it is neither in {os.getcwd()} nor in the package {__package__}")
+
+
+def read_bytes(location: str) -> bytes:
+    """The bytes of a local file or of a URL (http(s), or any fsspec URL such as s3:// or gs://)."""
+    try:
+        if location.startswith(("http://", "https://")):
+            with urllib.request.urlopen(location, timeout=120) as response:
+                return response.read()
+        if "://" in location:
+            import fsspec
+
+            with fsspec.open(location, "rb") as remote:
+                return remote.read()
+        with open(location, "rb") as local:
+            return local.read()
+    except FileNotFoundError:
+        raise hml.PipelineError(f"no data at {location}: there is no such file") from None
+    except (OSError, ValueError, ImportError) as exc:
+        raise hml.PipelineError(f"cannot read {location}: {exc}") from None
+
+
+def parse(data: bytes, name: str) -> pd.DataFrame:
+    """The rows of the file ``name`` holding ``data``, read by its name's ending (see :data:`READERS`)."""
+    path = (urllib.parse.urlsplit(name).path if "://" in name else name).lower()
+    stem, compression = os.path.splitext(path)
+    if compression not in DECOMPRESSORS:
+        stem = path
+    suffix = os.path.splitext(stem)[1]
+    if suffix not in READERS:
+        raise hml.PipelineError(f"cannot read {name}: name a file ending in {', '.join(READERS)} (optionally .gz, .bz2 or .xz)")
+    try:
+        if compression in DECOMPRESSORS:
+            data = DECOMPRESSORS[compression](data)
+        return READERS[suffix](io.BytesIO(data))
+    except Exception as exc:  # each reader and decompressor raises its own errors: name the file and the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise hml.PipelineError(f"cannot read {name} as {suffix[1:]}{compression if stem != path else ''}: {reason}") from None
+
+
+def load_source(source: str, warehouse: Warehouse) -> tuple[pd.DataFrame, str]:
+    """The rows of ``source`` (see :data:`shared.DATA_SOURCE`) and the sha256 of their content."""
+    if TABLE_NAME.match(source):
+        if not warehouse.exists(source):
+            raise hml.PipelineError(f"no table {source!r} in the warehouse {warehouse.url}: name a table there, or a file path or URL")
+        rows = warehouse.table(source)
+        hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+        digest = hashlib.sha256(repr(list(rows.columns)).encode() + hashed.tobytes()).hexdigest()
+        return rows, digest
+    location = locate(source)
+    data = read_bytes(location)
+    return parse(data, location), hashlib.sha256(data).hexdigest()
+
+
+def split_sql(raw_table: str, validation_share: float, seed: int, *, validation: bool) -> str:
+    """SQL selecting the training or the validation rows: a deterministic split on each row's hash."""
     cut = int(round(validation_share * 1000))
     side = "<" if validation else ">="
-    return f"SELECT * FROM {shared.RAW_TABLE} WHERE MOD(occupant_id * 2654435761 + {seed}, 1000) {side} {cut}"
+    return f"SELECT * FROM {raw_table} WHERE MOD({ROW_KEY} + {seed * 389}, 1000) {side} {cut}"
 
 
 @hml.op()
-def extract(ctx: hml.OpContext, validation_share: float = 0.2, seed: int = 7) -> dict:
-    """Split the crash records into a training and a validation table in the warehouse."""
+def extract(ctx: hml.OpContext, source: str = shared.DATA_SOURCE, validation_share: float = 0.2, seed: int = 7) -> dict:
+    """Load the source's rows into the warehouse and split them into a training and a validation table."""
     if not 0 < validation_share < 1:
         raise hml.PipelineError(f"validation_share must be between 0 and 1, got {validation_share}")
     warehouse = ctx.warehouse
-    if not warehouse.exists(shared.RAW_TABLE):
-        raw = pd.read_csv(shared.DATA_FILE)
-        raw.insert(0, "occupant_id", np.arange(1, len(raw) + 1))
-        warehouse.load_dataframe(raw, shared.RAW_TABLE)
-    warehouse.select_into(split_sql(validation_share, seed, validation=False), TRAINING_TABLE)
-    warehouse.select_into(split_sql(validation_share, seed, validation=True), VALIDATION_TABLE)
+    rows, digest = load_source(source, warehouse)
+    wanted = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL, shared.TARGET]
+    missing = [column for column in wanted if column not in rows.columns]
+    if missing:
+        raise hml.PipelineError(
+            f"the data at {source} lacks column(s) {', '.join(missing)} named in shared.py; it has {', '.join(map(str, rows.columns))}"
+        )
+    # the same values always hash to the same key, so a row stays on its side of the split however the file is ordered
+    rows[ROW_KEY] = (pd.util.hash_pandas_object(rows[wanted], index=False).to_numpy() >> np.uint64(33)).astype(np.int64)
+    raw_table = warehouse.load_dataframe(rows, f"{shared.MODEL_NAME}_raw_{digest[:16]}")
+    print(f"extract: {len(rows)} rows from {source} (sha256 {digest[:12]})", file=sys.stderr)
+    warehouse.select_into(split_sql(raw_table, validation_share, seed, validation=False), TRAINING_TABLE)
+    warehouse.select_into(split_sql(raw_table, validation_share, seed, validation=True), VALIDATION_TABLE)
     counts = warehouse.query(
         f"SELECT (SELECT count(*) FROM {TRAINING_TABLE}) AS training, (SELECT count(*) FROM {VALIDATION_TABLE}) AS validation"
     )
     folder = f"runs/{ctx.pipeline}/{ctx.run_id}/{ctx.step}"
     return {
+        "source": source,
+        "sha256": digest,
+        "raw": raw_table,
         "training": TRAINING_TABLE,
         "validation": VALIDATION_TABLE,
         "training_url": warehouse.export(TRAINING_TABLE, ctx.lake.uri(folder, "training.parquet")),
@@ -63,7 +168,7 @@ def read_split(ctx: hml.OpContext, tables: dict, split: str) -> pd.DataFrame:
 
 @hml.op()
 def analyze_features(ctx: hml.OpContext, tables: dict) -> dict:
-    """Learn the categories and distributions of every feature from the training table."""
+    """Learn the categories and distributions of every feature, and the target's classes or range, from the training table."""
     container = ctx.get_model(shared.MODEL_NAME)
     container.analyze_distributions(read_split(ctx, tables, "training"))
     return ctx.save_artifact("analysis.json", container.dump_analysis())
@@ -84,24 +189,28 @@ def build_training_matrix(ctx: hml.OpContext, tables: dict, analysis: dict) -> d
 def train_model(
     ctx: hml.OpContext,
     matrix: dict,
+    analysis: dict,
     n_estimators: int = 300,
     max_depth: int = 4,
     learning_rate: float = 0.05,
 ) -> dict:
-    """Train an XGBoost classifier on the training matrix."""
-    from xgboost import XGBClassifier
+    """Train an XGBoost model of the kind in shared.MODEL_KIND on the training matrix."""
+    from xgboost import XGBClassifier, XGBRegressor
 
+    container = ctx.get_model(shared.MODEL_NAME)
+    container.load_analysis(ctx.load_artifact(analysis))
     arrays = np.load(io.BytesIO(ctx.load_artifact(matrix)))
-    model = XGBClassifier(
+    estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
+    model = estimator(
         n_estimators=n_estimators,
         max_depth=max_depth,
         learning_rate=learning_rate,
-        objective="binary:logistic",
+        objective=OBJECTIVES[shared.MODEL_KIND],
         tree_method="hist",
         random_state=0,
     )
     model.fit(arrays["features"], arrays["target"])
-    container = ctx.get_model(shared.MODEL_NAME).bind_model(model)
+    container.bind_model(model)
     return ctx.save_artifact("model.bin", container.serialize_model())
 
 
@@ -113,20 +222,13 @@ def _load_model(ctx: hml.OpContext, model: dict, analysis: dict) -> hml.ModelCon
 
 @hml.op()
 def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict) -> dict:
-    """Score the model on the held-out validation table: AUC, log-loss and accuracy."""
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
+    """Score the model on the held-out validation table with its kind's metrics; write the HTML report to the lake."""
     container = _load_model(ctx, model, analysis)
     validation = read_split(ctx, tables, "validation")
-    probabilities = container.predict_proba(container.encode(validation))
-    truth = validation[shared.TARGET].to_numpy(dtype=np.int64)
-    metrics: dict[str, Any] = {
-        "auc": round(float(roc_auc_score(truth, probabilities)), 6),
-        "log_loss": round(float(log_loss(truth, probabilities)), 6),
-        "accuracy": round(float(accuracy_score(truth, probabilities >= shared.THRESHOLD)), 6),
-        "validation_rows": len(validation),
-    }
-    print(f"validation: AUC {metrics['auc']:.4f}, log-loss {metrics['log_loss']:.4f}, accuracy {metrics['accuracy']:.4f}", file=sys.stderr)
+    metrics = container.evaluate(validation)
+    report = ctx.save_artifact("evaluation.html", container.evaluation_report(validation).encode())
+    print("validation: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()), file=sys.stderr)
+    print(f"evaluation report: {report['uri']}", file=sys.stderr)
     return metrics
 
 

@@ -1,18 +1,28 @@
-"""What training and serving share: the model's name, its features, its target and the container."""
+"""What training and serving share: the model's name and kind, its data, its features, its target and the container."""
 
 from __future__ import annotations
-
-from importlib import resources
 
 from hmlcore import hml
 
 MODEL_NAME = "{{ cookiecutter.model_name }}"
 PROJECT_NAME = "{{ cookiecutter.project_slug }}"
 
-#: the raw data the local pipeline trains on (NASS CDS, US crashes 1997-2002, one row per occupant)
-DATA_FILE = resources.files(__package__).joinpath("data", "nass_cds.csv.gz")
-#: the warehouse table the raw data is loaded into
-RAW_TABLE = "crashes_raw"
+#: what the model predicts: "binary" (one of two classes), "multiclass" (one of several) or "regression" (a number)
+MODEL_KIND = "{{ cookiecutter.model_kind }}"
+
+#: the rows the pipeline trains on: the path or URL (s3://, gs://, https://) of a CSV, Parquet or JSON file, or
+#: the name of a table already in the warehouse. A relative path is looked up in the current folder, then in
+#: this package, whose data/ folder ships in the wheel and so in the image. `run-all --param source=...`
+#: overrides it for one run. Each run reads it afresh: a changed file is a new table, never a stale one.
+{%- if cookiecutter.model_kind == "binary" %}
+DATA_SOURCE = "data/nass_cds.csv.gz"  # NASS CDS: US crashes 1997-2002, one row per occupant
+{%- elif cookiecutter.model_kind == "multiclass" %}
+DATA_SOURCE = "data/penguins.csv.gz"  # Palmer penguins: three species measured in Antarctica 2007-2009
+{%- else %}
+DATA_SOURCE = "data/diamonds.csv.gz"  # 5,000 diamonds sold in the US, with their price in dollars
+{%- endif %}
+
+{%- if cookiecutter.model_kind == "binary" %}
 
 FEATURES_NUMERIC = [
     "age",  # age of the occupant, years
@@ -27,10 +37,45 @@ FEATURES_CATEGORICAL = [
     "sex",  # f / m
     "occupant_role",  # driver / pass
 ]
+#: the column the model predicts: 1 if the occupant died, else 0
 TARGET = "dead"
+{%- elif cookiecutter.model_kind == "multiclass" %}
 
-#: the probability above which /predict answers "dead": true
+FEATURES_NUMERIC = [
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+]
+FEATURES_CATEGORICAL = [
+    "island",  # Biscoe / Dream / Torgersen
+    "sex",  # female / male
+]
+#: the column the model predicts: Adelie / Chinstrap / Gentoo
+TARGET = "species"
+{%- else %}
+
+FEATURES_NUMERIC = [
+    "carat",  # weight
+    "depth",  # total depth percentage
+    "table",  # width of the top relative to the widest point, %
+    "x",  # length, mm
+    "y",  # width, mm
+    "z",  # depth, mm
+]
+FEATURES_CATEGORICAL = [
+    "cut",  # Fair / Good / Very Good / Premium / Ideal
+    "color",  # D (best) to J (worst)
+    "clarity",  # I1 (worst) to IF (best)
+]
+#: the column the model predicts: the price in US dollars
+TARGET = "price"
+{%- endif %}
+{%- if cookiecutter.model_kind == "binary" %}
+
+#: the probability of the second class above which /predict answers it
 THRESHOLD = 0.5
+{%- endif %}
 
 #: when /drift, /metrics and `monitor report` call a feature's drift from the training data a warning
 #: or an alert, as (warn, alert): population stability index, share of numbers outside the training
@@ -40,12 +85,12 @@ DRIFT_THRESHOLDS = {
     "out_of_range": (0.05, 0.2),
     "unseen": (0.01, 0.05),
     "min_rows": 100,
-    "features": {},  # per feature, e.g. {"age": {"psi": (0.2, 0.4)}}
+    "features": {},  # per feature, e.g. {"<feature>": {"psi": (0.2, 0.4)}}
 }
 
 
 def model_container() -> hml.ModelContainer:
-    """A fresh container for the model: its features, target and policies for unseen and missing categories.
+    """A fresh container for the model: its kind, features, target and policies for unseen and missing categories.
 
     ``unknown_category``: ``"error"`` refuses a category the model never saw (the API answers 422 naming
     the feature and the value); ``"other"`` would send it to an extra ``<feature>=__other__`` column.
@@ -58,6 +103,10 @@ def model_container() -> hml.ModelContainer:
         features_numeric=FEATURES_NUMERIC,
         features_categorical=FEATURES_CATEGORICAL,
         target=TARGET,
+        kind=MODEL_KIND,
+{%- if cookiecutter.model_kind == "binary" %}
+        threshold=THRESHOLD,
+{%- endif %}
         unknown_category="error",
         missing_category="ignore",
     )

@@ -43,12 +43,24 @@ def create_app() -> hml.HmlApp:
     app.register_model(shared.MODEL_NAME, shared.model_container())
 
     @hml.pipeline(app.pipelines, cron="0 0 * * *", experiment="{{ cookiecutter.project_slug }}")
-    def {{ cookiecutter.pipeline_name }}(validation_share: float = 0.2, n_estimators: int = 300):
-        """Train the model on the crash records and publish it when it is evaluated."""
-        tables = pipeline.extract(validation_share=validation_share)
+    def {{ cookiecutter.pipeline_name }}(
+        source: str = shared.DATA_SOURCE,
+        validation_share: float = 0.2,
+        n_estimators: int = 300,
+        max_depth: int = 4,
+        learning_rate: float = 0.05,
+    ):
+        """Train the model on the rows of `source` and publish it when it is evaluated."""
+        tables = pipeline.extract(source=source, validation_share=validation_share)
         analysis = pipeline.analyze_features(tables=tables.output)
         matrix = pipeline.build_training_matrix(tables=tables.output, analysis=analysis.output)
-        model = pipeline.train_model(matrix=matrix.output, n_estimators=n_estimators)
+        model = pipeline.train_model(
+            matrix=matrix.output,
+            analysis=analysis.output,
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+        )
         metrics = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
         pipeline.publish_model(model=model.output, analysis=analysis.output, metrics=metrics.output)
 
@@ -59,10 +71,10 @@ def create_app() -> hml.HmlApp:
 
     @hml.inference(app.inference)
     def load_model(inference_app: hml.HmlInferenceApp):
-        """Load the newest published model before serving, and answer /predict with inference.predict_dead."""
+        """Load the newest published model before serving, and answer /predict with inference.predict."""
         container = inference_app.get_model(shared.MODEL_NAME)
         container.load()
-        inference_app.set_predictor(inference.predict_dead, model=shared.MODEL_NAME)
+        inference_app.set_predictor(inference.predict, model=shared.MODEL_NAME)
         hml.enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)  # GET /metrics and GET /drift
         logging.getLogger(__name__).info("serving %s version %s", container.name, container.version)
 
