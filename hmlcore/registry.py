@@ -370,10 +370,8 @@ def decide(
         return made("challenger", f"version {version} published as a challenger; {champion or 'no version'} stays in service")
     if champion is None:
         return made("champion", f"version {version} promoted: it is the first model")
-    if force:
-        return made("champion", f"version {version} promoted over {champion}: forced")
     if rule is None or new is None:
-        return made("champion", f"version {version} promoted over {champion}: no promotion rule")
+        return made("champion", f"version {version} promoted over {champion}: {'forced' if force else 'no promotion rule'}")
     try:
         incumbent = copy.copy(container).load(registry.get(champion)["reference"] if _recorded(registry, champion) else None)
         old = float(score(incumbent, holdout)[rule.metric])
@@ -382,6 +380,8 @@ def decide(
         return made("champion", f"version {version} promoted: the champion {champion} cannot be scored on these rows ({detail})")
     scores["champion"] = old
     shown = f"{rule.metric} {new:.6g} vs {old:.6g} for the champion {champion}"
+    if force:
+        return made("champion", f"version {version} promoted: {shown}: forced")
     if rule.passes(new=new, old=old):
         return made("champion", f"version {version} promoted: {shown} (rule: {rule.describe()})")
     gain = rule.gain(new=new, old=old)

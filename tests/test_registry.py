@@ -52,6 +52,7 @@ def test_force_promotes_a_worse_model_and_a_lower_is_better_rule_reads_the_right
     publish(lake, "run-1")
     forced = publish(lake, "run-2", noise=0.95, force=True)
     assert forced.decision.promoted and forced.decision.forced and "forced" in forced.decision.reason
+    assert forced.decision.scores["challenger"] < forced.decision.scores["champion"]  # both scored, for the record
     lower = publish(lake, "run-3", promote={"metric": "log_loss"})
     assert lower.decision.rule == {"metric": "log_loss", "direction": "lower", "min_gain": 0.0}
     assert lower.decision.promoted  # the clean model has a lower log-loss than the forced noisy one
