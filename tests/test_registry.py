@@ -155,3 +155,20 @@ def test_models_list_show_promote_rollback_on_the_command_line(lake):
     assert rolled.exit_code == 0 and rolled.output.strip() == "rolled back to run-3 (was run-2)"
     moves = registry(lake).moves()
     assert (moves[-1]["reason"], moves[-2]["reason"]) == ("oops", "shadow test passed")
+
+
+def test_the_registry_works_on_gcs_with_only_puts_gets_and_listings(monkeypatch):
+    """The same gate, listing and rollback on a ``gs://`` lake, against the local GCS emulator."""
+    from tests.gcs import gcs_emulator
+
+    monkeypatch.setenv("HML_USER", "ada")
+    with gcs_emulator() as gcs:
+        lake = gcs.fresh_prefix()
+        publish(lake, "run-1", noise=0.6)
+        publish(lake, "run-2", noise=0.95)
+        publish(lake, "run-3")
+        reg = registry(lake)
+        assert [(v["version"], v["status"]) for v in reg.versions()] == [("run-3", "champion"), ("run-2", "rejected"), ("run-1", "retired")]
+        reg.rollback(reason="on gcs")
+        assert _serving.container(lake).load().version == "run-1"
+        assert [m["to"] for m in reg.moves()] == ["run-1", "run-3", "run-1"]
