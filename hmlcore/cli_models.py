@@ -52,12 +52,9 @@ def models_group(app: HmlApp) -> click.Group:
     def list_command(model: str | None, as_json: bool) -> None:
         """List the published versions, newest first; '*' marks the one in service."""
         records = _registry(app, model).versions()
-        if as_json:
-            click.echo(json.dumps(records, indent=2, sort_keys=True))
-            return
         if not records:
             raise HmlCliError("no version is published yet: run the training pipeline first")
-        click.echo(_table(records))
+        click.echo(json.dumps(records, indent=2, sort_keys=True) if as_json else _table(records))
 
     @group.command("show")
     @click.argument("version")
