@@ -7,7 +7,7 @@ Printed figures, not a timed test::
 A model like the demo's (XGBoost, 300 trees of depth 4, the car-crashes features) is trained on
 synthetic rows, published to a scratch lake and loaded back (so the loaded container's fast path is
 what is measured), then one record at a time goes through ``container.encode`` and
-``container.predict_proba``.
+``container.predict`` (the answer in the binary kind's shape).
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ def main() -> None:
 
     records = make_frame(args.requests, seed=1).drop(columns=["dead"]).to_dict("records")
     for record in records[:50]:  # warm up
-        served.predict_proba(served.encode(record))
+        served.predict(served.encode(record))
     encode_us, total_us = [], []
     for record in records:
         start = time.perf_counter()
         row = served.encode(record)
         encoded = time.perf_counter()
-        served.predict_proba(row)
+        served.predict(row)
         done = time.perf_counter()
         encode_us.append((encoded - start) * 1e6)
         total_us.append((done - start) * 1e6)

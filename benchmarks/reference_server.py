@@ -3,7 +3,8 @@
 It reads the same published model as the hmlcore server (a reference JSON written by
 ``ModelContainer.publish``), takes the XGBoost booster out of it, and answers ``GET /predict?...`` and
 ``POST /predict`` (one object or a list) with as little work as a hand-written server would do: no
-validation beyond what Python raises, no metadata, no error bodies. It is what ``inference run-prod``
+validation beyond what Python raises, no metadata, no error bodies. The answer has the shape of the
+model's kind (binary, multiclass or regression) as hmlcore's has. It is what ``inference run-prod``
 is measured against; it is not part of hmlcore.
 
     python benchmarks/reference_server.py REFERENCE_JSON --port 8100 --workers 2
@@ -31,6 +32,10 @@ def create_app(reference: str) -> Any:
     booster.set_param({"nthread": 1})
     numeric = metadata["encoder"]["numeric"]
     categorical = metadata["encoder"]["categorical"]
+    kind = metadata.get("kind", "binary")
+    target = metadata["target"]
+    classes = (metadata.get("target_info") or {}).get("classes") or [0, 1]
+    names = [str(c).lower() if isinstance(c, bool) else str(c) for c in classes]
     columns = {name: j for j, name in enumerate(metadata["columns"])}
     width = len(columns)
 
@@ -44,10 +49,16 @@ def create_app(reference: str) -> Any:
                 row[j] = 1.0
         return row
 
+    def answers(scores: Any) -> list[dict[str, Any]]:
+        if kind == "regression":
+            return [{target: v} for v in scores.tolist()]
+        if kind == "binary":
+            return [{target: classes[int(p >= 0.5)], "probability": p} for p in scores.tolist()]
+        return [{target: classes[int(row.argmax())], "probabilities": dict(zip(names, row.tolist(), strict=True))} for row in scores]
+
     def predict(records: list[dict[str, Any]]) -> Any:
         matrix = np.array([vector(r) for r in records], dtype=np.float32)
-        probabilities = booster.inplace_predict(matrix)
-        return flask.jsonify({"predictions": [{"dead_probability": float(p)} for p in probabilities]})
+        return flask.jsonify({"predictions": answers(booster.inplace_predict(matrix))})
 
     app = flask.Flask("reference")
 

@@ -121,7 +121,7 @@ class RecordEncoder:
                     if value is _ABSENT:
                         problems.append({"index": i, "feature": feature, "message": "missing", "expected": "string"})
                         continue
-                if type(value) is not str:
+                if type(value) is not str or (value not in columns and is_missing(value)):
                     if is_missing(value):
                         if self.missing == "other" and other is not None:
                             row[other] = 1.0

@@ -119,7 +119,13 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def is_missing(value: Any) -> bool:
-    """Whether ``value`` stands for a missing value: None, NaN, ``pd.NA`` or ``pd.NaT``."""
+    """Whether ``value`` stands for a missing value: None, NaN, ``pd.NA``, ``pd.NaT`` or a blank string.
+
+    A blank string is how a query string (``?island=``) or a CSV cell says "missing", for a number
+    (see :func:`to_number`) and for a category alike.
+    """
+    if isinstance(value, str):
+        return not value.strip()
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, (float, np.floating)) and value != value)
 
 
@@ -152,16 +158,18 @@ def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ['1', None, 'a', '1']
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = np.array([category_text(u) for u in uniques] + [None], dtype=object)
-    return labels[codes], codes < 0
+    labels = np.array([None if is_missing(u) else category_text(u) for u in uniques] + [None], dtype=object)
+    text = labels[codes]
+    return text, np.asarray(pd.isna(text), dtype=bool)
 
 
 def _category_codes(values: np.ndarray, lookup: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(positions, missing, factor_codes, labels)``: each value's position in ``lookup`` (-1 if unseen or missing)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    blank = np.array([is_missing(u) for u in uniques] + [True], dtype=bool)
     labels = np.array([category_text(u) for u in uniques], dtype=object)
     positions = np.array([lookup.get(label, -1) for label in labels] + [-1], dtype=np.intp)
-    return positions[codes], codes < 0, codes, labels
+    return positions[codes], blank[codes], codes, labels
 
 
 def numeric_values(values: np.ndarray) -> tuple[np.ndarray, Any]:

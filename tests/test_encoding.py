@@ -89,6 +89,21 @@ def test_missing_category_is_all_zeros_by_default(missing):
     assert row[0, 2:4].tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_category_is_missing_in_records_and_frames_alike(blank):
+    """A query string (``?sex=``) and a CSV cell say "missing" with an empty value, for categories as for numbers."""
+    record = {"age": 1, "speed": "", "sex": blank, "band": 1}
+    for policies, expected in (({}, [0.0, 0.0]), ({"missing": "other", "unknown": "error"}, [0.0, 0.0, 1.0])):
+        encoder = fitted(**policies)
+        row = encoder.transform(record)
+        width = len(expected)
+        assert row[0, 2 : 2 + width].tolist() == expected and math.isnan(row[0, 1])
+        np.testing.assert_array_equal(encoder.transform(pd.DataFrame([record])), row)
+    with pytest.raises(FeatureError, match="a value is required"):
+        fitted(missing="error").transform(record)
+    assert FeatureEncoder([], ["sex"]).fit(pd.DataFrame({"sex": ["m", blank, "f"]})).categories == {"sex": ["f", "m"]}
+
+
 def test_missing_category_error_names_the_feature_and_row():
     records = [{"age": 1, "speed": 2, "sex": "f", "band": 1}, {"age": 1, "speed": 2, "sex": None, "band": 1}]
     with pytest.raises(FeatureError, match="row 1: sex: a value is required"):

@@ -251,3 +251,32 @@ def test_the_binary_threshold_decides_the_label():
     for loose, tight in zip(c.predict(fresh), strict.predict(fresh), strict=True):
         assert loose["probability"] == tight["probability"]
         assert tight["adopted"] == ("yes" if tight["probability"] >= 0.9 else "no")
+
+
+def test_the_analysis_handed_between_steps_carries_the_kind_and_the_classes():
+    analysed = container("multiclass").analyze_distributions(generated("multiclass", labels="integers"))
+    data = analysed.dump_analysis()
+    step = container("multiclass").load_analysis(data)
+    assert (step.kind, step.classes, step.target_distribution) == ("multiclass", [3, 5, 9], analysed.target_distribution)
+    with pytest.raises(ModelKindError, match="the feature analysis: a multiclass model, but the container 'penguins' is of kind 'binary'"):
+        hml.ModelContainer("penguins", "zoo", ["flipper", "mass"], ["island"], "species").load_analysis(data)
+
+
+def test_a_model_published_before_kinds_were_saved_loads_as_the_binary_model_it_was(tmp_path: Path):
+    c = trained("binary", "xgboost", tmp_path, generated("binary", labels="integers"))
+    uri = c.publish(run_id="old", git_commit="g")
+    reference = json.loads(Path(uri).read_text())
+    metadata_file = Path(reference["artifacts"]["metadata"]["uri"])
+    metadata = json.loads(metadata_file.read_text())
+    for key in ("kind", "target_info"):
+        del metadata[key]
+    old = json.dumps(metadata).encode()
+    metadata_file.write_bytes(old)
+    import hashlib
+
+    reference["artifacts"]["metadata"]["sha256"] = hashlib.sha256(old).hexdigest()
+    Path(uri).write_text(json.dumps(reference))
+    loaded = container("binary", tmp_path).load(uri)
+    assert loaded.classes == [0, 1]
+    fresh = generated("binary", 20, seed=2)
+    assert [a["probability"] for a in loaded.predict(fresh)] == pytest.approx([a["probability"] for a in c.predict(fresh)])
