@@ -1,11 +1,11 @@
 """The reference server of the serving benchmark: bare Flask + gunicorn, the feature vector built by hand.
 
 It reads the same published model as the hmlcore server (a reference JSON written by
-``ModelContainer.publish``), takes the XGBoost booster out of it, and answers ``GET /predict?...`` and
-``POST /predict`` (one object or a list) with as little work as a hand-written server would do: no
-validation beyond what Python raises, no metadata, no error bodies. The answer has the shape of the
-model's kind (binary, multiclass or regression) as hmlcore's has. It is what ``inference run-prod``
-is measured against; it is not part of hmlcore.
+``ModelContainer.publish``), loads its XGBoost booster from the model file (XGBoost's own format), and
+answers ``GET /predict?...`` and ``POST /predict`` (one object or a list) with as little work as a
+hand-written server would do: no validation beyond what Python raises, no metadata, no error bodies.
+The answer has the shape of the model's kind (binary, multiclass or regression) as hmlcore's has. It is
+what ``inference run-prod`` is measured against; it is not part of hmlcore.
 
     python benchmarks/reference_server.py REFERENCE_JSON --port 8100 --workers 2
 """
@@ -22,13 +22,15 @@ from typing import Any
 def create_app(reference: str) -> Any:
     """A Flask app that serves the booster named by ``reference`` (a local reference JSON)."""
     import flask
-    import joblib
     import numpy as np
+    import xgboost
 
     ref = json.loads(Path(reference).read_text())
     metadata = json.loads(Path(ref["artifacts"]["metadata"]["uri"]).read_text())
-    model = joblib.load(ref["artifacts"]["model"]["uri"])
-    booster = model.get_booster()
+    model = ref["artifacts"]["model"]
+    if not model.get("format", "").startswith("xgboost:"):
+        raise SystemExit(f"the reference server serves XGBoost models only; this one is {model.get('format')!r}")
+    booster = xgboost.Booster(model_file=bytearray(Path(model["uri"]).read_bytes()))  # XGBoost's own UBJSON file
     booster.set_param({"nthread": 1})
     numeric = metadata["encoder"]["numeric"]
     categorical = metadata["encoder"]["categorical"]
