@@ -94,7 +94,7 @@ def main() -> int:
         with urllib.request.urlopen(url, timeout=10) as response:
             answer = json.load(response)
         print(json.dumps(answer, indent=2))
-        probability = answer["predictions"][0]["dead_probability"]
+        probability = answer["predictions"][0]["probability"]
         print(f"\nAn unbelted 27-year-old driver in a 55+ km/h frontal crash: {probability:.1%} chance of death.")
     finally:
         server.send_signal(signal.SIGTERM)

@@ -8,11 +8,13 @@ string target for the classifiers and missing values in a feature, and its own t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +219,21 @@ def test_extract_names_what_the_data_lacks(served: dict, tmp_path: Path):
         failed = run([*command, source], cwd=root, env=env)
         assert failed.returncode == 1 and message in failed.stderr, failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_every_file_under_data_ships_in_the_wheel(cookies, tmp_path: Path):
+    """A user's CSV and Parquet files beside the sample data are in the wheel (so in the image), readable from it."""
+    result = cookies.bake()
+    root = Path(result.project_path)
+    mine = pd.DataFrame({"age": [30, 40], "seatbelt": ["belted", None]})
+    mine.to_parquet(root / "crashed" / "data" / "mine.parquet", index=False)
+    mine.to_csv(root / "crashed" / "data" / "mine.csv", index=False)
+    wheel_command = ["-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."]
+    built = run([str(BIN / "python"), *wheel_command], cwd=root)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("crashed-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        data = sorted(name for name in archive.namelist() if name.startswith("crashed/data/"))
+        assert data == ["crashed/data/mine.csv", "crashed/data/mine.parquet", "crashed/data/nass_cds.csv.gz"]
+        pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(archive.read("crashed/data/mine.parquet"))), mine)
+        assert len(pd.read_csv(io.BytesIO(archive.read("crashed/data/nass_cds.csv.gz")), compression="gzip")) > 20_000

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from .conftest import BIN, ROOT, pip_install_editable, run
-from .test_template import CI_FILES, COMMON_FILES, PACKAGE_FILES, UNRENDERED, tree
+from .test_template import CI_FILES, CODE_FILES, COMMON_FILES, KIND_DATA, UNRENDERED, tree
 
 SUPPORTED = [
     pytest.param(
-        {"ci": "gitlab", "python_version": "3.12", "project_name": "fraud-scores", "package_name": "fraud"}, id="gitlab-py3.12-renamed"
+        {"ci": "gitlab", "python_version": "3.12", "project_name": "fraud-scores", "package_name": "fraud", "model_kind": "multiclass"},
+        id="gitlab-py3.12-renamed-multiclass",
     ),
     pytest.param(
         {
@@ -25,8 +26,9 @@ SUPPORTED = [
             "package_name": "crashrisk",
             "gcp_project": "acme-ml-dev",
             "gcp_region": "europe-west1",
+            "model_kind": "regression",
         },
-        id="no-ci-gcp",
+        id="no-ci-gcp-regression",
     ),
 ]
 MAKE_TARGETS = [
@@ -54,9 +56,10 @@ def test_supported_answers_bake_a_working_package(cookies, answers):
     assert result.exit_code == 0, result.exception
     root = Path(result.project_path)
     package = answers["package_name"]
-    assert tree(root) == COMMON_FILES | {f"{package}/{f}" for f in PACKAGE_FILES} | CI_FILES[answers["ci"]]
+    files = CODE_FILES | {KIND_DATA[answers["model_kind"]]}
+    assert tree(root) == COMMON_FILES | {f"{package}/{f}" for f in files} | CI_FILES[answers["ci"]]
     for path in root.rglob("*"):
-        if path.is_file() and path.suffix != ".gz":
+        if path.is_file() and path.parent.name != "data":
             assert not UNRENDERED.search(path.read_text(encoding="utf-8")), path
     pip_install_editable(root)
     tests = run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root)
@@ -257,4 +260,4 @@ def test_fresh_virtualenv_follows_the_readme_and_the_image_recipe(cookies, tmp_p
         env={"HML_HOME": str(tmp_path / "home")},
     )
     assert trained.returncode == 0, trained.stderr
-    assert "validation: AUC" in trained.stderr
+    assert "validation: rows " in trained.stderr and " auc " in trained.stderr

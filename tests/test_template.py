@@ -25,7 +25,10 @@ COMMON_FILES = {
     "tests/test_pipeline.py",
     "tests/test_shared.py",
 }
-PACKAGE_FILES = {"__init__.py", "data/nass_cds.csv.gz", "inference.py", "pipeline.py", "shared.py", "start.py"}
+CODE_FILES = {"__init__.py", "inference.py", "pipeline.py", "shared.py", "start.py"}
+#: the sample data each model kind ships (the post-gen hook drops the others')
+KIND_DATA = {"binary": "data/nass_cds.csv.gz", "multiclass": "data/penguins.csv.gz", "regression": "data/diamonds.csv.gz"}
+PACKAGE_FILES = CODE_FILES | {KIND_DATA["binary"]}
 CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}, "none": set()}
 UNRENDERED = re.compile(r"{{\s*cookiecutter\.|{%\s*(raw|endraw|if|for)")
 
@@ -42,16 +45,37 @@ def test_exact_file_tree_per_ci_choice(cookies, ci):
     assert tree(result.project_path) == expected
 
 
+@pytest.mark.parametrize("kind", ["multiclass", "regression"], ids=lambda kind: f"kind={kind}")
+def test_exact_file_tree_per_model_kind(cookies, kind):
+    result = cookies.bake(extra_context={"model_kind": kind})
+    assert result.exit_code == 0, result.exception
+    package = {"multiclass": "penguins", "regression": "diamonds"}[kind]  # the default names follow the kind
+    expected = COMMON_FILES | {f"{package}/{f}" for f in CODE_FILES | {KIND_DATA[kind]}} | CI_FILES["github"]
+    assert tree(result.project_path) == expected
+    root = Path(result.project_path)
+    shared = (root / package / "shared.py").read_text()
+    assert f'MODEL_KIND = "{kind}"' in shared and f'DATA_SOURCE = "{KIND_DATA[kind]}"' in shared
+    readme = (root / "README.md").read_text()
+    assert f"**{kind}**" in readme
+    assert "crash" not in readme.lower(), "the crash data is described only where it is shipped"
+    assert "\nTHRESHOLD" not in shared and "threshold=" not in shared
+
+
 @pytest.mark.parametrize(
     "context",
-    [{}, {"project_name": "fraud-scores", "package_name": "fraud", "pipeline_name": "nightly", "ci": "gitlab"}],
-    ids=["defaults", "renamed"],
+    [
+        {},
+        {"project_name": "fraud-scores", "package_name": "fraud", "pipeline_name": "nightly", "ci": "gitlab"},
+        {"model_kind": "multiclass"},
+        {"model_kind": "regression", "ci": "none"},
+    ],
+    ids=["defaults", "renamed", "multiclass", "regression"],
 )
 def test_no_unrendered_template_syntax(cookies, context):
     result = cookies.bake(extra_context=context)
     assert result.exit_code == 0, result.exception
     for path in Path(result.project_path).rglob("*"):
-        if path.is_file() and path.suffix != ".gz":
+        if path.is_file() and path.parent.name != "data":
             text = path.read_text(encoding="utf-8")
             assert not UNRENDERED.search(text), f"unrendered template syntax in {path.name}"
 
