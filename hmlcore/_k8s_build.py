@@ -5,11 +5,13 @@ Imported only when manifests are built, so the command line starts without the `
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k
 
 from hmlcore.k8s import KSERVE_API_VERSION, RUN_AS_USER
+from hmlcore.server import DEFAULT_DRAIN_SECONDS
 
 if TYPE_CHECKING:
     from hmlcore.k8s import HmlInferenceDeployment
@@ -46,14 +48,33 @@ def _probe(path: str, port: int | str, *, period: int, failures: int) -> k.V1Pro
     return k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port=port), period_seconds=period, timeout_seconds=3, failure_threshold=failures)
 
 
+#: seconds the pod keeps serving after Kubernetes begins to stop it, before SIGTERM: the time endpoints and
+#: balancers need to stop sending it new connections
+PRE_STOP_SECONDS = 5
+#: seconds gunicorn gives its workers to finish their requests once the drain is over (run-prod's ``--timeout``)
+GRACEFUL_SECONDS = 30
+
+
+def _drain_seconds(d: HmlInferenceDeployment) -> int:
+    """How long run-prod keeps serving after SIGTERM: ``HML_DRAIN_SECONDS`` if the deployment sets it, else the default."""
+    given = d.env.get("HML_DRAIN_SECONDS", {}).get("value")
+    try:
+        return math.ceil(float(given)) if given is not None else DEFAULT_DRAIN_SECONDS
+    except ValueError:
+        return DEFAULT_DRAIN_SECONDS
+
+
 def _container(d: HmlInferenceDeployment, *, name: str, port_name: str | None, startup_probe: bool) -> k.V1Container:
     port: int | str = port_name or d.port
+    # Knative (KServe) refuses lifecycle hooks: it drains a revision's pods itself
+    pre_stop = k.V1LifecycleHandler(_exec=k.V1ExecAction(command=["sleep", str(PRE_STOP_SECONDS)])) if startup_probe else None
     return k.V1Container(
         name=name,
         image=d.image,
         args=["inference", "run-prod", "--port", str(d.port)],
         ports=[k.V1ContainerPort(name=port_name, container_port=d.port, protocol="TCP")],
         env=_env(d),
+        lifecycle=k.V1Lifecycle(pre_stop=pre_stop) if pre_stop else None,
         resources=k.V1ResourceRequirements(requests=dict(d.resources["requests"]), limits=dict(d.resources["limits"])),
         # models load before gunicorn listens: the startup probe gives them up to 5 minutes
         startup_probe=_probe("/healthz", port, period=5, failures=60) if startup_probe else None,
@@ -77,7 +98,8 @@ def _pod_spec(d: HmlInferenceDeployment) -> k.V1PodSpec:
         volumes=_volumes(d),
         service_account_name=d.service_account,
         node_selector=dict(d.node_selector) or None,
-        termination_grace_period_seconds=40,  # gunicorn's graceful timeout is 30 s
+        # the preStop pause, the drain after SIGTERM, gunicorn's graceful timeout, and a margin: no request is cut
+        termination_grace_period_seconds=PRE_STOP_SECONDS + _drain_seconds(d) + GRACEFUL_SECONDS + 5,
         automount_service_account_token=bool(d.service_account),
     )
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hmlcore.config import debugging
-from hmlcore.errors import HmlError
+from hmlcore.errors import HmlError, mask_credentials
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
@@ -45,7 +45,7 @@ def guard(func: Any) -> Any:
         except Exception as exc:
             if debugging():
                 raise
-            raise HmlCliError(f"{type(exc).__name__}: {exc} (set HML_DEBUG=1 for the traceback)") from exc
+            raise HmlCliError(mask_credentials(f"{type(exc).__name__}: {exc} (set HML_DEBUG=1 for the traceback)")) from exc
 
     wrapper.__name__ = getattr(func, "__name__", "command")
     wrapper.__doc__ = func.__doc__

@@ -6,6 +6,7 @@ can turn any of them into a one-line message with a non-zero exit code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 __all__ = [
@@ -18,11 +19,43 @@ __all__ = [
     "PipelineError",
     "RegistryError",
     "UntrustedModelError",
+    "mask_credentials",
 ]
+
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:]*)(?::(?P<password>[^\s/@]*))?@")
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&](?:password|passwd|pwd|token|access_token|secret|client_secret|api_?key|key|signature|sig"
+    r"|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential)=)[^&\s#'\"]+",
+    re.IGNORECASE,
+)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``: passwords, tokens, signatures.
+
+    Every :class:`HmlError` message goes through it, so a password given in ``--host`` or a lake URL never
+    reaches a terminal or a log.
+
+    Example:
+        >>> mask_credentials("cannot reach https://admin:s3cret@kfp.example.com/pipeline")
+        'cannot reach https://admin:***@kfp.example.com/pipeline'
+        >>> mask_credentials("s3://bucket/x?X-Amz-Signature=abc&part=1 and https://ghp_token@example.com")
+        's3://bucket/x?X-Amz-Signature=***&part=1 and https://***@example.com'
+    """
+
+    def userinfo(match: re.Match[str]) -> str:
+        if match.group("password") is None:
+            return f"{match.group('scheme')}***@"
+        return f"{match.group('scheme')}{match.group('user')}:***@"
+
+    return _SECRET_PARAM.sub(r"\g<name>***", _USERINFO.sub(userinfo, text))
 
 
 class HmlError(Exception):
-    """Base class of every error hmlcore raises on purpose."""
+    """Base class of every error hmlcore raises on purpose; credentials in URLs in its message are masked."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask_credentials(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigError(HmlError):

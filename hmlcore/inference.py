@@ -11,11 +11,11 @@ user has not taken the same URL and method (the user's routes and error handlers
   contribution to each prediction (:mod:`hmlcore.explain`; 501 for a model that cannot be explained);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
   smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
-  ``GET /model`` (name, version, reference, kind, target and its classes, features, metrics),
+  ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
   ``GET /openapi.json``.
 
 Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body that is not JSON, 413 for
-a body over :attr:`HmlInferenceApp.max_body_bytes` or a batch over :attr:`HmlInferenceApp.max_batch`,
+a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch over :attr:`HmlInferenceApp.max_batch`,
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
 the log, never to the client. This module never imports kfp.
@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._wsgi import limit_chunked_body
 from hmlcore.config import env_int
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 from hmlcore.reload import ModelWatcher, reload_interval, smoke_failure
@@ -100,6 +101,7 @@ class HmlInferenceApp:
         self.observers: list[Any] = []
         self._flask: Flask | None = None
         self._predictors: dict[str, Predictor] = {}
+        self._answer_schemas: dict[str, dict[str, Any]] = {}
         self._model_name: str | None = None
         self._builtins: set[tuple[str, str]] = set()
         self._ready = False
@@ -119,12 +121,14 @@ class HmlInferenceApp:
         """The registered model container ``name``."""
         return self.app.get_model(name)
 
-    def set_predictor(self, predictor: Predictor, *, model: str | None = None) -> None:
+    def set_predictor(self, predictor: Predictor, *, model: str | None = None, schema: dict[str, Any] | None = None) -> None:
         """Use ``predictor`` to turn encoded features into predictions for ``/predict``.
 
         Args:
             predictor: ``(container, features) -> [dict per row]``.
             model: the registered model ``/predict`` serves (default: the only one registered).
+            schema: the JSON schema of one answer, for the OpenAPI document, if ``predictor`` reshapes
+                the answer of :meth:`ModelContainer.predict` (whose schema fits the model's kind).
 
         Example:
             >>> from hmlcore import hml
@@ -135,9 +139,22 @@ class HmlInferenceApp:
             raise ConfigError(f"predictor must be callable, got {type(predictor).__name__}")
         if model is not None:
             self.get_model(model)
+        if schema is not None and not isinstance(schema, dict):
+            raise ConfigError(f"schema must be a JSON schema (a dict), got {type(schema).__name__}")
         self._predictors[model or ""] = predictor
+        if schema is None:
+            self._answer_schemas.pop(model or "", None)
+        else:
+            self._answer_schemas[model or ""] = schema
         if model is not None:
             self._model_name = model
+
+    def answer_schema(self, container: ModelContainer) -> dict[str, Any]:
+        """The JSON schema of one answer about ``container``: the one given to :meth:`set_predictor`, else the kind's."""
+        from hmlcore.openapi import prediction_schema
+
+        found = self._answer_schemas.get(container.name) or self._answer_schemas.get("")
+        return found or prediction_schema(container)
 
     def _predictor(self, container: ModelContainer) -> Predictor:
         found = self._predictors.get(container.name) or self._predictors.get("")
@@ -185,6 +202,7 @@ class HmlInferenceApp:
         for init in self.init_functions:
             init(self)
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
+        flask_app.wsgi_app = limit_chunked_body(flask_app.wsgi_app, max_bytes=self.max_body_bytes)  # type: ignore[method-assign,assignment]
         self._add_builtin_routes(flask_app)
         self._add_error_handlers(flask_app)
         interval = reload_interval()
@@ -349,7 +367,6 @@ class HmlInferenceApp:
         return {
             "name": container.name,
             "version": container.version,
-            "reference": container.reference_uri,
             "target": container.target,
             "kind": container.kind,
             "classes": container.classes,

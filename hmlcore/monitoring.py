@@ -8,7 +8,9 @@ Call :func:`enable_monitoring` from the package's ``@hml.inference`` function::
         enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)
 
 It registers a :class:`Monitor` as an observer of every prediction and refused request, counts every
-request and its latency, and adds the two routes.
+request and its latency as it is answered (in the multiprocess store shared by the workers, so a worker
+killed right after loses no counted request), and adds the two routes. Predictions, refusals and drift
+rows are buffered and counted in batches, at most ``flush_seconds`` later.
 
 **Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
 (:class:`~hmlcore.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
@@ -229,7 +231,7 @@ class Monitor:
             log.exception("monitoring could not count what it buffered")
 
     def flush(self) -> None:
-        """Count what this process has buffered: requests, predictions, refusals, drift window rows."""
+        """Count what this process has buffered: predictions, refusals, drift window rows (requests are counted as they are answered)."""
         self._check_fork()
         with self._flush_lock:
             with self._pending_lock:
@@ -237,17 +239,12 @@ class Monitor:
             if not items:
                 return
             metrics = self.metrics
-            requests: dict[tuple[str, str, int], list[float]] = {}
             batches: dict[int, list[tuple[Any, ...]]] = {}
             for item in items:
-                if item[0] == "request":
-                    requests.setdefault(item[1], []).append(item[2])
-                elif item[0] == "invalid":
+                if item[0] == "invalid":
                     metrics.observe_invalid(item[1])
                 else:
                     batches.setdefault(id(item[1]), []).append(item)
-            if requests:
-                metrics.observe_requests(requests)
             for batch in batches.values():
                 container = batch[0][1]
                 records = [r for item in batch for r in item[2]]
@@ -319,8 +316,9 @@ class Monitor:
             begun = flask.g.pop("hml_started", None)
             if begun is not None:
                 rule = flask.request.url_rule
-                key = (rule.rule if rule else "(unmatched)", flask.request.method, response.status_code)
-                self._push(("request", key, time.perf_counter() - begun), 1)
+                route = rule.rule if rule else "(unmatched)"
+                # counted now, in the shared store: a worker killed a moment later loses no counted request
+                self.metrics.observe_request(route, flask.request.method, response.status_code, time.perf_counter() - begun)
             return response
 
         flask_app.before_request(started)

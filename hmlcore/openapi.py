@@ -261,7 +261,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
         "components": {
             "schemas": {
                 "Record": record,
-                "Prediction": prediction_schema(container),
+                "Prediction": inference_app.answer_schema(container),
                 "ModelVersion": {
                     "type": "object",
                     "properties": {"name": {"type": "string"}, "version": {"type": "string", "nullable": True}},

@@ -1,9 +1,14 @@
 """Serve the inference API: Flask's development server, or gunicorn for production.
 
 ``run_prod`` takes the built Flask app (so models are loaded once, before gunicorn forks its workers)
-and hands it to gunicorn: sync workers, as many as ``--workers`` / ``HML_WORKERS`` say (default: the
-cores this process may use, cgroup CPU limits included), access log on stdout, graceful shutdown on
-SIGTERM (a worker finishes the request it is serving, within ``graceful_timeout``). Gunicorn's control
+and hands it to gunicorn: as many worker processes as ``--workers`` / ``HML_WORKERS`` say (default: the
+cores this process may use, cgroup CPU limits included), each with ``--threads`` threads
+(:class:`~hmlcore._gunicorn.HmlWorker`, gunicorn's ``gthread`` with read deadlines: a client that sends its
+headers or body too slowly gets a 408 and holds one thread for a bounded time, never a whole worker).
+The access log goes to stdout without query strings unless ``--log-query`` (they hold feature values,
+personal data). On SIGTERM, ``/readyz`` answers 503 at once while the server keeps serving for
+``--drain`` seconds (so a balancer takes it out before it stops), then stops gracefully: a worker
+finishes the requests it is serving, within ``graceful_timeout``. Gunicorn's control
 socket is off (it would be written under ``$HOME``, which a read-only container does not have, and two
 servers on one machine would fight over it); worker heartbeat files go to ``/dev/shm`` when it exists.
 
@@ -26,12 +31,29 @@ from hmlcore.errors import ConfigError
 if TYPE_CHECKING:
     import flask
 
-__all__ = ["ACCESS_LOG_FORMAT", "available_cores", "default_workers", "gunicorn_options", "limit_threads", "run_dev", "run_prod"]
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "ACCESS_LOG_FORMAT_WITH_QUERY",
+    "DEFAULT_DRAIN_SECONDS",
+    "DEFAULT_THREADS",
+    "available_cores",
+    "default_workers",
+    "gunicorn_options",
+    "limit_threads",
+    "run_dev",
+    "run_prod",
+]
 
 log = logging.getLogger("hmlcore.server")
 
-#: gunicorn's access log line: client, request line, status, bytes, milliseconds, user agent
-ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+#: gunicorn's access log line: client, method, path (no query string), protocol, status, bytes, milliseconds, user agent
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+#: the same with the whole request line, query string included (``--log-query``)
+ACCESS_LOG_FORMAT_WITH_QUERY = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+#: threads per worker unless ``--threads`` / ``HML_THREADS`` say otherwise
+DEFAULT_THREADS = 4
+#: seconds the server keeps serving after SIGTERM, ``/readyz`` answering 503 (``--drain`` / ``HML_DRAIN_SECONDS``)
+DEFAULT_DRAIN_SECONDS = 5
 
 
 def available_cores() -> int:
@@ -85,20 +107,32 @@ def _not_serving(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     return [b"the reloader does not serve"]
 
 
-def gunicorn_options(*, host: str, port: int, workers: int, timeout: int = 30, name: str = "hml") -> dict[str, Any]:
-    """The gunicorn settings :func:`run_prod` uses."""
+def gunicorn_options(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = DEFAULT_THREADS,
+    timeout: int = 30,
+    name: str = "hml",
+    log_query: bool = False,
+) -> dict[str, Any]:
+    """The gunicorn settings :func:`run_prod` uses (the worker class is set by :func:`run_prod`)."""
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "worker_class": "sync",
+        "threads": threads,
+        "worker_connections": max(100, 4 * threads),
         "preload_app": True,
         "timeout": timeout,
         "graceful_timeout": timeout,
         "keepalive": 5,
         "accesslog": "-",
-        "access_log_format": ACCESS_LOG_FORMAT,
+        "access_log_format": ACCESS_LOG_FORMAT_WITH_QUERY if log_query else ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": os.environ.get("HML_LOG_LEVEL", "info").lower(),
         "proc_name": name,
@@ -109,17 +143,55 @@ def gunicorn_options(*, host: str, port: int, workers: int, timeout: int = 30, n
     return options
 
 
-def run_prod(flask_app: flask.Flask, *, host: str, port: int, workers: int, timeout: int = 30) -> None:
-    """Serve ``flask_app`` with gunicorn: ``workers`` processes forked from this one after the models are loaded.
+def run_prod(
+    flask_app: flask.Flask,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = DEFAULT_THREADS,
+    timeout: int = 30,
+    drain: float = DEFAULT_DRAIN_SECONDS,
+    header_timeout: float = 10,
+    body_timeout: float = 30,
+    log_query: bool = False,
+) -> None:
+    """Serve ``flask_app`` with gunicorn: ``workers`` processes of ``threads`` threads, forked after the models are loaded.
 
-    Returns when gunicorn has stopped (SIGTERM or SIGINT: graceful; a second SIGINT / SIGQUIT: at once).
+    Args:
+        flask_app: the app to serve.
+        host: the address to listen on.
+        port: the port to listen on.
+        workers: worker processes.
+        threads: threads per worker; each serves one request at a time.
+        timeout: seconds a stopping worker may take to finish its requests, after the drain; a worker
+            whose main loop is silent this long is restarted.
+        drain: seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
+        header_timeout: seconds a client has to send a request's line and headers (then 408).
+        body_timeout: seconds a client has to send a request's body (then 408).
+        log_query: write query strings (feature values) to the access log.
+
+    Returns when gunicorn has stopped (SIGTERM: after the drain, gracefully; SIGINT / SIGQUIT: at once).
     """
     from gunicorn.app.base import BaseApplication
 
+    from hmlcore._gunicorn import DrainFlag, DrainingArbiter, HmlWorker, readiness_gate
     from hmlcore.metrics import gunicorn_hooks
 
-    options = gunicorn_options(host=host, port=port, workers=workers, timeout=timeout, name=flask_app.name)
+    if drain < 0:
+        raise ConfigError(f"drain must be at least 0 seconds, got {drain}")
+    for value, what in ((header_timeout, "header_timeout"), (body_timeout, "body_timeout")):
+        if value <= 0:
+            raise ConfigError(f"{what} must be more than 0 seconds, got {value}")
+    options = gunicorn_options(
+        host=host, port=port, workers=workers, threads=threads, timeout=timeout, name=flask_app.name, log_query=log_query
+    )
     options.update(gunicorn_hooks())  # Prometheus multiprocess folder for the workers; dead workers forgotten
+    flag = DrainFlag()
+    settings = {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout), "drain_flag": flag}
+    options["worker_class"] = type("HmlWorker", (HmlWorker,), settings)
+    arbiter = type("DrainingArbiter", (DrainingArbiter,), {"drain": float(drain), "drain_flag": flag})
+    served = readiness_gate(flask_app, flag)
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -127,10 +199,13 @@ def run_prod(flask_app: flask.Flask, *, host: str, port: int, workers: int, time
                 if key in self.cfg.settings:
                     self.cfg.set(key, value)
 
-        def load(self) -> flask.Flask:
-            return flask_app
+        def load(self) -> Any:
+            return served
 
-    log.info("serving on %s with %d gunicorn worker(s)", options["bind"], workers)
+        def run(self) -> None:
+            arbiter(self).run()
+
+    log.info("serving on %s with %d gunicorn worker(s) of %d thread(s)", options["bind"], workers, threads)
     # what is loaded now lives as long as the server: keep the cyclic GC off it, so the workers'
     # collections stay short and do not write to (and copy) the pages they share with this process
     gc.freeze()

@@ -10,19 +10,30 @@ import json
 import keyword
 import re
 import sys
+import unicodedata
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
-URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+# a plain URL: nothing a shell, make or YAML reads specially (no quotes, spaces, $, #, backticks, credentials)
+URL = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# longer names would push the lines they land on past the baked package's line length (ruff: 140)
+MAX_LENGTH = {"package_name": 30, "model_name": 40, "pipeline_name": 40, "docker_image": 90}
+# free text: any characters, on one line (a line break or a control character would end a line in the Makefile,
+# a YAML or TOML file, or a docstring)
+FREE_TEXT = ("project_name", "description", "author_name", "author_email")
+NOT_ONE_LINE = {"Cc", "Cs", "Zl", "Zp"}
 RESERVED_PACKAGES = {"hmlcore", "test", "tests", "setup", "site"}
 MODEL_KINDS = ("binary", "multiclass", "regression")
 
 
 def check_package_name(name: str) -> str | None:
     """Return why ``name`` cannot be the package name, or None."""
+    if len(name) > MAX_LENGTH["package_name"]:
+        return f"package_name {name!r} is longer than {MAX_LENGTH['package_name']} characters: type a shorter name, e.g. 'crashed'"
     if not IDENTIFIER.match(name):
         return f"package_name {name!r} is not a valid Python package name: type lower-case letters, digits and '_', e.g. 'crashed'"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
@@ -49,6 +60,9 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problem = check(answers[key])
         if problem:
             problems.append(problem)
+    for key in ("model_name", "pipeline_name", "docker_image"):
+        if len(answers[key]) > MAX_LENGTH[key]:
+            problems.append(f"{key} {answers[key][:20]!r}... is longer than {MAX_LENGTH[key]} characters: type a shorter one")
     for key in ("model_name", "pipeline_name"):
         if not IDENTIFIER.match(answers[key]) or keyword.iskeyword(answers[key]):
             problems.append(f"{key} {answers[key]!r} must be a Python identifier: type lower-case letters, digits and '_', e.g. 'crashed'")
@@ -60,7 +74,8 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append(f"k8s_namespace {answers['k8s_namespace']!r} is not a DNS-1123 label: type e.g. 'kubeflow'")
     if answers["kfp_host"] and not URL.match(answers["kfp_host"]):
         problems.append(
-            f"kfp_host {answers['kfp_host']!r} is not an http(s) URL: type e.g. 'https://kubeflow.example.com/pipeline' or leave it blank"
+            f"kfp_host {answers['kfp_host']!r} is not an http(s) URL: type e.g. 'https://kubeflow.example.com/pipeline' "
+            "(a scheme, a host, an optional port and path; no spaces, quotes, $ or #) or leave it blank"
         )
     if answers["gcp_project"] and not GCP_PROJECT.match(answers["gcp_project"]):
         problems.append(f"gcp_project {answers['gcp_project']!r} is not a GCP project id: type e.g. 'acme-ml-dev' or leave it blank")
@@ -70,9 +85,11 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         problems.append("gcp_region is set but gcp_project is blank: type a gcp_project too, or leave both blank")
     if answers["model_kind"] not in MODEL_KINDS:
         problems.append(f"model_kind {answers['model_kind']!r} is not a model kind: type one of {', '.join(MODEL_KINDS)}")
-    for key in ("description", "author_name", "author_email"):
-        if "\n" in answers[key] or "\r" in answers[key]:
-            problems.append(f"{key} must be one line: type it without line breaks")
+    for key in FREE_TEXT:
+        if any(unicodedata.category(char) in NOT_ONE_LINE for char in answers[key]):
+            problems.append(f"{key} must be one line: type it without line breaks, tabs or other control characters")
+    if answers["author_email"] and not EMAIL.match(answers["author_email"]):
+        problems.append(f"author_email {answers['author_email']!r} is not an e-mail address: type e.g. 'you@example.com' or leave it blank")
     return problems
 
 
@@ -80,6 +97,7 @@ def main() -> int:
     # The quotes must stay ''': tojson never writes an apostrophe, but it may write a double quote.
     # fmt: off
     answers = {
+        "project_name": json.loads(r'''{{ cookiecutter.project_name | tojson }}'''),
         "project_slug": json.loads(r'''{{ cookiecutter.project_slug | tojson }}'''),
         "package_name": json.loads(r'''{{ cookiecutter.package_name | tojson }}'''),
         "model_name": json.loads(r'''{{ cookiecutter.model_name | tojson }}'''),

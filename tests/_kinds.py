@@ -46,7 +46,7 @@ def generated(kind: str, rows: int = 300, *, seed: int = 0, labels: str = "strin
         names = {"strings": np.array(["Adelie", "Chinstrap", "Gentoo"]), "integers": np.array([3, 5, 9])}[labels]
         target = names[cut]
     frame[TARGETS[kind]] = pd.Series(target, dtype=object)
-    frame.loc[[1, 2, 4][:MISSING_TARGETS], TARGETS[kind]] = None
+    frame.loc[[i for i in (1, 2, 4)[:MISSING_TARGETS] if i < rows], TARGETS[kind]] = None
     return frame
 
 

@@ -107,6 +107,11 @@ app.register_model("risk", hml.ModelContainer("risk", "demo", ["age", "speed"], 
 @hml.inference(app.inference)
 def start(inference_app):
     inference_app.get_model("risk").load()
+    hml.enable_monitoring(inference_app)
+
+    @inference_app.flask.get("/boom")
+    def boom():
+        raise RuntimeError("a bug in the user's code")
 
     @inference_app.flask.get("/slow")
     def slow():

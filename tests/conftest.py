@@ -45,9 +45,9 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
             output = server.stderr.read() if server.stderr else ""
             raise AssertionError(f"the server exited with code {server.returncode}: {output!r}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=10).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy to answer in time
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} never answered 200")

@@ -195,6 +195,13 @@ def test_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     assert result.output.startswith("Error: cannot reach the Kubernetes API at http://127.0.0.1:") and result.output.count("\n") == 1
 
 
+def test_a_password_in_the_cluster_url_is_masked(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path, f"http://deployer:hunter2@127.0.0.1:{free_port()}")
+    result = deploy(make_app(), str(kubeconfig))
+    assert result.exit_code == 1 and "hunter2" not in result.output
+    assert result.output.startswith("Error: cannot reach the Kubernetes API at http://deployer:***@127.0.0.1:")
+
+
 def test_forbidden_is_one_line_naming_status_and_reason(server: FakeKubeApiServer, tmp_path: Path) -> None:
     result = deploy(make_app(), str(server.write_kubeconfig(tmp_path, token=FORBIDDEN_TOKEN)))
     assert result.exit_code == 1 and result.output.count("\n") == 1

@@ -125,10 +125,12 @@ def test_health_and_readiness(lake: Path):
     assert client.get("/readyz").status_code == 200
 
 
-def test_model_describes_version_reference_features_and_metrics(client):
-    info = client.get("/model").json
+def test_model_describes_version_features_and_metrics_but_no_path(client, lake):
+    response = client.get("/model")
+    info = response.json
     assert info["name"] == MODEL and info["version"] == "run-1"
-    assert info["reference"].endswith("risk.reference.json")
+    assert "reference" not in info
+    assert str(lake) not in response.get_data(as_text=True) and "reference.json" not in response.get_data(as_text=True)
     assert info["metrics"] == {"auc": 0.9}
     assert info["features"]["road"]["enum"][:3] == ["city", "highway", "rural"]
     assert 18 <= info["features"]["age"]["x-hml-training"]["min"] < info["features"]["age"]["x-hml-training"]["max"] <= 90

@@ -75,6 +75,23 @@ def test_default_deployment_runs_the_api_safely_and_validates() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def test_the_pod_stops_without_cutting_a_request() -> None:
+    """preStop pause, then run-prod's drain and graceful timeout: the grace period covers them all."""
+    for deployment, drain in (
+        (HmlInferenceDeployment(make_app()), 5),
+        (HmlInferenceDeployment(make_app()).with_env("HML_DRAIN_SECONDS", "12.5"), 13),
+    ):
+        manifests = deployment.manifests()
+        validate_strict(by_kind(manifests)["Deployment"])
+        container = container_of(manifests)
+        pause = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep" and pause >= 3
+        grace = by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > pause + drain + 30  # 30: run-prod's default --timeout, what a stopping worker may take
+    kserve = HmlInferenceDeployment(make_app()).kserve_manifest()
+    assert "lifecycle" not in kserve["spec"]["predictor"]["containers"][0]  # Knative refuses hooks; it drains itself
+
+
 def test_probe_paths_are_routes_the_served_app_answers() -> None:
     app = make_app()
     client = app.inference.create_app().test_client()

@@ -108,6 +108,13 @@ def test_an_unreachable_host_is_one_line():
         deploy_dev(create_app().pipelines["tiny"], target=KfpTarget(host=f"http://127.0.0.1:{port}"))
 
 
+def test_a_password_in_the_host_is_masked_in_the_error():
+    port = free_port()
+    with pytest.raises(hml.DeployError) as caught:
+        deploy_dev(create_app().pipelines["tiny"], target=KfpTarget(host=f"http://admin:hunter2@127.0.0.1:{port}"))
+    assert "hunter2" not in str(caught.value) and f"http://admin:***@127.0.0.1:{port}" in str(caught.value)
+
+
 def test_what_can_be_checked_before_sending_is(fake: FakeKfp):
     app = create_app()
     with pytest.raises(hml.ConfigError, match="pipeline tiny has no schedule"):

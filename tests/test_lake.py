@@ -59,6 +59,13 @@ def test_an_unknown_protocol_is_a_config_error():
         Lake("nosuchfs://x").write_bytes("a", b"b")
 
 
+def test_credentials_in_a_lake_url_are_masked():
+    with pytest.raises(ConfigError) as caught:
+        Lake("nosuchfs://reader:hunter2@store.example.com/lake?token=abc123").write_bytes("a", b"b")
+    assert "hunter2" not in str(caught.value) and "abc123" not in str(caught.value)
+    assert "nosuchfs://reader:***@store.example.com/lake?token=***" in str(caught.value)
+
+
 def test_gcs_round_trip(gcs):
     lake = Lake(gcs.fresh_prefix() + "/")
     uri = lake.write_bytes("models/m.json", b'{"a": 1}')

@@ -158,10 +158,14 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
                 workers = settled(lambda: requests.get(f"{base}/drift", timeout=10).json()["window"]["workers"] == 2, 3) and 2
         assert workers == 2
 
-        def total() -> float:
-            return value(samples(requests.get(f"{base}/metrics", timeout=10).text), "hml_http_requests_total", **POST_OK)
+        def totals() -> tuple[float, float]:
+            page = samples(requests.get(f"{base}/metrics", timeout=10).text)
+            return value(page, "hml_http_requests_total", **POST_OK), value(
+                page, "hml_prediction_score_count", model="mon", output="probability"
+            )
 
-        assert settled(lambda: total() == sent), f"{total()} requests counted, {sent} sent"
+        # requests are counted as they are answered, predictions within a second
+        assert settled(lambda: totals() == (sent, sent)), f"{totals()} requests and predictions counted, {sent} sent"
         pages = [samples(requests.get(f"{base}/metrics", timeout=10).text) for _ in range(8)]
         drifts = [requests.get(f"{base}/drift", timeout=10).json() for _ in range(8)]
     finally:

@@ -192,9 +192,9 @@ def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_defau
     push = next(i for i, line in enumerate(lines) if line.startswith("docker push car-crashes:0123abcd"))
     deploy = next(i for i, line in enumerate(lines) if "deploy-dev" in line)
     assert build < push < deploy
-    assert lines[deploy] == 'HML_IMAGE=car-crashes:0123abcd crashed pipelines crashed_pipeline deploy-dev --host "https://kfp.example.com"'
+    assert lines[deploy] == "HML_IMAGE=car-crashes:0123abcd crashed pipelines crashed_pipeline deploy-dev --host 'https://kfp.example.com'"
     inference = make(baked_default, "-n", "deploy-inference", "TAG=0123abcd").stdout.splitlines()[-1]
-    assert inference == "HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE=kubeflow crashed inference deploy --wait"
+    assert inference == "HML_IMAGE=car-crashes:0123abcd K8S_NAMESPACE='kubeflow' crashed inference deploy --wait"
 
 
 @pytest.mark.slow

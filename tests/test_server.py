@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner
 
 from hmlcore.errors import ConfigError
-from hmlcore.server import default_workers, gunicorn_options, limit_threads
+from hmlcore.server import default_workers, gunicorn_options, limit_threads, run_prod
 
 from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
 from .conftest import free_port, wait_ready
@@ -28,43 +28,62 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(tmp_path: Path, lake: Path, *command: str) -> tuple[subprocess.Popen, str, Path]:
-    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready."""
+def start(
+    tmp_path: Path, lake: Path, *command: str, env: dict[str, str] | None = None, stdout: Path | None = None
+) -> tuple[subprocess.Popen, str, Path]:
+    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready.
+
+    The server runs in a process group of its own, so :func:`stop` ends its workers too. Its stdout goes to
+    the file ``stdout`` if given (read it while the server runs), else to a pipe :func:`stop` reads.
+    """
     script = tmp_path / "serve_app.py"
     script.write_text(APP_SCRIPT)
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    env.pop("XDG_RUNTIME_DIR", None)
-    server = subprocess.Popen(
-        [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    environ = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+    environ.pop("XDG_RUNTIME_DIR", None)
+    with open(stdout if stdout else os.devnull, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
+            env=environ,
+            stdout=log if stdout else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/readyz", server)
     except AssertionError:
-        server.kill()
+        kill_group(server)
         raise
     return server, base, home
 
 
-def stop(server: subprocess.Popen) -> tuple[str, str]:
+def kill_group(server: subprocess.Popen) -> None:
+    """SIGKILL the server's whole process group (the master and its workers)."""
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop(server: subprocess.Popen, *, timeout: float = 60) -> tuple[str, str]:
+    """SIGTERM the server and return its output; SIGKILL its process group if it has not stopped within ``timeout``."""
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
     try:
-        return server.communicate(timeout=30)
+        return server.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        server.kill()
+        kill_group(server)
         return server.communicate()
+    finally:
+        kill_group(server)  # any worker left behind
 
 
 def test_run_prod_serves_with_workers_logs_access_and_stops_gracefully(tmp_path: Path, lake: Path):
-    server, base, home = start(tmp_path, lake, "run-prod", "--workers", "2", "--timeout", "10")
+    server, base, home = start(tmp_path, lake, "run-prod", "--workers", "2", "--timeout", "10", "--drain", "0")
     try:
         got = requests.get(f"{base}/predict", params=RECORD, timeout=5)
         assert got.status_code == 200 and got.json()["model"]["version"] == "run-1"
@@ -83,7 +102,8 @@ def test_run_prod_serves_with_workers_logs_access_and_stops_gracefully(tmp_path:
     assert server.returncode == 0, stderr
     assert [a.status_code for a in answers] == [200]
     assert stderr.count("Booting worker") == 2
-    assert '"GET /predict?' in stdout and '"POST /predict HTTP/1.1" 200' in stdout  # the access log, on stdout
+    assert '"GET /predict HTTP/1.1" 200' in stdout and '"POST /predict HTTP/1.1" 200' in stdout  # the access log, on stdout
+    assert "speed=" not in stdout and "highway" not in stdout  # ... without the query's feature values
     assert "ms" in stdout.splitlines()[0]
     assert not (home / ".gunicorn").exists()  # no control socket under $HOME
 
@@ -106,9 +126,9 @@ def test_run_dev_reloads_when_the_code_changes(tmp_path: Path, lake: Path):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/added", timeout=2).status_code == 200:
+                if requests.get(f"{base}/added", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # restarting: a busy machine may take a while
                 pass
             time.sleep(0.3)
         assert requests.get(f"{base}/added", timeout=5).json() == {"added": True}
@@ -165,3 +185,18 @@ def test_limit_threads_shares_the_cores_and_keeps_what_the_user_set(monkeypatch:
     limit_threads(workers=64)
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert os.environ["MKL_NUM_THREADS"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"drain": -1}, "drain must be at least 0 seconds, got -1"),
+        ({"header_timeout": 0}, "header_timeout must be more than 0 seconds, got 0"),
+        ({"body_timeout": -2.5}, "body_timeout must be more than 0 seconds, got -2.5"),
+        ({"threads": 0}, "threads must be at least 1, got 0"),
+    ],
+)
+def test_bad_run_prod_settings_are_refused_before_serving(tmp_path: Path, option: dict, message: str):
+    flask_app = serving_app(tmp_path / "lake", load=False).inference.create_app()
+    with pytest.raises(ConfigError, match=message):
+        run_prod(flask_app, host="127.0.0.1", port=free_port(), workers=1, **option)

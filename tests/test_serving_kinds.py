@@ -136,3 +136,25 @@ def test_a_served_model_of_another_kind_is_refused_at_start(tmp_path: Path):
 
     with pytest.raises(hml.ModelKindError, match="a regression model, but the container 'penguins' is of kind 'binary'"):
         app.inference.create_app()
+
+
+def test_a_predictor_that_reshapes_the_answer_describes_it_in_the_openapi_document(tmp_path: Path):
+    trained("binary", "xgboost", tmp_path).publish(run_id="r", git_commit="g")
+    app = hml.HmlApp(name="zoo", package_entrypoint="zoo")
+    app.register_model("penguins", container("binary", tmp_path))
+    shape = {"type": "object", "properties": {"adopted_percent": {"type": "number"}}, "required": ["adopted_percent"]}
+
+    def percent(model: hml.ModelContainer, features) -> list[dict]:
+        return [{"adopted_percent": round(100 * a["probability"], 1)} for a in model.predict(features)]
+
+    @hml.inference(app.inference)
+    def start(inference_app: hml.HmlInferenceApp) -> None:
+        inference_app.get_model("penguins").load()
+        inference_app.set_predictor(percent, schema=shape)
+
+    client = app.inference.create_app().test_client()
+    assert client.get("/openapi.json").json["components"]["schemas"]["Prediction"] == shape
+    response = client.post("/predict", json=records("binary", 3, seed=1))
+    jsonschema.validate(response.json, schema_of(client))
+    with pytest.raises(hml.ConfigError, match="schema must be a JSON schema"):
+        app.inference.set_predictor(percent, schema="number")

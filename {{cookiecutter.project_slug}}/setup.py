@@ -19,15 +19,10 @@ EXTRAS = {
 }
 
 setup(
-    name=NAME,
     version=VERSION,
-    description={{ cookiecutter.description | tojson }},
-    author={{ cookiecutter.author_name | tojson }},
-    author_email={{ cookiecutter.author_email | tojson }},
     install_requires=REQUIRES,
     extras_require=EXTRAS,
     packages=find_packages(exclude=["tests", "tests.*"]),
-    python_requires=">=3.11",
     include_package_data=True,
     package_data={NAME: ["data/*", "data/**/*"]},  # every file under data/, whatever its format, ships in the wheel
     entry_points={"console_scripts": ["{{ cookiecutter.package_name }} = {{ cookiecutter.package_name }}.start:main"]},

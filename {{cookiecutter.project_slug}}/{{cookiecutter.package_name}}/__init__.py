@@ -1,3 +1,3 @@
-"""{{ cookiecutter.project_name }}: {{ cookiecutter.description }}"""
+"""The {{ cookiecutter.project_slug }} model: its pipeline steps, inference API and the app in start.py."""
 
 __version__ = "0.1.0"

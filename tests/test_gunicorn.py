@@ -1,0 +1,303 @@
+"""run-prod against slow, hostile and unlucky clients: gunicorn for real, on 127.0.0.1.
+
+Slow clients hold a thread for a bounded time while others are served; every error has a JSON body, also
+those gunicorn answers before the app; SIGTERM drains (``/readyz`` 503 first) without resetting a request;
+a worker killed by SIGKILL loses no counted request; the access log holds no query values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from ._serving import RECORD, publish_model
+from .test_server import kill_group, start, stop
+
+#: the most a probe may wait for an answer on this busy 2-core machine; the slow clients hold on longer
+PROBE_BOUND = 8.0
+HEADER_TIMEOUT = 15
+MAX_BODY = 100_000
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lake")
+    publish_model(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, lake: Path) -> Iterator[tuple[str, Path]]:
+    """One worker of four threads, short read deadlines and a small body limit; yields the base URL and its folder.
+
+    The server's stdout (the access log) goes to ``stdout.log`` in that folder.
+    """
+    tmp_path = tmp_path_factory.mktemp("served")
+    env = {"HML_MAX_BODY_BYTES": str(MAX_BODY), "HML_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "HML_BODY_TIMEOUT": str(HEADER_TIMEOUT)}
+    server, base, _ = start(
+        tmp_path, lake, "run-prod", "--workers", "1", "--threads", "4", "--drain", "0", env=env, stdout=tmp_path / "stdout.log"
+    )
+    try:
+        yield base, tmp_path
+    finally:
+        stop(server)
+
+
+def _address(base: str) -> tuple[str, int]:
+    host, port = base.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict]:
+    """Read one HTTP response (status and JSON body) from ``sock`` until the server closes it."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"application/json" in head.lower(), head
+    return int(head.split()[1]), json.loads(body)
+
+
+class SlowClient(threading.Thread):
+    """Sends a request one piece every second (its headers, or its body) until the server answers or closes."""
+
+    def __init__(self, base: str, *, part: str) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(_address(base), timeout=60)
+        self.part = part
+        self.closed_at: float | None = None
+        self.answer: tuple[int, dict] | None = None
+
+    def run(self) -> None:
+        if self.part == "headers":
+            first, drip = b"GET /predict HTTP/1.1\r\nHost: x\r\n", (b"X-Slow-%d: 1\r\n" % i for i in range(600))
+        else:
+            first = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n"
+            drip = (b" " for _ in range(600))
+        try:
+            self.sock.sendall(first)
+            for piece in drip:
+                time.sleep(1)
+                self.sock.sendall(piece)
+        except OSError:
+            pass  # the server closed the connection: what it answered is read below
+        try:
+            self.answer = _read_response(self.sock)
+        except OSError:
+            pass
+        finally:
+            self.closed_at = time.monotonic()
+            self.sock.close()
+
+
+def test_slow_header_and_slow_body_clients_do_not_stall_the_others(served: tuple[str, Path]):
+    base, _ = served
+    slow = [SlowClient(base, part="headers"), SlowClient(base, part="body")]
+    for client in slow:
+        client.start()
+    time.sleep(2)  # both are in the middle of their requests now
+    answered = []
+    for _ in range(3):
+        begun = time.monotonic()
+        got = requests.get(f"{base}/predict", params=RECORD, timeout=60)
+        assert got.status_code == 200
+        answered.append((time.monotonic() - begun, time.monotonic()))
+        time.sleep(0.3)
+    for client in slow:
+        client.join(timeout=HEADER_TIMEOUT + 60)
+    # every probe answer came quickly, and while both slow clients still held their connections
+    assert max(took for took, _ in answered) < PROBE_BOUND, answered
+    assert all(client.closed_at is not None and client.closed_at > answered[-1][1] for client in slow)
+    # then the read deadlines cut both: a JSON 408, not a worker held forever
+    for client in slow:
+        assert client.answer is not None and client.answer[0] == 408, client.answer
+        assert "did not arrive in time" in client.answer[1]["error"]
+
+
+def test_an_oversized_chunked_body_gets_a_json_413_and_a_fitting_one_is_served(served: tuple[str, Path]):
+    base, _ = served
+    record = json.dumps(RECORD).encode()
+
+    def chunks(total: int) -> Iterator[bytes]:
+        yield b"[" + record
+        sent = len(record) + 1
+        while sent < total:
+            yield b"," + record
+            sent += len(record) + 1
+        yield b"]"
+
+    too_large = requests.post(f"{base}/predict", data=chunks(3 * MAX_BODY), timeout=60, headers={"Content-Type": "application/json"})
+    assert too_large.status_code == 413 and too_large.headers["Content-Type"] == "application/json"
+    assert too_large.json()["error"] == f"the request body is over {MAX_BODY} bytes"
+    fitting = requests.post(f"{base}/predict", data=chunks(MAX_BODY // 2), timeout=60)
+    assert fitting.status_code == 200 and len(fitting.json()["predictions"]) > 100
+
+
+def _raw(base: str, request: bytes) -> tuple[int, dict]:
+    with socket.create_connection(_address(base), timeout=60) as sock:
+        sock.sendall(request)
+        return _read_response(sock)
+
+
+def test_every_error_status_has_a_json_body(served: tuple[str, Path]):
+    base, _ = served
+    answers = {
+        404: requests.get(f"{base}/nowhere", timeout=60),
+        405: requests.delete(f"{base}/predict", timeout=60),
+        413: requests.post(f"{base}/predict", data=b"[" + b" " * MAX_BODY + b"]", timeout=60),
+        500: requests.get(f"{base}/boom", timeout=60),
+    }
+    for status, answer in answers.items():
+        assert answer.status_code == status and answer.headers["Content-Type"] == "application/json", (status, answer.text)
+        assert answer.json()["error"] and "Traceback" not in answer.text
+    assert "a bug in the user's code" not in answers[500].text
+    # gunicorn answers these before the app sees the request
+    status, body = _raw(base, b"GET /predict?" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 414 and "too large" in body["error"].lower()
+    status, body = _raw(base, b"GET /predict HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n")
+    assert status == 431 and body["error"]
+    status, body = _raw(base, b"GET /predict HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n")
+    assert status == 431 and body["error"]
+    status, body = _raw(base, b"NOT A REQUEST\r\n\r\n")
+    assert status == 400 and body["error"]
+
+
+def test_the_model_route_names_no_path(served: tuple[str, Path], lake: Path):
+    base, _ = served
+    info = requests.get(f"{base}/model", timeout=60)
+    assert info.json()["name"] == "risk" and info.json()["version"] == "run-1"
+    assert str(lake) not in info.text and "reference.json" not in info.text
+
+
+def test_sigterm_drains_readyz_first_and_resets_no_accepted_request(tmp_path: Path, lake: Path):
+    log = tmp_path / "stdout.log"  # a file: a pipe nobody reads would fill with the access log and block the server
+    server, base, _ = start(tmp_path, lake, "run-prod", "--workers", "2", "--threads", "2", "--drain", "4", stdout=log)
+    balanced = threading.Event()  # set once the "balancer" saw /readyz 503: clients stop sending here
+    results: list[tuple[float, str]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not balanced.is_set():
+                try:
+                    answer = session.get(f"{base}/predict", params=RECORD, timeout=60)
+                    outcome = str(answer.status_code)
+                except requests.RequestException as exc:
+                    outcome = type(exc).__name__
+                with lock:
+                    results.append((time.monotonic(), outcome))
+
+    def balancer() -> None:
+        while not balanced.is_set():
+            try:
+                if requests.get(f"{base}/readyz", timeout=60).status_code == 503:
+                    balanced.set()
+            except requests.RequestException:
+                balanced.set()
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)] + [threading.Thread(target=balancer, daemon=True)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        terminated = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert balanced.wait(timeout=60), "/readyz never answered 503"
+        for thread in threads:
+            thread.join(timeout=120)
+        server.wait(timeout=120)  # it stops by itself once the drain is over
+        _, stderr = stop(server)
+    finally:
+        balanced.set()
+        kill_group(server)
+    assert server.returncode == 0, stderr
+    outcomes = [outcome for _, outcome in results]
+    assert outcomes and set(outcomes) == {"200"}, {o: outcomes.count(o) for o in set(outcomes)}
+    assert any(at > terminated for at, _ in results)  # still served after SIGTERM, during the drain
+    assert "SIGTERM: /readyz answers 503" in stderr
+
+
+def _workers(master: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    children.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return children
+
+
+def _counted(base: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=60).text
+    line = re.search(r'^hml_http_requests_total\{method="GET",route="/predict",status="200"\} (\S+)$', text, re.M)
+    return float(line.group(1)) if line else 0.0
+
+
+def test_a_killed_worker_loses_no_counted_request(tmp_path: Path, lake: Path):
+    server, base, _ = start(tmp_path, lake, "run-prod", "--workers", "2", "--threads", "2", "--drain", "0", stdout=tmp_path / "stdout.log")
+    done = threading.Event()
+    answered = [0]
+    failed = [0]
+    lock = threading.Lock()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not done.is_set():
+                try:
+                    ok = session.get(f"{base}/predict", params=RECORD, timeout=60).status_code == 200
+                except requests.RequestException:
+                    ok = False
+                with lock:
+                    answered[0] += ok
+                    failed[0] += not ok
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(2):
+            time.sleep(1.5)
+            os.kill(_workers(server.pid)[0], signal.SIGKILL)
+        time.sleep(1.5)
+        done.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        deadline = time.monotonic() + 60
+        while len(_workers(server.pid)) < 2 and time.monotonic() < deadline:  # gunicorn has replaced the killed ones
+            time.sleep(0.2)
+        counted = _counted(base)
+    finally:
+        done.set()
+        stop(server)
+    assert answered[0] > 20
+    assert answered[0] <= counted <= answered[0] + failed[0], (answered, failed, counted)
+
+
+def test_the_access_log_holds_no_query_values_unless_asked(served: tuple[str, Path], tmp_path: Path, lake: Path):
+    base, folder = served
+    assert requests.get(f"{base}/predict", params={**RECORD, "sex": "secret-value"}, timeout=60).status_code == 422
+    log = folder / "stdout.log"
+    deadline = time.monotonic() + 30
+    while '"GET /predict HTTP/1.1" 422' not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert '"GET /predict HTTP/1.1" 422' in log.read_text()
+    assert "secret-value" not in log.read_text() and "speed=" not in log.read_text()
+    server, other, _ = start(tmp_path, lake, "run-prod", "--workers", "1", "--drain", "0", "--log-query")
+    try:
+        assert requests.get(f"{other}/predict", params={**RECORD, "sex": "logged-value"}, timeout=60).status_code == 422
+    finally:
+        with_query, _ = stop(server)
+    assert "sex=logged-value" in with_query
