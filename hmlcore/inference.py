@@ -207,7 +207,8 @@ class HmlInferenceApp:
         self._add_error_handlers(flask_app)
         interval = reload_interval()
         if interval:
-            flask_app.before_request(ModelWatcher(self, interval=interval, smoke=self.smoke_failure).ensure_started)
+            watcher = ModelWatcher(self, interval=interval, smoke=lambda container: smoke_failure(container, self._predictor(container)))
+            flask_app.before_request(watcher.ensure_started)
         self._ready = True
         return flask_app
 

@@ -6,8 +6,8 @@
   ``XGBRFClassifier``, ``XGBRFRegressor``) in XGBoost's own UBJSON format, restored into the same
   wrapper class (the class comes from a fixed table, never from the file);
 - ``skops``: any other scikit-learn estimator or pipeline, through `skops <https://skops.readthedocs.io>`_,
-  which loads only types it trusts (numpy, scikit-learn's estimators, and the tree structures of
-  scikit-learn's tree ensembles listed in :data:`SKOPS_TRUSTED`);
+  which loads only types it trusts (numpy, scikit-learn's estimators, and the few data-only types listed
+  in :data:`SKOPS_TRUSTED`);
 - ``joblib``: a pickle. Loading a pickle runs whatever code it names, so it is written and read only
   when the caller opts in: ``allow_pickle=True`` or the environment variable ``HML_ALLOW_PICKLE=1``
   (:data:`ALLOW_PICKLE_ENV`). Without it a pickle is refused before a byte of it is unpickled.
@@ -41,8 +41,10 @@ ALLOW_PICKLE_ENV = "HML_ALLOW_PICKLE"
 XGBOOST_CLASSES = ("XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegressor")
 #: every format :func:`load_model` reads
 FORMATS = ("skops", "joblib", *(f"xgboost:{name}" for name in XGBOOST_CLASSES))
-#: scikit-learn's own model-state types that skops loads with dedicated code but does not trust by default
+#: types skops does not trust by default but that hold only data: scikit-learn's tree structures (loaded by
+#: skops's dedicated code) and numpy's dtype (e.g. ``SimpleImputer``'s fitted dtype)
 SKOPS_TRUSTED = (
+    "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 )

@@ -115,7 +115,7 @@ class ModelWatcher:
     Args:
         inference_app: the app whose registered models are watched.
         interval: seconds between two polls.
-        smoke: why a container cannot serve, or None if it can (the app's :func:`smoke_failure`).
+        smoke: why a container cannot serve, or None if it can (:func:`smoke_failure` with the app's predictor).
     """
 
     def __init__(self, inference_app: HmlInferenceApp, *, interval: float, smoke: Callable[[ModelContainer], str | None]) -> None:
@@ -140,12 +140,12 @@ class ModelWatcher:
             threading.Thread(target=self._poll_forever, args=(pid,), name="hml-model-reload", daemon=True).start()
 
     def _poll_forever(self, pid: int) -> None:
-        while os.getpid() == pid:
-            time.sleep(self.interval)
+        while os.getpid() == pid:  # at once first: a worker forked late may hold an older version than the lake's
             try:
                 self.check()
             except Exception:  # noqa: BLE001 - the watcher must never die; the old model keeps serving
                 log.exception("checking for new model versions failed")
+            time.sleep(self.interval)
 
     def check(self) -> list[str]:
         """Look at every watched pointer once; return the names of the models swapped for a new version."""
@@ -159,11 +159,11 @@ class ModelWatcher:
 
     def _check_one(self, name: str, container: ModelContainer) -> bool:
         try:
-            if not container.lake.exists(container.current_path):
-                return False
             pointer = container.lake.read_bytes(container.current_path)
-        except (OSError, HmlError) as exc:
-            self._log_once(name, f"model {name}: its pointer cannot be read, the served version stays: {exc}")
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - any storage failure: try again at the next poll
+            self._log_once(name, f"model {name}: its pointer cannot be read, the served version stays: {type(exc).__name__}: {exc}")
             return False
         digest = sha256_bytes(pointer)
         if self._seen.get(name) == digest:
