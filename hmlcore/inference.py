@@ -262,8 +262,7 @@ class HmlInferenceApp:
     def _predict_get(self) -> Any:
         import flask
 
-        # a query string cannot say null: an empty value is a missing one, for a category as for a number
-        return self._predict([{k: v if v != "" else None for k, v in flask.request.args.items()}], self.model)
+        return self._predict([flask.request.args.to_dict()], self.model)
 
     def _predict_post(self) -> Any:
         return self._predict(_records_body(), self.model)
