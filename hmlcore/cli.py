@@ -6,8 +6,9 @@
     <entrypoint> pipelines <pipeline> run-all [--resume RUN_ID] [--param name=value ...]
     <entrypoint> pipelines <pipeline> compile [-o FILE]
     <entrypoint> inference run-dev | run-prod
+    <entrypoint> models list | show VERSION | promote VERSION | rollback
 
-The groups live in :mod:`hmlcore.cli_pipelines` and :mod:`hmlcore.cli_inference`. Any
+The groups live in :mod:`hmlcore.cli_pipelines`, :mod:`hmlcore.cli_inference` and :mod:`hmlcore.cli_models`. Any
 :class:`~hmlcore.errors.HmlError` becomes a one-line ``Error: ...`` and exit code 1; any other exception
 in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
 """
@@ -54,6 +55,7 @@ def guard(func: Any) -> Any:
 def build_cli(app: HmlApp) -> click.Group:
     """The root command group of ``app``'s package."""
     from hmlcore.cli_inference import inference_group
+    from hmlcore.cli_models import models_group
     from hmlcore.cli_monitor import monitor_group
     from hmlcore.cli_pipelines import pipelines_group
 
@@ -65,4 +67,5 @@ def build_cli(app: HmlApp) -> click.Group:
     root.add_command(pipelines_group(app))
     root.add_command(inference_group(app))
     root.add_command(monitor_group(app))
+    root.add_command(models_group(app))
     return root

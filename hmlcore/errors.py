@@ -17,6 +17,7 @@ __all__ = [
     "ModelKindError",
     "ModelLoadError",
     "PipelineError",
+    "RegistryError",
     "UntrustedModelError",
     "mask_credentials",
 ]
@@ -67,6 +68,10 @@ class PipelineError(HmlError):
 
 class ModelLoadError(HmlError):
     """Raised if a model reference or one of its artifacts is missing, malformed or fails verification."""
+
+
+class RegistryError(HmlError):
+    """Raised if the model registry has no such version, nothing to roll back to, or a record is malformed."""
 
 
 class UntrustedModelError(ModelLoadError):

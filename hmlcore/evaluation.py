@@ -157,6 +157,20 @@ def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, floa
     return sorted(totals.items(), key=lambda item: -item[1]), source
 
 
+def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
+    """XGBoost: each feature's mean absolute contribution on ``df`` (the numbers ``/explain`` answers with);
+    other models: :func:`feature_importances`."""
+    from hmlcore.explain import ExplanationError, global_importance
+
+    if container.model is None:
+        return [], "no model"
+    try:
+        importance = global_importance(container, df)
+    except ExplanationError:
+        return feature_importances(container)
+    return list(importance.items()), "each feature's mean absolute contribution on these rows (the numbers /explain answers with)"
+
+
 def _width(container: ModelContainer, feature: str) -> int:
     return len(container.encoder.categories.get(feature, [])) + (1 if container.encoder.has_other else 0)
 
@@ -229,7 +243,7 @@ def evaluation_report(container: ModelContainer, df: pd.DataFrame, *, metrics: M
 
     truth, scores = _scored(container, df)
     figures = dict(metrics) if metrics is not None else _metrics(container, truth, scores)
-    importances, source = feature_importances(container) if container.model is not None else ([], "no model")
+    importances, source = _importances(container, df)
     top = max((v for _, v in importances), default=0.0) or 1.0
     template = resources.files("hmlcore").joinpath("templates", "evaluation.html").read_text(encoding="utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -11,13 +11,15 @@ Example:
 from __future__ import annotations
 
 from hmlcore.app import HmlApp
-from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError
+from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError, RegistryError
 from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.k8s import HmlInferenceDeployment
 from hmlcore.model import ModelContainer
 from hmlcore.monitoring import enable_monitoring
 from hmlcore.ops import HmlOp, HmlTask, OpContext, op
 from hmlcore.pipelines import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
+from hmlcore.promotion import PromotionRule
+from hmlcore.registry import ModelRegistry
 
 __all__ = [
     "ConfigError",
@@ -34,8 +36,11 @@ __all__ = [
     "ModelContainer",
     "ModelKindError",
     "ModelLoadError",
+    "ModelRegistry",
     "OpContext",
     "PipelineError",
+    "PromotionRule",
+    "RegistryError",
     "deploy_inference",
     "deploy_op",
     "enable_monitoring",

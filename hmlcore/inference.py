@@ -7,6 +7,8 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``GET /predict?feature=value...`` and ``POST /predict`` (one object or a list of objects);
 - ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
+- ``POST /explain`` (like ``POST /predict``) and ``POST /v1/models/<name>:explain``: each raw feature's
+  contribution to each prediction (:mod:`hmlcore.explain`; 501 for a model that cannot be explained);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
   smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
   ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
@@ -216,6 +218,8 @@ class HmlInferenceApp:
             ("/predict", "POST", self._predict_post),
             ("/v1/models/<name>:predict", "POST", self._kserve_predict),
             ("/v1/models/<name>", "GET", self._kserve_model),
+            ("/explain", "POST", self._explain_post),
+            ("/v1/models/<name>:explain", "POST", self._kserve_explain),
             ("/healthz", "GET", lambda: {"status": "ok"}),
             ("/readyz", "GET", self._readyz),
             ("/model", "GET", self._model_info),
@@ -261,15 +265,30 @@ class HmlInferenceApp:
         return self._predict([flask.request.args.to_dict()], self.model)
 
     def _predict_post(self) -> Any:
-        body = _json_body()
-        if isinstance(body, dict):
-            body = [body]
-        if not isinstance(body, list):
-            raise ApiError(422, f"the body must be an object of features or a list of them, not {_json_type(body)}")
-        return self._predict(body, self.model)
+        return self._predict(_records_body(), self.model)
 
     def _kserve_predict(self, name: str) -> Any:
         container = self._container(name)
+        return self._predict(self._kserve_instances(container), container)
+
+    def _explain_post(self) -> Any:
+        return self._explain(_records_body(), self.model)
+
+    def _kserve_explain(self, name: str) -> Any:
+        container = self._container(name)
+        return self._explain(self._kserve_instances(container), container)
+
+    def _explain(self, records: list[Any], container: ModelContainer) -> Any:
+        from hmlcore.explain import ExplanationError, explain
+
+        features = self._encoded(records, container)
+        try:
+            answer = explain(container, features)
+        except ExplanationError as exc:
+            raise ApiError(501, str(exc)) from exc
+        return {"model": {"name": container.name, "version": container.version}, **answer}
+
+    def _kserve_instances(self, container: ModelContainer) -> list[Any]:
         body = _json_body()
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise ApiError(422, 'the body must be {"instances": [...]}, a list of objects of features (or of lists in feature order)')
@@ -285,7 +304,7 @@ class HmlInferenceApp:
                     )
                 instance = dict(zip(features, instance, strict=True))
             instances.append(instance)
-        return self._predict(instances, container)
+        return instances
 
     def _kserve_model(self, name: str) -> Any:
         container = self._container(name)
@@ -298,6 +317,12 @@ class HmlInferenceApp:
         return container
 
     def _predict(self, records: list[Any], container: ModelContainer) -> Any:
+        features = self._encoded(records, container)
+        predictions = self._predictor(container)(container, features)
+        self._notify("on_predict", container, records, features, predictions)
+        return {"model": {"name": container.name, "version": container.version}, "predictions": predictions}
+
+    def _encoded(self, records: list[Any], container: ModelContainer) -> np.ndarray:
         if not records:
             raise ApiError(422, "the batch is empty: send at least one record")
         if len(records) > self.max_batch:
@@ -309,9 +334,7 @@ class HmlInferenceApp:
         except FeatureError as exc:
             self._notify("on_invalid", container, exc.details)
             raise ApiError(422, str(exc), exc.details) from exc
-        predictions = self._predictor(container)(container, features)
-        self._notify("on_predict", container, records, features, predictions)
-        return {"model": {"name": container.name, "version": container.version}, "predictions": predictions}
+        return features
 
     def _readyz(self) -> Any:
         waiting = [name for name, c in self.app.models.items() if c.model is None]
@@ -373,6 +396,16 @@ def _json_body() -> Any:
     except (ValueError, RecursionError) as exc:
         message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise ApiError(400, f"the body is not valid JSON: {message}") from None
+
+
+def _records_body() -> list[Any]:
+    """The body of ``POST /predict`` or ``/explain``: one object of features or a list of them."""
+    body = _json_body()
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list):
+        raise ApiError(422, f"the body must be an object of features or a list of them, not {_json_type(body)}")
+    return body
 
 
 def _refuse_constant(name: str) -> Any:

@@ -165,6 +165,27 @@ class Lake:
             return bool(self._fs_for(target).exists(target))
         return os.path.exists(target)
 
+    def list_files(self, folder: str) -> list[str]:
+        """The names of the files directly in ``folder`` (sorted; none if the folder does not exist).
+
+        On object stores the listing is asked afresh each time (fsspec's listing cache is dropped first),
+        so a file written a moment ago is seen.
+        """
+        target = self.uri(folder)
+        if not _is_remote(target):
+            try:
+                return sorted(e.name for e in os.scandir(target) if e.is_file() and not e.name.startswith("."))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        fs = self._fs_for(target)
+        fs.invalidate_cache(target)
+        try:
+            entries = fs.ls(target, detail=True)
+        except FileNotFoundError:
+            return []
+        names = (str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+        return sorted(n for n in names if n and not n.startswith("."))
+
     def delete(self, path: str) -> bool:
         """Remove the file at ``path`` if it is there; return whether something was removed. Never raises."""
         target = self.uri(path)

@@ -36,6 +36,9 @@ from hmlcore.encoding import FeatureEncoder
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.lake import Lake, sha256_bytes
 from hmlcore.model_io import dump_model, load_model
+from hmlcore.promotion import PromotionRule
+from hmlcore.registry import Decision, ModelRegistry, decide, decision_dict, score
+from hmlcore.registry import lineage as registry_lineage
 from hmlcore.signing import sign, signing_key, verify
 from hmlcore.target import KINDS, Target, missing_target
 
@@ -139,6 +142,8 @@ class ModelContainer:
         self._fast: Any = None
         self.reference: dict[str, Any] | None = None
         self.reference_uri: str | None = None
+        #: what the registry decided when this container last published (see :meth:`publish`)
+        self.decision: Decision | None = None
         self.app: HmlApp | None = None
         self._lake = Lake(lake) if isinstance(lake, str) else lake
 
@@ -375,6 +380,10 @@ class ModelContainer:
         run_id: str | None = None,
         git_commit: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        promote: bool | Mapping[str, Any] | PromotionRule = True,
+        holdout: pd.DataFrame | None = None,
+        force: bool = False,
+        lineage: Mapping[str, Any] | None = None,
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
@@ -385,13 +394,23 @@ class ModelContainer:
         is written last, so a reference never names an artifact that is not fully written; if any write
         fails, the artifacts already written are removed again. With a signing key configured
         (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.signing`) the reference is
-        signed. ``models/<project>/<name>/current.json`` then points at the new reference.
+        signed. The version is recorded in the model registry (:mod:`hmlcore.registry`) with its lineage,
+        and ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
+        ``promote=True``; never with ``promote=False`` (a challenger); with a promotion rule (a
+        :class:`~hmlcore.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
+        the new model beats the version in service on the rule's metric, both scored on ``holdout``.
+        :attr:`decision` says what happened and why.
 
         Args:
             run_id: the pipeline run id (default ``$HML_RUN_ID``, else a fresh ``local-...`` id).
             git_commit: the commit of the code (default ``$HML_GIT_COMMIT``, else ``git rev-parse``, else
                 ``"unversioned"``).
             metrics: evaluation metrics to record (numbers).
+            promote: ``True``, ``False`` or a promotion rule (see above).
+            holdout: the held-out rows (features and target) both models are scored on under a rule.
+            force: promote even if the rule does not pass.
+            lineage: what the registry records besides the reference: ``parameters`` (the pipeline's),
+                ``data`` (e.g. ``{"source": ..., "digest": ...}``), ``image`` (default ``$HML_IMAGE``), ``notes``.
 
         Raises:
             ModelLoadError: no model is bound.
@@ -414,6 +433,10 @@ class ModelContainer:
             )
         if metrics:
             self.metrics = _numeric_metrics(metrics)
+        rule = None if isinstance(promote, bool) else PromotionRule.from_config(promote, kind=self.kind)
+        challenger_scores = score(self, holdout) if rule else None  # a bad rule or holdout fails before anything is written
+        if rule and rule.metric not in (challenger_scores or {}):
+            raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(challenger_scores or {})}")
         run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
         git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
         folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
@@ -452,12 +475,20 @@ class ModelContainer:
             }
             if key is not None:
                 reference = sign(reference, key)
-            uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", _json(reference))
+            reference_bytes = _json(reference)
+            uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", reference_bytes)
+            record = registry_lineage(self, reference, uri, reference_bytes, lineage)
         except BaseException:
             for path in written:
                 self.lake.delete(path)
             raise
-        self.lake.write_bytes(self.current_path, json.dumps({"reference": uri}).encode())
+        self.decision = decide(
+            self, version=run_id, rule=rule, challenger_scores=challenger_scores, holdout=holdout, force=force, promote=promote is not False
+        )
+        registry = ModelRegistry(self)
+        registry.record({**record, "decision": decision_dict(self.decision)})
+        if self.decision.promoted:
+            registry.move(run_id, action="publish", reason=self.decision.reason, verify=False)
         self.reference, self.reference_uri = reference, uri
         return uri
 

@@ -178,6 +178,54 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
             },
         },
     )
+    explained = {
+        "type": "object",
+        "properties": {
+            "model": {"$ref": "#/components/schemas/ModelVersion"},
+            "output": {"type": "string", "enum": ["log_odds", "class_log_odds", "value"]},
+            "explanations": {"type": "array", "items": {"$ref": "#/components/schemas/Explanation"}},
+        },
+        "required": ["model", "output", "explanations"],
+    }
+    unexplainable = {"501": _response("The model cannot be explained (only XGBoost models can).", _ERROR_REF)}
+    add(
+        "/explain",
+        "POST",
+        "/explain",
+        {
+            "summary": "Each raw feature's contribution to the prediction of one record or a batch",
+            "operationId": "explain_post",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Record"}, batch]}}},
+            },
+            "responses": {"200": _response("One explanation per record, in order.", explained), **errors, **unexplainable},
+        },
+    )
+    add(
+        "/v1/models/<name>:explain",
+        "POST",
+        "/v1/models/{name}:explain",
+        {
+            "summary": "Explain a batch, KServe v1 protocol",
+            "operationId": "kserve_explain",
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(inference_app.app.models)}}
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {"instances": batch}, "required": ["instances"]}}
+                },
+            },
+            "responses": {
+                "200": _response("One explanation per instance, in order.", explained),
+                "404": _response("No such model.", _ERROR_REF),
+                **errors,
+                **unexplainable,
+            },
+        },
+    )
     status = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
     add("/healthz", "GET", "/healthz", {"summary": "The server is alive", "responses": {"200": _response("Alive.", status)}})
     add(
@@ -218,6 +266,19 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
                     "type": "object",
                     "properties": {"name": {"type": "string"}, "version": {"type": "string", "nullable": True}},
                     "required": ["name", "version"],
+                },
+                "Explanation": {
+                    "type": "object",
+                    "description": (
+                        "Each raw feature's contribution to the model's raw output (log-odds, per class for a multiclass model, "
+                        "or the value for a regressor); contributions plus bias add up to margin."
+                    ),
+                    "properties": {
+                        "contributions": {"type": "object", "additionalProperties": True},
+                        "bias": {"oneOf": [{"type": "number"}, {"type": "object", "additionalProperties": {"type": "number"}}]},
+                        "margin": {"oneOf": [{"type": "number"}, {"type": "object", "additionalProperties": {"type": "number"}}]},
+                    },
+                    "required": ["contributions", "bias", "margin"],
                 },
                 "Error": {
                     "type": "object",

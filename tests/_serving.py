@@ -50,6 +50,36 @@ def publish_model(lake: Path | str, *, run_id: str = "run-1", **options: Any) ->
     return model_container.publish(run_id=run_id, git_commit="abc", metrics={"auc": 0.9})
 
 
+#: the promotion rule publish_gated applies unless told otherwise
+RULE = {"metric": "auc", "min_gain": 0.01}
+
+
+def publish_gated(lake, run_id: str, *, noise: float = 0.0, promote=RULE, force: bool = False, holdout=None) -> hml.ModelContainer:
+    """Train on the synthetic crashes with a share ``noise`` of the labels shuffled, and publish through the gate."""
+    from xgboost import XGBClassifier
+
+    model_container = container(lake)
+    frame = training_frame(seed=3)
+    if noise:
+        rng = np.random.default_rng(len(run_id))
+        flip = rng.random(len(frame)) < noise
+        frame.loc[flip, "hurt"] = rng.permutation(frame.loc[flip, "hurt"].to_numpy())
+    model_container.analyze_distributions(frame)
+    features, target = model_container.build_training_matrix(frame)
+    model_container.bind_model(XGBClassifier(n_estimators=15, max_depth=3, n_jobs=1, random_state=0).fit(features, target))
+    held_out = training_frame(rows=300, seed=11) if holdout is None else holdout
+    model_container.publish(
+        run_id=run_id,
+        git_commit="c0ffee",
+        metrics={"auc": 0.5},
+        promote=promote,
+        holdout=held_out,
+        force=force,
+        lineage={"parameters": {"n_estimators": 15}, "data": {"source": "synthetic", "digest": "d1"}},
+    )
+    return model_container
+
+
 def serving_app(lake: Path | str, *, load: bool = True, **options: Any) -> hml.HmlApp:
     """An app that registers the model and (with ``load``) loads it before serving."""
     app = hml.HmlApp(name="demo-serve", package_entrypoint="demo")

@@ -50,7 +50,8 @@ def test_features_are_described_from_training(app: hml.HmlApp):
     assert age["type"] == "number" and 18 <= age["x-hml-training"]["min"] < age["x-hml-training"]["max"] <= 89
     assert "training saw 18 to" in age["description"]
     assert document["info"]["version"] == "run-1"
-    assert set(document["paths"]) == {"/predict", "/v1/models/{name}:predict", "/healthz", "/readyz", "/model"}
+    kserve = {"/v1/models/{name}:predict", "/v1/models/{name}:explain"}
+    assert set(document["paths"]) == {"/predict", "/explain", "/healthz", "/readyz", "/model"} | kserve
     get_parameters = {p["name"]: p for p in document["paths"]["/predict"]["get"]["parameters"]}
     assert get_parameters["road"]["schema"]["enum"] == ["city", "highway", "rural"]
     batch = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
@@ -84,7 +85,7 @@ def test_schemathesis_finds_no_server_error(base_url: str):
 
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 8
     tried = 0
 
     def fuzz(operation, mode, checks) -> None:

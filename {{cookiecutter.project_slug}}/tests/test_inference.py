@@ -77,3 +77,16 @@ def test_openapi_lists_the_features_and_the_categories_seen_in_training(client, 
 def test_ready_once_the_model_is_loaded(client, trained):
     assert client.get("/readyz").status_code == 200
     assert client.get("/model").json["version"] == trained
+
+
+def test_explain_names_each_raw_feature_or_says_why_not(client, records):
+    response = client.post("/explain", json=records[:3])
+    if response.status_code == 501:  # a model other than XGBoost (see the README) has no contributions of its own
+        assert "explanations need an XGBoost model" in response.json["error"]
+        return
+    assert response.status_code == 200, response.json
+    assert len(response.json["explanations"]) == 3
+    for explanation in response.json["explanations"]:
+        contributions = explanation["contributions"]
+        for per_output in contributions.values() if shared.MODEL_KIND == "multiclass" else [contributions]:
+            assert list(per_output) == FEATURES

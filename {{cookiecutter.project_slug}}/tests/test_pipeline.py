@@ -56,3 +56,13 @@ def test_a_bad_parameter_is_one_line(app):
     result = CliRunner().invoke(app.cli(), ["pipelines", PIPELINE, "run", "extract", "--validation-share", "lots"])
     assert result.exit_code == 2
     assert "--validation-share" in result.output
+
+
+def test_the_trained_version_is_in_service_with_its_lineage(app, trained):
+    result = CliRunner().invoke(app.cli(), ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    newest = json.loads(result.stdout)[0]
+    assert (newest["version"], newest["status"], newest["serving"]) == (trained, "champion", True)
+    assert newest["data"]["source"] == shared.DATA_SOURCE and len(newest["data"]["sha256"]) == 64
+    assert {"n_estimators", "max_depth", "learning_rate", "force"} <= set(newest["parameters"])
+    assert newest["kind"] == shared.MODEL_KIND

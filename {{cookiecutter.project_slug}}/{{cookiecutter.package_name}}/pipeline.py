@@ -211,7 +211,8 @@ def train_model(
     )
     model.fit(arrays["features"], arrays["target"])
     container.bind_model(model)
-    return ctx.save_artifact("model.bin", container.serialize_model())
+    parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
+    return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}  # the registry records them
 
 
 def _load_model(ctx: hml.OpContext, model: dict, analysis: dict) -> hml.ModelContainer:
@@ -233,7 +234,21 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
 
 
 @hml.op()
-def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, metrics: dict) -> str:
-    """Publish the model, its feature metadata and its metrics; the inference API loads the newest."""
+def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, metrics: dict, tables: dict, force: bool = False) -> str:
+    """Publish the model with its lineage; it goes into service only if it beats the one in service by shared.PROMOTION.
+
+    Both are scored on the same validation rows. A first model always goes into service; ``force`` puts
+    this one in service anyway. A model that is not promoted stays in the registry (``models list``).
+    """
     container = _load_model(ctx, model, analysis)
-    return container.publish(run_id=ctx.run_id, metrics=metrics)
+    parameters = {**model.get("parameters", {}), "force": force}
+    uri = container.publish(
+        run_id=ctx.run_id,
+        metrics=metrics,
+        promote=shared.PROMOTION,
+        holdout=read_split(ctx, tables, "validation"),
+        force=force,
+        lineage={"parameters": parameters, "data": {"source": tables["source"], "sha256": tables["sha256"]}},
+    )
+    print(f"publish: {container.decision.reason}", file=sys.stderr)
+    return uri

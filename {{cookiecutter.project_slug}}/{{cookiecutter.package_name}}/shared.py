@@ -77,6 +77,19 @@ TARGET = "price"
 THRESHOLD = 0.5
 {%- endif %}
 
+#: when a newly trained model replaces the one in service: the publish step scores both on the same
+#: validation rows and promotes the new one only if its `metric` is better by at least `min_gain`
+#: ("direction": "higher" or "lower" says which way is better; known metrics need none). A first model
+#: is always promoted; `run-all --param force=true` promotes anyway; `{{ cookiecutter.package_name }} models` lists,
+#: promotes and rolls back versions.
+{%- if cookiecutter.model_kind == "binary" %}
+PROMOTION = {"metric": "auc", "min_gain": 0.0}
+{%- elif cookiecutter.model_kind == "multiclass" %}
+PROMOTION = {"metric": "log_loss", "min_gain": 0.0}
+{%- else %}
+PROMOTION = {"metric": "rmse", "min_gain": 0.0}
+{%- endif %}
+
 #: when /drift, /metrics and `monitor report` call a feature's drift from the training data a warning
 #: or an alert, as (warn, alert): population stability index, share of numbers outside the training
 #: range, share of categories never seen in training; with fewer rows than min_rows it is "pending"

@@ -69,8 +69,9 @@ def create_app() -> hml.HmlApp:
         n_estimators: int = 300,
         max_depth: int = 4,
         learning_rate: float = 0.05,
+        force: bool = False,
     ):
-        """Train the model on the rows of `source` and publish it when it is evaluated."""
+        """Train the model on the rows of `source`, evaluate it, publish it; it goes into service if it beats the one in service."""
         tables = pipeline.extract(source=source, validation_share=validation_share)
         analysis = pipeline.analyze_features(tables=tables.output)
         matrix = pipeline.build_training_matrix(tables=tables.output, analysis=analysis.output)
@@ -82,7 +83,7 @@ def create_app() -> hml.HmlApp:
             learning_rate=learning_rate,
         )
         metrics = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
-        pipeline.publish_model(model=model.output, analysis=analysis.output, metrics=metrics.output)
+        pipeline.publish_model(model=model.output, analysis=analysis.output, metrics=metrics.output, tables=tables.output, force=force)
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
