@@ -90,7 +90,7 @@ def check_answers(answers: dict[str, str]) -> list[str]:
     if answers["cluster_platform"] != "gcp" and answers["gcp_project"]:
         problems.append(
             f"gcp_project is set but cluster_platform is {answers['cluster_platform']!r}:"
-            " choose cluster_platform gcp, or leave gcp_project blank"
+            " type gcp as cluster_platform, or leave gcp_project blank"
         )
     for key in FREE_TEXT:
         if any(unicodedata.category(char) in NOT_ONE_LINE for char in answers[key]):

@@ -68,6 +68,7 @@ def test_pre_gen_refuses_an_unknown_model_kind():
         "docker_image": "car-crashes",
         "k8s_namespace": "kubeflow",
         "kfp_host": "",
+        "cluster_platform": "s3",
         "gcp_project": "",
         "gcp_region": "",
         "model_kind": "ranking",

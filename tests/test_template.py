@@ -124,7 +124,7 @@ BAD_ANSWERS = [
     ({"kfp_host": "kubeflow.local"}, "kfp_host 'kubeflow.local' is not an http(s) URL"),
     ({"gcp_region": "europe-west1"}, "gcp_region is set but gcp_project is blank"),
     ({"cluster_platform": "gcp"}, "cluster_platform is gcp but gcp_project is blank"),
-    ({"gcp_project": "acme-ml-dev"}, "gcp_project is set but cluster_platform is 's3': choose cluster_platform gcp"),
+    ({"gcp_project": "acme-ml-dev"}, "gcp_project is set but cluster_platform is 's3': type gcp as cluster_platform"),
 ]
 
 
