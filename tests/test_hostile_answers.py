@@ -136,7 +136,8 @@ def test_the_longest_names_the_hook_accepts_lint_clean(defaults, tmp_path):
     """Names at their length limits still give lines within the package's line length."""
     package = "p" * 30
     answers = {**defaults, "project_slug": "s" * 63, "package_name": package, "model_name": "m" * 40, "pipeline_name": "q" * 40}
-    answers |= {"docker_image": "registry.example.com:5000/" + "i" * 64, "k8s_namespace": "n" * 63, "cluster_platform": "gcp", "gcp_project": "g" * 30}
+    answers |= {"docker_image": "registry.example.com:5000/" + "i" * 64, "k8s_namespace": "n" * 63}
+    answers |= {"cluster_platform": "gcp", "gcp_project": "g" * 30}
     answers |= {"gcp_region": "europe-west1", "kfp_host": "https://" + "k" * 200 + ".example.com/pipeline"}
     root = bake(answers, tmp_path)
     for command in (["ruff", "check", "--no-cache", "."], ["ruff", "format", "--no-cache", "--check", "."]):

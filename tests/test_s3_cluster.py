@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from google.protobuf import json_format
 
 from scripts.demo import SAMPLE_CRASH as CRASH
 
-from .conftest import BIN, free_port, run, wait_ready
+from .conftest import BIN, free_port, run, start_process, stop_group, wait_ready
 from .test_runner import _order, _resolve
 
 pytestmark = pytest.mark.slow
@@ -136,27 +135,23 @@ def test_each_step_in_its_own_pod_then_run_prod_from_an_empty_home(baked_default
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
         "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
     }
-    server = subprocess.Popen(
+    server = start_process(
         [str(BIN / "crashed"), "inference", "run-prod", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=tmp_path,
         env=serve_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/readyz", server, timeout=120)
-        got = requests.get(f"{base}/predict", params=CRASH, timeout=10)
+        model = requests.get(f"{base}/model", timeout=30).json()
+        got = requests.get(f"{base}/predict", params=CRASH, timeout=30)
         assert got.status_code == 200, got.text
-        assert 0 < got.json()["predictions"][0]["dead_probability"] < 1
+        answer = got.json()["predictions"][0]
+        assert answer["dead"] in model["classes"] and 0 < answer["probability"] < 1
         assert got.json()["model"]["version"] == run_id
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.communicate(timeout=30)
+        stop_group(server)
     assert not json.loads(outputs["evaluate-model"]) == {}
