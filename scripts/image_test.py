@@ -393,9 +393,11 @@ def check_parity(containers: Containers, baked: Path, pipeline: str, work: Path)
         command = resolve_command(spec, task, params=params, outputs=outputs, output_file="/kfp/outputs/output", run_id=run_id)
         output_dir = shared_folder(work / "steps" / task)
         options = ["--network", "none", "--tmpfs", "/tmp:rw,mode=1777", "-v", f"{lake}:{LAKE}", "-v", f"{output_dir}:/kfp/outputs"]
-        options += ["-e", f"HML_LAKE_URL={LAKE}", "-e", f"HML_GIT_COMMIT={TAG}", "--entrypoint", command[0]]
-        for variable in container.get("env", []):
-            options += ["-e", f"{variable['name']}={variable.get('value', '')}"]
+        # the spec's env, but the lake on the shared volume: it stands in for the cluster's object store, which a
+        # container without a network cannot reach (tests/test_s3_cluster.py runs the same steps against SeaweedFS)
+        env = {variable["name"]: variable.get("value", "") for variable in container.get("env", [])}
+        env |= {"HML_PLATFORM": "local", "HML_LAKE_URL": LAKE, "HML_GIT_COMMIT": TAG}
+        options += ["--entrypoint", command[0]] + [option for name, value in env.items() for option in ("-e", f"{name}={value}")]
         containers.run(*command[1:], options=options, timeout=900)
         if (output_dir / "output").exists():
             outputs[task] = (output_dir / "output").read_text()
