@@ -159,13 +159,7 @@ class ModelRegistry:
         ``status`` is ``champion`` for the version in service, ``retired`` for one that was in service
         before, else what the gate recorded (``rejected`` or ``challenger``).
         """
-        records = []
-        for name in self.lake.list_files(self.versions_folder):
-            if name.endswith(".json"):
-                try:
-                    records.append(self._read(f"{self.versions_folder}/{name}", "version record"))
-                except FileNotFoundError:
-                    continue
+        records = self._read_folder(self.versions_folder, "version record")
         champion = self.champion()
         ever = {m.get("to") for m in self.moves()}
         for record in records:
@@ -200,14 +194,18 @@ class ModelRegistry:
 
     def moves(self) -> list[dict[str, Any]]:
         """The audit log: every pointer move, oldest first."""
-        out = []
-        for name in self.lake.list_files(self.moves_folder):
+        return self._read_folder(self.moves_folder, "move record")
+
+    def _read_folder(self, folder: str, what: str) -> list[dict[str, Any]]:
+        """Every JSON record in ``folder``, in the lake's listing order (one deleted meanwhile is skipped)."""
+        records = []
+        for name in self.lake.list_files(folder):
             if name.endswith(".json"):
                 try:
-                    out.append(self._read(f"{self.moves_folder}/{name}", "move record"))
+                    records.append(self._read(f"{folder}/{name}", what))
                 except FileNotFoundError:
                     continue
-        return out
+        return records
 
     def champions(self) -> list[str]:
         """The champion history as a stack, oldest first, ending with the version in service.
