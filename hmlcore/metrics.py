@@ -186,15 +186,6 @@ class ServingMetrics:
         self._child(self.requests, route, method, str(status)).inc()
         self._child(self.latency, route, method).observe(seconds)
 
-    def observe_requests(self, latencies: Mapping[tuple[str, str, int], Sequence[float]]) -> None:
-        """Count requests and their latencies, given as ``{(route, method, status): [seconds, ...]}``."""
-        by_route: dict[tuple[str, str], list[float]] = {}
-        for (route, method, status), seconds in latencies.items():
-            self._child(self.requests, route, method, str(status)).inc(len(seconds))
-            by_route.setdefault((route, method), []).extend(seconds)
-        for (route, method), seconds in by_route.items():
-            _observe_many(self._child(self.latency, route, method), np.asarray(seconds, dtype=np.float64))
-
     def observe_predictions(self, predictions: Sequence[Mapping[str, Any]]) -> None:
         """Count the classes (bool, int, str outputs) and score histograms (float outputs) of a batch.
 
