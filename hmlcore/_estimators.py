@@ -11,11 +11,15 @@ most of a one-row request); the user's model is left as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.errors import ModelKindError
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 __all__ = ["check_model", "fast_predictor", "is_classifier"]
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.encoding import category_values, numeric_values, to_columns
 from hmlcore.errors import FeatureError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
-
+else:
+    np = lazy_module("numpy")
 __all__ = ["HISTOGRAM_BINS", "QUANTILES", "describe_distributions", "describe_numeric"]
 
 #: the number of equal-width bins of each numeric feature's histogram

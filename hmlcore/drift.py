@@ -33,16 +33,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.encoding import as_category
 from hmlcore.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from hmlcore.model import ModelContainer
-
+else:
+    np = lazy_module("numpy")
 __all__ = ["STATUSES", "DriftProfile", "DriftReport", "DriftThresholds", "FeatureDrift"]
 
 #: statuses from best to worst; ``pending`` means too few rows to judge

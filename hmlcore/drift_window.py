@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.drift import DriftProfile
 from hmlcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")
 
 __all__ = ["DriftWindow", "read_windows"]
 

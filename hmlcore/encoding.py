@@ -37,13 +37,20 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
+from hmlcore._lazy import lazy_module
 from hmlcore.errors import FeatureError
+
+# pandas is imported only by the functions that read frames: records (what a serving worker encodes)
+# never need it, so a worker runs without it
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
 
 __all__ = ["MISSING_POLICIES", "OTHER", "UNKNOWN_POLICIES", "FeatureEncoder", "to_columns"]
 
@@ -60,6 +67,8 @@ def _missing_error(features: Sequence[str], extra: list[dict[str, Any]] | None =
 
 
 def _frame_column(series: pd.Series) -> Any:
+    import pandas as pd
+
     dtype = series.dtype
     if isinstance(dtype, pd.StringDtype):
         return series.array  # factorised without a copy to Python objects
@@ -83,13 +92,13 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
         >>> to_columns({"a": 1, "b": "x"}, ["a", "b"])["b"].tolist()
         ['x']
     """
-    if isinstance(data, pd.DataFrame):
+    if _is_frame(data):
         missing = [f for f in features if f not in data.columns]
         if missing:
             raise _missing_error(missing)
         return {f: _frame_column(data[f]) for f in features}
     if isinstance(data, Mapping):
-        if data and all(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in data.values()):
+        if _is_columns(data):
             missing = [f for f in features if f not in data]
             if missing:
                 raise _missing_error(missing)
@@ -126,7 +135,30 @@ def is_missing(value: Any) -> bool:
     """
     if isinstance(value, str):
         return not value.strip()
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, (float, np.floating)) and value != value)
+    return value is None or (isinstance(value, (float, np.floating)) and value != value) or _pandas_missing(value)
+
+
+def _pandas() -> Any:
+    """pandas if something imported it, else None: before then, no value can be a pandas object."""
+    return sys.modules.get("pandas")
+
+
+def _pandas_missing(value: Any) -> bool:
+    """Whether ``value`` is pandas' ``NA`` or ``NaT``."""
+    pandas = _pandas()
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def _is_frame(data: Any) -> bool:
+    pandas = _pandas()
+    return pandas is not None and isinstance(data, pandas.DataFrame)
+
+
+def _is_columns(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` maps each feature to a column (a list, tuple, array or Series) rather than to one value."""
+    pandas = _pandas()
+    kinds = (list, tuple, np.ndarray) if pandas is None else (list, tuple, np.ndarray, pandas.Series)
+    return bool(data) and all(isinstance(v, kinds) for v in data.values())
 
 
 def category_text(value: Any) -> str:
@@ -157,6 +189,8 @@ def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         >>> category_values(np.array([1.0, None, "a", 1], dtype=object))[0].tolist()
         ['1', None, 'a', '1']
     """
+    import pandas as pd
+
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     labels = np.array([None if is_missing(u) else category_text(u) for u in uniques] + [None], dtype=object)
     text = labels[codes]
@@ -165,6 +199,8 @@ def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _category_codes(values: np.ndarray, lookup: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(positions, missing, factor_codes, labels)``: each value's position in ``lookup`` (-1 if unseen or missing)."""
+    import pandas as pd
+
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     blank = np.array([is_missing(u) for u in uniques] + [True], dtype=bool)
     labels = np.array([category_text(u) for u in uniques], dtype=object)
@@ -205,7 +241,7 @@ def to_number(value: Any) -> float | None:
         return value  # type: ignore[no-any-return]
     if kind is int:
         return _int_to_float(value)
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None or _pandas_missing(value):
         return math.nan
     if isinstance(value, (bool, np.bool_)):
         return None
@@ -219,7 +255,7 @@ def to_number(value: Any) -> float | None:
     if isinstance(value, (int, np.integer)):
         return _int_to_float(int(value))
     try:
-        return math.nan if pd.isna(value) is True else float(value)
+        return float(value)  # NaN stays NaN
     except (TypeError, ValueError, OverflowError):
         return None
 
@@ -292,7 +328,7 @@ class FeatureEncoder:
         columns = to_columns(data, self.features)
         for feature in self.categorical:
             text, missing = category_values(columns[feature])
-            self.categories[feature] = sorted(pd.unique(text[~missing]).tolist())
+            self.categories[feature] = sorted(set(text[~missing].tolist()))
         self._lookups = {}
         self._record_encoder = None
         return self
@@ -388,10 +424,10 @@ class FeatureEncoder:
 
 def _as_records(data: Any) -> list[Any] | None:
     """``data`` as a list of records if it is one record or a sequence of them, else None (a frame or columns)."""
-    if isinstance(data, pd.DataFrame):
+    if _is_frame(data):
         return None
     if isinstance(data, Mapping):
-        if data and all(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in data.values()):
+        if _is_columns(data):
             return None
         return [data]
     if isinstance(data, (list, tuple)):

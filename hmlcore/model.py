@@ -27,10 +27,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hmlcore import __version__
 from hmlcore._estimators import check_model, fast_predictor
+from hmlcore._lazy import lazy_module
 from hmlcore.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
 from hmlcore.encoding import FeatureEncoder
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
@@ -43,10 +42,12 @@ from hmlcore.signing import sign, signing_key, verify
 from hmlcore.target import KINDS, Target, missing_target
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from hmlcore.app import HmlApp
-
+else:
+    np = lazy_module("numpy")
 __all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_distributions"]
 
 #: the version of the reference JSON's layout

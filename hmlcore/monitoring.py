@@ -33,19 +33,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds
 from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError, HmlError
 
 if TYPE_CHECKING:
+    import numpy as np
     from flask import Flask, Response
 
     from hmlcore.inference import HmlInferenceApp
     from hmlcore.metrics import ServingMetrics
     from hmlcore.model import ModelContainer
-
+else:
+    np = lazy_module("numpy")
 __all__ = ["DEFAULT_WINDOW", "Monitor", "enable_monitoring", "find_monitor"]
 
 log = logging.getLogger("hmlcore.monitoring")

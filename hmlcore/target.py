@@ -22,14 +22,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
+from hmlcore._lazy import lazy_module
 from hmlcore.distributions import describe_numeric
 from hmlcore.encoding import category_text, numeric_values
 from hmlcore.errors import ConfigError, FeatureError
+
+# pandas is imported only by the functions that learn from or encode a training column: a serving
+# worker, which only reads a saved target, runs without it
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
 
 __all__ = ["CLASSIFIERS", "KINDS", "Target", "missing_target"]
 
@@ -50,6 +56,8 @@ def check_kind(kind: Any) -> str:
 
 def missing_target(values: pd.Series | np.ndarray) -> np.ndarray:
     """The mask of rows whose target is missing (None, NaN, NA or an empty string)."""
+    import pandas as pd
+
     series = pd.Series(values) if not isinstance(values, pd.Series) else values
     mask = series.isna().to_numpy(dtype=bool, copy=True)
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
@@ -105,6 +113,8 @@ class Target:
             FeatureError: a binary target has other than two classes, a classifier's target holds
                 fractional numbers, or a regression target holds something that is not a number.
         """
+        import pandas as pd
+
         values = pd.Series(values).reset_index(drop=True)
         if self.is_classifier:
             classes = _learn_classes(values, self.name)
@@ -140,6 +150,8 @@ class Target:
             raise ConfigError(f"target {self.name!r} of a regression model has no class codes")
         if not self.classes:
             raise ConfigError(f"the classes of target {self.name!r} are not known: analyze the training data first")
+        import pandas as pd
+
         if self._lookup is None:
             self._lookup = {c: i for i, c in enumerate(self.classes)}
         factor, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
@@ -162,7 +174,7 @@ class Target:
         Raises:
             FeatureError: a value is not a number.
         """
-        floats, bad = numeric_values(np.asarray(values) if not isinstance(values, pd.Series) else _series_array(values))
+        floats, bad = numeric_values(_as_array(values))
         if bad is not None:
             raise FeatureError(
                 f"target {self.name!r} holds {bad!r}, not a number: a regression target is numeric",
@@ -194,14 +206,20 @@ class Target:
             raise ValueError(str(exc)) from None
 
 
-def _series_array(values: pd.Series) -> np.ndarray:
-    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(values.dtype):
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return values.to_numpy()
+def _as_array(values: pd.Series | np.ndarray) -> np.ndarray:
+    """``values`` as an array; a nullable numeric Series (BigQuery's Int64, Float64) as float64 with NaN for NA."""
+    import pandas as pd
+
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        if pd.api.types.is_numeric_dtype(values.dtype):
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(values)
 
 
 def _learn_classes(values: pd.Series, name: str) -> list[Label]:
     """The sorted distinct labels of ``values``: booleans, integers or strings, as the column holds them."""
+    import pandas as pd
+
     uniques = pd.unique(values.to_numpy(dtype=object))
     if pd.api.types.is_bool_dtype(values.dtype) or all(isinstance(u, (bool, np.bool_)) for u in uniques):
         return sorted({bool(u) for u in uniques})
