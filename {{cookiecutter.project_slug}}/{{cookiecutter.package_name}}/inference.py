@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from hmlcore import hml
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def predict(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
