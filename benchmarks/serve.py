@@ -7,14 +7,18 @@ directly). With ``--kinds`` it does the same for a multiclass and a regression m
 by hmlcore on the crash data: the impact speed band from the rest, and the occupant's age from the
 rest), served by an hmlcore app with monitoring as the template's is. ``wrk`` loads each from this
 machine: GET one row, POST one row and POST 1,000 rows, at concurrency 1, 8 and 32. It prints req/s,
-p50 and p99, the RSS/PSS of each worker, the in-process time of the 1,000-row batch (and the
-encoding's), and how the figures compare with the targets:
+p50 and p99, the RSS/PSS of each worker after the load (and whether pandas is mapped into it), the
+in-process time of the 1,000-row batch (and the encoding's), and how the figures compare with the targets:
 
 - single-row req/s >= 0.85 x the reference server's;
 - p99 <= 10 ms at concurrency 8;
 - a 1,000-row batch (p50 at concurrency 1) <= 3 x (in-process predict + encode) for that batch.
 
 The figures are printed, not asserted (they depend on the machine and on what else runs on it).
+
+hmlcore's serving path never imports pandas, but xgboost imports scikit-learn, which imports pandas
+when it is installed, so both servers' workers carry it here. ``--hide-pandas`` starts both as if
+pandas were not installed (training still uses it), to show what a worker weighs without it.
 
     apt-get install -y wrk        # Debian / Ubuntu (brew install wrk on macOS)
     python benchmarks/serve.py --workers 2 --duration 3 --rounds 2
@@ -85,6 +89,7 @@ def bench_arguments(description: str | None, *, rounds: int, kinds: bool = False
     if kinds:
         parser.add_argument("--kinds", default="binary", help=f"comma-separated model kinds to serve: {', '.join(KINDS)}")
         parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}")
+        parser.add_argument("--hide-pandas", action="store_true", help="serve as if pandas were not installed (see above)")
     args = parser.parse_args()
     if kinds:
         args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -115,8 +120,17 @@ def bake_and_train(work: Path) -> tuple[Path, dict[str, str]]:
     return project, env
 
 
-def entrypoint() -> list[str]:
-    return [sys.executable, "-c", "import sys; from crashed.start import main; sys.argv[0] = 'crashed'; main()"]
+def entrypoint(*, hide_pandas: bool = False) -> list[str]:
+    hide = "sys.modules['pandas'] = None; " if hide_pandas else ""
+    return [sys.executable, "-c", f"import sys; {hide}from crashed.start import main; sys.argv[0] = 'crashed'; main()"]
+
+
+def python_script(path: Path, *, hide_pandas: bool) -> list[str]:
+    """The command that runs the script ``path`` (its arguments follow), with ``import pandas`` failing if ``hide_pandas``."""
+    if not hide_pandas:
+        return [sys.executable, str(path)]
+    code = "import runpy, sys; sys.modules['pandas'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    return [sys.executable, "-c", code, str(path)]
 
 
 def wait_ready(base: str, server: subprocess.Popen, timeout: float = 90) -> None:
@@ -192,8 +206,8 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def worker_memory(master: int) -> list[tuple[int, float, float]]:
-    """``(pid, RSS MiB, PSS MiB)`` of each child of the gunicorn ``master``."""
+def worker_memory(master: int) -> list[tuple[int, float, float, bool]]:
+    """``(pid, RSS MiB, PSS MiB, pandas mapped)`` of each child of the gunicorn ``master``."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -203,10 +217,11 @@ def worker_memory(master: int) -> list[tuple[int, float, float]]:
             if int(stat.rsplit(")", 1)[1].split()[1]) != master:
                 continue
             rollup = (entry / "smaps_rollup").read_text()
+            pandas = "/pandas/" in (entry / "maps").read_text()
         except (OSError, ValueError, IndexError):
             continue
         kib = {k: int(v) for k, v in re.findall(r"^(Rss|Pss):\s+(\d+) kB", rollup, re.M)}
-        out.append((int(entry.name), kib.get("Rss", 0) / 1024, kib.get("Pss", 0) / 1024))
+        out.append((int(entry.name), kib.get("Rss", 0) / 1024, kib.get("Pss", 0) / 1024, pandas))
     return sorted(out)
 
 
@@ -239,12 +254,17 @@ def _best(func: Any, repeat: int = 30) -> float:
     return best * 1000
 
 
-def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tuple[str, str, int], dict[str, float]], dict[str, float]]:
-    """Serve a model of ``kind`` with hmlcore and with the reference server; print and return the wrk figures and in-process timings."""
+def serve_kind(
+    kind: str, work: Path, args: argparse.Namespace
+) -> tuple[dict[tuple[str, str, int], dict[str, float]], dict[str, float], dict[str, float]]:
+    """Serve a model of ``kind`` with hmlcore and with the reference server.
+
+    Prints and returns the wrk figures, the in-process timings, and each server's mean worker RSS (MiB) after the load.
+    """
     if kind == "binary":
         project, env = bake_and_train(work)
         pointer = json.loads((work / "hml-home/lake/models/car-crashes/crashed/current.json").read_text())
-        hml_command, cwd = [*entrypoint(), "inference", "run-prod"], project
+        hml_command, cwd = [*entrypoint(hide_pandas=args.hide_pandas), "inference", "run-prod"], project
         spec = {"kind": kind, "target": "dead", "numeric": CRASH_NUMERIC, "categorical": CRASH_CATEGORICAL}
         spec |= {"lake": str(work / "hml-home/lake"), "reference": pointer["reference"], "name": "crashed", "project": "car-crashes"}
     else:
@@ -253,7 +273,7 @@ def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tu
         script = work / f"app_{kind}.py"
         script.write_text(APP_SCRIPT)
         env = {**os.environ, "HML_BENCH_MODEL": json.dumps(spec), "HML_HOME": str(work / f"home-{kind}")}
-        hml_command, cwd = [sys.executable, str(script), "inference", "run-prod"], work
+        hml_command, cwd = [*python_script(script, hide_pandas=args.hide_pandas), "inference", "run-prod"], work
     hml_port, ref_port = free_port(), free_port()
     servers = {
         "hmlcore": subprocess.Popen(
@@ -264,8 +284,8 @@ def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tu
             stderr=subprocess.DEVNULL,
         ),
         "reference": subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks/reference_server.py"), spec["reference"], "--port", str(ref_port)]
-            + ["--workers", str(args.workers)],
+            [*python_script(ROOT / "benchmarks/reference_server.py", hide_pandas=args.hide_pandas), spec["reference"]]
+            + ["--port", str(ref_port), "--workers", str(args.workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -273,6 +293,7 @@ def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tu
     }
     bases = {"hmlcore": f"http://127.0.0.1:{hml_port}", "reference": f"http://127.0.0.1:{ref_port}"}
     results: dict[tuple[str, str, int], dict[str, float]] = {}
+    rss: dict[str, float] = {}
     batch = sample_records(1000, kind)
     try:
         for name, server in servers.items():
@@ -302,10 +323,12 @@ def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tu
                     f"{r['rps']:>9.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} | {h['rps'] / r['rps']:.2f}{failed}",
                     flush=True,
                 )
-        print("\nmemory per worker (MiB):")
+        print("\nmemory per worker after the load (MiB):")
         for name, server in servers.items():
-            for pid, rss, pss in worker_memory(server.pid):
-                print(f"  {name:<10} pid {pid}: RSS {rss:.0f}, PSS {pss:.0f}")
+            workers = worker_memory(server.pid)
+            for pid, resident, proportional, pandas in workers:
+                print(f"  {name:<10} pid {pid}: RSS {resident:.0f}, PSS {proportional:.0f}, pandas {'loaded' if pandas else 'not loaded'}")
+            rss[name] = sum(w[1] for w in workers) / max(len(workers), 1)
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
@@ -316,7 +339,7 @@ def serve_kind(kind: str, work: Path, args: argparse.Namespace) -> tuple[dict[tu
                 server.kill()
     timings = in_process(spec, batch)
     print(f"\n{kind}, in-process, 1,000 rows (best of 30, ms): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
-    return results, timings
+    return results, timings, rss
 
 
 def main() -> int:
@@ -327,11 +350,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hml-bench-") as tmp:
         measured = {kind: serve_kind(kind, Path(tmp), args) for kind in args.kinds}
     print("\ntargets:")
-    for kind, (results, timings) in measured.items():
+    for kind, (results, timings, rss) in measured.items():
+        memory = f"worker RSS {rss.get('hmlcore', 0):.0f} MiB, the reference's {rss.get('reference', 0):.0f} MiB"
         for scenario in [s for s in args.scenarios if s != "POST 1000 rows"]:
             for concurrency in CONCURRENCY:
                 ratio = results[(scenario, "hmlcore", concurrency)]["rps"] / results[(scenario, "reference", concurrency)]["rps"]
-                print(f"  {kind}, {scenario}, c={concurrency}: {ratio:.2f} x the reference's req/s (target >= 0.85) {_mark(ratio >= 0.85)}")
+                print(
+                    f"  {kind}, {scenario}, c={concurrency}: {ratio:.2f} x the reference's req/s (target >= 0.85) {_mark(ratio >= 0.85)}; "
+                    + memory
+                )
             p99 = results[(scenario, "hmlcore", 8)]["p99"]
             print(f"  {kind}, {scenario}, c=8: p99 {p99:.2f} ms (target <= 10) {_mark(p99 <= 10)}")
         if "POST 1000 rows" in args.scenarios:
