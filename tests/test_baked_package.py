@@ -43,7 +43,7 @@ def test_help_is_fast_and_lists_the_commands(baked_default: Path):
     result = run([str(BIN / "crashed"), "--help"], cwd=baked_default)
     assert result.returncode == 0
     assert "pipelines" in result.stdout and "inference" in result.stdout
-    heavy = "('kfp', 'kubernetes', 'xgboost', 'sklearn')"
+    heavy = "('kfp', 'kubernetes', 'xgboost', 'sklearn', 'pandas', 'numpy')"
     probe = "import sys; from crashed.start import main; sys.argv = ['crashed', '--help']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
     probe += f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}), file=sys.stderr)"
     result = run([str(BIN / "python"), "-c", probe], cwd=baked_default)
