@@ -6,8 +6,8 @@ names, artifact URIs, metrics); the data itself stays in the warehouse and the l
 the source into the warehouse, splits the rows with SQL (the same SQL on DuckDB and BigQuery) and
 exports each split to the lake as Parquet, where the later steps read it.
 
-pandas and numpy are imported inside the steps that use them: ``{{ cookiecutter.package_name }} --help`` and
-the inference server import this module too (to declare the pipeline) and start faster without them.
+pandas, numpy and urllib.request are imported inside the functions that use them: ``{{ cookiecutter.package_name }}
+--help`` and the inference server import this module too (to declare the pipeline) and start faster without them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -71,6 +70,8 @@ def locate(source: str) -> str:
 
 def read_bytes(location: str) -> bytes:
     """The bytes of a local file or of a URL (http(s), or any fsspec URL such as s3:// or gs://)."""
+    import urllib.request
+
     try:
         if location.startswith(("http://", "https://")):
             with urllib.request.urlopen(location, timeout=120) as response:
