@@ -6,6 +6,10 @@ the package on ``sys.path``). For each it prints the best and median wall time, 
 (target: ``crashed --help`` <= 3 x the hello-world), the peak RSS, and whether pandas, numpy or kfp were
 imported. Compare ratios measured in the same run: the absolute times depend on what else the machine runs.
 
+Both run with their bytecode cached, as from an installed package (a first, uncounted run writes it to a
+scratch ``PYTHONPYCACHEPREFIX``): with ``PYTHONDONTWRITEBYTECODE`` set, an editable hmlcore and the baked
+package would be compiled from source at every start while click is not.
+
     python benchmarks/cli_startup.py [--runs 15]
 """
 
@@ -13,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -45,10 +51,11 @@ hello(["--help"])
 CRASHED = "import sys; sys.argv = ['crashed', '--help']\nfrom crashed.start import main\nmain()"
 
 
-def run(code: str, cwd: str, *, report: bool) -> tuple[float, dict[str, Any]]:
+def run(code: str, cwd: str, env: dict[str, str], *, report: bool) -> tuple[float, dict[str, Any]]:
     """Wall seconds of ``python -c code`` in a fresh interpreter and, with ``report``, what it imported."""
+    command = [sys.executable, "-c", (REPORT if report else "") + code]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", (REPORT if report else "") + code], cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or "Usage:" not in done.stdout:
         raise SystemExit(f"--help failed (exit {done.returncode}):\n{done.stderr}")
@@ -60,17 +67,20 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="fresh interpreters per command, alternating")
     args = parser.parse_args()
     project = bake_default()
+    cache = tempfile.mkdtemp(prefix="hml-bench-pycache-")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPYCACHEPREFIX": cache}
     try:
         commands = {"click hello-world --help": HELLO, "crashed --help": CRASHED}
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for code in commands.values():  # warm the file cache, not counted
-            run(code, str(project), report=False)
+        for code in commands.values():  # writes the bytecode and warms the file cache, not counted
+            run(code, str(project), env, report=False)
         for _ in range(args.runs):
             for name, code in commands.items():
-                times[name].append(run(code, str(project), report=False)[0])
-        reports = {name: run(code, str(project), report=True)[1] for name, code in commands.items()}
+                times[name].append(run(code, str(project), env, report=False)[0])
+        reports = {name: run(code, str(project), env, report=True)[1] for name, code in commands.items()}
     finally:
         shutil.rmtree(project.parent, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
     print(f"{'command':<26} {'best s':>7} {'median s':>9} {'peak RSS MiB':>13}  imported")
     for name in commands:
         imported, rss = reports[name]["imported"], reports[name]["peak_rss_mib"]
