@@ -119,9 +119,8 @@ def test_a_serving_worker_needs_no_pandas(kind, tmp_path):
     row = generated(kind, 5, seed=3).drop(columns=[TARGETS[kind]]).iloc[1].to_dict()
     record = {k: (None if v != v else v) for k, v in row.items()}
     spec = {"kind": kind, "numeric": NUMERIC, "categorical": CATEGORICAL, "target": TARGETS[kind], "lake": str(tmp_path), "record": record}
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE, json.dumps(spec)], capture_output=True, text=True, check=False, env={**os.environ, "HML_HOME": str(tmp_path)}
-    )
+    env = {**os.environ, "HML_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", SERVE, json.dumps(spec)], capture_output=True, text=True, check=False, env=env)
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served == {"statuses": [200, 200, 200, 422], "xgboost": True}
