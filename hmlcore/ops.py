@@ -74,6 +74,13 @@ class OpContext:
         """The registered :class:`~hmlcore.model.ModelContainer` called ``name``."""
         return self.app.get_model(name)
 
+    def artifact_uri(self, name: str) -> str:
+        """The full URL of ``name`` in this run's and step's lake folder, where :meth:`save_artifact` writes.
+
+        For a file another library writes there itself, e.g. ``ctx.warehouse.export(table, ctx.artifact_uri("rows.parquet"))``.
+        """
+        return self.lake.uri("runs", self.pipeline, self.run_id, self.step, name)
+
     def save_artifact(self, name: str, data: bytes) -> dict[str, Any]:
         """Store ``data`` in the lake under this run and step; return ``{"uri", "sha256", "size"}``.
 
@@ -81,7 +88,7 @@ class OpContext:
         """
         from hmlcore.lake import sha256_bytes
 
-        uri = self.lake.write_bytes(f"runs/{self.pipeline}/{self.run_id}/{self.step}/{name}", data)
+        uri = self.lake.write_bytes(self.artifact_uri(name), data)
         return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
 
     def load_artifact(self, artifact: dict[str, Any]) -> bytes:
