@@ -44,7 +44,6 @@ def test_baked_package_lints_clean(baked_default: Path):
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-
 def test_the_wheel_ships_every_data_file_the_command_and_the_metadata(baked_default: Path, tmp_path: Path):
     """`pip wheel` from pyproject.toml alone (as `make wheels` builds the image's input), with a file of the user's added to data/."""
     source = tmp_path / "source"
@@ -53,8 +52,8 @@ def test_the_wheel_ships_every_data_file_the_command_and_the_metadata(baked_defa
     for name, data in own.items():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes(data)
-    command = [str(BIN / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", "dist", str(source)]
-    result = run(command, cwd=tmp_path)
+    pip_wheel = [str(BIN / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    result = run([*pip_wheel, "--wheel-dir", "dist", str(source)], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = (tmp_path / "dist").glob("crashed-0.1.0-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -86,6 +85,7 @@ def test_the_inference_deployment_mounts_one_writable_tmp(baked_default: Path):
     assert len(volumes) == 1 and "emptyDir" in volumes[0], pod["volumes"]
     env = {variable["name"]: variable.get("value") for variable in container["env"]}
     assert env["HML_HOME"].startswith("/tmp/") and "HML_S3_ENDPOINT" in env
+
 
 def test_help_is_fast_and_lists_the_commands(baked_default: Path):
     result = run([str(BIN / "crashed"), "--help"], cwd=baked_default)

@@ -88,7 +88,6 @@ def test_renamed_package_uses_its_names_everywhere(cookies):
     assert "def nightly(" in (root / "fraud" / "start.py").read_text()
 
 
-
 @pytest.mark.parametrize("platform", ["s3", "gcp"], ids=lambda platform: f"cluster_platform={platform}")
 def test_pyproject_holds_the_whole_project(cookies, platform):
     """PEP 621 metadata, the command, the extras, the data files and the tools' settings, in one file."""
@@ -104,6 +103,7 @@ def test_pyproject_holds_the_whole_project(cookies, platform):
     assert project["scripts"] == {"crashed": "crashed.start:main"}
     assert pyproject["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
     assert pyproject["tool"]["ruff"]["line-length"] == 140
+
 
 HOSTILE = [
     'She said "hi"',
