@@ -18,6 +18,8 @@ from hmlcore.registry import ModelRegistry
 from ._serving import APP_SCRIPT, container, publish_gated
 from .conftest import free_port, wait_ready
 
+pytestmark = pytest.mark.slow  # every test here starts a server or compiles with kfp
+
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:

@@ -78,6 +78,7 @@ def test_a_predictor_that_fails_on_a_typical_row_keeps_the_server_unready(tmp_pa
     assert answer.status_code == 503 and "the author's predictor is broken" in answer.json["failing"]["risk"]
 
 
+@pytest.mark.slow
 def test_the_watcher_swaps_in_new_versions_and_refuses_bad_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     publish_model(tmp_path, run_id="run-1")
     app = serving_app(tmp_path)
@@ -140,6 +141,7 @@ def wait_for_version(base: str, version: str, timeout: float = 60) -> None:
     raise AssertionError(f"still serving {seen} after {timeout} s, expected {version}")
 
 
+@pytest.mark.slow
 def test_run_prod_picks_up_a_published_model_and_refuses_a_corrupt_one(tmp_path: Path):
     lake = tmp_path / "lake"
     publish_model(lake, run_id="run-1")
