@@ -33,7 +33,7 @@ class DriftWindow:
     Example:
         >>> import pandas as pd
         >>> from hmlcore.drift import DriftProfile
-        >>> from hmlcore.model import describe_distributions
+        >>> from hmlcore.distributions import describe_distributions
         >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
         >>> window = DriftWindow(DriftProfile(describe_distributions(df, ["x"], []), ["x"], []), size=2)
         >>> window.add(window.profile.codes_from_frame(df)); window.rows

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hmlcore.distributions import describe_distributions
 from hmlcore.drift import DriftProfile, DriftThresholds
 from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError
-from hmlcore.model import describe_distributions
 
 
 def profile_of(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> DriftProfile:

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 import hmlcore
+from hmlcore.distributions import HISTOGRAM_BINS
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
 from hmlcore.lake import Lake
-from hmlcore.model import HISTOGRAM_BINS, ModelContainer
+from hmlcore.model import ModelContainer
 
 
 def frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
