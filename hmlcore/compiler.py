@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["CompiledPipeline", "KfpTask", "compile_pipeline", "component_yaml"]
 
 OUTPUT_NAME = "Output"
-#: the pipeline run id Kubeflow substitutes at run time
+#: the pipeline run id Kubeflow substitutes at run time: kfp's ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``, named here so that
+#: the local runner fills it in without importing kfp
 RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 

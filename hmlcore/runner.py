@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
+from hmlcore.compiler import RUN_ID_PLACEHOLDER
 from hmlcore.config import debugging
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.ops import parse_value, render_value
@@ -77,7 +78,7 @@ def resolve_command(
         params: the pipeline's parameter values.
         outputs: the output file's text of each finished task.
         output_file: where this task writes its own output.
-        run_id: the value of ``{{$.pipeline_job_uuid}}``.
+        run_id: the value of :data:`~hmlcore.compiler.RUN_ID_PLACEHOLDER`.
     """
     task = spec["root"]["dag"]["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]
@@ -95,7 +96,7 @@ def resolve_command(
             continue
         if "runtimeValue" in source:
             constant = source["runtimeValue"]["constant"]
-            values[name] = run_id if constant == "{{$.pipeline_job_uuid}}" else render_value(constant, kind)
+            values[name] = run_id if constant == RUN_ID_PLACEHOLDER else render_value(constant, kind)
         elif "componentInputParameter" in source:
             values[name] = render_value(params[source["componentInputParameter"]], kind)
         elif "taskOutputParameter" in source:
