@@ -42,11 +42,8 @@ def component_yaml(op: HmlOp, *, pipeline: str, entrypoint: str, image: str) -> 
     args: list[Any] = []
     for p in op.params:
         spec: dict[str, Any] = {"name": p.name, "type": KFP_TYPES[p.type]}
-        if not p.required:
-            if p.default is None:
-                spec["optional"] = True
-            else:
-                spec["default"] = render_value(p.default, p.type)
+        if not p.required:  # a default of None is refused when the op is made (HmlOp)
+            spec["default"] = render_value(p.default, p.type)
         inputs.append(spec)
         args += [p.option, {"inputValue": p.name}]
     inputs.append({"name": "hml_run_id", "type": "String"})
