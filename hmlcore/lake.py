@@ -200,10 +200,3 @@ class Lake:
             return True
         except Exception:  # noqa: BLE001 - clean-up is best effort
             return False
-
-    def local_path(self, path: str) -> str:
-        """The local file path of ``path``; only for a local lake."""
-        target = self.uri(path)
-        if _is_remote(target):
-            raise ConfigError(f"{target} is not a local path")
-        return target
