@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmlcore.config import env_int
 from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds
 from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError, HmlError
@@ -84,11 +85,7 @@ def enable_monitoring(
     if existing is not None:
         return existing
     if window is None:
-        text = os.environ.get("HML_DRIFT_WINDOW")
-        try:
-            window = int(text) if text else DEFAULT_WINDOW
-        except ValueError:
-            raise ConfigError(f"HML_DRIFT_WINDOW must be a whole number, got {text!r}") from None
+        window = env_int("HML_DRIFT_WINDOW", DEFAULT_WINDOW)
     monitor = Monitor(inference_app, window=window, thresholds=thresholds, model=model)
     inference_app.observe(monitor)
     monitor.install(inference_app.flask)
