@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import logging
 import os
 import shutil
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore.drift import STATUSES
+from hmlcore.drift_window import window_path
 
 if TYPE_CHECKING:
     from hmlcore.drift import DriftReport
@@ -81,11 +82,6 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def drift_files(folder: str, pid: int | str = "*") -> list[str]:
-    """The drift window files in ``folder`` (of one process ``pid``, or all of them)."""
-    return glob.glob(os.path.join(folder, f"hml-drift-{pid}.bin"))
-
-
 def mark_worker_dead(pid: int, folder: str | None = None) -> None:
     """Forget what a dead worker ``pid`` kept live: its live gauges and its drift window (its counts stay in the totals)."""
     folder = folder or multiprocess_dir()
@@ -94,11 +90,8 @@ def mark_worker_dead(pid: int, folder: str | None = None) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, folder)
-    for path in drift_files(folder, pid):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(window_path(folder, pid))
 
 
 def gunicorn_hooks() -> dict[str, Callable[..., None]]:

@@ -13,8 +13,8 @@ killed right after loses no counted request), and adds the two routes. Predictio
 rows are buffered and counted in batches, at most ``flush_seconds`` later.
 
 **Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
-(:class:`~hmlcore.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
-(``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.metrics`). ``/drift`` and the drift gauges of
+(:class:`~hmlcore.drift_window.DriftWindow`) in a small file of its own in the multiprocess folder
+(:func:`~hmlcore.drift_window.window_path`; ``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.metrics`). ``/drift`` and the drift gauges of
 ``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
 with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
 the server's ``child_exit`` hook, or skipped and removed by the next reader. Writing a window is a few
@@ -25,9 +25,9 @@ With one process (the development server) the window stays in memory.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -37,7 +37,7 @@ import numpy as np
 
 from hmlcore.config import env_int
 from hmlcore.drift import DriftProfile, DriftReport, DriftThresholds
-from hmlcore.drift_window import DriftWindow, read_windows
+from hmlcore.drift_window import DriftWindow, read_windows, window_files, window_path
 from hmlcore.errors import ConfigError, HmlError
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ log = logging.getLogger("hmlcore.monitoring")
 
 #: rows each worker's drift window keeps unless ``window=`` or ``HML_DRIFT_WINDOW`` says otherwise
 DEFAULT_WINDOW = 1000
-_PID_RE = re.compile(r"hml-drift-(\d+)\.bin$")
 
 
 def enable_monitoring(
@@ -182,7 +181,7 @@ class Monitor:
                     if self._window is not None:
                         self._window.close()
                     folder = self._folder()
-                    path = os.path.join(folder, f"hml-drift-{os.getpid()}.bin") if folder else None
+                    path = window_path(folder, os.getpid()) if folder else None
                     self._window = DriftWindow(profile, size=self.window_size, path=path)
                 window = self._window
         return window
@@ -267,18 +266,13 @@ class Monitor:
             if window is None or window.profile is not profile:
                 return np.zeros(profile.slots, dtype=np.int64), 0
             return window.counts(), 1
-        from hmlcore.metrics import drift_files
-
         paths = []
-        for path in drift_files(folder):
-            match = _PID_RE.search(path)
-            if match and _alive(int(match.group(1))):
+        for pid, path in window_files(folder).items():
+            if _alive(pid):
                 paths.append(path)
-            elif match:
-                try:
+            else:
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-                except OSError:
-                    pass
         return read_windows(paths, profile)
 
     def report(self) -> tuple[DriftReport, int]:
