@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,21 @@ log = logging.getLogger("hmlcore.monitoring")
 
 #: rows each worker's drift window keeps unless ``window=`` or ``HML_DRIFT_WINDOW`` says otherwise
 DEFAULT_WINDOW = 1000
+
+
+class _Served(NamedTuple):
+    """A served batch, buffered until :meth:`Monitor.flush` counts it."""
+
+    container: ModelContainer
+    records: Sequence[Mapping[str, Any]]
+    features: np.ndarray
+    predictions: Any
+
+
+class _Refused(NamedTuple):
+    """A refused request's details, buffered until :meth:`Monitor.flush` counts them."""
+
+    details: Sequence[Mapping[str, Any]]
 
 
 def enable_monitoring(
@@ -128,7 +143,7 @@ class Monitor:
         self._pid = os.getpid()
         self._metrics: ServingMetrics | None = None
         self._window: DriftWindow | None = None
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[_Served | _Refused] = []
         self._pending_units = 0
         self._pending_lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -189,14 +204,14 @@ class Monitor:
     # ----------------------------------------------------------------- observer
     def on_predict(self, container: ModelContainer, records: Sequence[Mapping[str, Any]], features: np.ndarray, predictions: Any) -> None:
         """Buffer a served batch: its predictions are counted and its rows added to the drift window on :meth:`flush`."""
-        self._push(("predict", container, records, features, predictions), len(records))
+        self._push(_Served(container, records, features, predictions), len(records))
 
     def on_invalid(self, container: ModelContainer, details: Sequence[Mapping[str, Any]]) -> None:
         """Buffer a refused request, to count under each feature it was refused for."""
-        self._push(("invalid", details), 1)
+        self._push(_Refused(details), 1)
 
     # ----------------------------------------------------------------- buffering
-    def _push(self, item: tuple[Any, ...], units: int) -> None:
+    def _push(self, item: _Served | _Refused, units: int) -> None:
         """Buffer ``item``: a request pays for an append; the counting runs in batches (numpy, warm caches)."""
         self._check_fork()
         with self._pending_lock:
@@ -235,23 +250,23 @@ class Monitor:
             if not items:
                 return
             metrics = self.metrics
-            batches: dict[int, list[tuple[Any, ...]]] = {}
+            batches: dict[int, list[_Served]] = {}
             for item in items:
-                if item[0] == "invalid":
-                    metrics.observe_invalid(item[1])
+                if isinstance(item, _Refused):
+                    metrics.observe_invalid(item.details)
                 else:
-                    batches.setdefault(id(item[1]), []).append(item)
+                    batches.setdefault(id(item.container), []).append(item)
             for batch in batches.values():
-                container = batch[0][1]
-                records = [r for item in batch for r in item[2]]
-                metrics.observe_predictions([p for item in batch for p in item[4]])
+                container = batch[0].container
+                records = [r for item in batch for r in item.records]
+                metrics.observe_predictions([p for item in batch for p in item.predictions])
                 if self.model_name and container is not self.container:
                     continue
                 try:
                     profile = self.profile(container)
                 except HmlError:
                     continue  # no training distributions: nothing to compare with (``/drift`` says why)
-                features = np.concatenate([item[3] for item in batch]) if len(batch) > 1 else batch[0][3]
+                features = np.concatenate([item.features for item in batch]) if len(batch) > 1 else batch[0].features
                 self._own_window(profile).add(
                     profile.codes_from_request(features, records, container.defaults, categories=container.encoder.categories)
                 )
