@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import graphlib
 import json
 import logging
 import os
@@ -47,19 +48,33 @@ def new_run_id() -> str:
 
 
 def dag_order(spec: dict[str, Any]) -> list[str]:
-    """The root DAG's task names in an order that respects every dependency (stable: spec order first)."""
+    """The root DAG's task names in an order that respects every dependency (stable: spec order first).
+
+    Raises:
+        PipelineError: a task depends on one the DAG does not hold, or the tasks depend on each other in a cycle.
+
+    Example:
+        >>> dag_order({"root": {"dag": {"tasks": {"b": {"dependentTasks": ["a"]}, "a": {}, "c": {}}}}})
+        ['a', 'c', 'b']
+    """
     tasks = spec["root"]["dag"]["tasks"]
+    position = {name: i for i, name in enumerate(tasks)}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name, task in tasks.items():
+        upstream = task.get("dependentTasks", [])
+        unknown = [u for u in upstream if u not in tasks]
+        if unknown:
+            raise PipelineError(f"task {name} depends on {', '.join(unknown)}, which the pipeline does not hold")
+        sorter.add(name, *upstream)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
     order: list[str] = []
-    done: set[str] = set()
-    pending = list(tasks)
-    while pending:
-        ready = [name for name in pending if set(tasks[name].get("dependentTasks", [])) <= done]
-        if not ready:
-            raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {', '.join(pending)}")
-        for name in ready:
-            order.append(name)
-            done.add(name)
-            pending.remove(name)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order += ready
+        sorter.done(*ready)
     return order
 
 
