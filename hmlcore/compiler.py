@@ -23,7 +23,7 @@ from hmlcore._files import write_atomic
 from hmlcore._settings import ContainerSettings
 from hmlcore.config import check_env_name
 from hmlcore.errors import ConfigError, PipelineError
-from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
+from hmlcore.ops import KFP_TYPES, HmlOp, HmlTask, building, render_value
 
 if TYPE_CHECKING:
     from hmlcore.pipelines import HmlPipeline
@@ -282,11 +282,8 @@ def compile_pipeline(
 
     @functools.wraps(func)
     def body(*args: Any, **kwargs: Any) -> None:
-        token = _builder.set(builder)
-        try:
+        with building(builder):
             func(*args, **kwargs)
-        finally:
-            _builder.reset(token)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type) for p in pipeline.params]
