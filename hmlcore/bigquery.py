@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from hmlcore.errors import ConfigError
+from hmlcore.errors import ConfigError, WarehouseError
 from hmlcore.warehouse import Warehouse, validate_table_name
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             return self.client.query_and_wait(sql, job_config=self._job_config(), location=self.location)
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"{what} failed: {_message(exc)}") from exc
+            raise WarehouseError(f"{what} failed: {_message(exc)}") from exc
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run ``sql`` (GoogleSQL, tables of the dataset unqualified) and return the rows as a DataFrame.
@@ -152,7 +152,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             self.client.load_table_from_file(buffer, table_id, job_config=config, size=size, location=self.location).result()
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"BigQuery load into {table} failed: {_message(exc)}") from exc
+            raise WarehouseError(f"BigQuery load into {table} failed: {_message(exc)}") from exc
         return table
 
     def exists(self, table: str) -> bool:
@@ -164,7 +164,7 @@ class BigQueryWarehouse(Warehouse):
         except exceptions.NotFound:
             return False
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"cannot look up table {self._table_id(table)}: {_message(exc)}") from exc
+            raise WarehouseError(f"cannot look up table {self._table_id(table)}: {_message(exc)}") from exc
         return True
 
     def close(self) -> None:

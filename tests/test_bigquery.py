@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from hmlcore.bigquery import BigQueryWarehouse
-from hmlcore.errors import ConfigError
+from hmlcore.errors import ConfigError, WarehouseError
 from hmlcore.warehouse import open_warehouse
 from tests.bigquery_server import bigquery_client, bigquery_server
 
@@ -93,18 +93,18 @@ def test_export_writes_parquet_to_the_lake(warehouse, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "error", "message"),
     [
-        (lambda wh: wh.query("SELECT nope FROM raw"), "BigQuery query failed: .*nope"),
-        (lambda wh: wh.table("missing_table"), "BigQuery query failed: .*missing_table"),
-        (lambda wh: wh.select_into("SELECT nope FROM raw", "t"), "BigQuery query into t failed"),
-        (lambda wh: wh.load_dataframe(ROWS, "bad name"), "invalid table name 'bad name'"),
+        (lambda wh: wh.query("SELECT nope FROM raw"), WarehouseError, "BigQuery query failed: .*nope"),
+        (lambda wh: wh.table("missing_table"), WarehouseError, "BigQuery query failed: .*missing_table"),
+        (lambda wh: wh.select_into("SELECT nope FROM raw", "t"), WarehouseError, "BigQuery query into t failed"),
+        (lambda wh: wh.load_dataframe(ROWS, "bad name"), ConfigError, "invalid table name 'bad name'"),
     ],
     ids=["bad-column", "missing-table", "bad-select-into", "bad-name"],
 )
-def test_errors_are_one_line_naming_the_problem(warehouse, call, message):
+def test_errors_are_one_line_naming_the_problem(warehouse, call, error, message):
     warehouse.load_dataframe(ROWS, "raw")
-    with pytest.raises(ConfigError, match=message) as info:
+    with pytest.raises(error, match=message) as info:
         call(warehouse)
     assert "\n" not in str(info.value)
 
@@ -112,7 +112,7 @@ def test_errors_are_one_line_naming_the_problem(warehouse, call, message):
 def test_a_missing_dataset_is_named(server):
     endpoint, _ = server
     wh = BigQueryWarehouse("test-project", "absent", client=bigquery_client(endpoint))
-    with pytest.raises(ConfigError, match="Dataset test-project:absent"):
+    with pytest.raises(WarehouseError, match="Dataset test-project:absent"):
         wh.query("SELECT 1 AS one")
     wh.close()
 
