@@ -8,10 +8,10 @@ from typing import Any
 __all__ = ["render_page"]
 
 
-def render_page(name: str, **context: Any) -> str:
-    """Render ``templates/<name>`` with ``context``: every value HTML-escaped, an unknown name an error."""
+def render_page(template_name: str, /, **context: Any) -> str:
+    """Render ``templates/<template_name>`` with ``context``: every value HTML-escaped, an unknown name an error."""
     import jinja2  # installed with Flask; only report commands need it
 
-    template = resources.files("hmlcore").joinpath("templates", name).read_text(encoding="utf-8")
+    template = resources.files("hmlcore").joinpath("templates", template_name).read_text(encoding="utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return environment.from_string(template).render(**context)
