@@ -22,6 +22,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory):
     return path, result
 
 
+@pytest.mark.slow
 def test_the_spec_reloads_with_kfps_loader(compiled):
     path, _ = compiled
     loaded = components.load_component_from_file(str(path))

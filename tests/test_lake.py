@@ -59,6 +59,7 @@ def test_an_unknown_protocol_is_a_config_error():
         Lake("nosuchfs://x").write_bytes("a", b"b")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["s3", "gcs"])
 def test_object_store_round_trip(store, request):
     """The lake on SeaweedFS (s3://) and on the GCS emulator (gs://): write, exists, read, a missing file, delete."""
@@ -79,6 +80,7 @@ def test_object_store_round_trip(store, request):
     assert not lake.exists("models/m.json")
 
 
+@pytest.mark.slow
 def test_s3_with_wrong_credentials_is_refused_in_one_line(s3_server):
     options = {**s3_server.storage_options(), "key": "nobody", "secret": "not-the-secret"}
     lake = Lake(s3_server.fresh_prefix(), storage_options=options)
@@ -86,6 +88,7 @@ def test_s3_with_wrong_credentials_is_refused_in_one_line(s3_server):
         lake.write_bytes("a.bin", b"x")
 
 
+@pytest.mark.slow
 def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
     """The app's lake on the s3 platform: bucket, prefix and endpoint from settings, keys from AWS_* variables."""
     import s3fs

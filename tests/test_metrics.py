@@ -38,6 +38,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_metrics_count_requests_predictions_refusals_and_drift(lake: Path):
     client = build_app(lake).inference.create_app().test_client()
     rows = synthetic_data(300, seed=21)

@@ -37,6 +37,7 @@ def output_of(home: Path, run_id: str, task: str) -> str:
     return (home / "runs" / run_id / "outputs" / task / "output").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_run_all_runs_the_dag_in_order_and_keeps_every_output(tmp_path: Path):
     result = run_all(tmp_path, "--param", "count=3", "--param", "weights=[2, 1]")
     assert result.exit_code == 0, result.output

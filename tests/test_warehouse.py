@@ -16,7 +16,7 @@ from tests.gcs import gcs_emulator
 ROWS = pd.DataFrame({"occupant_id": range(1, 101), "age": [float(i % 70) for i in range(100)], "sex": ["f", "m"] * 50})
 
 
-@pytest.fixture(params=["duckdb", "s3"])
+@pytest.fixture(params=["duckdb", pytest.param("s3", marks=pytest.mark.slow)])
 def warehouse(request, tmp_path):
     if request.param == "s3":
         server = request.getfixturevalue("s3_server")
@@ -27,6 +27,7 @@ def warehouse(request, tmp_path):
     wh.close()
 
 
+@pytest.mark.slow
 def test_s3_tables_written_by_one_process_are_read_by_another(s3_server):
     """What separate pods need: tables live as Parquet objects in the bucket, not in one process's memory."""
     url = s3_server.fresh_prefix() + "/warehouse"
@@ -44,6 +45,7 @@ def test_s3_tables_written_by_one_process_are_read_by_another(s3_server):
     assert int(reader.query("SELECT count(*) AS c FROM late")["c"][0]) == 3
 
 
+@pytest.mark.slow
 def test_s3_warehouse_without_credentials_is_refused_in_one_line(s3_server):
     wrong = {**s3_server.storage_options(), "key": "nobody", "secret": "wrong-secret"}
     with pytest.raises((StorageError, WarehouseError), match=r"cannot (write|list) .*s3://mlpipeline/.*(Forbidden|denied|PermissionError)"):
@@ -80,6 +82,7 @@ def test_export_writes_a_parquet_file_the_next_step_reads(warehouse, tmp_path):
     assert [p.name for p in (tmp_path / "lake" / "runs").iterdir()] == ["raw.parquet"]
 
 
+@pytest.mark.slow
 def test_export_to_s3(warehouse, s3_server):
     warehouse.load_dataframe(ROWS, "raw")
     target = s3_server.fresh_prefix() + "/exports/raw.parquet"
