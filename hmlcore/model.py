@@ -31,7 +31,7 @@ import numpy as np
 
 from hmlcore import __version__
 from hmlcore._estimators import check_model, fast_predictor
-from hmlcore.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
+from hmlcore.distributions import describe_distributions
 from hmlcore.encoding import FeatureEncoder
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.lake import Lake, sha256_bytes
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from hmlcore.app import HmlApp
 
-__all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_distributions"]
+__all__ = ["ModelContainer"]
 
 #: the version of the reference JSON's layout
 REFERENCE_SCHEMA = 1

@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import json
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,19 @@ __all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op", "render_output"]
 KFP_TYPES: dict[type, str] = {str: "String", int: "Integer", float: "Float", bool: "Boolean", list: "JsonArray", dict: "JsonObject"}
 
 _builder: contextvars.ContextVar[Any] = contextvars.ContextVar("hml_pipeline_builder", default=None)
+
+
+@contextlib.contextmanager
+def building(builder: Any) -> Iterator[None]:
+    """While the block runs, an op call adds a task to ``builder`` (its ``add_task(op, arguments)``) instead of running.
+
+    :meth:`~hmlcore.pipelines.HmlPipeline.trace` and the compiler call the pipeline's function inside it.
+    """
+    token = _builder.set(builder)
+    try:
+        yield
+    finally:
+        _builder.reset(token)
 
 
 @dataclass
@@ -131,7 +145,8 @@ class OpParam:
         return "--" + self.name.replace("_", "-")
 
 
-def _base_type(annotation: Any) -> Any:
+def base_type(annotation: Any) -> Any:
+    """The type a parameter annotation stands for in a step: ``list[int]`` is ``list``, ``dict[str, Any]`` is ``dict``."""
     origin = typing.get_origin(annotation)
     if origin in (list, dict):
         return origin
@@ -159,7 +174,7 @@ class HmlOp:
                 continue
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise PipelineError(f"op {self.name}: *args / **kwargs cannot be step inputs")
-            base = _base_type(annotation)
+            base = base_type(annotation)
             if p.default is None:
                 raise PipelineError(
                     f"op {self.name}: parameter {p.name!r} defaults to None, which Kubeflow cannot pass; give it a real default or none"
@@ -171,7 +186,7 @@ class HmlOp:
                 )
             params.append(OpParam(p.name, base, p.default))
         self.params = params
-        returned = _base_type(hints.get("return", type(None)))
+        returned = base_type(hints.get("return", type(None)))
         if returned is type(None):
             returned = None
         elif returned not in KFP_TYPES:
@@ -231,7 +246,7 @@ class HmlTask:
     """One use of an op inside a pipeline: what the op call returns while the pipeline is built.
 
     Wraps the Kubeflow task when compiling; configurators registered with ``@hml.deploy_op`` receive
-    it and chain ``with_*`` calls on it (see :mod:`hmlcore.kfp_tasks`).
+    it and chain ``with_*`` calls on it (see :class:`hmlcore.compiler.KfpTask`).
     """
 
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str) -> None:
