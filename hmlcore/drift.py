@@ -1,7 +1,7 @@
 """Drift: how far recent inputs have moved from the distributions a model was trained on.
 
 Nothing here needs the training data: :class:`DriftProfile` is built from the summaries
-:func:`hmlcore.model.describe_distributions` stored with the model. Each input row becomes one *slot code*
+:func:`hmlcore.distributions.describe_distributions` stored with the model. Each input row becomes one *slot code*
 per feature (which histogram bin, category, out-of-range side or "missing" it falls in); a
 :class:`~hmlcore.drift_window.DriftWindow` keeps the codes of the most recent rows in a ring buffer,
 optionally in a file so that the workers of one server can read each other's windows. :meth:`DriftProfile.evaluate` turns slot
@@ -17,7 +17,7 @@ while the window holds fewer than ``min_rows`` rows.
 
 Example:
     >>> import pandas as pd
-    >>> from hmlcore.model import describe_distributions
+    >>> from hmlcore.distributions import describe_distributions
     >>> train = pd.DataFrame({"x": [float(i % 10) for i in range(200)], "c": ["a", "b"] * 100})
     >>> profile = DriftProfile.from_distributions(describe_distributions(train, ["x"], ["c"]), ["x"], ["c"])
     >>> profile.evaluate(profile.counts(profile.codes_from_frame(train))).status
@@ -254,7 +254,7 @@ class DriftProfile:
 
     @classmethod
     def from_distributions(cls, distributions: Mapping[str, Any], numeric: Sequence[str], categorical: Sequence[str]) -> DriftProfile:
-        """Build the profile from the summaries :func:`~hmlcore.model.describe_distributions` made."""
+        """Build the profile from the summaries :func:`~hmlcore.distributions.describe_distributions` made."""
         return cls(distributions, numeric, categorical)
 
     @classmethod

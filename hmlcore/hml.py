@@ -11,7 +11,18 @@ Example:
 from __future__ import annotations
 
 from hmlcore.app import HmlApp
-from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError, RegistryError
+from hmlcore.errors import (
+    ConfigError,
+    DeployError,
+    FeatureError,
+    HmlError,
+    ModelKindError,
+    ModelLoadError,
+    PipelineError,
+    RegistryError,
+    StorageError,
+    WarehouseError,
+)
 from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.k8s import HmlInferenceDeployment
 from hmlcore.model import ModelContainer
@@ -41,6 +52,8 @@ __all__ = [
     "PipelineError",
     "PromotionRule",
     "RegistryError",
+    "StorageError",
+    "WarehouseError",
     "deploy_inference",
     "deploy_op",
     "enable_monitoring",

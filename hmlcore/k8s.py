@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from hmlcore._k8s_names import (
     check_dns_label,
     check_dns_subdomain,
-    check_env_name,
     check_label,
     check_quantity,
     k8s_name,
     parse_quantity,
 )
 from hmlcore._settings import ContainerSettings
+from hmlcore.config import check_env_name
 from hmlcore.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hmlcore import __version__
 from hmlcore._estimators import check_model, fast_predictor
 from hmlcore._lazy import lazy_module
-from hmlcore.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
+from hmlcore.distributions import describe_distributions
 from hmlcore.encoding import FeatureEncoder
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.lake import Lake, sha256_bytes
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from hmlcore.app import HmlApp
 else:
     np = lazy_module("numpy")
-__all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_distributions"]
+
+__all__ = ["ModelContainer"]
 
 #: the version of the reference JSON's layout
 REFERENCE_SCHEMA = 1

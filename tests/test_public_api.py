@@ -33,6 +33,7 @@ def test_every_error_derives_from_hml_error():
         assert issubclass(getattr(hml, name), hml.HmlError)
 
 
+@pytest.mark.slow
 def test_importing_hml_loads_none_of_the_heavy_libraries():
     probe = f"import sys; from hmlcore import hml; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -72,6 +73,7 @@ print(sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "numpy", 
 """
 
 
+@pytest.mark.slow
 def test_the_cli_help_imports_neither_pandas_nor_numpy_nor_kfp():
     result = subprocess.run([sys.executable, "-c", CLI_HELP], capture_output=True, text=True, check=True)
     assert "Usage: zoo [OPTIONS] COMMAND" in result.stdout and "run-prod" in result.stdout
@@ -111,6 +113,7 @@ print(json.dumps({"statuses": statuses, "xgboost": "xgboost" in sys.modules}))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
 def test_a_serving_worker_needs_no_pandas(kind, tmp_path):
     from ._kinds import CATEGORICAL, NUMERIC, TARGETS, generated, trained
