@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from hmlcore import hml  # noqa: E402
 from hmlcore.app import HmlApp  # noqa: E402
 from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError  # noqa: E402
-from hmlcore.model import ModelContainer  # noqa: E402
+from hmlcore.model.container import ModelContainer  # noqa: E402
 
 __all__ = [
     "ConfigError",

@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from hmlcore._k8s_names import check_dns_label
 from hmlcore._settings import EnvSettings
-from hmlcore.config import PLATFORMS, PlatformSettings, check_env_name
+from hmlcore.deploy._k8s_names import check_dns_label
 from hmlcore.errors import ConfigError
-from hmlcore.inference import HmlInferenceApp
-from hmlcore.pipelines import HmlPipelineApp
+from hmlcore.pipelines.dag import HmlPipelineApp
+from hmlcore.serving.inference import HmlInferenceApp
+from hmlcore.storage.config import PLATFORMS, PlatformSettings, check_env_name
 
 if TYPE_CHECKING:
     import click
 
-    from hmlcore.lake import Lake
-    from hmlcore.model import ModelContainer
-    from hmlcore.warehouse import Warehouse
+    from hmlcore.model.container import ModelContainer
+    from hmlcore.storage.lake import Lake
+    from hmlcore.storage.warehouse import Warehouse
 
 __all__ = ["HmlApp"]
 
@@ -126,7 +126,7 @@ class HmlApp(EnvSettings):
     def lake(self) -> Lake:
         """Where artifacts go (a folder locally, an S3 bucket on s3, a GCS bucket on GCP)."""
         if self._lake is None:
-            from hmlcore.lake import Lake
+            from hmlcore.storage.lake import Lake
 
             settings = self.settings
             self._lake = Lake(settings.lake_url, storage_options=settings.storage_options)
@@ -136,7 +136,7 @@ class HmlApp(EnvSettings):
     def warehouse(self) -> Warehouse:
         """The SQL warehouse (DuckDB locally, DuckDB over Parquet in the bucket on s3, BigQuery on GCP)."""
         if self._warehouse is None:
-            from hmlcore.warehouse import open_warehouse
+            from hmlcore.storage.warehouse import open_warehouse
 
             settings = self.settings
             self._warehouse = open_warehouse(
@@ -148,7 +148,7 @@ class HmlApp(EnvSettings):
     def cli(self) -> click.Group:
         """The package's click command group (built once)."""
         if self._cli is None:
-            from hmlcore.cli import build_cli
+            from hmlcore.cli.main import build_cli
 
             self._cli = build_cli(self)
         return self._cli

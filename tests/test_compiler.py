@@ -10,7 +10,7 @@ import yaml
 from kfp import components
 
 from hmlcore import hml
-from hmlcore.compiler import compile_pipeline
+from hmlcore.pipelines.compiler import compile_pipeline
 
 from .pipeline_demo import ENTRYPOINT, create_app
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmlcore.drift import DriftProfile, DriftThresholds
-from hmlcore.drift_window import DriftWindow, read_windows
 from hmlcore.errors import ConfigError
-from hmlcore.model import describe_distributions
+from hmlcore.model.container import describe_distributions
+from hmlcore.serving.drift import DriftProfile, DriftThresholds
+from hmlcore.serving.drift_window import DriftWindow, read_windows
 
 
 def profile_of(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> DriftProfile:
@@ -161,7 +161,7 @@ def test_per_feature_thresholds_override_the_defaults():
 
 
 def test_served_rows_get_the_same_codes_whichever_way_they_are_read(train: pd.DataFrame):
-    from hmlcore.model import ModelContainer
+    from hmlcore.model.container import ModelContainer
 
     container = ModelContainer("m", "p", ["x"], ["c"], "y", unknown_category="ignore").analyze_distributions(train)
     profile = DriftProfile.from_container(container)

@@ -13,8 +13,8 @@ import pytest
 
 import hmlcore
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
-from hmlcore.lake import Lake
-from hmlcore.model import HISTOGRAM_BINS, ModelContainer
+from hmlcore.model.container import HISTOGRAM_BINS, ModelContainer
+from hmlcore.storage.lake import Lake
 
 
 def frame(n: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hmlcore.config import PlatformSettings
+from hmlcore.storage.config import PlatformSettings
 
 from .test_monitoring import NUMERIC, build_app, publish_model, synthetic_data
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hmlcore.errors import ConfigError
-from hmlcore.warehouse import DuckDBWarehouse, ParquetWarehouse, open_warehouse
+from hmlcore.storage.warehouse import DuckDBWarehouse, ParquetWarehouse, open_warehouse
 from tests.gcs import gcs_emulator
 
 ROWS = pd.DataFrame({"occupant_id": range(1, 101), "age": [float(i % 70) for i in range(100)], "sex": ["f", "m"] * 50})
