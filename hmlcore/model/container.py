@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hmlcore import __version__
+from hmlcore._version import __version__
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.model._estimators import check_model, fast_predictor
 from hmlcore.model.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hmlcore import __version__
+from hmlcore._version import __version__
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer
