@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hmlcore.cli.k8s import add_k8s_commands
 from hmlcore.cli.main import guard
-from hmlcore.serving.server import DEFAULT_DRAIN_SECONDS, DEFAULT_THREADS
+from hmlcore.serving.server import DEFAULT_DRAIN_SECONDS, DEFAULT_THREADS, default_workers, limit_threads, run_dev, run_prod
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
@@ -30,8 +31,6 @@ def inference_group(app: HmlApp) -> click.Group:
     @guard
     def run_dev_command(host: str, port: int, reload: bool) -> None:
         """Serve with Flask's development server (one process, reloads on code changes)."""
-        from hmlcore.serving.server import run_dev
-
         run_dev(app.inference.create_app, host=host, port=port, reload=reload)
 
     @group.command("run-prod")
@@ -99,8 +98,6 @@ def inference_group(app: HmlApp) -> click.Group:
         log_query: bool,
     ) -> None:
         """Serve with gunicorn: models load once, then the workers fork; SIGTERM drains, then stops gracefully."""
-        from hmlcore.serving.server import default_workers, limit_threads, run_prod
-
         workers = workers or default_workers()
         limit_threads(workers)
         run_prod(
@@ -115,7 +112,5 @@ def inference_group(app: HmlApp) -> click.Group:
             body_timeout=body_timeout,
             log_query=log_query,
         )
-
-    from hmlcore.cli.k8s import add_k8s_commands
 
     return add_k8s_commands(group, app)

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hmlcore._files import write_atomic
 from hmlcore.cli.main import guard
+from hmlcore.deploy.k8s import inference_deployment, to_yaml
+from hmlcore.storage.config import check_cluster_platform
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
@@ -25,9 +28,6 @@ __all__ = ["add_k8s_commands"]
 
 
 def _manifests(app: HmlApp, *, image: str | None, namespace: str | None, kserve: bool, allow_pod_local: bool) -> list[dict[str, Any]]:
-    from hmlcore.deploy.k8s import inference_deployment
-    from hmlcore.storage.config import check_cluster_platform
-
     deployment = inference_deployment(app, image=image, namespace=namespace)
     platform = deployment.env.get("HML_PLATFORM", {}).get("value")
     check_cluster_platform(platform, what=f"inference deployment {deployment.name}", allow_pod_local=allow_pod_local)
@@ -61,14 +61,10 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
     @guard
     def manifest_command(image: str | None, namespace: str | None, kserve: bool, output: str | None, allow_pod_local: bool) -> None:
         """Print the Kubernetes YAML that deploy would apply (kubectl apply -f reads it)."""
-        from hmlcore.deploy.k8s import to_yaml
-
         text = to_yaml(_manifests(app, image=image, namespace=namespace, kserve=kserve, allow_pod_local=allow_pod_local))
         if output is None:
             click.echo(text, nl=False)
             return
-        from hmlcore._files import write_atomic
-
         write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)
 
@@ -97,7 +93,7 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         allow_pod_local: bool,
     ) -> None:
         """Create or update the inference API's objects on Kubernetes, and say what changed."""
-        from hmlcore.deploy.k8s_apply import KubeClient
+        from hmlcore.deploy.k8s_apply import KubeClient  # imported when the command runs: keeps --help light
 
         manifests = _manifests(app, image=image, namespace=namespace, kserve=kserve, allow_pod_local=allow_pod_local)
         client = KubeClient.from_config(kubeconfig=kubeconfig, context=context)

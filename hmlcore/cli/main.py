@@ -54,7 +54,7 @@ def guard(func: Any) -> Any:
 
 def build_cli(app: HmlApp) -> click.Group:
     """The root command group of ``app``'s package."""
-    from hmlcore.cli.inference import inference_group
+    from hmlcore.cli.inference import inference_group  # here, not at the top: each group module imports guard from this one
     from hmlcore.cli.models import models_group
     from hmlcore.cli.monitor import monitor_group
     from hmlcore.cli.pipelines import pipelines_group

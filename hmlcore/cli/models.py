@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.model.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
-    from hmlcore.model.registry import ModelRegistry
 
 __all__ = ["models_group"]
 
@@ -32,8 +32,6 @@ _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 
 
 def _registry(app: HmlApp, model: str | None) -> ModelRegistry:
-    from hmlcore.model.registry import ModelRegistry
-
     if model is None:
         if len(app.models) != 1:
             raise HmlCliError(f"{len(app.models)} models are registered: name one with --model ({', '.join(app.models) or 'none'})")

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import click
 
 from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.serving.monitoring import find_monitor
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # pandas only to read the data file
 
     from hmlcore.app import HmlApp
     from hmlcore.model.container import ModelContainer
@@ -51,8 +52,7 @@ def monitor_group(app: HmlApp) -> click.Group:
         input_path: str | None, table: str | None, html_path: str | None, model: str | None, reference: str | None, fail_on: str
     ) -> None:
         """Print the drift of each feature in a file or table of requests (and write it as HTML with --html)."""
-        from hmlcore.serving.monitoring import find_monitor
-        from hmlcore.serving.report import drift_report, render_html, render_text
+        from hmlcore.serving.report import drift_report, render_html, render_text  # imported when the command runs: keeps --help light
 
         if (input_path is None) == (table is None):
             raise HmlCliError("give exactly one of --input FILE or --table NAME")
@@ -85,7 +85,7 @@ def monitor_group(app: HmlApp) -> click.Group:
 
 def _read_input(path: str, container: ModelContainer) -> pd.DataFrame:
     """Read a CSV or Parquet file, categorical columns as text (so "01" stays "01")."""
-    import pandas as pd
+    import pandas as pd  # pandas only to read the data file
 
     try:
         if path.lower().endswith((".parquet", ".pq")):

@@ -14,11 +14,11 @@ import click
 from hmlcore._files import write_atomic
 from hmlcore.cli.main import HmlCliError, guard
 from hmlcore.errors import HmlError
+from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, render_value
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
     from hmlcore.pipelines.dag import HmlPipeline
-    from hmlcore.pipelines.ops import HmlOp
 
 __all__ = ["pipelines_group"]
 
@@ -46,8 +46,6 @@ class _StepGroup(click.Group):
 
 
 def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
-    from hmlcore.pipelines.ops import OpContext, parse_value, render_output, render_value
-
     params: list[click.Parameter] = []
     for p in step.params:
         kind = p.type.__name__ if p.type not in (list, dict) else f"{p.type.__name__} as JSON"
@@ -60,7 +58,7 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
 
     @guard
     def callback(hml_run_id: str | None, hml_output: str | None, **raw: str | None) -> None:
-        from hmlcore.pipelines.runner import new_run_id
+        from hmlcore.pipelines.runner import new_run_id  # imported when the command runs: keeps --help light
 
         arguments: dict[str, Any] = {}
         for p in step.params:
@@ -132,7 +130,7 @@ def _kfp_options(func: Any) -> Any:
 
 
 def _target(app: HmlApp, host: str | None, namespace: str | None, client_id: str | None, existing_token: str | None) -> Any:
-    from hmlcore.pipelines.kfp_deploy import KfpTarget
+    from hmlcore.pipelines.kfp_deploy import KfpTarget  # imported when the command runs: keeps --help light
 
     return KfpTarget(host=host or "", namespace=namespace or app.k8s_namespace, client_id=client_id, existing_token=existing_token)
 
@@ -154,7 +152,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         Each step's log is kept beside its output in the run folder; a failure names the command that
         reruns that step alone.
         """
-        from hmlcore.pipelines.runner import run_all
+        from hmlcore.pipelines.runner import run_all  # imported when the command runs: keeps --help light
 
         if debug:
             os.environ["HML_DEBUG"] = "1"
@@ -178,7 +176,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @guard
     def compile_command(output: str | None, image: str | None, allow_pod_local: bool) -> None:
         """Compile the pipeline into a Kubeflow Pipelines v2 spec (YAML) for a Kubeflow Pipelines backend 2.5 or newer."""
-        from hmlcore.pipelines.compiler import compile_pipeline
+        from hmlcore.pipelines.compiler import compile_pipeline  # yaml, and kfp when compiling: not for --help
 
         path = output or f"{pipeline.name}.yaml"
         compiled = compile_pipeline(pipeline, path, image=image, for_cluster=True, allow_pod_local=allow_pod_local)
@@ -200,7 +198,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         params: tuple[str, ...],
     ) -> None:
         """Upload the pipeline as <pipeline>-dev (a new version if it exists) and start one run now."""
-        from hmlcore.pipelines.kfp_deploy import deploy_dev
+        from hmlcore.pipelines.kfp_deploy import deploy_dev  # imported when the command runs: keeps --help light
 
         target = _target(app, host, namespace, client_id, existing_token)
         result = deploy_dev(
@@ -231,7 +229,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         cron: str | None,
     ) -> None:
         """Upload a new version of the pipeline and replace its recurring run with one on its cron schedule."""
-        from hmlcore.pipelines.kfp_deploy import deploy_prod
+        from hmlcore.pipelines.kfp_deploy import deploy_prod  # imported when the command runs: keeps --help light
 
         target = _target(app, host, namespace, client_id, existing_token)
         result = deploy_prod(

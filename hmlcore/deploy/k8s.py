@@ -216,7 +216,7 @@ class HmlInferenceDeployment(ContainerSettings):
     # ----------------------------------------------------------------- building
     def build(self) -> list[Any]:
         """The objects to apply, as ``kubernetes.client`` models: Deployment, Service[, HPA][, Ingress]."""
-        from hmlcore.deploy._k8s_build import build_objects
+        from hmlcore.deploy._k8s_build import build_objects  # the kubernetes client: only to build objects
 
         return build_objects(self)
 
@@ -232,7 +232,7 @@ class HmlInferenceDeployment(ContainerSettings):
 
     def kserve_manifest(self) -> dict[str, Any]:
         """The same app as a KServe ``InferenceService`` with a custom predictor container."""
-        from hmlcore.deploy._k8s_build import kserve_manifest
+        from hmlcore.deploy._k8s_build import kserve_manifest  # the kubernetes client: only to build objects
 
         return kserve_manifest(self)
 

@@ -22,6 +22,7 @@ import datetime as _dt
 import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -363,13 +364,13 @@ class ModelContainer:
 
     def evaluate(self, df: pd.DataFrame) -> dict[str, float]:
         """Score the model on the labelled rows of ``df`` with the kind's metrics (see :mod:`hmlcore.evaluation`)."""
-        from hmlcore.model.evaluation import evaluate
+        from hmlcore.model.evaluation import evaluate  # numpy and sklearn's metrics: serving never evaluates
 
         return evaluate(self, df)
 
     def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
         """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.evaluation`)."""
-        from hmlcore.model.evaluation import evaluation_report
+        from hmlcore.model.evaluation import evaluation_report  # numpy, sklearn's metrics and jinja2: serving never evaluates
 
         return evaluation_report(self, df, metrics=metrics)
 
@@ -689,8 +690,6 @@ def _json(data: Any) -> bytes:
 
 def _git_head() -> str | None:
     """The current git commit of the working directory, if it is a git checkout."""
-    import subprocess
-
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):

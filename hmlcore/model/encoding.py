@@ -317,7 +317,7 @@ class FeatureEncoder:
         records = _as_records(data)
         if records is not None:
             if self._record_encoder is None:
-                from hmlcore.model._records import RecordEncoder
+                from hmlcore.model._records import RecordEncoder  # here, not at the top: _records imports this module
 
                 self._record_encoder = RecordEncoder(self)
             return self._record_encoder.encode(records, defaults=defaults)  # type: ignore[no-any-return]

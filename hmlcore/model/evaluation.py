@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmlcore.model.explain import ExplanationError, global_importance
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -160,8 +162,6 @@ def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, floa
 def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
     """XGBoost: each feature's mean absolute contribution on ``df`` (the numbers ``/explain`` answers with);
     other models: :func:`feature_importances`."""
-    from hmlcore.model.explain import ExplanationError, global_importance
-
     if container.model is None:
         return [], "no model"
     try:

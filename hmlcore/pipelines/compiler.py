@@ -23,7 +23,7 @@ from hmlcore._files import write_atomic
 from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
-from hmlcore.storage.config import check_env_name
+from hmlcore.storage.config import check_cluster_platform, check_env_name
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.dag import HmlPipeline
@@ -231,8 +231,6 @@ class CompiledPipeline:
         Raises:
             ConfigError: a step runs on a pod-local platform (see :func:`hmlcore.config.check_cluster_platform`).
         """
-        from hmlcore.storage.config import check_cluster_platform
-
         name = self.spec.get("pipelineInfo", {}).get("name", "the pipeline")
         for label, platform in self.step_platforms().items():
             check_cluster_platform(platform, what=f"pipeline {name} (step {label.removeprefix('exec-')})", allow_pod_local=allow_pod_local)

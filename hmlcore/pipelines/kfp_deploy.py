@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, DeployError, HmlError
+from hmlcore.pipelines.compiler import compile_pipeline
 from hmlcore.pipelines.dag import normalise_cron
+from hmlcore.pipelines.runner import pipeline_params
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.dag import HmlPipeline
@@ -139,8 +141,6 @@ def deploy_dev(
         DeployError: the server cannot be reached or refuses a request; nothing this deploy uploaded is left.
         PipelineError: the pipeline does not compile or a parameter is bad (nothing was sent).
     """
-    from hmlcore.pipelines.runner import pipeline_params
-
     image = image or pipeline.hml_app.image_url
     name = f"{pipeline.name}-dev"
     experiment = f"{pipeline.experiment}-dev"
@@ -236,8 +236,6 @@ def deploy_prod(
 
 @contextlib.contextmanager
 def _compiled(pipeline: HmlPipeline, image: str, allow_pod_local: bool) -> Iterator[tuple[str, dict[str, Any]]]:
-    from hmlcore.pipelines.compiler import compile_pipeline
-
     with tempfile.TemporaryDirectory(prefix="hml-deploy-") as folder:
         path = os.path.join(folder, f"{pipeline.name}.yaml")
         compiled = compile_pipeline(pipeline, path, image=image, for_cluster=True, allow_pod_local=allow_pod_local)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import PipelineError
+from hmlcore.storage.lake import Lake, sha256_bytes
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
-    from hmlcore.storage.lake import Lake
     from hmlcore.storage.warehouse import Warehouse
 
 __all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op", "render_output"]
@@ -79,8 +79,6 @@ class OpContext:
 
         Hand the returned dict to the next step, which reads it back with :meth:`load_artifact`.
         """
-        from hmlcore.storage.lake import sha256_bytes
-
         uri = self.lake.write_bytes(f"runs/{self.pipeline}/{self.run_id}/{self.step}/{name}", data)
         return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
 
@@ -90,8 +88,6 @@ class OpContext:
         Raises:
             PipelineError: the artifact is missing or its digest differs.
         """
-        from hmlcore.storage.lake import sha256_bytes
-
         try:
             uri, expected = artifact["uri"], artifact["sha256"]
         except (KeyError, TypeError):

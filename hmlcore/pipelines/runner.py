@@ -280,7 +280,7 @@ def run_all(
     Raises:
         PipelineError: a step failed (named in the message); the run folder keeps what finished.
     """
-    from hmlcore.pipelines.compiler import compile_pipeline
+    from hmlcore.pipelines.compiler import compile_pipeline  # yaml and kfp: a single step needs neither
 
     app = pipeline.hml_app
     home = app.settings.home

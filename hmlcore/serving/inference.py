@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 from hmlcore.serving._wsgi import limit_chunked_body
+from hmlcore.serving.openapi import feature_schemas, openapi_document, prediction_schema
 from hmlcore.serving.reload import ModelWatcher, reload_interval, smoke_failure
 from hmlcore.storage.config import env_int
 
@@ -151,8 +152,6 @@ class HmlInferenceApp:
 
     def answer_schema(self, container: ModelContainer) -> dict[str, Any]:
         """The JSON schema of one answer about ``container``: the one given to :meth:`set_predictor`, else the kind's."""
-        from hmlcore.serving.openapi import prediction_schema
-
         found = self._answer_schemas.get(container.name) or self._answer_schemas.get("")
         return found or prediction_schema(container)
 
@@ -279,7 +278,7 @@ class HmlInferenceApp:
         return self._explain(self._kserve_instances(container), container)
 
     def _explain(self, records: list[Any], container: ModelContainer) -> Any:
-        from hmlcore.model.explain import ExplanationError, explain
+        from hmlcore.model.explain import ExplanationError, explain  # numpy: only /explain needs it
 
         features = self._encoded(records, container)
         try:
@@ -361,8 +360,6 @@ class HmlInferenceApp:
         return failure
 
     def _model_info(self) -> Any:
-        from hmlcore.serving.openapi import feature_schemas
-
         container = self.model
         return {
             "name": container.name,
@@ -381,8 +378,6 @@ class HmlInferenceApp:
         }
 
     def _openapi(self) -> Any:
-        from hmlcore.serving.openapi import openapi_document
-
         return openapi_document(self, builtins=self._builtins)
 
 

@@ -38,12 +38,12 @@ import numpy as np
 from hmlcore.errors import ConfigError, HmlError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
 from hmlcore.serving.drift_window import DriftWindow, read_windows
+from hmlcore.serving.inference import ApiError, HmlInferenceApp, routed
 
 if TYPE_CHECKING:
     from flask import Flask, Response
 
     from hmlcore.model.container import ModelContainer
-    from hmlcore.serving.inference import HmlInferenceApp
     from hmlcore.serving.metrics import ServingMetrics
 
 __all__ = ["DEFAULT_WINDOW", "Monitor", "enable_monitoring", "find_monitor"]
@@ -155,7 +155,11 @@ class Monitor:
         if self._metrics is None:
             with self._lock:
                 if self._metrics is None:
-                    from hmlcore.serving.metrics import MonitorCollector, ServingMetrics, score_buckets
+                    from hmlcore.serving.metrics import (  # prometheus_client and numpy: only once enabled
+                        MonitorCollector,
+                        ServingMetrics,
+                        score_buckets,
+                    )
 
                     container = self.container
                     metrics = ServingMetrics(model=container.name, buckets=score_buckets(container))
@@ -172,7 +176,7 @@ class Monitor:
         return self._profile[1]
 
     def _folder(self) -> str | None:
-        from hmlcore.serving.metrics import multiprocess_dir
+        from hmlcore.serving.metrics import multiprocess_dir  # prometheus_client and numpy: only once enabled
 
         return multiprocess_dir()
 
@@ -270,7 +274,7 @@ class Monitor:
             if window is None or window.profile is not profile:
                 return np.zeros(profile.slots, dtype=np.int64), 0
             return window.counts(), 1
-        from hmlcore.serving.metrics import drift_files
+        from hmlcore.serving.metrics import drift_files  # prometheus_client and numpy: only once enabled
 
         paths = []
         for path in drift_files(folder):
@@ -307,8 +311,6 @@ class Monitor:
         """Add ``/metrics``, ``/drift`` and the request counting hooks to ``flask_app``."""
         import flask
 
-        from hmlcore.serving.inference import routed
-
         def started() -> None:
             flask.g.hml_started = time.perf_counter()
 
@@ -338,8 +340,6 @@ class Monitor:
 
     def _drift_view(self) -> Any:
         import flask
-
-        from hmlcore.serving.inference import ApiError
 
         container = self.container
         self.flush()

@@ -175,8 +175,8 @@ def run_prod(
     """
     from gunicorn.app.base import BaseApplication
 
-    from hmlcore.serving._gunicorn import DrainFlag, DrainingArbiter, HmlWorker, readiness_gate
-    from hmlcore.serving.metrics import gunicorn_hooks
+    from hmlcore.serving._gunicorn import DrainFlag, DrainingArbiter, HmlWorker, readiness_gate  # gunicorn: run-prod only
+    from hmlcore.serving.metrics import gunicorn_hooks  # numpy and prometheus_client: run-prod only
 
     if drain < 0:
         raise ConfigError(f"drain must be at least 0 seconds, got {drain}")

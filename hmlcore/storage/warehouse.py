@@ -24,6 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError
+from hmlcore.storage.lake import Lake
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -191,8 +192,6 @@ class ParquetWarehouse(DuckDBWarehouse):
     """
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
-        from hmlcore.storage.lake import Lake
-
         self._lake = Lake(url, storage_options=storage_options)
         super().__init__(":memory:")
         self.url = self._lake.url
@@ -287,8 +286,6 @@ class ParquetWarehouse(DuckDBWarehouse):
 def _write_parquet(arrow_table: Any, lake_url: str, *, lake: Any = None) -> str:
     import pyarrow.parquet as pq
 
-    from hmlcore.storage.lake import Lake
-
     if not isinstance(lake_url, str) or not lake_url.strip():
         raise ConfigError(f"export needs a lake URL, got {lake_url!r}")
     target = lake_url if "://" in lake_url and not lake_url.startswith("file://") else os.path.abspath(lake_url.removeprefix("file://"))
@@ -313,7 +310,7 @@ def open_warehouse(url: str, *, location: str | None = None, storage_options: di
         url = url[len("duckdb://") :] or ":memory:"
     if url.startswith("bigquery://"):
         try:
-            from hmlcore.storage.bigquery import BigQueryWarehouse
+            from hmlcore.storage.bigquery import BigQueryWarehouse  # it subclasses Warehouse, and needs the gcp extra
         except ImportError as exc:
             raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
         return BigQueryWarehouse.from_url(url, location=location)
