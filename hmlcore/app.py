@@ -116,7 +116,7 @@ class HmlApp(EnvSettings):
         inference pods) gives the defaults; the process environment overrides them.
 
         Raises:
-            ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.config.PlatformSettings`).
+            ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.storage.config.PlatformSettings`).
         """
         if self._settings is None:
             self._settings = PlatformSettings.from_env(self.platform, environ={**self.env, **os.environ})

@@ -8,7 +8,7 @@
     <entrypoint> inference run-dev | run-prod
     <entrypoint> models list | show VERSION | promote VERSION | rollback
 
-The groups live in :mod:`hmlcore.cli_pipelines`, :mod:`hmlcore.cli_inference` and :mod:`hmlcore.cli_models`. Any
+The groups live in :mod:`hmlcore.cli.pipelines`, :mod:`hmlcore.cli.inference` and :mod:`hmlcore.cli.models`. Any
 :class:`~hmlcore.errors.HmlError` becomes a one-line ``Error: ...`` and exit code 1; any other exception
 in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
 """

@@ -1,4 +1,4 @@
-"""Turn an :class:`~hmlcore.k8s.HmlInferenceDeployment` into ``kubernetes.client`` models.
+"""Turn an :class:`~hmlcore.deploy.k8s.HmlInferenceDeployment` into ``kubernetes.client`` models.
 
 Imported only when manifests are built, so the command line starts without the ``kubernetes`` client.
 """
@@ -197,7 +197,7 @@ def kserve_manifest(d: HmlInferenceDeployment) -> dict[str, Any]:
     concurrency or requests, not CPU. So the InferenceService asks for
     ``serving.kserve.io/deploymentMode: RawDeployment`` (a Deployment scaled by an HPA) whenever the pod
     needs more (a service account's token, a node selector...) or
-    :meth:`~hmlcore.k8s.HmlInferenceDeployment.with_autoscaling` sets a CPU target; otherwise it runs in
+    :meth:`~hmlcore.deploy.k8s.HmlInferenceDeployment.with_autoscaling` sets a CPU target; otherwise it runs in
     whichever mode the cluster defaults to.
     """
     api = k.ApiClient()

@@ -1,6 +1,6 @@
 """Validate and encode records (JSON objects) into the model's matrix, fast, one row or many.
 
-:meth:`FeatureEncoder.transform <hmlcore.encoding.FeatureEncoder.transform>` hands records here. The
+:meth:`FeatureEncoder.transform <hmlcore.model.encoding.FeatureEncoder.transform>` hands records here. The
 columns and categories learnt in training become dictionary look-ups, with no per-request pandas work,
 so one row costs microseconds rather than the hundreds a vectorised frame pass spends on set-up. It
 gives the same matrix as the frame path for every input that path accepts (a test holds the two

@@ -1,13 +1,13 @@
 """The ModelContainer: a model together with everything needed to use it again.
 
 A container knows its features (numeric and categorical), its target and the kind of model
-(``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.target`), the distributions seen in
+(``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.model.target`), the distributions seen in
 training, the encoder, and the trained model. :meth:`ModelContainer.predict` answers in the kind's
 shape; :meth:`ModelContainer.evaluate` scores the model with the kind's metrics.
 :meth:`ModelContainer.publish` writes the model in a format that cannot run code when loaded
-(XGBoost's own, or skops: see :mod:`hmlcore.model_io`) and its metadata to the lake, then a *reference*
+(XGBoost's own, or skops: see :mod:`hmlcore.model.model_io`) and its metadata to the lake, then a *reference*
 JSON that names every artifact with its sha256 and, with a signing key configured, signs it (see
-:mod:`hmlcore.signing`); :meth:`ModelContainer.load` refuses a reference that is unsigned, wrongly signed
+:mod:`hmlcore.model.signing`); :meth:`ModelContainer.load` refuses a reference that is unsigned, wrongly signed
 or that leaves the lake, and verifies each artifact before it parses the model.
 
 Example:
@@ -81,7 +81,7 @@ class ModelContainer:
         unknown_category: the policy for a category unseen in training: ``"error"`` (default, names the
             feature and the value), ``"ignore"`` (all zeros) or ``"other"`` (an ``<feature>=__other__`` column).
         missing_category: the policy for a missing categorical value: ``"ignore"`` (default, all zeros),
-            ``"error"`` or ``"other"``. A missing numeric value is always NaN. See :mod:`hmlcore.encoding`.
+            ``"error"`` or ``"other"``. A missing numeric value is always NaN. See :mod:`hmlcore.model.encoding`.
         defaults: values used for features a request leaves out (none by default: a missing feature is an error).
         lake: where to publish; defaults to the lake of the app the container is registered with.
 
@@ -275,7 +275,7 @@ class ModelContainer:
         """The bound model as bytes, to hand from one pipeline step to the next (see :meth:`deserialize_model`).
 
         The bytes are a header line naming the format, then the model in that format (see
-        :func:`hmlcore.model_io.dump_model`): never a pickle unless ``HML_ALLOW_PICKLE`` allows it.
+        :func:`hmlcore.model.model_io.dump_model`): never a pickle unless ``HML_ALLOW_PICKLE`` allows it.
         """
         if self.model is None:
             raise ModelLoadError(f"model {self.name!r} has nothing to serialize: call bind_model() first")
@@ -363,13 +363,13 @@ class ModelContainer:
         return features if isinstance(features, np.ndarray) else self.encode(features)
 
     def evaluate(self, df: pd.DataFrame) -> dict[str, float]:
-        """Score the model on the labelled rows of ``df`` with the kind's metrics (see :mod:`hmlcore.evaluation`)."""
+        """Score the model on the labelled rows of ``df`` with the kind's metrics (see :mod:`hmlcore.model.evaluation`)."""
         from hmlcore.model.evaluation import evaluate  # numpy and sklearn's metrics: serving never evaluates
 
         return evaluate(self, df)
 
     def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
-        """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.evaluation`)."""
+        """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.model.evaluation`)."""
         from hmlcore.model.evaluation import evaluation_report  # numpy, sklearn's metrics and jinja2: serving never evaluates
 
         return evaluation_report(self, df, metrics=metrics)
@@ -388,17 +388,17 @@ class ModelContainer:
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
-        Artifacts (the model as ``<name>.ubj`` or ``<name>.skops``, see :mod:`hmlcore.model_io`;
+        Artifacts (the model as ``<name>.ubj`` or ``<name>.skops``, see :mod:`hmlcore.model.model_io`;
         ``<name>.metadata.json`` with the encoder and its column order; ``<name>.distributions.json``) go
         under ``models/<project>/<commit>/<run-id>/``, each written atomically. The reference (artifact
         URIs, sha256, sizes, the model's format, created-at, git commit, run id, hmlcore version, metrics)
         is written last, so a reference never names an artifact that is not fully written; if any write
         fails, the artifacts already written are removed again. With a signing key configured
-        (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.signing`) the reference is
-        signed. The version is recorded in the model registry (:mod:`hmlcore.registry`) with its lineage,
+        (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.model.signing`) the reference is
+        signed. The version is recorded in the model registry (:mod:`hmlcore.model.registry`) with its lineage,
         and ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
         ``promote=True``; never with ``promote=False`` (a challenger); with a promotion rule (a
-        :class:`~hmlcore.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
+        :class:`~hmlcore.model.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
         the new model beats the version in service on the rule's metric, both scored on ``holdout``.
         :attr:`decision` says what happened and why.
 
@@ -559,7 +559,7 @@ class ModelContainer:
         is read: the pointer and the reference must lie in the lake; with a signing key configured the
         reference's signature must match; every artifact must lie in the lake, and its sha256 must match
         the reference; then the model file is parsed in its recorded format (a pickle only with
-        ``HML_ALLOW_PICKLE``, see :mod:`hmlcore.model_io`).
+        ``HML_ALLOW_PICKLE``, see :mod:`hmlcore.model.model_io`).
 
         Raises:
             UntrustedModelError: the pointer, the reference or an artifact lies outside the lake; the

@@ -2,7 +2,7 @@
 
 :func:`describe_distributions` summarises each numeric feature (count, missing, mean, std, min, max,
 quantiles and a histogram with fixed bin edges) and each categorical feature (value counts and
-frequencies), reading values exactly as :class:`~hmlcore.encoding.FeatureEncoder` does. The result is
+frequencies), reading values exactly as :class:`~hmlcore.model.encoding.FeatureEncoder` does. The result is
 plain JSON; the model container publishes it as ``<name>.distributions.json`` and drift monitoring
 compares later data against it.
 

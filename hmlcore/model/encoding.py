@@ -5,7 +5,7 @@ feature over the categories seen in training, in a stable column order that is s
 :meth:`FeatureEncoder.transform` encodes a training frame, a batch of requests and a single request
 into the same columns. Frames (and dicts of columns) are encoded column by column with vectorised numpy /
 pandas operations; records (one dict or a list of dicts, what an API receives) are checked value by
-value and encoded with dictionary look-ups (:mod:`hmlcore._records`), which costs microseconds per row
+value and encoded with dictionary look-ups (:mod:`hmlcore.model._records`), which costs microseconds per row
 instead of the fixed set-up cost of a vectorised pass. A test holds both paths to the same matrix.
 
 Values are read the same way everywhere: a categorical value is compared as text (``3`` and ``3.0``

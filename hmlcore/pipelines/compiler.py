@@ -229,7 +229,7 @@ class CompiledPipeline:
         """Refuse the spec for a cluster if a step would keep its data on its pod's own disk.
 
         Raises:
-            ConfigError: a step runs on a pod-local platform (see :func:`hmlcore.config.check_cluster_platform`).
+            ConfigError: a step runs on a pod-local platform (see :func:`hmlcore.storage.config.check_cluster_platform`).
         """
         name = self.spec.get("pipelineInfo", {}).get("name", "the pipeline")
         for label, platform in self.step_platforms().items():

@@ -2,7 +2,7 @@
 
 :class:`HmlPipelineApp` (``app.pipelines``) holds the pipelines of a package and the ``@hml.deploy_op``
 configurators. A pipeline is traced without Kubeflow to learn its steps (fast, for the CLI), and
-compiled with Kubeflow (:mod:`hmlcore.compiler`) for the cluster and for local ``run-all``.
+compiled with Kubeflow (:mod:`hmlcore.pipelines.compiler`) for the cluster and for local ``run-all``.
 
 Example:
     >>> from hmlcore import hml

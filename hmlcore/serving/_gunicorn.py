@@ -15,7 +15,7 @@
 :func:`readiness_gate`) while everything else is still served for ``drain`` seconds, then gunicorn's
 graceful stop (a second SIGTERM skips the rest of the drain; SIGINT and SIGQUIT stop at once).
 
-Imported by :func:`hmlcore.server.run_prod` only.
+Imported by :func:`hmlcore.serving.server.run_prod` only.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def json_response(status: str, message: str) -> bytes:
 class HmlWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker with read deadlines, JSON errors and draining (see the module's docstring).
 
-    The settings come from class attributes that :func:`hmlcore.server.run_prod` sets on a subclass.
+    The settings come from class attributes that :func:`hmlcore.serving.server.run_prod` sets on a subclass.
     """
 
     header_timeout: float = 10.0

@@ -1,9 +1,9 @@
 """Drift: how far recent inputs have moved from the distributions a model was trained on.
 
 Nothing here needs the training data: :class:`DriftProfile` is built from the summaries
-:func:`hmlcore.model.describe_distributions` stored with the model. Each input row becomes one *slot code*
+:func:`hmlcore.model.distributions.describe_distributions` stored with the model. Each input row becomes one *slot code*
 per feature (which histogram bin, category, out-of-range side or "missing" it falls in); a
-:class:`~hmlcore.drift_window.DriftWindow` keeps the codes of the most recent rows in a ring buffer,
+:class:`~hmlcore.serving.drift_window.DriftWindow` keeps the codes of the most recent rows in a ring buffer,
 optionally in a file so that the workers of one server can read each other's windows. :meth:`DriftProfile.evaluate` turns slot
 counts into a :class:`DriftReport`:
 
@@ -253,7 +253,7 @@ class DriftProfile:
 
     @classmethod
     def from_distributions(cls, distributions: Mapping[str, Any], numeric: Sequence[str], categorical: Sequence[str]) -> DriftProfile:
-        """Build the profile from the summaries :func:`~hmlcore.model.describe_distributions` made."""
+        """Build the profile from the summaries :func:`~hmlcore.model.distributions.describe_distributions` made."""
         return cls(distributions, numeric, categorical)
 
     @classmethod

@@ -1,6 +1,6 @@
 """The drift window: the slot codes of the most recent rows, kept where every worker can read them.
 
-Each gunicorn worker appends its predicted rows' slot codes (see :class:`~hmlcore.drift.DriftProfile`)
+Each gunicorn worker appends its predicted rows' slot codes (see :class:`~hmlcore.serving.drift.DriftProfile`)
 to its own :class:`DriftWindow`, a ring buffer in a small memory-mapped file; :func:`read_windows` sums
 the windows of every worker, so any worker answers with the drift of all of them.
 """

@@ -8,9 +8,9 @@ user has not taken the same URL and method (the user's routes and error handlers
 - ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` and ``GET /v1/models/<name>``
   (the KServe v1 protocol, so the image also runs as a KServe custom predictor);
 - ``POST /explain`` (like ``POST /predict``) and ``POST /v1/models/<name>:explain``: each raw feature's
-  contribution to each prediction (:mod:`hmlcore.explain`; 501 for a model that cannot be explained);
+  contribution to each prediction (:mod:`hmlcore.model.explain`; 501 for a model that cannot be explained);
 - ``GET /healthz`` (alive), ``GET /readyz`` (503 until every registered model is loaded and answers a
-  smoke prediction on a typical training row, see :mod:`hmlcore.reload`),
+  smoke prediction on a typical training row, see :mod:`hmlcore.serving.reload`),
   ``GET /model`` (name, version, kind, target and its classes, features, metrics: no paths or URLs),
   ``GET /openapi.json``.
 
@@ -21,7 +21,7 @@ and the type expected). An exception in user code gets a 500 with a request id; 
 the log, never to the client. This module never imports kfp.
 
 Every worker watches the models' pointers in the lake and swaps in a newly published version once it
-has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.reload`).
+has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.serving.reload`).
 
 Example:
     >>> from hmlcore import hml
@@ -345,7 +345,7 @@ class HmlInferenceApp:
         return {"status": "ready"}
 
     def smoke_failure(self, container: ModelContainer) -> str | None:
-        """Why ``container`` cannot answer a typical request (see :func:`hmlcore.reload.smoke_failure`), or None.
+        """Why ``container`` cannot answer a typical request (see :func:`hmlcore.serving.reload.smoke_failure`), or None.
 
         Checked once per loaded model; a failure is logged once.
         """

@@ -9,7 +9,7 @@ worker's live figures. Without the variable (the development server: one process
 memory.
 
 Drift and the model's version are not counted but computed when Prometheus scrapes, by
-:class:`MonitorCollector`, from the windows every worker shares (see :mod:`hmlcore.monitoring`), so they
+:class:`MonitorCollector`, from the windows every worker shares (see :mod:`hmlcore.serving.monitoring`), so they
 are the same whichever worker answers.
 
 Example:

@@ -13,8 +13,8 @@ killed right after loses no counted request), and adds the two routes. Predictio
 rows are buffered and counted in batches, at most ``flush_seconds`` later.
 
 **Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
-(:class:`~hmlcore.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
-(``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.metrics`). ``/drift`` and the drift gauges of
+(:class:`~hmlcore.serving.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
+(``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.serving.metrics`). ``/drift`` and the drift gauges of
 ``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
 with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
 the server's ``child_exit`` hook, or skipped and removed by the next reader. Writing a window is a few
@@ -67,7 +67,7 @@ def enable_monitoring(
     Args:
         inference_app: ``app.inference``, as the ``@hml.inference`` function receives it.
         window: rows each worker's drift window keeps (default ``HML_DRIFT_WINDOW``, else 1000).
-        thresholds: when drift is a warning or an alert (see :class:`~hmlcore.drift.DriftThresholds`).
+        thresholds: when drift is a warning or an alert (see :class:`~hmlcore.serving.drift.DriftThresholds`).
         model: the registered model to watch (default: the one ``/predict`` serves).
 
     Raises:

@@ -3,7 +3,7 @@
 ``run_prod`` takes the built Flask app (so models are loaded once, before gunicorn forks its workers)
 and hands it to gunicorn: as many worker processes as ``--workers`` / ``HML_WORKERS`` say (default: the
 cores this process may use, cgroup CPU limits included), each with ``--threads`` threads
-(:class:`~hmlcore._gunicorn.HmlWorker`, gunicorn's ``gthread`` with read deadlines: a client that sends its
+(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread`` with read deadlines: a client that sends its
 headers or body too slowly gets a 408 and holds one thread for a bounded time, never a whole worker).
 The access log goes to stdout without query strings unless ``--log-query`` (they hold feature values,
 personal data). On SIGTERM, ``/readyz`` answers 503 at once while the server keeps serving for

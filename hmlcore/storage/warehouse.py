@@ -2,7 +2,7 @@
 
 One interface, :class:`Warehouse`, three engines: DuckDB (embedded, a single file, no server: the
 default), DuckDB over Parquet tables in a lake folder (:class:`ParquetWarehouse`: ``s3://bucket/prefix``,
-so every pod of a cluster sees the same tables) and BigQuery (:mod:`hmlcore.bigquery`, the ``gcp``
+so every pod of a cluster sees the same tables) and BigQuery (:mod:`hmlcore.storage.bigquery`, the ``gcp``
 extra). :func:`open_warehouse` picks the engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
 :meth:`~Warehouse.load_dataframe`, :meth:`~Warehouse.table`, :meth:`~Warehouse.exists` and
 :meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read).
@@ -69,7 +69,7 @@ class Warehouse:
     def export(self, table: str, lake_url: str) -> str:
         """Write every row of ``table`` as one Parquet file at ``lake_url`` (a path or fsspec URL); return the URL.
 
-        The file appears whole or not at all (see :meth:`hmlcore.lake.Lake.write_bytes`). Read it back
+        The file appears whole or not at all (see :meth:`hmlcore.storage.lake.Lake.write_bytes`). Read it back
         with ``pandas.read_parquet(url)``.
 
         Raises:
