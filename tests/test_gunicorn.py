@@ -7,6 +7,7 @@ a worker killed by SIGKILL loses no counted request; the access log holds no que
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -122,6 +123,43 @@ def test_slow_header_and_slow_body_clients_do_not_stall_the_others(served: tuple
     for client in slow:
         assert client.answer is not None and client.answer[0] == 408, client.answer
         assert "did not arrive in time" in client.answer[1]["error"]
+
+
+def test_kept_alive_connections_outnumbering_the_threads_are_served_in_turn(served: tuple[str, Path]):
+    """A thread serves its kept-alive client's next request itself, but not while another connection waits.
+
+    Ten clients on four threads, each sending 25 requests on one connection: every client has had its
+    first answer before any has had its last (no four clients are served to the end while six wait).
+    """
+    base, _ = served
+    host, port = _address(base)
+    answers: dict[int, list[tuple[int, int, float]]] = {}
+    ready = threading.Barrier(10, timeout=60)
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        got = answers.setdefault(number, [])
+        try:
+            connection.connect()
+            ready.wait()
+            for _ in range(25):
+                connection.request("POST", "/predict", body=json.dumps(RECORD), headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                assert 0 <= json.loads(response.read())["predictions"][0]["probability"] <= 1
+                got.append((response.status, id(connection.sock), time.monotonic()))
+        finally:
+            connection.close()
+
+    clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(10)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(timeout=PROBE_BOUND * 25)
+    assert sorted(answers) == list(range(10))
+    for got in answers.values():
+        assert [status for status, _, _ in got] == [200] * 25
+        assert len({sock for _, sock, _ in got}) == 1  # one connection from the first answer to the last
+    assert max(got[0][2] for got in answers.values()) < min(got[-1][2] for got in answers.values())
 
 
 def test_an_oversized_chunked_body_gets_a_json_413_and_a_fitting_one_is_served(served: tuple[str, Path]):

@@ -175,7 +175,7 @@ def run_prod(
     """
     from gunicorn.app.base import BaseApplication
 
-    from hmlcore.serving._gunicorn import DrainFlag, DrainingArbiter, HmlWorker, readiness_gate  # gunicorn: run-prod only
+    from hmlcore.serving._gunicorn import AccessLogger, DrainFlag, DrainingArbiter, HmlWorker, readiness_gate  # gunicorn: run-prod only
     from hmlcore.serving.metrics import gunicorn_hooks  # numpy and prometheus_client: run-prod only
 
     if drain < 0:
@@ -190,6 +190,7 @@ def run_prod(
     flag = DrainFlag()
     settings = {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout), "drain_flag": flag}
     options["worker_class"] = type("HmlWorker", (HmlWorker,), settings)
+    options["logger_class"] = AccessLogger
     arbiter = type("DrainingArbiter", (DrainingArbiter,), {"drain": float(drain), "drain_flag": flag})
     served = readiness_gate(flask_app, flag)
 
