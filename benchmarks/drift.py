@@ -81,13 +81,13 @@ def serving_app(lake: str, *, monitored: bool) -> hml.HmlApp:
     app = hml.HmlApp(name="bench")
     app.register_model("crashed", container(lake))
 
-    def predict_dead(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
-        return [{"dead_probability": round(float(p), 6), "dead": bool(p >= 0.5)} for p in model.predict_proba(features)[:, 1]]
+    def predict(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
+        return model.predict(features)  # the template's predictor: the answer in the model kind's shape
 
     @hml.inference(app.inference)
     def load(inference_app: hml.HmlInferenceApp) -> None:
         inference_app.get_model("crashed").load()
-        inference_app.set_predictor(predict_dead, model="crashed")
+        inference_app.set_predictor(predict, model="crashed")
         if monitored:
             enable_monitoring(inference_app)
 

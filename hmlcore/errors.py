@@ -18,7 +18,9 @@ __all__ = [
     "ModelLoadError",
     "PipelineError",
     "RegistryError",
+    "StorageError",
     "UntrustedModelError",
+    "WarehouseError",
     "mask_credentials",
 ]
 
@@ -60,6 +62,14 @@ class HmlError(Exception):
 
 class ConfigError(HmlError):
     """Raised if a setting (an argument, an environment variable, a platform option) is missing or invalid."""
+
+
+class StorageError(HmlError):
+    """Raised if the lake's store (a folder, S3, GCS) refuses a write or cannot be reached."""
+
+
+class WarehouseError(HmlError):
+    """Raised if the warehouse (DuckDB, Parquet tables, BigQuery) cannot be opened or fails a query, a load or an export."""
 
 
 class PipelineError(HmlError):

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from hmlcore.app import HmlApp
 from hmlcore.deploy.k8s import HmlInferenceDeployment
-from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError, RegistryError
+from hmlcore.errors import (
+    ConfigError,
+    DeployError,
+    FeatureError,
+    HmlError,
+    ModelKindError,
+    ModelLoadError,
+    PipelineError,
+    RegistryError,
+    StorageError,
+    WarehouseError,
+)
 from hmlcore.model.container import ModelContainer
 from hmlcore.model.promotion import PromotionRule
 from hmlcore.model.registry import ModelRegistry
@@ -41,6 +52,8 @@ __all__ = [
     "PipelineError",
     "PromotionRule",
     "RegistryError",
+    "StorageError",
+    "WarehouseError",
     "deploy_inference",
     "deploy_op",
     "enable_monitoring",

@@ -1,9 +1,10 @@
 """A local HTTP server speaking the part of the BigQuery REST API that ``hmlcore.bigquery`` uses.
 
-The real google-cloud-bigquery client talks to it over HTTP (``api_endpoint`` + anonymous credentials),
-so the requests, the JSON it sends and the JSON it parses are the ones BigQuery sees and answers. The
-SQL itself runs in an in-memory DuckDB (one schema per dataset): the server checks the REST contract,
-not the GoogleSQL dialect, so SQL meant for both engines must stay within what both accept.
+The real google-cloud-bigquery client talks to it over HTTP (:func:`bigquery_client`: ``api_endpoint`` +
+anonymous credentials, passed to ``BigQueryWarehouse(client=...)``), so the requests, the JSON it sends
+and the JSON it parses are the ones BigQuery sees and answers. The SQL itself runs in an in-memory
+DuckDB (one schema per dataset): the server checks the REST contract, not the GoogleSQL dialect, so
+SQL meant for both engines must stay within what both accept.
 
 Endpoints (``/bigquery/v2`` prefix):
 
@@ -223,3 +224,13 @@ def bigquery_server(project: str = "test-project", datasets: tuple[str, ...] = (
         server.server_close()
         thread.join(timeout=5)
         fake.db.close()
+
+
+def bigquery_client(endpoint: str, project: str = "test-project", location: str | None = None) -> Any:
+    """A real ``google.cloud.bigquery.Client`` that calls ``endpoint`` with anonymous credentials."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    return bigquery.Client(
+        project=project, location=location, client_options={"api_endpoint": endpoint}, credentials=AnonymousCredentials()
+    )

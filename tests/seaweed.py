@@ -74,7 +74,7 @@ def _stop(process: subprocess.Popen) -> None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        process.wait(timeout=5)  # its data is a temporary folder: no need to wait long for a clean stop
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=20)

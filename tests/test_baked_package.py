@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import os
+import shutil
 import signal
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from scripts.demo import SAMPLE_CRASH as CRASH
 
@@ -37,6 +42,49 @@ def test_baked_package_lints_clean(baked_default: Path):
     for command in (["ruff", "check", "--no-cache", "."], ["ruff", "format", "--no-cache", "--check", "."]):
         result = run([str(BIN / command[0]), *command[1:]], cwd=baked_default)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_wheel_ships_every_data_file_the_command_and_the_metadata(baked_default: Path, tmp_path: Path):
+    """`pip wheel` from pyproject.toml alone (as `make wheels` builds the image's input), with a file of the user's added to data/."""
+    source = tmp_path / "source"
+    shutil.copytree(baked_default, source, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__", ".pytest_cache"))
+    own = {"crashed/data/own.jsonl": b'{"age": 1}\n', "crashed/data/2024/own.parquet": b"PAR1"}
+    for name, data in own.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    pip_wheel = [str(BIN / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    result = run([*pip_wheel, "--wheel-dir", "dist", str(source)], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "dist").glob("crashed-0.1.0-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        shipped = (baked_default / "crashed/data/nass_cds.csv.gz").read_bytes()
+        assert archive.read("crashed/data/nass_cds.csv.gz") == shipped
+        assert {name: archive.read(name) for name in own} == own
+        entry_points = archive.read("crashed-0.1.0.dist-info/entry_points.txt").decode()
+        metadata = email.parser.BytesParser(policy=email.policy.default).parsebytes(archive.read("crashed-0.1.0.dist-info/METADATA"))
+    assert {"crashed/start.py", "crashed/pipeline.py"} <= names and not any(name.startswith("tests/") for name in names)
+    assert "[console_scripts]\ncrashed = crashed.start:main" in entry_points
+    assert metadata["Name"] == "crashed" and metadata["Version"] == "0.1.0" and metadata["Requires-Python"] == ">=3.11"
+    assert "hmlcore[s3]>=0.1" in metadata.get_all("Requires-Dist")
+    assert {"test", "gcp"} <= set(metadata.get_all("Provides-Extra"))
+    assert metadata.get_content().startswith("# car-crashes\n"), "the README is the long description"
+
+
+def test_the_inference_deployment_mounts_one_writable_tmp(baked_default: Path):
+    """hmlcore's Deployment gives the read-only pod one emptyDir on /tmp, where HML_HOME lives; start.py adds no second."""
+    result = run([str(BIN / "crashed"), "inference", "manifest"], cwd=baked_default)
+    assert result.returncode == 0, result.stderr
+    deployment = next(doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = [mount for mount in container["volumeMounts"] if mount["mountPath"].rstrip("/") == "/tmp"]
+    assert len(mounts) == 1, container["volumeMounts"]
+    volumes = [volume for volume in pod["volumes"] if volume["name"] == mounts[0]["name"]]
+    assert len(volumes) == 1 and "emptyDir" in volumes[0], pod["volumes"]
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert env["HML_HOME"].startswith("/tmp/") and "HML_S3_ENDPOINT" in env
 
 
 def test_help_is_fast_and_lists_the_commands(baked_default: Path):

@@ -226,6 +226,7 @@ def test_bad_configuration_is_refused_before_anything_is_sent(
     assert server.requests == []
 
 
+@pytest.mark.slow
 def test_help_does_not_import_the_kubernetes_client(tmp_path: Path) -> None:
     script = tmp_path / "help.py"
     script.write_text(

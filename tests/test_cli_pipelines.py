@@ -45,6 +45,7 @@ def test_run_writes_json_output_and_prints_it_without_a_file(tmp_path: Path):
     assert output["count"] == 2 and "/runs/demo/r1/make_numbers/numbers.json" in output["numbers"]["uri"]
 
 
+@pytest.mark.slow
 def test_compile_writes_the_spec_and_names_the_file(tmp_path: Path):
     target = tmp_path / "demo.yaml"
     result = invoke("pipelines", "demo", "compile", "-o", str(target), "--image", "reg/x:v9")
@@ -95,6 +96,7 @@ def test_an_unreachable_or_refusing_server_is_one_line():
         assert not fake.pipelines
 
 
+@pytest.mark.slow
 def test_help_and_the_step_commands_do_not_import_kfp():
     probe = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests.pipeline_demo import create_app; app = create_app(); "
@@ -107,6 +109,7 @@ def test_help_and_the_step_commands_do_not_import_kfp():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_the_namespace_comes_from_the_option_the_environment_or_the_app(tmp_path: Path):
     with FakeKfp(multi_user=True) as fake:
         env = {"KFP_HOST": fake.url}
@@ -116,6 +119,7 @@ def test_the_namespace_comes_from_the_option_the_environment_or_the_app(tmp_path
         assert sorted(e["namespace"] for e in fake.experiments.values()) == ["from-env", "from-option", "kubeflow"]
 
 
+@pytest.mark.slow
 def test_an_old_backend_is_one_line_on_the_command_line(tmp_path: Path):
     with FakeKfp(tag_name="2.4.1") as fake:
         result = invoke("pipelines", "demo", "deploy-prod", "--host", fake.url)

@@ -7,7 +7,7 @@ import pytest
 from hmlcore.app import HmlApp
 from hmlcore.errors import ConfigError
 from hmlcore.storage.bigquery import BigQueryWarehouse
-from hmlcore.storage.config import PlatformSettings, check_cluster_platform
+from hmlcore.storage.config import PlatformSettings, check_cluster_platform, check_env_name
 from hmlcore.storage.warehouse import DuckDBWarehouse
 
 GCP = {"GCP_PROJECT": "crash-project", "HML_GCS_BUCKET": "crash-bucket"}
@@ -143,3 +143,13 @@ def test_an_unknown_cluster_platform_is_refused():
     with pytest.raises(ConfigError, match=r"unknown cluster_platform 'minio': use one of local, s3, GCP"):
         HmlApp("car-crashes", cluster_platform="minio")
     assert HmlApp("car-crashes", cluster_platform="S3").cluster_platform == "s3"
+
+
+@pytest.mark.parametrize("name", ["A.B", "my-var", "1ST", "MY VAR", "", None])
+def test_an_env_name_a_shell_cannot_export_is_refused_with_the_rule(name):
+    with pytest.raises(ConfigError, match=r"invalid environment variable name .*: use letters, digits and '_', not starting with a digit"):
+        check_env_name(name)
+
+
+def test_a_shell_name_is_accepted():
+    assert check_env_name("_HML_x9") == "_HML_x9"

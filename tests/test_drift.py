@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from hmlcore.errors import ConfigError
-from hmlcore.model.container import describe_distributions
+from hmlcore.model.distributions import describe_distributions
 from hmlcore.serving.drift import DriftProfile, DriftThresholds
-from hmlcore.serving.drift_window import DriftWindow, read_windows
+from hmlcore.serving.drift_window import DriftWindow, read_windows, window_files, window_path
+from hmlcore.serving.metrics import mark_worker_dead
 
 
 def profile_of(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> DriftProfile:
@@ -126,6 +127,16 @@ def test_window_files_of_several_processes_add_up(train: pd.DataFrame, tmp_path:
     second.close()
     assert not (tmp_path / "b.bin").exists()
     assert read_windows([str(p) for p in tmp_path.iterdir()], profile)[1] == 1
+
+
+def test_each_worker_window_file_is_found_by_its_pid_and_dropped_when_the_worker_dies(train: pd.DataFrame, tmp_path: Path):
+    profile = profile_of(train, ["x"], ["c"])
+    for pid in (101, 202):
+        DriftWindow(profile, size=10, path=window_path(str(tmp_path), pid)).add(profile.codes_from_frame(train.head(3)))
+    (tmp_path / "hml-drift-notapid.bin").write_bytes(b"")
+    assert window_files(str(tmp_path)) == {101: window_path(str(tmp_path), 101), 202: window_path(str(tmp_path), 202)}
+    mark_worker_dead(101, str(tmp_path))
+    assert list(window_files(str(tmp_path))) == [202]
 
 
 def test_a_profile_needs_every_feature_in_the_distributions(train: pd.DataFrame):

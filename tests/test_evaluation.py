@@ -23,6 +23,7 @@ def labelled(kind: str, seed: int = 5):
     return frame, kept
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["xgboost", "sklearn"])
 def test_binary_metrics_are_sklearns(family):
     c = trained("binary", family)
@@ -100,6 +101,7 @@ class _Page(HTMLParser):
         self.external += [v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "family"), [(k, f) for k in KINDS for f in ("xgboost", "sklearn")])
 def test_the_report_is_one_self_contained_page_with_the_kinds_figures(kind, family):
     c = trained(kind, family)

@@ -24,6 +24,8 @@ import requests
 from ._serving import RECORD, publish_model
 from .test_server import kill_group, start, stop
 
+pytestmark = pytest.mark.slow  # every test here starts a server or compiles with kfp
+
 #: the most a probe may wait for an answer on this busy 2-core machine; the slow clients hold on longer
 PROBE_BOUND = 8.0
 HEADER_TIMEOUT = 15

@@ -114,6 +114,7 @@ def check_files_hold_the_answers(root: Path, answers: dict) -> None:
             path.read_text(encoding="utf-8").encode("utf-8")  # no lone surrogate anywhere
 
 
+@pytest.mark.slow
 def test_hostile_free_text_renders_as_data(defaults, tmp_path):
     """Each hostile string in each free-text answer: every file parses and holds the answer as typed, ruff is clean."""
     canary = tmp_path / "canary"

@@ -290,6 +290,7 @@ BAD = {
     "gcp-secret": (lambda d: d.with_gcp_auth("gcp sa"), "'gcp sa'"),
     "secret-env-name": (lambda d: d.with_secret_env("db", {"pw": "1PW"}), "'1PW'"),
     "env-name": (lambda d: d.with_env("MY VAR", 1), "invalid environment variable name 'MY VAR'"),
+    "env-name-dot": (lambda d: d.with_env("A.B", 1), "invalid environment variable name 'A.B': use letters, digits and '_'"),
     "volume-name": (lambda d: d.with_empty_dir("Scratch Space", "/scratch"), "volume name 'Scratch Space'"),
     "mount-clash": (lambda d: d.with_empty_dir("other", "/tmp"), "volume 'tmp' is mounted there"),
     "relative-mount": (lambda d: d.with_empty_dir("cache", "cache"), "'cache' must be an absolute path"),

@@ -13,6 +13,8 @@ from .conftest import free_port
 from .kfp_server import FakeKfp
 from .pipeline_demo import create_app
 
+pytestmark = pytest.mark.slow  # every test here starts a server or compiles with kfp
+
 
 @pytest.fixture(autouse=True)
 def kfp_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

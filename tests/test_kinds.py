@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 import pytest
 import requests
 
-from .conftest import BIN, free_port, pip_install_editable, run, wait_ready
+from .conftest import BIN, free_port, pip_install_editable, run, start_process, stop_group, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +75,12 @@ def test_kind_trains_serves_and_answers_in_its_shape(served: dict, kind: str):
 
     query, rows = readme_requests((root / "README.md").read_text())
     port = free_port()
-    server = subprocess.Popen(
+    server = start_process(
         [str(BIN / package), "inference", "run-prod", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=root,
         env={**os.environ, "HML_HOME": str(home)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -112,8 +110,7 @@ def test_kind_trains_serves_and_answers_in_its_shape(served: dict, kind: str):
         monitored = requests.get(f"{base}/metrics", timeout=10)
         assert monitored.status_code == 200 and 'route="/predict"' in monitored.text
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.communicate(timeout=30)
+        stop_group(server)
 
 
 # ---------------------------------------------------------------------------------- a data set the template never saw

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hmlcore.errors import ConfigError, ModelLoadError
+from hmlcore.errors import ConfigError, ModelLoadError, StorageError
 from hmlcore.storage.lake import Lake
 from tests.gcs import gcs_emulator
 
@@ -44,7 +44,7 @@ def test_reading_what_is_not_there_is_file_not_found(tmp_path):
 def test_a_lake_that_cannot_be_written_names_the_url(tmp_path):
     (tmp_path / "blocked").write_text("a file")
     lake = Lake(str(tmp_path / "blocked"))
-    with pytest.raises(ConfigError, match=f"cannot write {tmp_path}/blocked/a.bin"):
+    with pytest.raises(StorageError, match=f"cannot write {tmp_path}/blocked/a.bin"):
         lake.write_bytes("a.bin", b"x")
 
 
@@ -59,6 +59,7 @@ def test_an_unknown_protocol_is_a_config_error():
         Lake("nosuchfs://x").write_bytes("a", b"b")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["s3", "gcs"])
 def test_object_store_round_trip(store, request):
     """The lake on SeaweedFS (s3://) and on the GCS emulator (gs://): write, exists, read, a missing file, delete."""
@@ -79,13 +80,15 @@ def test_object_store_round_trip(store, request):
     assert not lake.exists("models/m.json")
 
 
+@pytest.mark.slow
 def test_s3_with_wrong_credentials_is_refused_in_one_line(s3_server):
     options = {**s3_server.storage_options(), "key": "nobody", "secret": "not-the-secret"}
     lake = Lake(s3_server.fresh_prefix(), storage_options=options)
-    with pytest.raises(ConfigError, match=r"^cannot write s3://mlpipeline/\S+/a.bin: PermissionError: \S+"):
+    with pytest.raises(StorageError, match=r"^cannot write s3://mlpipeline/\S+/a.bin: PermissionError: \S+"):
         lake.write_bytes("a.bin", b"x")
 
 
+@pytest.mark.slow
 def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
     """The app's lake on the s3 platform: bucket, prefix and endpoint from settings, keys from AWS_* variables."""
     import s3fs
@@ -101,7 +104,7 @@ def test_s3_platform_settings_reach_the_store(s3_server, monkeypatch):
     assert Lake(app.settings.lake_url, storage_options=s3_server.storage_options()).read_bytes(uri) == b"shared"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     s3fs.S3FileSystem.clear_instance_cache()  # a new process, as a pod with the wrong secret would be
-    with pytest.raises(ConfigError, match="cannot write s3://"):
+    with pytest.raises(StorageError, match="cannot write s3://"):
         HmlApp("s3-app", platform="s3").lake.write_bytes("x/z.txt", b"refused")
 
 
@@ -113,7 +116,7 @@ def test_credentials_in_a_lake_url_are_masked():
 
 
 def test_gcs_bucket_that_does_not_exist_cannot_be_written(gcs):
-    with pytest.raises(ConfigError, match="cannot write gs://no-such-bucket-hml/x/a.bin"):
+    with pytest.raises(StorageError, match="cannot write gs://no-such-bucket-hml/x/a.bin"):
         Lake("gs://no-such-bucket-hml/x").write_bytes("a.bin", b"x")
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from hmlcore.serving.metrics import ServingMetrics, _observe_many
+from hmlcore.serving.metrics import ServingMetrics
 
 from .conftest import free_port, start_process, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
@@ -38,6 +38,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_metrics_count_requests_predictions_refusals_and_drift(lake: Path):
     client = build_app(lake).inference.create_app().test_client()
     rows = synthetic_data(300, seed=21)
@@ -93,7 +94,7 @@ def test_batched_score_observation_matches_one_by_one():
     batched, single = ServingMetrics(model="m"), ServingMetrics(model="m")
     scores = np.random.default_rng(3).uniform(0, 1, 500)
     scores[:5] = [0.1, 0.2, 0.5, 1.0, 0.0]  # on the bucket bounds
-    _observe_many(batched.scores.labels("m", "p"), scores)
+    batched.observe_predictions([{"p": float(s)} for s in scores])  # more than 8 rows: counted per bucket
     for s in scores:
         single.scores.labels("m", "p").observe(float(s))
     got, expected = (samples(m.render()[0].decode()) for m in (batched, single))

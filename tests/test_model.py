@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 import hmlcore
-from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
-from hmlcore.model.container import HISTOGRAM_BINS, ModelContainer
+from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, StorageError
+from hmlcore.model.container import ModelContainer
+from hmlcore.model.distributions import HISTOGRAM_BINS
 from hmlcore.storage.lake import Lake
 
 
@@ -178,7 +179,7 @@ def test_a_lake_that_cannot_be_written_is_named_and_leaves_nothing(tmp_path):
     blocker = tmp_path / "lake"
     blocker.write_text("a file where the lake folder should be")
     c = trained(blocker)
-    with pytest.raises(ConfigError, match=f"cannot write {blocker}/models"):
+    with pytest.raises(StorageError, match=f"cannot write {blocker}/models"):
         c.publish(run_id="r", git_commit="g")
     assert c.reference is None
 
@@ -189,11 +190,11 @@ def test_a_failed_reference_write_removes_the_artifacts_already_written(tmp_path
 
     def failing(self, path, data):
         if path.endswith(".reference.json"):
-            raise ConfigError(f"cannot write {path}: disk full")
+            raise StorageError(f"cannot write {path}: disk full")
         return real(self, path, data)
 
     monkeypatch.setattr(Lake, "write_bytes", failing)
-    with pytest.raises(ConfigError, match="disk full"):
+    with pytest.raises(StorageError, match="disk full"):
         c.publish(run_id="r", git_commit="g")
     folder = tmp_path / "models" / "car-crashes" / "g" / "r"
     assert not folder.exists() or not any(folder.iterdir())

@@ -43,6 +43,7 @@ def check_answers(c: hml.ModelContainer, answers: list[dict], rows: int) -> None
             assert answer[target] in c.classes and type(answer[target]) is type(c.classes[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_trains_predicts_publishes_and_loads_the_same_answers(tmp_path: Path, kind: str, family: str, capsys):
@@ -190,6 +191,7 @@ def test_bind_model_refuses_a_model_of_another_kind_with_one_line(kind, model, m
     assert "\n" not in str(caught.value) and c.model is None
 
 
+@pytest.mark.slow
 def test_bind_model_refuses_a_model_trained_on_other_columns_or_on_the_raw_labels():
     frame = generated("multiclass")
     c = container("multiclass").analyze_distributions(frame)

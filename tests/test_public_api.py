@@ -40,6 +40,7 @@ def test_every_error_derives_from_hml_error():
         assert issubclass(getattr(hml, name), hml.HmlError)
 
 
+@pytest.mark.slow
 def test_importing_hml_loads_none_of_the_heavy_libraries():
     probe = f"import sys; from hmlcore import hml; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -157,6 +157,7 @@ def test_models_list_show_promote_rollback_on_the_command_line(lake):
     assert (moves[-1]["reason"], moves[-2]["reason"]) == ("oops", "shadow test passed")
 
 
+@pytest.mark.slow
 def test_the_registry_works_on_gcs_with_only_puts_gets_and_listings(monkeypatch):
     """The same gate, listing and rollback on a ``gs://`` lake, against the local GCS emulator."""
     from tests.gcs import gcs_emulator

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,9 @@ import requests
 from hmlcore.model.registry import ModelRegistry
 
 from ._serving import APP_SCRIPT, container, publish_gated
-from .conftest import free_port, wait_ready
+from .conftest import free_port, start_process, stop_group, wait_ready
+
+pytestmark = pytest.mark.slow  # every test here starts a server or compiles with kfp
 
 
 @pytest.fixture
@@ -29,26 +30,19 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     script.write_text(APP_SCRIPT)
     port = free_port()
     env = {**os.environ, "HOME": str(tmp_path), "HML_RELOAD_INTERVAL": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
+    process = start_process(
         [sys.executable, str(script), str(lake), "inference", "run-prod", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/readyz", process)
         yield base, lake
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_group(process)
 
 
 def served_versions(base: str, count: int = 12) -> set[str]:

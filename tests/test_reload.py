@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import requests
 from hmlcore.serving.reload import RELOAD_INTERVAL_ENV, ModelWatcher, reload_interval, smoke_record
 
 from ._serving import APP_SCRIPT, RECORD, container, publish_model, serving_app, training_frame
-from .conftest import free_port, wait_ready
+from .conftest import free_port, start_process, stop_group, wait_ready
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +77,7 @@ def test_a_predictor_that_fails_on_a_typical_row_keeps_the_server_unready(tmp_pa
     assert answer.status_code == 503 and "the author's predictor is broken" in answer.json["failing"]["risk"]
 
 
+@pytest.mark.slow
 def test_the_watcher_swaps_in_new_versions_and_refuses_bad_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     publish_model(tmp_path, run_id="run-1")
     app = serving_app(tmp_path)
@@ -140,6 +140,7 @@ def wait_for_version(base: str, version: str, timeout: float = 60) -> None:
     raise AssertionError(f"still serving {seen} after {timeout} s, expected {version}")
 
 
+@pytest.mark.slow
 def test_run_prod_picks_up_a_published_model_and_refuses_a_corrupt_one(tmp_path: Path):
     lake = tmp_path / "lake"
     publish_model(lake, run_id="run-1")
@@ -147,12 +148,11 @@ def test_run_prod_picks_up_a_published_model_and_refuses_a_corrupt_one(tmp_path:
     script.write_text(APP_SCRIPT)
     port = free_port()
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1", RELOAD_INTERVAL_ENV: "1"}
-    server = subprocess.Popen(
+    server = start_process(
         [sys.executable, str(script), str(lake), "inference", "run-prod", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "server.log", "w"),  # noqa: SIM115 - closed with the process
-        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -175,11 +175,4 @@ def test_run_prod_picks_up_a_published_model_and_refuses_a_corrupt_one(tmp_path:
         assert requests.get(f"{base}/predict", params=RECORD, timeout=5).status_code == 200
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        stop_group(server)

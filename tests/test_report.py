@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from hmlcore.model.container import ModelContainer
+from hmlcore.serving.report import drift_report, render_html
 from hmlcore.storage.config import PlatformSettings
 
 from .test_monitoring import NUMERIC, build_app, publish_model, synthetic_data
@@ -54,9 +57,9 @@ def test_html_report_is_self_contained_with_a_chart_per_feature(lake: Path, tmp_
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4
     assert not re.search(r"<script|<link|<img|@import|src=|url\(", page)  # nothing fetched: no JS, no stylesheet, no image
     assert re.findall(r"https?://[^'\"]+", page) == ["http://www.w3.org/2000/svg"] * 4  # only the SVG namespace
-    road = page[page.index("id='f-road'") :]
+    road = page[page.index('id="f-road"') :]
     assert "alert" in road[:200] and "highway: current" in road
-    assert page.index("id='f-road'") < page.index("id='f-age'")  # the alert first
+    assert page.index('id="f-road"') < page.index('id="f-age"')  # the alert first
 
 
 def test_report_of_a_warehouse_table_and_fail_on(lake: Path, tmp_path: Path):
@@ -111,3 +114,15 @@ def test_too_few_rows_are_pending_not_ok(lake: Path, tmp_path: Path):
     assert result.exit_code == 0
     assert "over 20 rows: pending" in result.output
     assert all(feature_line(result.output, f)[2] == "pending" for f in NUMERIC)
+
+
+def test_the_html_page_escapes_names_and_categories_it_did_not_choose():
+    column, category = '<img src=x onerror="alert(1)">', "</title><script>alert(2)</script>"
+    container = ModelContainer("m", "p", ["x"], [column], "y")
+    train = pd.DataFrame({"x": [float(i % 7) for i in range(300)], column: ["a", category, "c"] * 100})
+    report = drift_report(container.analyze_distributions(train), train.assign(x=train["x"] + 3))
+    page = render_html(report, model="m<1>", version="v'1", source="requests&old.csv")
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;/title&gt;&lt;script&gt;alert(2)&lt;/script&gt;: training 33.3%" in page
+    assert "<title>Drift of m&lt;1&gt; v&#39;1</title>" in page and "500 rows" not in page and "from requests&amp;old.csv" in page
+    assert page.count("<svg") == 2 and page.count("<rect") == 2 * sum(len(f.labels) for f in report.features.values())  # training, current

@@ -15,6 +15,8 @@ import yaml
 from click.testing import CliRunner
 
 from hmlcore import hml
+from hmlcore.errors import PipelineError
+from hmlcore.pipelines.runner import dag_order
 
 from .pipeline_demo import create_app, write_entrypoint
 
@@ -35,6 +37,7 @@ def output_of(home: Path, run_id: str, task: str) -> str:
     return (home / "runs" / run_id / "outputs" / task / "output").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_run_all_runs_the_dag_in_order_and_keeps_every_output(tmp_path: Path):
     result = run_all(tmp_path, "--param", "count=3", "--param", "weights=[2, 1]")
     assert result.exit_code == 0, result.output
@@ -332,3 +335,25 @@ def test_parity_the_compiled_command_lines_produce_what_run_all_produces(tmp_pat
         == Path(json.loads(output_of(local_home, local_run, "make-numbers"))["numbers"]["uri"]).read_bytes()
     )
     assert (container_home / "lake" / "runs" / "demo" / run_id / "check" / "ok").exists()
+
+
+def _dag(**tasks: list[str]) -> dict:
+    return {"root": {"dag": {"tasks": {name: {"dependentTasks": upstream} for name, upstream in tasks.items()}}}}
+
+
+def test_the_dag_runs_each_task_after_its_upstream_and_otherwise_in_spec_order():
+    order = dag_order(_dag(report=["train", "split"], split=[], train=["split"], audit=[]))
+    assert order == ["split", "audit", "train", "report"]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        ({"a": ["b"], "b": ["c"], "c": ["a"]}, r"tasks depend on each other in a cycle: (a|b|c) -> .* -> \1"),
+        ({"a": ["ghost"]}, "task a depends on ghost, which the pipeline does not hold"),
+    ],
+    ids=["cycle", "unknown"],
+)
+def test_a_dag_that_cannot_be_ordered_is_refused_naming_the_tasks(tasks, message):
+    with pytest.raises(PipelineError, match=message):
+        dag_order(_dag(**tasks))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import tomllib
 from pathlib import Path
@@ -17,9 +16,6 @@ COMMON_FILES = {
     "README.md",
     "app.Dockerfile",
     "pyproject.toml",
-    "pytest.ini",
-    "ruff.toml",
-    "setup.py",
     "tests/conftest.py",
     "tests/test_inference.py",
     "tests/test_pipeline.py",
@@ -86,9 +82,27 @@ def test_renamed_package_uses_its_names_everywhere(cookies):
     root = Path(result.project_path)
     assert root.name == "fraud-scores"
     assert (root / "fraud" / "start.py").exists()
-    setup = (root / "setup.py").read_text()
-    assert '"fraud = fraud.start:main"' in setup
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"] == {"fraud": "fraud.start:main"}
+    assert pyproject["tool"]["setuptools"]["package-data"] == {"fraud": ["data/**/*"]}
     assert "def nightly(" in (root / "fraud" / "start.py").read_text()
+
+
+@pytest.mark.parametrize("platform", ["s3", "gcp"], ids=lambda platform: f"cluster_platform={platform}")
+def test_pyproject_holds_the_whole_project(cookies, platform):
+    """PEP 621 metadata, the command, the extras, the data files and the tools' settings, in one file."""
+    answers = {"cluster_platform": platform, "gcp_project": "acme-ml-dev" if platform == "gcp" else ""}
+    result = cookies.bake(extra_context=answers)
+    assert result.exit_code == 0, result.exception
+    pyproject = tomllib.loads((Path(result.project_path) / "pyproject.toml").read_text(encoding="utf-8"))
+    project = pyproject["project"]
+    assert project["name"] == "crashed" and project["readme"] == "README.md" and project["requires-python"] == ">=3.11"
+    assert project["dynamic"] == ["version"] and pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "crashed.__version__"}
+    assert project["dependencies"][0] == f"hmlcore[{platform}]>=0.1", "hmlcore comes with the extra of the cluster's platform"
+    assert {"test", "gcp"} <= set(project["optional-dependencies"])
+    assert project["scripts"] == {"crashed": "crashed.start:main"}
+    assert pyproject["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
+    assert pyproject["tool"]["ruff"]["line-length"] == 140
 
 
 HOSTILE = [
@@ -106,7 +120,6 @@ def test_free_text_answers_are_data(cookies, text):
     result = cookies.bake(extra_context={"description": text, "author_name": text})
     assert result.exit_code == 0, result.exception
     root = Path(result.project_path)
-    ast.parse((root / "setup.py").read_text(encoding="utf-8"))
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["description"] == text and project["authors"][0]["name"] == text
     yaml.safe_load((root / ".github/workflows/ci.yml").read_text(encoding="utf-8"))

@@ -3,17 +3,20 @@ a pipeline needs, export to the lake, clear errors. Every test taking ``warehous
 
 from __future__ import annotations
 
+import click
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from hmlcore.errors import ConfigError
+from hmlcore.cli.main import guard
+from hmlcore.errors import ConfigError, StorageError, WarehouseError
 from hmlcore.storage.warehouse import DuckDBWarehouse, ParquetWarehouse, open_warehouse
 from tests.gcs import gcs_emulator
 
 ROWS = pd.DataFrame({"occupant_id": range(1, 101), "age": [float(i % 70) for i in range(100)], "sex": ["f", "m"] * 50})
 
 
-@pytest.fixture(params=["duckdb", "s3"])
+@pytest.fixture(params=["duckdb", pytest.param("s3", marks=pytest.mark.slow)])
 def warehouse(request, tmp_path):
     if request.param == "s3":
         server = request.getfixturevalue("s3_server")
@@ -24,6 +27,7 @@ def warehouse(request, tmp_path):
     wh.close()
 
 
+@pytest.mark.slow
 def test_s3_tables_written_by_one_process_are_read_by_another(s3_server):
     """What separate pods need: tables live as Parquet objects in the bucket, not in one process's memory."""
     url = s3_server.fresh_prefix() + "/warehouse"
@@ -41,9 +45,10 @@ def test_s3_tables_written_by_one_process_are_read_by_another(s3_server):
     assert int(reader.query("SELECT count(*) AS c FROM late")["c"][0]) == 3
 
 
+@pytest.mark.slow
 def test_s3_warehouse_without_credentials_is_refused_in_one_line(s3_server):
     wrong = {**s3_server.storage_options(), "key": "nobody", "secret": "wrong-secret"}
-    with pytest.raises(ConfigError, match=r"cannot (write|list) .*s3://mlpipeline/.*(Forbidden|denied|PermissionError)"):
+    with pytest.raises((StorageError, WarehouseError), match=r"cannot (write|list) .*s3://mlpipeline/.*(Forbidden|denied|PermissionError)"):
         ParquetWarehouse(s3_server.fresh_prefix(), storage_options=wrong).load_dataframe(ROWS, "raw")
 
 
@@ -77,6 +82,7 @@ def test_export_writes_a_parquet_file_the_next_step_reads(warehouse, tmp_path):
     assert [p.name for p in (tmp_path / "lake" / "runs").iterdir()] == ["raw.parquet"]
 
 
+@pytest.mark.slow
 def test_export_to_s3(warehouse, s3_server):
     warehouse.load_dataframe(ROWS, "raw")
     target = s3_server.fresh_prefix() + "/exports/raw.parquet"
@@ -106,27 +112,39 @@ def test_export_to_gcs(warehouse):
 def test_export_to_an_unwritable_place_is_named_and_leaves_nothing(warehouse, tmp_path):
     warehouse.load_dataframe(ROWS, "raw")
     (tmp_path / "blocked").write_text("a file")
-    with pytest.raises(ConfigError, match="cannot write .*blocked/raw.parquet"):
+    with pytest.raises(StorageError, match="cannot write .*blocked/raw.parquet"):
         warehouse.export("raw", str(tmp_path / "blocked" / "raw.parquet"))
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "error", "message"),
     [
-        (lambda wh: wh.table("missing_table"), "missing_table"),
-        (lambda wh: wh.query("SELEC 1"), "warehouse query failed"),
-        (lambda wh: wh.select_into("SELECT nope FROM raw", "t"), "warehouse query into t failed"),
-        (lambda wh: wh.export("missing_table", "x.parquet"), "export of missing_table failed"),
-        (lambda wh: wh.table("raw; DROP TABLE raw"), "invalid table name 'raw; DROP TABLE raw'"),
-        (lambda wh: wh.load_dataframe(ROWS, "1st"), "invalid table name '1st'"),
+        (lambda wh: wh.table("missing_table"), WarehouseError, "missing_table"),
+        (lambda wh: wh.query("SELEC 1"), WarehouseError, "warehouse query failed"),
+        (lambda wh: wh.select_into("SELECT nope FROM raw", "t"), WarehouseError, "warehouse query into t failed"),
+        (lambda wh: wh.export("missing_table", "x.parquet"), WarehouseError, "export of missing_table failed"),
+        (lambda wh: wh.table("raw; DROP TABLE raw"), ConfigError, "invalid table name 'raw; DROP TABLE raw'"),
+        (lambda wh: wh.load_dataframe(ROWS, "1st"), ConfigError, "invalid table name '1st'"),
     ],
     ids=["missing-table", "bad-sql", "bad-select-into", "export-missing", "injection", "bad-name"],
 )
-def test_errors_name_what_is_wrong(warehouse, call, message):
+def test_errors_name_what_is_wrong(warehouse, call, error, message):
     warehouse.load_dataframe(ROWS, "raw")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(error, match=message):
         call(warehouse)
     assert len(warehouse.table("raw")) == 100
+
+
+def test_a_failed_query_in_a_command_is_one_line_and_exit_code_1(tmp_path):
+    wh = open_warehouse(str(tmp_path / "w.duckdb"))
+
+    def report() -> None:
+        wh.query("SELECT nope")
+
+    result = CliRunner().invoke(click.command("report")(guard(report)))
+    wh.close()
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: warehouse query failed: ") and result.output.count("\n") == 1
 
 
 def test_an_empty_table_reads_as_an_empty_frame(warehouse):

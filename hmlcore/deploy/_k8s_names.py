@@ -18,7 +18,6 @@ from hmlcore.errors import ConfigError
 __all__ = [
     "check_dns_label",
     "check_dns_subdomain",
-    "check_env_name",
     "check_label",
     "check_quantity",
     "k8s_name",
@@ -27,7 +26,6 @@ __all__ = [
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _LABEL_RULE = "at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUANTITY = re.compile(r"^(?P<number>\d+(\.\d*)?|\.\d+)(?P<suffix>[eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
@@ -78,13 +76,6 @@ def check_dns_subdomain(value: object, what: str) -> str:
     """Return ``value`` if it is a DNS-1123 subdomain (a secret or service account name), else raise ConfigError."""
     if not isinstance(value, str) or len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         raise ConfigError(f"{what} {value!r} is not a Kubernetes name: use lower-case letters, digits, '-' and '.', at most 253")
-    return value
-
-
-def check_env_name(value: object) -> str:
-    """Return ``value`` if it can name an environment variable in a pod, else raise ConfigError."""
-    if not isinstance(value, str) or not _ENV_NAME.match(value):
-        raise ConfigError(f"invalid environment variable name {value!r}")
     return value
 
 

@@ -25,13 +25,13 @@ from hmlcore._settings import ContainerSettings
 from hmlcore.deploy._k8s_names import (
     check_dns_label,
     check_dns_subdomain,
-    check_env_name,
     check_label,
     check_quantity,
     k8s_name,
     parse_quantity,
 )
 from hmlcore.errors import ConfigError
+from hmlcore.storage.config import check_env_name
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp

@@ -33,7 +33,7 @@ import numpy as np
 from hmlcore._version import __version__
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
 from hmlcore.model._estimators import check_model, fast_predictor
-from hmlcore.model.distributions import HISTOGRAM_BINS, QUANTILES, describe_distributions
+from hmlcore.model.distributions import describe_distributions
 from hmlcore.model.encoding import FeatureEncoder
 from hmlcore.model.model_io import dump_model, load_model
 from hmlcore.model.promotion import PromotionRule
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from hmlcore.app import HmlApp
 
-__all__ = ["HISTOGRAM_BINS", "KINDS", "QUANTILES", "ModelContainer", "describe_distributions"]
+__all__ = ["ModelContainer"]
 
 #: the version of the reference JSON's layout
 REFERENCE_SCHEMA = 1
@@ -370,7 +370,9 @@ class ModelContainer:
 
     def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
         """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.model.evaluation`)."""
-        from hmlcore.model.evaluation import evaluation_report  # numpy, sklearn's metrics and jinja2: serving never evaluates
+        from hmlcore.model.evaluation import (
+            evaluation_report,  # numpy, sklearn's metrics and jinja2: serving never evaluates
+        )
 
         return evaluation_report(self, df, metrics=metrics)
 

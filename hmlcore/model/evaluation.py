@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmlcore._templates import render_page
 from hmlcore.model.explain import ExplanationError, global_importance
 
 if TYPE_CHECKING:
@@ -239,15 +239,12 @@ def evaluation_report(container: ModelContainer, df: pd.DataFrame, *, metrics: M
     Raises:
         FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
     """
-    import jinja2
-
     truth, scores = _scored(container, df)
     figures = dict(metrics) if metrics is not None else _metrics(container, truth, scores)
     importances, source = _importances(container, df)
     top = max((v for _, v in importances), default=0.0) or 1.0
-    template = resources.files("hmlcore").joinpath("templates", "evaluation.html").read_text(encoding="utf-8")
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return environment.from_string(template).render(
+    return render_page(
+        "evaluation.html",
         name=container.name,
         version=container.version or "unpublished",
         kind=container.kind,

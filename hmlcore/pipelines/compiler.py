@@ -22,7 +22,7 @@ import yaml
 from hmlcore._files import write_atomic
 from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
-from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, _builder, render_value
+from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, building, render_value
 from hmlcore.storage.config import check_cluster_platform, check_env_name
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["CompiledPipeline", "KfpTask", "compile_pipeline", "component_yaml"]
 
 OUTPUT_NAME = "Output"
-#: the pipeline run id Kubeflow substitutes at run time
+#: the pipeline run id Kubeflow substitutes at run time: kfp's ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``, named here so that
+#: the local runner fills it in without importing kfp
 RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 
@@ -41,11 +42,8 @@ def component_yaml(op: HmlOp, *, pipeline: str, entrypoint: str, image: str) -> 
     args: list[Any] = []
     for p in op.params:
         spec: dict[str, Any] = {"name": p.name, "type": KFP_TYPES[p.type]}
-        if not p.required:
-            if p.default is None:
-                spec["optional"] = True
-            else:
-                spec["default"] = render_value(p.default, p.type)
+        if not p.required:  # a default of None is refused when the op is made (HmlOp)
+            spec["default"] = render_value(p.default, p.type)
         inputs.append(spec)
         args += [p.option, {"inputValue": p.name}]
     inputs.append({"name": "hml_run_id", "type": "String"})
@@ -282,11 +280,8 @@ def compile_pipeline(
 
     @functools.wraps(func)
     def body(*args: Any, **kwargs: Any) -> None:
-        token = _builder.set(builder)
-        try:
+        with building(builder):
             func(*args, **kwargs)
-        finally:
-            _builder.reset(token)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type) for p in pipeline.params]

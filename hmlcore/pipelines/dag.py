@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, PipelineError
-from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, OpParam, _base_type, _builder
+from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, OpParam, base_type, building
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
@@ -145,7 +145,7 @@ class HmlPipeline:
         hints = typing.get_type_hints(func)
         params = []
         for p in inspect.signature(func).parameters.values():
-            base = _base_type(hints.get(p.name, type(p.default) if p.default is not inspect.Parameter.empty else str))
+            base = base_type(hints.get(p.name, type(p.default) if p.default is not inspect.Parameter.empty else str))
             if base not in KFP_TYPES:
                 raise PipelineError(f"pipeline {self.name}: parameter {p.name!r} must be typed str, int, float, bool, list or dict")
             if p.default is None:
@@ -161,11 +161,8 @@ class HmlPipeline:
         """The pipeline's tasks, found by calling its function with stand-ins (no Kubeflow needed)."""
         if self._tasks is None:
             builder = _TraceBuilder()
-            token = _builder.set(builder)
-            try:
+            with building(builder):
                 self.func(**{p.name: p.default if not p.required else _Placeholder(p.name) for p in self.params})
-            finally:
-                _builder.reset(token)
             if not builder.tasks:
                 raise PipelineError(f"pipeline {self.name} calls no @hml.op step")
             self._tasks = builder.tasks

@@ -249,14 +249,18 @@ class _Session:
         import kfp
 
         class Client(kfp.Client):
-            """kfp.Client whose health check asks once, with a timeout (kfp's retries 5 times, 5 s apart)."""
+            """kfp.Client whose health check asks once, with a timeout (kfp's retries 5 times, 5 s apart).
+
+            It calls the server's API through the client's public per-service attributes (``healthzs``,
+            ``pipelines``: kfp.Client makes one for each ``kfp_server_api`` service).
+            """
 
             def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
-                return self._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT)
+                return self.healthzs.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT)
 
             def get_kfp_release(self) -> str | None:
                 """The server's release (healthz ``tag_name``), read from the raw answer: kfp_server_api's model drops it."""
-                raw = self._healthz_api.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT, _preload_content=False)
+                raw = self.healthzs.healthz_service_get_healthz(_request_timeout=HEALTH_TIMEOUT, _preload_content=False)
                 try:
                     tag = json.loads(raw.data or b"{}").get("tag_name")
                 except (AttributeError, ValueError):
@@ -332,7 +336,8 @@ class _Session:
         created = pipeline_id is None
         if pipeline_id is None:
             body = kfp_server_api.V2beta1Pipeline(display_name=name, description=(description or name)[:1000])
-            made = self.call(f"create pipeline {name}", lambda c: c._pipelines_api.pipeline_service_create_pipeline(pipeline=body))
+            # a pipeline without a version, so that its first version gets our name (upload_pipeline names it after the pipeline)
+            made = self.call(f"create pipeline {name}", lambda c: c.pipelines.pipeline_service_create_pipeline(pipeline=body))
             pipeline_id = str(made.pipeline_id)
             self.echo(f"created pipeline {name} ({pipeline_id})")
         else:

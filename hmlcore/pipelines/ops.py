@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import json
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,19 @@ __all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op", "render_output"]
 KFP_TYPES: dict[type, str] = {str: "String", int: "Integer", float: "Float", bool: "Boolean", list: "JsonArray", dict: "JsonObject"}
 
 _builder: contextvars.ContextVar[Any] = contextvars.ContextVar("hml_pipeline_builder", default=None)
+
+
+@contextlib.contextmanager
+def building(builder: Any) -> Iterator[None]:
+    """While the block runs, an op call adds a task to ``builder`` (its ``add_task(op, arguments)``) instead of running.
+
+    :meth:`~hmlcore.pipelines.HmlPipeline.trace` and the compiler call the pipeline's function inside it.
+    """
+    token = _builder.set(builder)
+    try:
+        yield
+    finally:
+        _builder.reset(token)
 
 
 @dataclass
@@ -74,12 +88,21 @@ class OpContext:
         """The registered :class:`~hmlcore.model.ModelContainer` called ``name``."""
         return self.app.get_model(name)
 
+    def artifact_uri(self, name: str) -> str:
+        """The full URL of ``name`` in this run's and step's lake folder, where :meth:`save_artifact` writes.
+
+        For a file another library writes there itself, e.g. ``ctx.warehouse.export(table, ctx.artifact_uri("rows.parquet"))``.
+        """
+        return self.lake.uri("runs", self.pipeline, self.run_id, self.step, name)
+
     def save_artifact(self, name: str, data: bytes) -> dict[str, Any]:
         """Store ``data`` in the lake under this run and step; return ``{"uri", "sha256", "size"}``.
 
         Hand the returned dict to the next step, which reads it back with :meth:`load_artifact`.
         """
-        uri = self.lake.write_bytes(f"runs/{self.pipeline}/{self.run_id}/{self.step}/{name}", data)
+        from hmlcore.storage.lake import sha256_bytes
+
+        uri = self.lake.write_bytes(self.artifact_uri(name), data)
         return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
 
     def load_artifact(self, artifact: dict[str, Any]) -> bytes:
@@ -120,7 +143,8 @@ class OpParam:
         return "--" + self.name.replace("_", "-")
 
 
-def _base_type(annotation: Any) -> Any:
+def base_type(annotation: Any) -> Any:
+    """The type a parameter annotation stands for in a step: ``list[int]`` is ``list``, ``dict[str, Any]`` is ``dict``."""
     origin = typing.get_origin(annotation)
     if origin in (list, dict):
         return origin
@@ -148,7 +172,7 @@ class HmlOp:
                 continue
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise PipelineError(f"op {self.name}: *args / **kwargs cannot be step inputs")
-            base = _base_type(annotation)
+            base = base_type(annotation)
             if p.default is None:
                 raise PipelineError(
                     f"op {self.name}: parameter {p.name!r} defaults to None, which Kubeflow cannot pass; give it a real default or none"
@@ -160,7 +184,7 @@ class HmlOp:
                 )
             params.append(OpParam(p.name, base, p.default))
         self.params = params
-        returned = _base_type(hints.get("return", type(None)))
+        returned = base_type(hints.get("return", type(None)))
         if returned is type(None):
             returned = None
         elif returned not in KFP_TYPES:
@@ -220,7 +244,7 @@ class HmlTask:
     """One use of an op inside a pipeline: what the op call returns while the pipeline is built.
 
     Wraps the Kubeflow task when compiling; configurators registered with ``@hml.deploy_op`` receive
-    it and chain ``with_*`` calls on it (see :mod:`hmlcore.kfp_tasks`).
+    it and chain ``with_*`` calls on it (see :class:`hmlcore.pipelines.compiler.KfpTask`).
     """
 
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str) -> None:

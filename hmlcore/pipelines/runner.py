@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import graphlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
 from hmlcore.errors import HmlError, PipelineError
+from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
 from hmlcore.pipelines.ops import parse_value, render_value
 from hmlcore.storage.config import debugging
 
@@ -46,19 +48,33 @@ def new_run_id() -> str:
 
 
 def dag_order(spec: dict[str, Any]) -> list[str]:
-    """The root DAG's task names in an order that respects every dependency (stable: spec order first)."""
+    """The root DAG's task names in an order that respects every dependency (stable: spec order first).
+
+    Raises:
+        PipelineError: a task depends on one the DAG does not hold, or the tasks depend on each other in a cycle.
+
+    Example:
+        >>> dag_order({"root": {"dag": {"tasks": {"b": {"dependentTasks": ["a"]}, "a": {}, "c": {}}}}})
+        ['a', 'c', 'b']
+    """
     tasks = spec["root"]["dag"]["tasks"]
+    position = {name: i for i, name in enumerate(tasks)}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name, task in tasks.items():
+        upstream = task.get("dependentTasks", [])
+        unknown = [u for u in upstream if u not in tasks]
+        if unknown:
+            raise PipelineError(f"task {name} depends on {', '.join(unknown)}, which the pipeline does not hold")
+        sorter.add(name, *upstream)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
     order: list[str] = []
-    done: set[str] = set()
-    pending = list(tasks)
-    while pending:
-        ready = [name for name in pending if set(tasks[name].get("dependentTasks", [])) <= done]
-        if not ready:
-            raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {', '.join(pending)}")
-        for name in ready:
-            order.append(name)
-            done.add(name)
-            pending.remove(name)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order += ready
+        sorter.done(*ready)
     return order
 
 
@@ -77,7 +93,7 @@ def resolve_command(
         params: the pipeline's parameter values.
         outputs: the output file's text of each finished task.
         output_file: where this task writes its own output.
-        run_id: the value of ``{{$.pipeline_job_uuid}}``.
+        run_id: the value of :data:`~hmlcore.pipelines.compiler.RUN_ID_PLACEHOLDER`.
     """
     task = spec["root"]["dag"]["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]
@@ -95,7 +111,7 @@ def resolve_command(
             continue
         if "runtimeValue" in source:
             constant = source["runtimeValue"]["constant"]
-            values[name] = run_id if constant == "{{$.pipeline_job_uuid}}" else render_value(constant, kind)
+            values[name] = run_id if constant == RUN_ID_PLACEHOLDER else render_value(constant, kind)
         elif "componentInputParameter" in source:
             values[name] = render_value(params[source["componentInputParameter"]], kind)
         elif "taskOutputParameter" in source:

@@ -7,7 +7,9 @@ the windows of every worker, so any worker answers with the drift of all of them
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -16,10 +18,33 @@ import numpy as np
 from hmlcore.errors import ConfigError
 from hmlcore.serving.drift import DriftProfile
 
-__all__ = ["DriftWindow", "read_windows"]
+__all__ = ["DriftWindow", "read_windows", "window_files", "window_path"]
 
 _MAGIC = 0x484D4C44  # "HMLD"
 _HEADER = 8  # int64 words: magic, fingerprint, size, features, filled, position, total, pid
+#: a worker's window file in the shared folder, by its pid
+_FILE = "hml-drift-{pid}.bin"
+_FILE_RE = re.compile(r"hml-drift-(\d+)\.bin$")
+
+
+def window_path(folder: str, pid: int) -> str:
+    """The file in which worker ``pid`` keeps its window, in the shared (multiprocess) ``folder``.
+
+    Example:
+        >>> window_path("/run/metrics", 42)
+        '/run/metrics/hml-drift-42.bin'
+    """
+    return os.path.join(folder, _FILE.format(pid=pid))
+
+
+def window_files(folder: str) -> dict[int, str]:
+    """Every window file in ``folder``, by the pid of the worker that keeps it."""
+    found = {}
+    for path in glob.glob(os.path.join(glob.escape(folder), _FILE.format(pid="*"))):
+        match = _FILE_RE.search(path)
+        if match:
+            found[int(match.group(1))] = path
+    return found
 
 
 class DriftWindow:

@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import logging
 import os
 import shutil
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore.serving.drift import STATUSES
+from hmlcore.serving.drift_window import window_path
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer
@@ -81,11 +82,6 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def drift_files(folder: str, pid: int | str = "*") -> list[str]:
-    """The drift window files in ``folder`` (of one process ``pid``, or all of them)."""
-    return glob.glob(os.path.join(folder, f"hml-drift-{pid}.bin"))
-
-
 def mark_worker_dead(pid: int, folder: str | None = None) -> None:
     """Forget what a dead worker ``pid`` kept live: its live gauges and its drift window (its counts stay in the totals)."""
     folder = folder or multiprocess_dir()
@@ -94,11 +90,8 @@ def mark_worker_dead(pid: int, folder: str | None = None) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, folder)
-    for path in drift_files(folder, pid):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(window_path(folder, pid))
 
 
 def gunicorn_hooks() -> dict[str, Callable[..., None]]:
@@ -122,7 +115,7 @@ def gunicorn_hooks() -> dict[str, Callable[..., None]]:
     else:
         os.makedirs(folder, exist_ok=True)
     values = sys.modules.get("prometheus_client.values")
-    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+    if values is not None and values.ValueClass is values.MutexValue:
         log.warning("prometheus_client was imported before %s was set: each worker will count on its own", MULTIPROC_ENV)
     owner = os.getpid()
 
@@ -152,7 +145,7 @@ class ServingMetrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram, values
 
         self.model = model
-        self.multiprocess = bool(getattr(values.ValueClass, "_multiprocess", False)) and multiprocess_dir() is not None
+        self.multiprocess = values.ValueClass is not values.MutexValue and multiprocess_dir() is not None
         self.registry = None if self.multiprocess else CollectorRegistry()
         self.collectors: list[Any] = []
         reg = self.registry
@@ -164,6 +157,8 @@ class ServingMetrics:
         self.scores = Histogram(
             "hml_prediction_score", "Predicted scores by output", ["model", "output"], buckets=tuple(buckets), registry=reg
         )
+        #: the upper bounds of :attr:`scores`' buckets as the Histogram keeps them (+Inf last)
+        self._score_bounds = np.array([float(b) for b in buckets] + ([] if float(buckets[-1]) == np.inf else [np.inf]))
         self.invalid = Counter("hml_validation_failures", "Request features refused, by feature", ["model", "feature"], registry=reg)
         self._children: dict[tuple, Any] = {}
         self._classes: dict[str, set[str]] = {}
@@ -212,11 +207,11 @@ class ServingMetrics:
                 for key in list(first)[:MAX_CLASSES]:
                     column = (p.get(output) or {} for p in predictions)
                     scores = np.fromiter((c.get(key, np.nan) for c in column), dtype=np.float64, count=len(predictions))
-                    _observe_many(self._child(self.scores, self.model, f"{output}.{key}"), scores[~np.isnan(scores)])
+                    _observe_many(self._child(self.scores, self.model, f"{output}.{key}"), self._score_bounds, scores[~np.isnan(scores)])
                 continue
             if isinstance(first, float):
                 scores = np.fromiter((p.get(output, np.nan) for p in predictions), dtype=np.float64, count=len(predictions))
-                _observe_many(self._child(self.scores, self.model, output), scores[~np.isnan(scores)])
+                _observe_many(self._child(self.scores, self.model, output), self._score_bounds, scores[~np.isnan(scores)])
             elif isinstance(first, (bool, int, str)):
                 by_text: Counter[str] = Counter()
                 for value, count in Counter([p.get(output) for p in predictions]).items():  # counted in C, then named
@@ -255,18 +250,24 @@ def _class_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _observe_many(child: Any, values: np.ndarray) -> None:
-    """``child.observe`` for every value, with one increment per bucket instead of one per value."""
-    bounds = getattr(child, "_upper_bounds", None)
-    if bounds is None or not hasattr(child, "_buckets") or not hasattr(child, "_sum"):
-        for value in values:
-            child.observe(float(value))
+def _observe_many(child: Any, bounds: np.ndarray, values: np.ndarray) -> None:
+    """``child.observe`` for every value, with one increment per bucket instead of one per value.
+
+    prometheus_client has no public call that observes many values at once, and one ``observe`` per row
+    costs 8-17 µs against well under 0.1 µs here (1000 rows, single and multiprocess), so this one place adds
+    the counts to the child's bucket and sum values itself; if they are not there (another version), it
+    observes one by one. A test holds the result equal to one ``observe`` per value.
+    """
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)  # no public batch observe
+    if buckets is None or total is None or len(buckets) != len(bounds):
+        for value in values.tolist():
+            child.observe(value)
         return
     if len(values) == 0:
         return
-    per_bucket = np.bincount(np.searchsorted(np.asarray(bounds), values, side="left"), minlength=len(bounds))
-    child._sum.inc(float(values.sum()))
-    for bucket, count in zip(child._buckets, per_bucket.tolist(), strict=True):
+    per_bucket = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    total.inc(float(values.sum()))
+    for bucket, count in zip(buckets, per_bucket.tolist(), strict=True):
         if count:
             bucket.inc(count)
 

@@ -13,8 +13,9 @@ killed right after loses no counted request), and adds the two routes. Predictio
 rows are buffered and counted in batches, at most ``flush_seconds`` later.
 
 **Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
-(:class:`~hmlcore.serving.drift_window.DriftWindow`) in a small file ``hml-drift-<pid>.bin`` in the multiprocess folder
-(``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.serving.metrics`). ``/drift`` and the drift gauges of
+(:class:`~hmlcore.serving.drift_window.DriftWindow`) in a small file of its own in the multiprocess folder
+(:func:`~hmlcore.serving.drift_window.window_path`; ``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.serving.metrics`).
+``/drift`` and the drift gauges of
 ``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
 with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
 the server's ``child_exit`` hook, or skipped and removed by the next reader. Writing a window is a few
@@ -25,20 +26,21 @@ With one process (the development server) the window stays in memory.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from hmlcore.errors import ConfigError, HmlError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
-from hmlcore.serving.drift_window import DriftWindow, read_windows
+from hmlcore.serving.drift_window import DriftWindow, read_windows, window_files, window_path
 from hmlcore.serving.inference import ApiError, HmlInferenceApp, routed
+from hmlcore.storage.config import env_int
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -52,7 +54,21 @@ log = logging.getLogger("hmlcore.monitoring")
 
 #: rows each worker's drift window keeps unless ``window=`` or ``HML_DRIFT_WINDOW`` says otherwise
 DEFAULT_WINDOW = 1000
-_PID_RE = re.compile(r"hml-drift-(\d+)\.bin$")
+
+
+class _Served(NamedTuple):
+    """A served batch, buffered until :meth:`Monitor.flush` counts it."""
+
+    container: ModelContainer
+    records: Sequence[Mapping[str, Any]]
+    features: np.ndarray
+    predictions: Any
+
+
+class _Refused(NamedTuple):
+    """A refused request's details, buffered until :meth:`Monitor.flush` counts them."""
+
+    details: Sequence[Mapping[str, Any]]
 
 
 def enable_monitoring(
@@ -84,11 +100,7 @@ def enable_monitoring(
     if existing is not None:
         return existing
     if window is None:
-        text = os.environ.get("HML_DRIFT_WINDOW")
-        try:
-            window = int(text) if text else DEFAULT_WINDOW
-        except ValueError:
-            raise ConfigError(f"HML_DRIFT_WINDOW must be a whole number, got {text!r}") from None
+        window = env_int("HML_DRIFT_WINDOW", DEFAULT_WINDOW)
     monitor = Monitor(inference_app, window=window, thresholds=thresholds, model=model)
     inference_app.observe(monitor)
     monitor.install(inference_app.flask)
@@ -132,7 +144,7 @@ class Monitor:
         self._pid = os.getpid()
         self._metrics: ServingMetrics | None = None
         self._window: DriftWindow | None = None
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[_Served | _Refused] = []
         self._pending_units = 0
         self._pending_lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -189,7 +201,7 @@ class Monitor:
                     if self._window is not None:
                         self._window.close()
                     folder = self._folder()
-                    path = os.path.join(folder, f"hml-drift-{os.getpid()}.bin") if folder else None
+                    path = window_path(folder, os.getpid()) if folder else None
                     self._window = DriftWindow(profile, size=self.window_size, path=path)
                 window = self._window
         return window
@@ -197,14 +209,14 @@ class Monitor:
     # ----------------------------------------------------------------- observer
     def on_predict(self, container: ModelContainer, records: Sequence[Mapping[str, Any]], features: np.ndarray, predictions: Any) -> None:
         """Buffer a served batch: its predictions are counted and its rows added to the drift window on :meth:`flush`."""
-        self._push(("predict", container, records, features, predictions), len(records))
+        self._push(_Served(container, records, features, predictions), len(records))
 
     def on_invalid(self, container: ModelContainer, details: Sequence[Mapping[str, Any]]) -> None:
         """Buffer a refused request, to count under each feature it was refused for."""
-        self._push(("invalid", details), 1)
+        self._push(_Refused(details), 1)
 
     # ----------------------------------------------------------------- buffering
-    def _push(self, item: tuple[Any, ...], units: int) -> None:
+    def _push(self, item: _Served | _Refused, units: int) -> None:
         """Buffer ``item``: a request pays for an append; the counting runs in batches (numpy, warm caches)."""
         self._check_fork()
         with self._pending_lock:
@@ -243,23 +255,23 @@ class Monitor:
             if not items:
                 return
             metrics = self.metrics
-            batches: dict[int, list[tuple[Any, ...]]] = {}
+            batches: dict[int, list[_Served]] = {}
             for item in items:
-                if item[0] == "invalid":
-                    metrics.observe_invalid(item[1])
+                if isinstance(item, _Refused):
+                    metrics.observe_invalid(item.details)
                 else:
-                    batches.setdefault(id(item[1]), []).append(item)
+                    batches.setdefault(id(item.container), []).append(item)
             for batch in batches.values():
-                container = batch[0][1]
-                records = [r for item in batch for r in item[2]]
-                metrics.observe_predictions([p for item in batch for p in item[4]])
+                container = batch[0].container
+                records = [r for item in batch for r in item.records]
+                metrics.observe_predictions([p for item in batch for p in item.predictions])
                 if self.model_name and container is not self.container:
                     continue
                 try:
                     profile = self.profile(container)
                 except HmlError:
                     continue  # no training distributions: nothing to compare with (``/drift`` says why)
-                features = np.concatenate([item[3] for item in batch]) if len(batch) > 1 else batch[0][3]
+                features = np.concatenate([item.features for item in batch]) if len(batch) > 1 else batch[0].features
                 self._own_window(profile).add(
                     profile.codes_from_request(features, records, container.defaults, categories=container.encoder.categories)
                 )
@@ -274,18 +286,13 @@ class Monitor:
             if window is None or window.profile is not profile:
                 return np.zeros(profile.slots, dtype=np.int64), 0
             return window.counts(), 1
-        from hmlcore.serving.metrics import drift_files  # prometheus_client and numpy: only once enabled
-
         paths = []
-        for path in drift_files(folder):
-            match = _PID_RE.search(path)
-            if match and _alive(int(match.group(1))):
+        for pid, path in window_files(folder).items():
+            if _alive(pid):
                 paths.append(path)
-            elif match:
-                try:
+            else:
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-                except OSError:
-                    pass
         return read_windows(paths, profile)
 
     def report(self) -> tuple[DriftReport, int]:

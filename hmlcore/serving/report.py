@@ -1,8 +1,8 @@
 """The drift report offline: the figures ``/drift`` serves, computed over a file or a table of requests.
 
 :func:`drift_report` judges a DataFrame of inputs against a model's training distributions;
-:func:`render_text` prints it as a table, :func:`render_html` as one self-contained page (inline CSS and
-SVG, nothing fetched from the network) with a small chart per feature: the training share of each bin
+:func:`render_text` prints it as a table, :func:`render_html` as one self-contained page (``templates/drift.html``: inline CSS
+and SVG, nothing fetched from the network) with a small chart per feature: the training share of each bin
 or category beside the current share.
 
 Example:
@@ -18,10 +18,10 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._templates import render_page
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds, FeatureDrift
 
 if TYPE_CHECKING:
@@ -92,71 +92,58 @@ def _worst_first(report: DriftReport) -> list[tuple[str, FeatureDrift]]:
 
 
 def render_html(report: DriftReport, *, model: str, version: str | None = None, source: str | None = None) -> str:
-    """The report as one self-contained HTML page: a summary table and a chart per feature."""
-    e = html.escape
-    title = f"Drift of {model}" + (f" {version}" if version else "")
-    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    summary = "".join(
-        f"<tr><td><a href='#f-{e(name)}'>{e(name)}</a></td><td>{f.kind}</td>{_badge_cell(f.status)}<td>{_num(f.psi)}</td>"
-        f"<td>{_shift(f)}</td><td>{_pct(f.training_missing)} &rarr; {_pct(f.missing)}</td><td>{e('; '.join(f.reasons))}</td></tr>"
+    """The report as one self-contained HTML page (``templates/drift.html``): a summary table and a chart per feature."""
+    features = [
+        {
+            "name": name,
+            "kind": f.kind,
+            "status": f.status,
+            "psi": _num(f.psi),
+            "shift": _shift(f),
+            "shift_name": "out of range" if f.kind == "numeric" else "unseen",
+            "training_missing": _pct(f.training_missing),
+            "missing": _pct(f.missing),
+            "reasons": "; ".join(f.reasons),
+            "chart": _chart(f),
+        }
         for name, f in _worst_first(report)
+    ]
+    return render_page(
+        "drift.html",
+        title=f"Drift of {model}" + (f" {version}" if version else ""),
+        status=report.status,
+        rows=report.rows,
+        source=source,
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        colours=_COLOURS,
+        features=features,
     )
-    cards = "".join(
-        f"<section id='f-{e(name)}'><h2>{e(name)} <span class='badge' style='background:{_COLOURS[f.status]}'>{f.status}</span></h2>"
-        f"<p>{f.kind}; psi {_num(f.psi)}; {'out of range' if f.kind == 'numeric' else 'unseen'} {_shift(f)}; "
-        f"missing {_pct(f.training_missing)} in training, {_pct(f.missing)} now</p>{_chart(f)}</section>"
-        for name, f in _worst_first(report)
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }}
-.badge {{ color: #fff; border-radius: 3px; padding: 1px 6px; font-size: 12px; }}
-section {{ display: inline-block; vertical-align: top; width: 440px; margin: 0 1.5em 1.5em 0; }}
-h2 {{ font-size: 16px; margin-bottom: 0.2em; }} p {{ margin: 0 0 0.4em; color: #555; }}
-.legend span {{ display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }}
-</style></head><body>
-<h1>{e(title)}: <span class="badge" style="background:{_COLOURS[report.status]}">{report.status}</span></h1>
-<p>{report.rows} rows{(" from " + e(source)) if source else ""}, compared with the training distributions; made {when}.
-<span class="legend"><span style="background:#9e9e9e"></span>training<span style="background:#1565c0"></span>current</span></p>
-<table><tr><th>feature</th><th>kind</th><th>status</th><th>psi</th><th>out of range / unseen</th><th>missing</th><th>why</th></tr>
-{summary}</table>
-{cards}
-</body></html>
-"""
 
 
-def _badge_cell(status: str) -> str:
-    return f"<td><span class='badge' style='background:{_COLOURS[status]}'>{status}</span></td>"
-
-
-def _chart(feature: FeatureDrift, *, width: int = 420, height: int = 170) -> str:
+def _chart(feature: FeatureDrift, *, width: int = 420, height: int = 170) -> dict[str, Any] | None:
     """Grouped bars, training beside current, one group per bin or category; hover a bar for its share."""
     if not feature.labels:
-        return "<p>no training histogram to compare with</p>"
-    e = html.escape
+        return None
     n = len(feature.labels)
     top = max([*feature.expected, *feature.actual, 0.01])
     plot_h, base = height - 56, height - 42
     group = (width - 20) / n
     bar = max(1.0, group * 0.38)
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' aria-label='{e(feature.feature)}'>"]
-    parts.append(f"<line x1='10' y1='{base}' x2='{width - 10}' y2='{base}' stroke='#999'/>")
+    bars, labels = [], []
     for i, (label, expected, actual) in enumerate(zip(feature.labels, feature.expected, feature.actual, strict=True)):
         x = 10 + i * group + group * 0.1
         for j, (share, colour, who) in enumerate(((expected, "#9e9e9e", "training"), (actual, "#1565c0", "current"))):
             h = plot_h * share / top
-            parts.append(
-                f"<rect x='{x + j * bar:.1f}' y='{base - h:.1f}' width='{bar:.1f}' height='{h:.1f}' fill='{colour}'>"
-                f"<title>{e(label)}: {who} {100 * share:.1f}%</title></rect>"
+            bars.append(
+                {
+                    "x": f"{x + j * bar:.1f}",
+                    "y": f"{base - h:.1f}",
+                    "width": f"{bar:.1f}",
+                    "height": f"{h:.1f}",
+                    "colour": colour,
+                    "title": f"{label}: {who} {100 * share:.1f}%",
+                }
             )
         if n <= 14:
-            text = label if len(label) <= 12 else label[:11] + "…"
-            parts.append(
-                f"<text x='{x + bar:.1f}' y='{base + 12}' font-size='9' text-anchor='middle' "
-                f"transform='rotate(20 {x + bar:.1f} {base + 12})'>{e(text)}</text>"
-            )
-    parts.append(f"<text x='12' y='12' font-size='10' fill='#555'>max {100 * top:.0f}%</text></svg>")
-    return "".join(parts)
+            labels.append({"x": f"{x + bar:.1f}", "text": label if len(label) <= 12 else label[:11] + "…"})
+    return {"width": width, "height": height, "base": base, "bars": bars, "labels": labels, "top": f"{100 * top:.0f}"}

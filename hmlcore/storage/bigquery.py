@@ -8,8 +8,8 @@ Tables are written by ``CREATE OR REPLACE TABLE dataset.table AS ...`` (:meth:`s
 jobs of Parquet (:meth:`load_dataframe`); both replace the table. The dataset itself must exist
 (``bq mk --dataset PROJECT:DATASET``): creating datasets needs rights a pipeline should not have.
 
-``HML_BIGQUERY_ENDPOINT`` (or ``api_endpoint=``) points the client at another server speaking the
-BigQuery REST API, with anonymous credentials: the tests use a local one.
+The client is made on first use with the environment's Google credentials; pass ``client=`` to use one
+made otherwise (another endpoint or credentials, through ``google.cloud.bigquery.Client``'s own options).
 
 Example:
     >>> wh = BigQueryWarehouse.from_url("bigquery://my-project/hml?location=EU")
@@ -20,12 +20,11 @@ Example:
 from __future__ import annotations
 
 import io
-import os
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from hmlcore.errors import ConfigError
+from hmlcore.errors import ConfigError, WarehouseError
 from hmlcore.storage.warehouse import Warehouse, validate_table_name
 
 if TYPE_CHECKING:
@@ -44,9 +43,8 @@ class BigQueryWarehouse(Warehouse):
         project: the GCP project that owns the dataset and pays for the queries.
         dataset: the dataset the tables live in.
         location: where the jobs run (``US``, ``EU``, a region); default: the dataset's.
-        api_endpoint: another server speaking the BigQuery API (default ``$HML_BIGQUERY_ENDPOINT``);
-            it is called with anonymous credentials.
-        client: a ready ``google.cloud.bigquery.Client`` to use instead of making one.
+        client: a ready ``google.cloud.bigquery.Client`` to use instead of making one (its own project,
+            location, endpoint and credentials apply; :meth:`close` closes it).
 
     Example:
         >>> BigQueryWarehouse("my-project", "hml").url
@@ -59,7 +57,6 @@ class BigQueryWarehouse(Warehouse):
         dataset: str,
         *,
         location: str | None = None,
-        api_endpoint: str | None = None,
         client: Any = None,
     ) -> None:
         if not isinstance(project, str) or not _PROJECT_RE.match(project):
@@ -69,7 +66,6 @@ class BigQueryWarehouse(Warehouse):
         self.project = project
         self.dataset = dataset
         self.location = location or None
-        self.api_endpoint = api_endpoint or os.environ.get("HML_BIGQUERY_ENDPOINT") or None
         self.url = f"bigquery://{project}/{dataset}"
         self._client = client
 
@@ -98,14 +94,8 @@ class BigQueryWarehouse(Warehouse):
                 from google.cloud import bigquery
             except ImportError as exc:
                 raise ConfigError(f"warehouse {self.url} needs the GCP extra: pip install 'hmlcore[gcp]' ({exc})") from exc
-            options: dict[str, Any] = {"project": self.project, "location": self.location}
-            if self.api_endpoint:
-                from google.auth.credentials import AnonymousCredentials
-
-                options["client_options"] = {"api_endpoint": self.api_endpoint}
-                options["credentials"] = AnonymousCredentials()
             try:
-                self._client = bigquery.Client(**options)
+                self._client = bigquery.Client(project=self.project, location=self.location)
             except Exception as exc:  # noqa: BLE001 - missing credentials and the like: one clear message
                 raise ConfigError(f"cannot connect to BigQuery for {self.url}: {type(exc).__name__}: {exc}") from exc
         return self._client
@@ -124,7 +114,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             return self.client.query_and_wait(sql, job_config=self._job_config(), location=self.location)
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"{what} failed: {_message(exc)}") from exc
+            raise WarehouseError(f"{what} failed: {_message(exc)}") from exc
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run ``sql`` (GoogleSQL, tables of the dataset unqualified) and return the rows as a DataFrame.
@@ -162,7 +152,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             self.client.load_table_from_file(buffer, table_id, job_config=config, size=size, location=self.location).result()
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"BigQuery load into {table} failed: {_message(exc)}") from exc
+            raise WarehouseError(f"BigQuery load into {table} failed: {_message(exc)}") from exc
         return table
 
     def exists(self, table: str) -> bool:
@@ -174,7 +164,7 @@ class BigQueryWarehouse(Warehouse):
         except exceptions.NotFound:
             return False
         except exceptions.GoogleAPIError as exc:
-            raise ConfigError(f"cannot look up table {self._table_id(table)}: {_message(exc)}") from exc
+            raise WarehouseError(f"cannot look up table {self._table_id(table)}: {_message(exc)}") from exc
         return True
 
     def close(self) -> None:

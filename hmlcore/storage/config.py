@@ -230,16 +230,18 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_env_name(name: object) -> str:
-    """Return ``name`` if it can name an environment variable of the app and its steps, else raise ConfigError.
+    """Return ``name`` if it can name an environment variable of the app, its steps and its pods, else raise ConfigError.
 
-    Letters, digits and ``_``, not starting with a digit: a name every shell and runtime reads.
+    Letters, digits and ``_``, not starting with a digit: a name every shell and runtime reads. Kubernetes
+    would also take ``.`` and ``-`` in a pod's variables, but a shell cannot export such a name, so the
+    same step could not run on a laptop or in ``docker run -e``: hmlcore keeps to the rule both share.
 
     Example:
         >>> check_env_name("GCP_PROJECT")
         'GCP_PROJECT'
     """
     if not isinstance(name, str) or not _ENV_NAME.match(name):
-        raise ConfigError(f"invalid environment variable name {name!r}")
+        raise ConfigError(f"invalid environment variable name {name!r}: use letters, digits and '_', not starting with a digit")
     return name
 
 

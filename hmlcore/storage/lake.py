@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hmlcore._files import write_atomic
-from hmlcore.errors import ConfigError
+from hmlcore.errors import ConfigError, StorageError
 
 __all__ = ["Lake", "sha256_bytes"]
 
@@ -127,22 +127,23 @@ class Lake:
         publish an object only once its upload completes, so a reader never sees part of it.
 
         Raises:
-            ConfigError: the lake cannot be written there (the message names the URL and the reason).
+            StorageError: the lake cannot be written there (the message names the URL and the reason).
+            ConfigError: the URL's filesystem needs an extra that is not installed.
         """
         target = self.uri(path)
         if _is_remote(target):
             try:
                 self._fs_for(target).pipe_file(target, bytes(data))
-            except ConfigError:
+            except ConfigError:  # a missing extra: say what to install, not that the write failed
                 raise
             except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
-                raise ConfigError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
+                raise StorageError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
             return target
         target = target[len("file://") :] if target.startswith("file://") else target
         try:
             write_atomic(target, data)
         except OSError as exc:
-            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return target
 
     def read_bytes(self, path: str) -> bytes:
@@ -200,10 +201,3 @@ class Lake:
             return True
         except Exception:  # noqa: BLE001 - clean-up is best effort
             return False
-
-    def local_path(self, path: str) -> str:
-        """The local file path of ``path``; only for a local lake."""
-        target = self.uri(path)
-        if _is_remote(target):
-            raise ConfigError(f"{target} is not a local path")
-        return target

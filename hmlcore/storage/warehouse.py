@@ -23,7 +23,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from hmlcore.errors import ConfigError
+from hmlcore.errors import ConfigError, WarehouseError
 from hmlcore.storage.lake import Lake
 
 if TYPE_CHECKING:
@@ -42,7 +42,11 @@ def validate_table_name(name: str) -> str:
 
 
 class Warehouse:
-    """What a pipeline needs of a SQL warehouse. Engines subclass it."""
+    """What a pipeline needs of a SQL warehouse. Engines subclass it.
+
+    A query, load or export that fails raises :class:`~hmlcore.errors.WarehouseError`; a table name that
+    is not a plain identifier, :class:`~hmlcore.errors.ConfigError`.
+    """
 
     url: str
 
@@ -73,7 +77,8 @@ class Warehouse:
         with ``pandas.read_parquet(url)``.
 
         Raises:
-            ConfigError: the table cannot be read or the URL cannot be written.
+            WarehouseError: the table cannot be read.
+            StorageError: the URL cannot be written.
         """
         return _write_parquet(self._arrow(table), lake_url)
 
@@ -112,11 +117,11 @@ class DuckDBWarehouse(Warehouse):
                 try:
                     os.makedirs(folder, exist_ok=True)
                 except OSError as exc:
-                    raise ConfigError(f"cannot create the warehouse folder {folder}: {exc.strerror or exc}") from exc
+                    raise WarehouseError(f"cannot create the warehouse folder {folder}: {exc.strerror or exc}") from exc
             try:
                 self._con = duckdb.connect(self._path)
             except duckdb.Error as exc:
-                raise ConfigError(f"cannot open the warehouse {self._path}: {exc}") from exc
+                raise WarehouseError(f"cannot open the warehouse {self._path}: {exc}") from exc
         return self._con
 
     def query(self, sql: str) -> pd.DataFrame:
@@ -125,7 +130,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self.con.execute(sql).df()
         except duckdb.Error as exc:
-            raise ConfigError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
 
     def select_into(self, sql: str, table: str) -> str:
         import duckdb
@@ -134,7 +139,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}").fetchall()
         except duckdb.Error as exc:
-            raise ConfigError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
         return table
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
@@ -145,7 +150,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _hml_incoming").fetchall()
         except duckdb.Error as exc:
-            raise ConfigError(f"warehouse load into {table} failed: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"warehouse load into {table} failed: {str(exc).splitlines()[0]}") from exc
         finally:
             self.con.unregister("_hml_incoming")
         return table
@@ -157,7 +162,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self.con.sql(f"SELECT * FROM {table}").to_arrow_table()
         except duckdb.Error as exc:
-            raise ConfigError(f"warehouse export of {table} failed: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"warehouse export of {table} failed: {str(exc).splitlines()[0]}") from exc
 
     def exists(self, table: str) -> bool:
         validate_table_name(table)
@@ -220,7 +225,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         except FileNotFoundError:
             return []
         except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
-            raise ConfigError(f"cannot list the warehouse {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise WarehouseError(f"cannot list the warehouse {self.url}: {type(exc).__name__}: {exc}") from exc
         found = (str(n).rstrip("/").rsplit("/", 1)[-1] for n in names)
         return sorted(n[: -len(".parquet")] for n in found if n.endswith(".parquet") and _TABLE_RE.match(n[: -len(".parquet")]))
 
@@ -237,7 +242,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         try:
             self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{location}')").fetchall()
         except duckdb.Error as exc:
-            raise ConfigError(f"cannot open warehouse table {table} at {location}: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"cannot open warehouse table {table} at {location}: {str(exc).splitlines()[0]}") from exc
         self._views.add(table)
 
     def _store(self, arrow_table: Any, table: str) -> str:
@@ -257,7 +262,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         try:
             result = self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
-            raise ConfigError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+            raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
         return self._store(result, table)
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
@@ -267,7 +272,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         try:
             arrow_table = pa.Table.from_pandas(df, preserve_index=False)
         except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ConfigError(f"warehouse load into {table} failed: {exc}") from exc
+            raise WarehouseError(f"warehouse load into {table} failed: {exc}") from exc
         return self._store(arrow_table, table)
 
     def exists(self, table: str) -> bool:
@@ -278,7 +283,7 @@ class ParquetWarehouse(DuckDBWarehouse):
 
     def _arrow(self, table: str) -> Any:
         if not self.exists(table):
-            raise ConfigError(f"warehouse export of {table} failed: no table {table} in {self.url}")
+            raise WarehouseError(f"warehouse export of {table} failed: no table {table} in {self.url}")
         self._sync()
         return super()._arrow(table)
 

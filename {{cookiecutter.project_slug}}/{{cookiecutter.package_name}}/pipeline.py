@@ -147,15 +147,14 @@ def extract(ctx: hml.OpContext, source: str = shared.DATA_SOURCE, validation_sha
     counts = warehouse.query(
         f"SELECT (SELECT count(*) FROM {TRAINING_TABLE}) AS training, (SELECT count(*) FROM {VALIDATION_TABLE}) AS validation"
     )
-    folder = f"runs/{ctx.pipeline}/{ctx.run_id}/{ctx.step}"
     return {
         "source": source,
         "sha256": digest,
         "raw": raw_table,
         "training": TRAINING_TABLE,
         "validation": VALIDATION_TABLE,
-        "training_url": warehouse.export(TRAINING_TABLE, ctx.lake.uri(folder, "training.parquet")),
-        "validation_url": warehouse.export(VALIDATION_TABLE, ctx.lake.uri(folder, "validation.parquet")),
+        "training_url": warehouse.export(TRAINING_TABLE, ctx.artifact_uri("training.parquet")),
+        "validation_url": warehouse.export(VALIDATION_TABLE, ctx.artifact_uri("validation.parquet")),
         "training_rows": int(counts["training"][0]),
         "validation_rows": int(counts["validation"][0]),
     }

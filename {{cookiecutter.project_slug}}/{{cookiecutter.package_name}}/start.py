@@ -107,13 +107,9 @@ def create_app() -> hml.HmlApp:
     def deploy_inference(deployment: hml.HmlInferenceDeployment):
         """Configure the inference API on Kubernetes (`{{ cookiecutter.package_name }} inference manifest` prints the result)."""
 {%- if cookiecutter.cluster_platform == "s3" %}
-        return (
-            deployment.with_empty_dir("tmp", "/tmp")
-            .with_s3_auth(S3_SECRET)
-            .with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
-        )
+        return deployment.with_s3_auth(S3_SECRET).with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
 {%- else %}
-        return deployment.with_empty_dir("tmp", "/tmp").with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
+        return deployment.with_resources(cpu_request="250m", memory_request="512Mi", memory_limit="1Gi")
 {%- endif %}
 
     return app
