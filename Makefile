@@ -31,10 +31,11 @@ test-fast: install ## the quick loop: every test not marked slow
 image-test: install ## build the baked package's image with podman and run it (root on Debian; HML_SKIP_IMAGE_TEST=1 skips)
 	$(BIN)/python scripts/image_test.py
 
-lint: install ## ruff and mypy on hmlcore
+lint: install ## ruff and mypy on hmlcore, and its layers (import-linter contracts in pyproject.toml)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 clean: ## remove the virtualenv and demo output
 	rm -rf $(VENV) $(DEMO)

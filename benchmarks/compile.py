@@ -39,7 +39,7 @@ def main() -> int:
     sys.path.insert(0, str(project))
     from crashed.start import create_app  # noqa: E402 - the baked package, importable from its folder
 
-    from hmlcore.compiler import compile_pipeline
+    from hmlcore.pipelines.compiler import compile_pipeline
 
     pipeline = create_app().pipelines["crashed_pipeline"]
     started = time.perf_counter()

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hmlcore import hml  # noqa: E402
-from hmlcore.monitoring import enable_monitoring, find_monitor  # noqa: E402
+from hmlcore.serving import enable_monitoring, find_monitor  # noqa: E402
 
 NUMERIC = ["age", "year_vehicle", "frontal", "airbag_deployed"]
 CATEGORICAL = ["speed_band", "airbag", "seatbelt", "sex", "occupant_role"]

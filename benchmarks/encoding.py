@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from hmlcore.encoding import FeatureEncoder
+from hmlcore.model import FeatureEncoder
 
 NUMERIC = [f"num_{i}" for i in range(5)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]

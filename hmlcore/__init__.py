@@ -10,12 +10,11 @@ container, the Flask inference bootstrap and the click CLI. Most code uses the `
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from hmlcore import hml  # noqa: E402
-from hmlcore.app import HmlApp  # noqa: E402
-from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError  # noqa: E402
-from hmlcore.model import ModelContainer  # noqa: E402
+from hmlcore import hml
+from hmlcore._version import __version__
+from hmlcore.app import HmlApp
+from hmlcore.errors import ConfigError, DeployError, FeatureError, HmlError, ModelKindError, ModelLoadError, PipelineError
+from hmlcore.model import ModelContainer
 
 __all__ = [
     "ConfigError",

@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from hmlcore._k8s_names import check_dns_label
 from hmlcore._settings import EnvSettings
-from hmlcore.config import PLATFORMS, PlatformSettings, check_env_name
+from hmlcore.deploy._k8s_names import check_dns_label
 from hmlcore.errors import ConfigError
-from hmlcore.inference import HmlInferenceApp
-from hmlcore.pipelines import HmlPipelineApp
+from hmlcore.pipelines.dag import HmlPipelineApp
+from hmlcore.serving.inference import HmlInferenceApp
+from hmlcore.storage.config import PLATFORMS, PlatformSettings, check_env_name
+from hmlcore.storage.lake import Lake
+from hmlcore.storage.warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:
     import click
 
-    from hmlcore.lake import Lake
-    from hmlcore.model import ModelContainer
-    from hmlcore.warehouse import Warehouse
+    from hmlcore.model.container import ModelContainer
 
 __all__ = ["HmlApp"]
 
@@ -116,7 +116,7 @@ class HmlApp(EnvSettings):
         inference pods) gives the defaults; the process environment overrides them.
 
         Raises:
-            ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.config.PlatformSettings`).
+            ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.storage.config.PlatformSettings`).
         """
         if self._settings is None:
             self._settings = PlatformSettings.from_env(self.platform, environ={**self.env, **os.environ})
@@ -126,8 +126,6 @@ class HmlApp(EnvSettings):
     def lake(self) -> Lake:
         """Where artifacts go (a folder locally, an S3 bucket on s3, a GCS bucket on GCP)."""
         if self._lake is None:
-            from hmlcore.lake import Lake
-
             settings = self.settings
             self._lake = Lake(settings.lake_url, storage_options=settings.storage_options)
         return self._lake
@@ -136,8 +134,6 @@ class HmlApp(EnvSettings):
     def warehouse(self) -> Warehouse:
         """The SQL warehouse (DuckDB locally, DuckDB over Parquet in the bucket on s3, BigQuery on GCP)."""
         if self._warehouse is None:
-            from hmlcore.warehouse import open_warehouse
-
             settings = self.settings
             self._warehouse = open_warehouse(
                 settings.warehouse_url, location=settings.gcp_location, storage_options=settings.storage_options
@@ -148,7 +144,7 @@ class HmlApp(EnvSettings):
     def cli(self) -> click.Group:
         """The package's click command group (built once)."""
         if self._cli is None:
-            from hmlcore.cli import build_cli
+            from hmlcore.cli.main import build_cli  # click and the commands load only when the CLI is built
 
             self._cli = build_cli(self)
         return self._cli

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from hmlcore.app import HmlApp
+from hmlcore.deploy.k8s import HmlInferenceDeployment
 from hmlcore.errors import (
     ConfigError,
     DeployError,
@@ -23,14 +24,13 @@ from hmlcore.errors import (
     StorageError,
     WarehouseError,
 )
-from hmlcore.inference import HmlInferenceApp, deploy_inference, inference
-from hmlcore.k8s import HmlInferenceDeployment
-from hmlcore.model import ModelContainer
-from hmlcore.monitoring import enable_monitoring
-from hmlcore.ops import HmlOp, HmlTask, OpContext, op
-from hmlcore.pipelines import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
-from hmlcore.promotion import PromotionRule
-from hmlcore.registry import ModelRegistry
+from hmlcore.model.container import ModelContainer
+from hmlcore.model.promotion import PromotionRule
+from hmlcore.model.registry import ModelRegistry
+from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
+from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, op
+from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
+from hmlcore.serving.monitoring import enable_monitoring
 
 __all__ = [
     "ConfigError",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hmlcore.bigquery import BigQueryWarehouse
 from hmlcore.errors import ConfigError, WarehouseError
-from hmlcore.warehouse import open_warehouse
+from hmlcore.storage.bigquery import BigQueryWarehouse
+from hmlcore.storage.warehouse import open_warehouse
 from tests.bigquery_server import bigquery_client, bigquery_server
 
 pytest.importorskip("google.cloud.bigquery")

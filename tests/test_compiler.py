@@ -10,7 +10,7 @@ import yaml
 from kfp import components, dsl
 
 from hmlcore import hml
-from hmlcore.compiler import RUN_ID_PLACEHOLDER, compile_pipeline
+from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER, compile_pipeline
 
 from .pipeline_demo import ENTRYPOINT, create_app
 

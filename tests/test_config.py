@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hmlcore.app import HmlApp
-from hmlcore.bigquery import BigQueryWarehouse
-from hmlcore.config import PlatformSettings, check_cluster_platform, check_env_name
 from hmlcore.errors import ConfigError
-from hmlcore.warehouse import DuckDBWarehouse
+from hmlcore.storage.bigquery import BigQueryWarehouse
+from hmlcore.storage.config import PlatformSettings, check_cluster_platform, check_env_name
+from hmlcore.storage.warehouse import DuckDBWarehouse
 
 GCP = {"GCP_PROJECT": "crash-project", "HML_GCS_BUCKET": "crash-bucket"}
 

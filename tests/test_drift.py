@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmlcore.distributions import describe_distributions
-from hmlcore.drift import DriftProfile, DriftThresholds
-from hmlcore.drift_window import DriftWindow, read_windows, window_files, window_path
 from hmlcore.errors import ConfigError
-from hmlcore.metrics import mark_worker_dead
+from hmlcore.model.distributions import describe_distributions
+from hmlcore.serving.drift import DriftProfile, DriftThresholds
+from hmlcore.serving.drift_window import DriftWindow, read_windows, window_files, window_path
+from hmlcore.serving.metrics import mark_worker_dead
 
 
 def profile_of(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> DriftProfile:
@@ -172,7 +172,7 @@ def test_per_feature_thresholds_override_the_defaults():
 
 
 def test_served_rows_get_the_same_codes_whichever_way_they_are_read(train: pd.DataFrame):
-    from hmlcore.model import ModelContainer
+    from hmlcore.model.container import ModelContainer
 
     container = ModelContainer("m", "p", ["x"], ["c"], "y", unknown_category="ignore").analyze_distributions(train)
     profile = DriftProfile.from_container(container)

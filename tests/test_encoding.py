@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmlcore.encoding import OTHER, FeatureEncoder, to_columns
 from hmlcore.errors import FeatureError
+from hmlcore.model.encoding import OTHER, FeatureEncoder, to_columns
 
 TRAIN = pd.DataFrame(
     {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from hmlcore.evaluation import feature_importances
+from hmlcore.model.evaluation import feature_importances
 
 from ._kinds import KINDS, TARGETS, generated, trained
 

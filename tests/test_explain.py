@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hmlcore import hml
-from hmlcore.explain import global_importance
+from hmlcore.model.explain import global_importance
 from tests import _serving
 
 RECORDS = [_serving.RECORD, {**_serving.RECORD, "road": "city", "age": 20}, {**_serving.RECORD, "sex": None, "speed": None}]

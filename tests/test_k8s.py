@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from hmlcore import hml
-from hmlcore._k8s_names import k8s_name, parse_quantity
+from hmlcore.deploy._k8s_names import k8s_name, parse_quantity
+from hmlcore.deploy.k8s import HmlInferenceDeployment, inference_deployment
 from hmlcore.errors import ConfigError
-from hmlcore.k8s import HmlInferenceDeployment, inference_deployment
 
 K8S_VERSION = "1.30"
 

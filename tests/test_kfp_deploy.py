@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hmlcore import hml
-from hmlcore.kfp_deploy import KfpTarget, deploy_dev, deploy_prod, version_from_image
+from hmlcore.pipelines.kfp_deploy import KfpTarget, deploy_dev, deploy_prod, version_from_image
 
 from .conftest import free_port
 from .kfp_server import FakeKfp

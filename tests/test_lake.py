@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hmlcore.errors import ConfigError, ModelLoadError, StorageError
-from hmlcore.lake import Lake
+from hmlcore.storage.lake import Lake
 from tests.gcs import gcs_emulator
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from hmlcore.metrics import ServingMetrics
+from hmlcore.serving.metrics import ServingMetrics
 
 from .conftest import free_port, start_process, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
@@ -109,7 +109,7 @@ POST_OK = {"route": "/predict", "method": "POST", "status": "200"}
 APP = """
 import sys
 from hmlcore import hml
-from hmlcore.monitoring import enable_monitoring
+from hmlcore.serving.monitoring import enable_monitoring
 
 app = hml.HmlApp(name="mon-project")
 app.register_model("mon", hml.ModelContainer("mon", "mon-project", ["age", "speed"], ["sex", "road"], "dead", lake={lake!r}))

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import hmlcore
-from hmlcore.distributions import HISTOGRAM_BINS
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, StorageError
-from hmlcore.lake import Lake
-from hmlcore.model import ModelContainer
+from hmlcore.model.container import ModelContainer
+from hmlcore.model.distributions import HISTOGRAM_BINS
+from hmlcore.storage.lake import Lake
 
 
 def frame(n: int = 400, seed: int = 0) -> pd.DataFrame:

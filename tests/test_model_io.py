@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hmlcore.errors import HmlError, ModelLoadError, UntrustedModelError
-from hmlcore.lake import sha256_bytes
-from hmlcore.model_io import ALLOW_PICKLE_ENV, dump_model, load_model
+from hmlcore.model.model_io import ALLOW_PICKLE_ENV, dump_model, load_model
+from hmlcore.storage.lake import sha256_bytes
 
 from ._serving import container, publish_model, training_frame
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hmlcore.errors import ConfigError, ModelLoadError, UntrustedModelError
-from hmlcore.lake import Lake
-from hmlcore.signing import KEY_ENV, KEY_FILE_ENV
+from hmlcore.model.signing import KEY_ENV, KEY_FILE_ENV
+from hmlcore.storage.lake import Lake
 
 from ._serving import container, publish_model
 

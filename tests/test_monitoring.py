@@ -11,7 +11,7 @@ import pytest
 
 from hmlcore import hml
 from hmlcore.errors import ConfigError
-from hmlcore.monitoring import enable_monitoring, find_monitor
+from hmlcore.serving.monitoring import enable_monitoring, find_monitor
 
 NUMERIC = ["age", "speed"]
 CATEGORICAL = ["sex", "road"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from hmlcore import hml
-from hmlcore.openapi import feature_schemas
+from hmlcore.serving.openapi import feature_schemas
 
 from ._serving import MODEL, RECORD, publish_model, serving_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hmlcore import hml
-from hmlcore.pipelines import normalise_cron
+from hmlcore.pipelines.dag import normalise_cron
 
 from .pipeline_demo import create_app
 

@@ -1,10 +1,14 @@
-"""The public surface: what ``hmlcore`` and ``hmlcore.hml`` export is exactly what they name in ``__all__``,
+"""The public surface: what ``hmlcore``, ``hmlcore.hml`` and each subpackage export is exactly what they name in
+``__all__``; every ``from hmlcore... import ...`` the template, the scripts and the benchmarks write still resolves;
 and what using it imports: ``--help`` neither pandas, numpy nor kfp; a serving worker no pandas."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
 import types
@@ -13,6 +17,12 @@ import pytest
 
 import hmlcore
 from hmlcore import hml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SUBPACKAGES = ["cli", "deploy", "model", "pipelines", "serving", "storage"]
+#: where code outside hmlcore imports it: the baked package, the repo's scripts and benchmarks
+CONSUMERS = ["{{cookiecutter.project_slug}}", "scripts", "benchmarks"]
+IMPORT_LINE = re.compile(r"^\s*from (hmlcore(?:\.\w+)*) import ([\w, ]+?)\s*(?:#.*)?$", re.M)
 
 SEED_NAMES = ["HmlApp", "HmlInferenceApp", "HmlInferenceDeployment", "ModelContainer", "op", "pipeline", "deploy_op", "inference"]
 HEAVY = ["kfp", "flask", "kubernetes", "xgboost", "prometheus_client"]
@@ -88,7 +98,7 @@ SERVE = """
 import json, sys
 sys.modules["pandas"] = None
 from hmlcore import hml
-import hmlcore._gunicorn, hmlcore.metrics, hmlcore.server
+import hmlcore.serving._gunicorn, hmlcore.serving.metrics, hmlcore.serving.server
 
 spec = json.loads(sys.argv[1])
 app = hml.HmlApp(name="zoo", package_entrypoint="zoo")
@@ -127,3 +137,41 @@ def test_a_serving_worker_needs_no_pandas(kind, tmp_path):
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served == {"statuses": [200, 200, 200, 422], "xgboost": True}
+
+
+@pytest.mark.parametrize("name", SUBPACKAGES)
+def test_each_subpackage_says_what_it_holds_and_exports_a_short_all(name):
+    package = importlib.import_module(f"hmlcore.{name}")
+    assert package.__doc__ and package.__doc__.strip()
+    public = {key for key, value in vars(package).items() if not key.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert set(package.__all__) == public - {"annotations"}
+    assert 1 <= len(package.__all__) <= 8
+
+
+def test_the_subpackages_export_the_same_objects_as_the_hml_namespace():
+    shared = {
+        name: getattr(importlib.import_module(f"hmlcore.{package}"), name)
+        for package in SUBPACKAGES
+        for name in importlib.import_module(f"hmlcore.{package}").__all__
+        if name in hml.__all__
+    }
+    assert {"HmlInferenceDeployment", "HmlOp", "HmlPipeline", "ModelContainer", "enable_monitoring"} <= set(shared)
+    assert all(value is getattr(hml, name) for name, value in shared.items())
+
+
+def _consumer_imports() -> list[tuple[str, str, str]]:
+    found = []
+    for folder in CONSUMERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for module, names in IMPORT_LINE.findall(path.read_text(encoding="utf-8")):
+                found += [(str(path.relative_to(ROOT)), module, name.strip()) for name in names.split(",") if name.strip()]
+    return found
+
+
+def test_every_name_the_template_scripts_and_benchmarks_import_from_hmlcore_exists():
+    imports = _consumer_imports()
+    assert ("{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/pipeline.py", "hmlcore.storage", "Warehouse") in imports
+    missing = [
+        f"{where}: from {module} import {name}" for where, module, name in imports if not hasattr(importlib.import_module(module), name)
+    ]
+    assert missing == []

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmlcore._records import MAX_DETAILS, RecordEncoder
-from hmlcore.encoding import UNKNOWN_POLICIES, FeatureEncoder
 from hmlcore.errors import FeatureError
+from hmlcore.model._records import MAX_DETAILS, RecordEncoder
+from hmlcore.model.encoding import UNKNOWN_POLICIES, FeatureEncoder
 
 FRAME = pd.DataFrame(
     {

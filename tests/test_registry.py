@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from hmlcore import hml
 from hmlcore.errors import ConfigError, RegistryError
-from hmlcore.promotion import PromotionRule
-from hmlcore.registry import ModelRegistry
+from hmlcore.model.promotion import PromotionRule
+from hmlcore.model.registry import ModelRegistry
 from tests import _serving
 from tests._serving import publish_gated as publish
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hmlcore.registry import ModelRegistry
+from hmlcore.model.registry import ModelRegistry
 
 from ._serving import APP_SCRIPT, container, publish_gated
 from .conftest import free_port, start_process, stop_group, wait_ready

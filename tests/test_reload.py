@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from hmlcore.reload import RELOAD_INTERVAL_ENV, ModelWatcher, reload_interval, smoke_record
+from hmlcore.serving.reload import RELOAD_INTERVAL_ENV, ModelWatcher, reload_interval, smoke_record
 
 from ._serving import APP_SCRIPT, RECORD, container, publish_model, serving_app, training_frame
 from .conftest import free_port, start_process, stop_group, wait_ready

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from hmlcore.config import PlatformSettings
-from hmlcore.model import ModelContainer
-from hmlcore.report import drift_report, render_html
+from hmlcore.model.container import ModelContainer
+from hmlcore.serving.report import drift_report, render_html
+from hmlcore.storage.config import PlatformSettings
 
 from .test_monitoring import NUMERIC, build_app, publish_model, synthetic_data
 

@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner
 
 from hmlcore.errors import ConfigError
-from hmlcore.server import default_workers, gunicorn_options, limit_threads, run_prod
+from hmlcore.serving.server import default_workers, gunicorn_options, limit_threads, run_prod
 
 from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
 from .conftest import free_port, start_process, wait_ready

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hmlcore import hml
-from hmlcore.metrics import SCORE_BUCKETS
+from hmlcore.serving.metrics import SCORE_BUCKETS
 
 from ._kinds import KINDS, TARGETS, container, generated, trained
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from hmlcore.cli import guard
+from hmlcore.cli.main import guard
 from hmlcore.errors import ConfigError, StorageError, WarehouseError
-from hmlcore.warehouse import DuckDBWarehouse, ParquetWarehouse, open_warehouse
+from hmlcore.storage.warehouse import DuckDBWarehouse, ParquetWarehouse, open_warehouse
 from tests.gcs import gcs_emulator
 
 ROWS = pd.DataFrame({"occupant_id": range(1, 101), "age": [float(i % 70) for i in range(100)], "sex": ["f", "m"] * 50})

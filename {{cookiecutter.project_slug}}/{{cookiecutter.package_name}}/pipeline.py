@@ -31,7 +31,7 @@ from {{ cookiecutter.package_name }} import shared
 
 if TYPE_CHECKING:
     import pandas as pd
-    from hmlcore.warehouse import Warehouse
+    from hmlcore.storage import Warehouse
 
 TRAINING_TABLE = f"{shared.MODEL_NAME}_training"
 VALIDATION_TABLE = f"{shared.MODEL_NAME}_validation"

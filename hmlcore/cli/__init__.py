@@ -1,0 +1,12 @@
+"""The package's command line: the one layer that wires pipelines, serving, deploy and models together.
+
+- :mod:`~hmlcore.cli.main`: the root group (:func:`build_cli`) and the one-line errors.
+- :mod:`~hmlcore.cli.pipelines`, :mod:`~hmlcore.cli.inference` (with :mod:`~hmlcore.cli.k8s`),
+  :mod:`~hmlcore.cli.models`, :mod:`~hmlcore.cli.monitor`: the command groups.
+"""
+
+from __future__ import annotations
+
+from hmlcore.cli.main import build_cli
+
+__all__ = ["build_cli"]

@@ -1,0 +1,25 @@
+"""The model: a trained estimator together with everything needed to use it again.
+
+It imports :mod:`hmlcore.storage` (the lake it publishes to) and nothing of the pipelines, serving,
+deploy or CLI layers, so a model loads and predicts anywhere.
+
+- :mod:`~hmlcore.model.container`: :class:`ModelContainer`, publish and load;
+  :mod:`~hmlcore.model.target`: the model kinds and the target's classes;
+  :mod:`~hmlcore.model._estimators`: what a bound model must fit.
+- :mod:`~hmlcore.model.encoding` (:class:`FeatureEncoder`, frames) and :mod:`~hmlcore.model._records` (records);
+  :mod:`~hmlcore.model.distributions`: the training distributions saved with the model.
+- :mod:`~hmlcore.model.model_io`: formats that cannot run code; :mod:`~hmlcore.model.signing`: signed references.
+- :mod:`~hmlcore.model.registry` (:class:`ModelRegistry`): published versions, lineage, the champion;
+  :mod:`~hmlcore.model.promotion` (:class:`PromotionRule`): the champion/challenger gate.
+- :mod:`~hmlcore.model.evaluation`: the kind's metrics and the HTML report;
+  :mod:`~hmlcore.model.explain`: per-row contributions and global importance.
+"""
+
+from __future__ import annotations
+
+from hmlcore.model.container import ModelContainer
+from hmlcore.model.encoding import FeatureEncoder
+from hmlcore.model.promotion import PromotionRule
+from hmlcore.model.registry import ModelRegistry
+
+__all__ = ["FeatureEncoder", "ModelContainer", "ModelRegistry", "PromotionRule"]

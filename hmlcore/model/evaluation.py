@@ -1,0 +1,267 @@
+"""How good the model is on labelled rows, with the metrics of its kind, as numbers and as one HTML page.
+
+:func:`evaluate` scores a container's model on a frame that holds the target:
+
+- ``binary``: ``auc``, ``log_loss``, ``accuracy``, ``precision``, ``recall`` and ``f1`` (the positive
+  class at the container's threshold);
+- ``multiclass``: ``accuracy``, ``macro_f1``, ``log_loss`` and ``recall_<class>`` for each class;
+- ``regression``: ``rmse``, ``mae`` and ``r2``;
+
+each with ``rows``, the number of rows scored (rows whose target is missing are left out). Every value
+is a finite number (a metric the rows cannot define, such as the AUC of rows of one class, is left
+out), so the dict can be published with the model and written as JSON. :func:`evaluation_report`
+renders the metrics, a confusion matrix (classifiers) or a residuals plot (regression) and the
+model's feature importances (when the estimator offers them) as a self-contained HTML page: inline
+CSS and SVG, nothing fetched.
+
+The metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating).
+
+Example:
+    >>> container.evaluate(validation)  # doctest: +SKIP
+    {'rows': 2000, 'auc': 0.91, 'log_loss': 0.21, 'accuracy': 0.93, 'precision': 0.71, 'recall': 0.52, 'f1': 0.6}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hmlcore._templates import render_page
+from hmlcore.model.explain import ExplanationError, global_importance
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import pandas as pd
+
+    from hmlcore.model.container import ModelContainer
+
+__all__ = ["evaluate", "evaluation_report", "feature_importances"]
+
+#: the most classes a confusion matrix is drawn for
+MAX_MATRIX_CLASSES = 20
+#: the most points the residuals plot draws (a random sample beyond it)
+MAX_POINTS = 600
+
+
+def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(truth, scores)`` of the labelled rows: codes and probabilities (n, k), or values and predictions."""
+    df = container.drop_missing_target(df)
+    truth = container.target_codes(df)
+    features = container.encode(df)
+    if container.kind == "regression":
+        return truth, np.asarray([p[container.target] for p in container.predict(features)], dtype=np.float64)
+    return truth, container.predict_proba(features)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        number = float(value)
+        if math.isfinite(number):
+            out[key] = int(number) if key == "rows" else number
+    return out
+
+
+def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as sk
+
+    rows = {"rows": len(truth)}
+    if container.kind == "regression":
+        return _finite(
+            {
+                **rows,
+                "rmse": math.sqrt(sk.mean_squared_error(truth, scores)),
+                "mae": sk.mean_absolute_error(truth, scores),
+                "r2": sk.r2_score(truth, scores) if len(np.unique(truth)) > 1 else math.nan,
+            }
+        )
+    k = scores.shape[1]
+    labels = list(range(k))
+    probabilities = np.clip(scores, 0.0, 1.0)
+    if container.kind == "binary":
+        positive = probabilities[:, 1]
+        predicted = (positive >= container.threshold).astype(np.int64)
+        both = len(np.unique(truth)) == 2
+        return _finite(
+            {
+                **rows,
+                "auc": sk.roc_auc_score(truth, positive) if both else math.nan,
+                "log_loss": sk.log_loss(truth, probabilities, labels=labels),
+                "accuracy": sk.accuracy_score(truth, predicted),
+                "precision": sk.precision_score(truth, predicted, zero_division=0),
+                "recall": sk.recall_score(truth, predicted, zero_division=0),
+                "f1": sk.f1_score(truth, predicted, zero_division=0),
+            }
+        )
+    predicted = probabilities.argmax(axis=1)
+    recalls = sk.recall_score(truth, predicted, labels=labels, average=None, zero_division=0)
+    present = np.bincount(truth, minlength=k) > 0
+    names = container.target_info.class_names
+    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(names, recalls, present, strict=True)}
+    return _finite(
+        {
+            **rows,
+            "accuracy": sk.accuracy_score(truth, predicted),
+            "macro_f1": sk.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0),
+            "log_loss": sk.log_loss(truth, probabilities / probabilities.sum(axis=1, keepdims=True), labels=labels),
+            **per_class,
+        }
+    )
+
+
+def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
+    """The kind's metrics of ``container``'s model on the labelled rows of ``df`` (see the module's docstring).
+
+    Raises:
+        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+        ModelLoadError: no model is bound or loaded.
+    """
+    truth, scores = _scored(container, df)
+    return _metrics(container, truth, scores)
+
+
+def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, float]], str]:
+    """Each feature's importance to the model (one-hot columns summed per feature), largest first, and where it comes from.
+
+    Uses the estimator's ``feature_importances_`` (tree ensembles such as XGBoost and random forests),
+    else the magnitude of its ``coef_`` (linear models; it depends on the features' scales); a
+    scikit-learn pipeline is asked through its last step. Returns ``([], reason)`` when the model
+    offers neither.
+    """
+    model = container.model
+    estimator = model[-1] if hasattr(model, "steps") else model
+    columns = container.encoder.columns
+    values: np.ndarray | None = None
+    source = ""
+    try:
+        if getattr(estimator, "feature_importances_", None) is not None:
+            values, source = np.asarray(estimator.feature_importances_, dtype=np.float64), "the model's feature_importances_"
+        elif getattr(estimator, "coef_", None) is not None:
+            coef = np.abs(np.asarray(estimator.coef_, dtype=np.float64))
+            values = coef.mean(axis=0) if coef.ndim == 2 else coef
+            source = "the magnitude of the model's coefficients (it depends on each feature's scale)"
+    except (AttributeError, ValueError, TypeError):  # e.g. a booster with no trees
+        values = None
+    if values is None:
+        return [], f"a {type(estimator).__name__} offers no feature importances"
+    if len(values) != len(columns):
+        return [], f"the model reports {len(values)} importances for {len(columns)} encoded columns: they cannot be named"
+    owner = list(container.encoder.numeric)
+    for feature in container.encoder.categorical:
+        owner.extend([feature] * _width(container, feature))
+    totals: dict[str, float] = dict.fromkeys(container.features, 0.0)
+    for feature, value in zip(owner, values.tolist(), strict=True):
+        totals[feature] += value if math.isfinite(value) else 0.0
+    return sorted(totals.items(), key=lambda item: -item[1]), source
+
+
+def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
+    """XGBoost: each feature's mean absolute contribution on ``df`` (the numbers ``/explain`` answers with);
+    other models: :func:`feature_importances`."""
+    if container.model is None:
+        return [], "no model"
+    try:
+        importance = global_importance(container, df)
+    except ExplanationError:
+        return feature_importances(container)
+    return list(importance.items()), "each feature's mean absolute contribution on these rows (the numbers /explain answers with)"
+
+
+def _width(container: ModelContainer, feature: str) -> int:
+    return len(container.encoder.categories.get(feature, [])) + (1 if container.encoder.has_other else 0)
+
+
+def _confusion(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+    k = scores.shape[1]
+    if k > MAX_MATRIX_CLASSES:
+        return None
+    if container.kind == "binary":
+        predicted = (scores[:, 1] >= container.threshold).astype(np.int64)
+    else:
+        predicted = scores.argmax(axis=1)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (truth, predicted), 1)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros((k, k)), where=totals > 0)
+    cell = 44 if k <= 8 else 28
+    return {
+        "names": container.target_info.class_names,
+        "cells": [
+            {"row": i, "col": j, "count": int(counts[i, j]), "share": float(shares[i, j]), "x": 120 + j * cell, "y": 40 + i * cell}
+            for i in range(k)
+            for j in range(k)
+        ],
+        "cell": cell,
+        "width": 140 + k * cell,
+        "height": 60 + k * cell,
+    }
+
+
+def _residuals(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(truth), MAX_POINTS, replace=False) if len(truth) > MAX_POINTS else np.arange(len(truth))
+    x, r = predicted[chosen], (truth - predicted)[chosen]
+    x_lo, x_hi = float(np.min(x)), float(np.max(x))
+    r_max = float(np.max(np.abs(r))) or 1.0
+    x_span = (x_hi - x_lo) or 1.0
+    width, height, pad = 520, 260, 40
+
+    def px(value: float) -> float:
+        return round(pad + (value - x_lo) / x_span * (width - 2 * pad), 1)
+
+    def py(value: float) -> float:
+        return round(height / 2 - value / r_max * (height / 2 - pad / 2), 1)
+
+    return {
+        "points": [{"x": px(a), "y": py(b)} for a, b in zip(x.tolist(), r.tolist(), strict=True)],
+        "width": width,
+        "height": height,
+        "zero": py(0.0),
+        "x_lo": f"{x_lo:.4g}",
+        "x_hi": f"{x_hi:.4g}",
+        "r_max": f"{r_max:.4g}",
+        "shown": len(chosen),
+        "rows": len(truth),
+    }
+
+
+def evaluation_report(container: ModelContainer, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
+    """A self-contained HTML page evaluating ``container``'s model on the labelled rows of ``df``.
+
+    It shows the kind's metrics (``metrics`` if given, else computed), a confusion matrix (classifiers)
+    or residuals against predictions (regression), and the feature importances the model offers (or
+    why there are none).
+
+    Raises:
+        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+    """
+    truth, scores = _scored(container, df)
+    figures = dict(metrics) if metrics is not None else _metrics(container, truth, scores)
+    importances, source = _importances(container, df)
+    top = max((v for _, v in importances), default=0.0) or 1.0
+    return render_page(
+        "evaluation.html",
+        name=container.name,
+        version=container.version or "unpublished",
+        kind=container.kind,
+        target=container.target,
+        classes=container.target_info.class_names,
+        threshold=container.threshold,
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        metrics=[(key, _shown(value)) for key, value in figures.items()],
+        confusion=_confusion(container, truth, scores) if container.kind != "regression" else None,
+        residuals=_residuals(truth, scores) if container.kind == "regression" else None,
+        importances=[{"feature": f, "value": f"{v:.4g}", "bar": round(300 * v / top, 1)} for f, v in importances],
+        importance_source=source,
+        max_classes=MAX_MATRIX_CLASSES,
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,17 @@
+"""Pipelines: the steps (``@hml.op``), the DAGs they form (``@hml.pipeline``), and running them.
+
+It imports :mod:`hmlcore.storage`, never the serving, deploy or CLI layers; kfp is imported only where a
+pipeline is compiled or deployed, so importing this package does not import it.
+
+- :mod:`~hmlcore.pipelines.ops`: :func:`op`, :class:`HmlOp`, :class:`HmlTask`, :class:`OpContext`.
+- :mod:`~hmlcore.pipelines.dag`: :func:`pipeline`, :class:`HmlPipeline`, :class:`HmlPipelineApp` (``app.pipelines``).
+- :mod:`~hmlcore.pipelines.compiler`: the Kubeflow Pipelines v2 spec; :mod:`~hmlcore.pipelines.runner`:
+  ``run-all``, every step in a process of its own; :mod:`~hmlcore.pipelines.kfp_deploy`: upload and schedule on Kubeflow.
+"""
+
+from __future__ import annotations
+
+from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
+from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, op
+
+__all__ = ["HmlOp", "HmlPipeline", "HmlPipelineApp", "HmlTask", "OpContext", "deploy_op", "op", "pipeline"]

@@ -1,0 +1,398 @@
+"""Run pipelines on this machine: one step as its container would, or the whole DAG in order.
+
+``run-all`` compiles the pipeline with kfp, then walks the compiled spec the way Kubeflow does: each
+task's command line is taken from the spec, its placeholders filled with constants, pipeline
+parameters and the outputs of the tasks it depends on, and executed through the package's own CLI.
+Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/``), so
+``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
+(``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
+command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import graphlib
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from hmlcore._files import write_atomic
+from hmlcore.errors import HmlError, PipelineError
+from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
+from hmlcore.pipelines.ops import parse_value, render_value
+from hmlcore.storage.config import debugging
+
+if TYPE_CHECKING:
+    from hmlcore.pipelines.dag import HmlPipeline
+
+__all__ = ["RunFolder", "dag_order", "pipeline_params", "resolve_command", "run_all", "step_env"]
+
+_INPUT_RE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+_OUTPUT_RE = re.compile(r"\{\{\$\.outputs\.parameters\['([^']+)'\]\.output_file\}\}")
+_KIND = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool, "STRING": str, "LIST": list, "STRUCT": dict}
+
+
+def new_run_id() -> str:
+    """A fresh local run id: ``local-<UTC timestamp>-<random>``."""
+    return f"local-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def dag_order(spec: dict[str, Any]) -> list[str]:
+    """The root DAG's task names in an order that respects every dependency (stable: spec order first).
+
+    Raises:
+        PipelineError: a task depends on one the DAG does not hold, or the tasks depend on each other in a cycle.
+
+    Example:
+        >>> dag_order({"root": {"dag": {"tasks": {"b": {"dependentTasks": ["a"]}, "a": {}, "c": {}}}}})
+        ['a', 'c', 'b']
+    """
+    tasks = spec["root"]["dag"]["tasks"]
+    position = {name: i for i, name in enumerate(tasks)}
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name, task in tasks.items():
+        upstream = task.get("dependentTasks", [])
+        unknown = [u for u in upstream if u not in tasks]
+        if unknown:
+            raise PipelineError(f"task {name} depends on {', '.join(unknown)}, which the pipeline does not hold")
+        sorter.add(name, *upstream)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise PipelineError(f"the pipeline's tasks depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order += ready
+        sorter.done(*ready)
+    return order
+
+
+def resolve_command(
+    spec: dict[str, Any],
+    task_name: str,
+    *,
+    params: dict[str, Any],
+    outputs: dict[str, str],
+    output_file: str,
+    run_id: str,
+) -> list[str]:
+    """The command line of ``task_name`` with every placeholder filled, as the Kubeflow launcher would.
+
+    Args:
+        params: the pipeline's parameter values.
+        outputs: the output file's text of each finished task.
+        output_file: where this task writes its own output.
+        run_id: the value of :data:`~hmlcore.pipelines.compiler.RUN_ID_PLACEHOLDER`.
+    """
+    task = spec["root"]["dag"]["tasks"][task_name]
+    component = spec["components"][task["componentRef"]["name"]]
+    if "executorLabel" not in component:
+        raise PipelineError(f"task {task_name} is a sub-DAG (a condition or loop); run-all runs only container steps")
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    definitions = component.get("inputDefinitions", {}).get("parameters", {})
+    values: dict[str, str] = {}
+    for name, definition in definitions.items():
+        kind = _KIND.get(definition.get("parameterType", "STRING"), str)
+        source = task.get("inputs", {}).get("parameters", {}).get(name)
+        if source is None:
+            if "defaultValue" in definition:
+                values[name] = render_value(definition["defaultValue"], kind)
+            continue
+        if "runtimeValue" in source:
+            constant = source["runtimeValue"]["constant"]
+            values[name] = run_id if constant == RUN_ID_PLACEHOLDER else render_value(constant, kind)
+        elif "componentInputParameter" in source:
+            values[name] = render_value(params[source["componentInputParameter"]], kind)
+        elif "taskOutputParameter" in source:
+            producer = source["taskOutputParameter"]["producerTask"]
+            if producer not in outputs:
+                raise PipelineError(f"task {task_name}: input {name} needs the output of {producer}, which has none")
+            values[name] = _as_kfp_passes_it(outputs[producer], kind)
+        else:
+            raise PipelineError(f"task {task_name}: input {name} has a source this runner does not know: {sorted(source)}")
+
+    def fill(text: str) -> str:
+        text = _INPUT_RE.sub(lambda m: values.get(m.group(1), ""), text)
+        return _OUTPUT_RE.sub(lambda m: output_file, text)
+
+    return [fill(part) for part in container.get("command", [])] + [fill(part) for part in container.get("args", [])]
+
+
+#: set for the pods, not for a local run: run-all stays on this machine's platform
+_CLUSTER_ONLY_ENV = ("HML_PLATFORM",)
+
+
+def step_env(spec: dict[str, Any], task_name: str) -> dict[str, str]:
+    """The environment variables the compiled spec sets in ``task_name``'s container (``with_env``).
+
+    ``HML_PLATFORM`` is left out: it names the platform of the cluster's pods, while a local run stays
+    on the platform of the machine it runs on.
+    """
+    task = spec["root"]["dag"]["tasks"][task_name]
+    component = spec["components"][task["componentRef"]["name"]]
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    return {e["name"]: str(e.get("value", "")) for e in container.get("env", []) if e["name"] not in _CLUSTER_ONLY_ENV}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block, as the launcher sets them in the step's container."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _as_kfp_passes_it(text: str, kind: type) -> str:
+    """An output file's text as Kubeflow hands it to a consumer: parsed by its type, rendered again."""
+    if kind is str:
+        return text
+    try:
+        return render_value(parse_value(text, kind), kind)
+    except ValueError:
+        return text
+
+
+def pipeline_params(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's parameter values: ``given`` over the spec's defaults; raise if one is missing or bad.
+
+    A value given as a string (from the command line) is parsed by the parameter's type, like a step's
+    option: JSON for lists and dicts, ``true``/``false`` for booleans.
+
+    Example:
+        >>> spec = {"root": {"inputDefinitions": {"parameters": {"n": {"parameterType": "NUMBER_INTEGER", "defaultValue": 3.0}}}}}
+        >>> pipeline_params(spec, {}), pipeline_params(spec, {"n": "5"})
+        ({'n': 3.0}, {'n': 5})
+    """
+    definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(given) - set(definitions))
+    if unknown:
+        raise PipelineError(
+            f"unknown pipeline parameter {unknown[0]!r}; known: {', '.join(definitions) or 'none'}"
+            " (a step's parameter is a pipeline parameter only if the pipeline function takes it and passes it on)"
+        )
+    values = {}
+    for name, definition in definitions.items():
+        kind = _KIND.get(definition.get("parameterType", "STRING"), str)
+        if name in given:
+            value = given[name]
+            if isinstance(value, str) and kind is not str:
+                try:
+                    value = parse_value(value, kind)
+                except ValueError as exc:
+                    raise PipelineError(f"pipeline parameter {name}: {exc}") from None
+            values[name] = value
+        elif "defaultValue" in definition:
+            values[name] = definition["defaultValue"]
+        else:
+            raise PipelineError(f"pipeline parameter {name!r} has no default: pass --param {name}=VALUE")
+    return values
+
+
+class RunFolder:
+    """A local run's folder: ``state.json`` and one output file per finished task."""
+
+    def __init__(self, home: str, run_id: str) -> None:
+        if not re.match(r"^[A-Za-z0-9_.-]+$", run_id):
+            raise PipelineError(f"invalid run id {run_id!r}")
+        self.run_id = run_id
+        self.path = os.path.join(home, "runs", run_id)
+        self.state_path = os.path.join(self.path, "state.json")
+
+    def exists(self) -> bool:
+        return os.path.exists(self.state_path)
+
+    def load(self) -> dict[str, Any]:
+        with open(self.state_path, encoding="utf-8") as handle:
+            return dict(json.load(handle))
+
+    def save(self, state: dict[str, Any]) -> None:
+        write_atomic(self.state_path, json.dumps(state, indent=2, sort_keys=True))
+
+    def output_file(self, task: str) -> str:
+        return os.path.join(self.path, "outputs", task, "output")
+
+    def log_file(self, task: str) -> str:
+        """Where ``task``'s log is kept: beside its output."""
+        return os.path.join(self.path, "outputs", task, "log.txt")
+
+
+class _Tee:
+    """A text stream writing to the terminal's stream and to a log file."""
+
+    def __init__(self, stream: IO[str], log: IO[str]) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _step_log(path: str) -> Iterator[IO[str]]:
+    """Keep what a step run in this process prints (stdout, stderr, logging) in ``path`` too."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            with contextlib.redirect_stdout(_Tee(sys.stdout, log)), contextlib.redirect_stderr(_Tee(sys.stderr, log)):  # type: ignore[type-var]
+                yield log
+        finally:
+            root.removeHandler(handler)
+
+
+def run_all(
+    pipeline: HmlPipeline,
+    *,
+    params: dict[str, Any] | None = None,
+    resume: str | None = None,
+    execute: Callable[[Sequence[str]], None],
+    echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> str:
+    """Run every step of ``pipeline`` locally in DAG order and return the run id.
+
+    Each step's command line comes from the compiled spec with its placeholders filled the way the
+    Kubeflow launcher fills them, and runs with the environment variables the spec sets for that step
+    (:func:`step_env`); a step's output file is read, parsed by its type and handed to the
+    steps that consume it.
+
+    Example:
+        >>> run_all(app.pipelines["crashed_pipeline"], execute=run_in_process)  # doctest: +SKIP
+        'local-20250101-120000-1a2b3c'
+
+    Args:
+        params: pipeline parameter values (strings are parsed by type; defaults from the pipeline function otherwise).
+        resume: the id of an earlier run to finish: its succeeded steps are skipped and their outputs reused.
+        execute: runs one resolved command line (the package's CLI, in process or as a subprocess).
+        echo: where progress lines go.
+
+    Raises:
+        PipelineError: a step failed (named in the message); the run folder keeps what finished.
+    """
+    from hmlcore.pipelines.compiler import compile_pipeline  # yaml and kfp: a single step needs neither
+
+    app = pipeline.hml_app
+    home = app.settings.home
+    if resume:
+        if params:
+            raise PipelineError(f"--resume {resume} reuses that run's parameters; do not pass --param with it")
+        folder = RunFolder(home, resume)
+        if not folder.exists():
+            raise PipelineError(f"no run {resume!r} to resume in {os.path.join(home, 'runs')}")
+        state = folder.load()
+        if state.get("pipeline") != pipeline.name:
+            raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
+    spec = compile_pipeline(pipeline).spec
+    order = dag_order(spec)
+    if resume:
+        values = state["params"]
+    else:
+        folder = RunFolder(home, new_run_id())
+        values = pipeline_params(spec, params or {})
+        state = {"run_id": folder.run_id, "pipeline": pipeline.name, "params": values, "tasks": {}, "status": "running"}
+        folder.save(state)
+    run_id = folder.run_id
+    outputs: dict[str, str] = {}
+    total = len(order)
+    echo(f"run {run_id}: {total} steps of {pipeline.name} (folder {folder.path})")
+    started_all = time.perf_counter()
+    for i, name in enumerate(order, 1):
+        record = state["tasks"].get(name, {})
+        output_file = folder.output_file(name)
+        if record.get("status") == "succeeded" and (not record.get("output") or os.path.exists(output_file)):
+            if record.get("output"):
+                outputs[name] = _read(output_file)
+            echo(f"[{i}/{total}] {name}: succeeded in an earlier attempt, skipped")
+            continue
+        command = resolve_command(spec, name, params=values, outputs=outputs, output_file=output_file, run_id=run_id)
+        echo(f"[{i}/{total}] {name} ...")
+        started = time.perf_counter()
+        state["tasks"][name] = {"status": "running", "command": command}
+        state["status"] = "running"
+        folder.save(state)
+        log_file = folder.log_file(name)
+        failure: BaseException | None = None
+        message = ""
+        with _step_log(log_file) as log:
+            try:
+                with _environment(step_env(spec, name)):
+                    execute(command)
+                if _declares_output(spec, name) and not os.path.exists(output_file):
+                    raise PipelineError(f"it wrote no output to {output_file}")
+            except BaseException as exc:
+                failure, message = exc, _message(exc)
+                log.write("".join(traceback.format_exception(exc)))
+        if failure is not None:
+            state["tasks"][name] = {"status": "failed", "command": command, "error": message, "log": log_file}
+            state["status"] = "failed"
+            folder.save(state)
+            if isinstance(failure, KeyboardInterrupt):
+                raise failure
+            if debugging():
+                echo("".join(traceback.format_exception(failure)).rstrip())
+            raise PipelineError(
+                f"step {name} ({i}/{total}) failed after {time.perf_counter() - started:.1f}s: {message}"
+                f" (log: {log_file}; rerun it alone: {shlex.join(command)}; finish with: run-all --resume {run_id})"
+            ) from failure
+        seconds = time.perf_counter() - started
+        has_output = os.path.exists(output_file)
+        if has_output:
+            outputs[name] = _read(output_file)
+        state["tasks"][name] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}
+        folder.save(state)
+        echo(f"[{i}/{total}] {name}: ok in {seconds:.1f}s" + (f" -> {_short(outputs[name])}" if name in outputs else ""))
+    state["status"] = "succeeded"
+    folder.save(state)
+    echo(f"run {run_id}: {total} steps succeeded in {time.perf_counter() - started_all:.1f}s")
+    return run_id
+
+
+def _declares_output(spec: dict[str, Any], task_name: str) -> bool:
+    component = spec["components"][spec["root"]["dag"]["tasks"][task_name]["componentRef"]["name"]]
+    return bool(component.get("outputDefinitions", {}).get("parameters"))
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, HmlError):
+        return str(exc)
+    format_message = getattr(exc, "format_message", None)  # click's own errors
+    if callable(format_message):
+        return str(format_message())
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

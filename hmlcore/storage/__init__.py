@@ -1,0 +1,17 @@
+"""Where a package keeps its data: the platform settings, the lake of artifacts and the SQL warehouse.
+
+The bottom layer: it imports nothing else of hmlcore but :mod:`hmlcore.errors` and :mod:`hmlcore._files`.
+
+- :mod:`~hmlcore.storage.config`: the platform (``local``, ``s3``, ``GCP``) and its settings, read from the environment.
+- :mod:`~hmlcore.storage.lake`: artifacts by URL (a folder, an S3 or a GCS bucket) through fsspec.
+- :mod:`~hmlcore.storage.warehouse`: tables in DuckDB (a file, or Parquet in the bucket);
+  :mod:`~hmlcore.storage.bigquery`: in BigQuery.
+"""
+
+from __future__ import annotations
+
+from hmlcore.storage.config import PlatformSettings
+from hmlcore.storage.lake import Lake
+from hmlcore.storage.warehouse import Warehouse, open_warehouse
+
+__all__ = ["Lake", "PlatformSettings", "Warehouse", "open_warehouse"]

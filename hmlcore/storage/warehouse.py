@@ -1,0 +1,326 @@
+"""The warehouse: SQL tables the pipeline reads and writes.
+
+One interface, :class:`Warehouse`, three engines: DuckDB (embedded, a single file, no server: the
+default), DuckDB over Parquet tables in a lake folder (:class:`ParquetWarehouse`: ``s3://bucket/prefix``,
+so every pod of a cluster sees the same tables) and BigQuery (:mod:`hmlcore.storage.bigquery`, the ``gcp``
+extra). :func:`open_warehouse` picks the engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
+:meth:`~Warehouse.load_dataframe`, :meth:`~Warehouse.table`, :meth:`~Warehouse.exists` and
+:meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read).
+
+Example:
+    >>> import pandas as pd
+    >>> wh = open_warehouse(":memory:")
+    >>> wh.load_dataframe(pd.DataFrame({"a": [1, 2]}), "t")
+    't'
+    >>> int(wh.query("SELECT sum(a) AS s FROM t")["s"][0])
+    3
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from hmlcore.errors import ConfigError, WarehouseError
+from hmlcore.storage.lake import Lake
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
+
+_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def validate_table_name(name: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise :class:`ConfigError`."""
+    if not isinstance(name, str) or not _TABLE_RE.match(name):
+        raise ConfigError(f"invalid table name {name!r}: use letters, digits and underscores, starting with a letter")
+    return name
+
+
+class Warehouse:
+    """What a pipeline needs of a SQL warehouse. Engines subclass it.
+
+    A query, load or export that fails raises :class:`~hmlcore.errors.WarehouseError`; a table name that
+    is not a plain identifier, :class:`~hmlcore.errors.ConfigError`.
+    """
+
+    url: str
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run ``sql`` and return its result as a DataFrame."""
+        raise NotImplementedError
+
+    def select_into(self, sql: str, table: str) -> str:
+        """Run ``sql`` and replace ``table`` with its result; return the table name."""
+        raise NotImplementedError
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        """Replace ``table`` with the rows of ``df``; return the table name."""
+        raise NotImplementedError
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Every row of table ``name``."""
+        return self.query(f"SELECT * FROM {validate_table_name(name)}")
+
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` exists."""
+        raise NotImplementedError
+
+    def export(self, table: str, lake_url: str) -> str:
+        """Write every row of ``table`` as one Parquet file at ``lake_url`` (a path or fsspec URL); return the URL.
+
+        The file appears whole or not at all (see :meth:`hmlcore.storage.lake.Lake.write_bytes`). Read it back
+        with ``pandas.read_parquet(url)``.
+
+        Raises:
+            WarehouseError: the table cannot be read.
+            StorageError: the URL cannot be written.
+        """
+        return _write_parquet(self._arrow(table), lake_url)
+
+    def _arrow(self, table: str) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.table(table), preserve_index=False)
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded default: a DuckDB database in one file (or ``:memory:``).
+
+    Args:
+        path: the database file; its folder is created if missing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.url = path
+        self._path = path
+        self._con: Any = None
+
+    def __repr__(self) -> str:
+        return f"DuckDBWarehouse({self._path!r})"
+
+    @property
+    def con(self) -> Any:
+        """The open DuckDB connection (opened on first use)."""
+        if self._con is None:
+            import duckdb
+
+            if self._path != ":memory:":
+                folder = os.path.dirname(os.path.abspath(self._path))
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except OSError as exc:
+                    raise WarehouseError(f"cannot create the warehouse folder {folder}: {exc.strerror or exc}") from exc
+            try:
+                self._con = duckdb.connect(self._path)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"cannot open the warehouse {self._path}: {exc}") from exc
+        return self._con
+
+    def query(self, sql: str) -> pd.DataFrame:
+        import duckdb
+
+        try:
+            return self.con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
+
+    def select_into(self, sql: str, table: str) -> str:
+        import duckdb
+
+        validate_table_name(table)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}").fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+        return table
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        import duckdb
+
+        validate_table_name(table)
+        self.con.register("_hml_incoming", df)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _hml_incoming").fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse load into {table} failed: {str(exc).splitlines()[0]}") from exc
+        finally:
+            self.con.unregister("_hml_incoming")
+        return table
+
+    def _arrow(self, table: str) -> Any:
+        import duckdb
+
+        validate_table_name(table)
+        try:
+            return self.con.sql(f"SELECT * FROM {table}").to_arrow_table()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse export of {table} failed: {str(exc).splitlines()[0]}") from exc
+
+    def exists(self, table: str) -> bool:
+        validate_table_name(table)
+        rows = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchall()
+        return bool(rows and rows[0][0])
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+class ParquetWarehouse(DuckDBWarehouse):
+    """DuckDB over Parquet tables kept in a lake folder: table ``t`` is the file ``<url>/t.parquet``.
+
+    The same SQL as :class:`DuckDBWarehouse` runs on an in-memory DuckDB where every table of the folder
+    is a view over its Parquet file, read through the folder's fsspec filesystem (DuckDB's own S3
+    support, the httpfs extension, is downloaded at run time, which a cluster without internet cannot do).
+    A table written here is one object written whole, so a step in another pod reads it complete.
+
+    Args:
+        url: the folder, e.g. ``s3://bucket/hml/warehouse`` (any fsspec URL, or a local folder).
+        storage_options: passed to fsspec (e.g. the S3 endpoint).
+
+    Example:
+        >>> import pandas as pd, tempfile
+        >>> wh = ParquetWarehouse(tempfile.mkdtemp())
+        >>> wh.load_dataframe(pd.DataFrame({"a": [1, 2]}), "t")
+        't'
+        >>> int(ParquetWarehouse(wh.url).query("SELECT sum(a) AS s FROM t")["s"][0])
+        3
+    """
+
+    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        self._lake = Lake(url, storage_options=storage_options)
+        super().__init__(":memory:")
+        self.url = self._lake.url
+        self._views: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"ParquetWarehouse({self.url!r})"
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect(":memory:")
+            if "://" in self.url:
+                self._con.register_filesystem(self._lake.fs)
+        return self._con
+
+    def _file(self, table: str) -> str:
+        return self._lake.uri(f"{validate_table_name(table)}.parquet")
+
+    def tables(self) -> list[str]:
+        """The names of the tables stored in the folder, sorted."""
+        try:
+            names = self._lake.fs.ls(self.url, detail=False)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
+            raise WarehouseError(f"cannot list the warehouse {self.url}: {type(exc).__name__}: {exc}") from exc
+        found = (str(n).rstrip("/").rsplit("/", 1)[-1] for n in names)
+        return sorted(n[: -len(".parquet")] for n in found if n.endswith(".parquet") and _TABLE_RE.match(n[: -len(".parquet")]))
+
+    def _sync(self) -> None:
+        """Make every table of the folder a view (tables another process wrote since appear too)."""
+        for table in self.tables():
+            if table not in self._views:
+                self._view(table)
+
+    def _view(self, table: str) -> None:
+        import duckdb
+
+        location = self._file(table).replace("'", "''")
+        try:
+            self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{location}')").fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open warehouse table {table} at {location}: {str(exc).splitlines()[0]}") from exc
+        self._views.add(table)
+
+    def _store(self, arrow_table: Any, table: str) -> str:
+        _write_parquet(arrow_table, self._file(table), lake=self._lake)
+        self._view(table)
+        return table
+
+    def query(self, sql: str) -> pd.DataFrame:
+        self._sync()
+        return super().query(sql)
+
+    def select_into(self, sql: str, table: str) -> str:
+        import duckdb
+
+        validate_table_name(table)
+        self._sync()
+        try:
+            result = self.con.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
+        return self._store(result, table)
+
+    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
+        import pyarrow as pa
+
+        validate_table_name(table)
+        try:
+            arrow_table = pa.Table.from_pandas(df, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise WarehouseError(f"warehouse load into {table} failed: {exc}") from exc
+        return self._store(arrow_table, table)
+
+    def exists(self, table: str) -> bool:
+        return self._lake.exists(self._file(table))
+
+    def export(self, table: str, lake_url: str) -> str:
+        return _write_parquet(self._arrow(table), lake_url, lake=self._lake)
+
+    def _arrow(self, table: str) -> Any:
+        if not self.exists(table):
+            raise WarehouseError(f"warehouse export of {table} failed: no table {table} in {self.url}")
+        self._sync()
+        return super()._arrow(table)
+
+
+def _write_parquet(arrow_table: Any, lake_url: str, *, lake: Any = None) -> str:
+    import pyarrow.parquet as pq
+
+    if not isinstance(lake_url, str) or not lake_url.strip():
+        raise ConfigError(f"export needs a lake URL, got {lake_url!r}")
+    target = lake_url if "://" in lake_url and not lake_url.startswith("file://") else os.path.abspath(lake_url.removeprefix("file://"))
+    buffer = io.BytesIO()
+    pq.write_table(arrow_table, buffer)
+    return (lake or Lake(target)).write_bytes(target, buffer.getvalue())
+
+
+def open_warehouse(url: str, *, location: str | None = None, storage_options: dict[str, Any] | None = None) -> Warehouse:
+    """Open the warehouse at ``url``: a DuckDB file path (or ``duckdb:///path``, ``:memory:``), a lake folder
+    of Parquet tables (``s3://bucket/prefix``) or ``bigquery://project/dataset``.
+
+    Args:
+        url: where the tables live.
+        location: the BigQuery location jobs run in (ignored by DuckDB).
+        storage_options: fsspec options of a lake folder (e.g. the S3 endpoint).
+
+    Raises:
+        ConfigError: the URL names an engine this installation cannot open.
+    """
+    if url.startswith("duckdb://"):
+        url = url[len("duckdb://") :] or ":memory:"
+    if url.startswith("bigquery://"):
+        try:
+            from hmlcore.storage.bigquery import BigQueryWarehouse  # it subclasses Warehouse, and needs the gcp extra
+        except ImportError as exc:
+            raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
+        return BigQueryWarehouse.from_url(url, location=location)
+    if url.startswith(("s3://", "s3a://")):
+        return ParquetWarehouse(url, storage_options=storage_options)
+    if "://" in url:
+        raise ConfigError(f"unknown warehouse URL {url!r}: use a DuckDB file path, s3://bucket/prefix or bigquery://project/dataset")
+    return DuckDBWarehouse(url)
