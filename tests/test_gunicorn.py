@@ -164,6 +164,23 @@ def test_kept_alive_connections_outnumbering_the_threads_are_served_in_turn(serv
     assert max(got[0][2] for got in answers.values()) < min(got[-1][2] for got in answers.values())
 
 
+def test_every_hundredth_answer_on_a_connection_closes_it_so_clients_rebalance(served: tuple[str, Path]):
+    """A kept-alive connection stays with one worker; closing it now and then lets the client reconnect to the least busy one."""
+    base, _ = served
+    connection = http.client.HTTPConnection(*_address(base), timeout=60)
+    closing = []
+    try:
+        for _ in range(101):
+            connection.request("GET", "/readyz")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            closing.append(response.getheader("Connection", "").lower() == "close")
+    finally:
+        connection.close()
+    assert [n + 1 for n, close in enumerate(closing) if close] == [100]
+
+
 def test_an_oversized_chunked_body_gets_a_json_413_and_a_fitting_one_is_served(served: tuple[str, Path]):
     base, _ = served
     record = json.dumps(RECORD).encode()

@@ -14,7 +14,11 @@
   (``keepalive_linger``) for that client's next request and serves it at once, as long as no other
   connection is waiting for a thread. gthread otherwise hands every kept-alive connection back to its
   main loop between requests (a future, a wake-up pipe and two poller calls per request), which costs
-  as much as the request itself on a one-row prediction.
+  as much as the request itself on a one-row prediction;
+- **rebalancing**: every ``keepalive_requests``-th answer on a connection closes it (as nginx's
+  ``keepalive_requests`` does). A kept-alive connection stays with the worker that accepted it, and a
+  burst of new connections can all land on one worker while another idles; the client's reconnection is
+  accepted by whichever worker is least busy (an idle worker wakes first).
 
 :class:`DrainingArbiter` stops in two steps on SIGTERM: first ``/readyz`` answers 503 (see
 :func:`readiness_gate`) while everything else is still served for ``drain`` seconds, then gunicorn's
@@ -146,6 +150,8 @@ class HmlWorker(ThreadWorker):
     drain_flag: DrainFlag | None = None
     #: seconds a thread waits for the next request on the connection it has just answered
     keepalive_linger: float = 0.002
+    #: answers on one connection before it is closed, so that clients reconnect to the least busy worker
+    keepalive_requests: int = 100
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -191,6 +197,8 @@ class HmlWorker(ThreadWorker):
             sock.arm(self.body_timeout, "body")
         if self.drain_flag:
             self.max_keepalived = 0  # every answer closes its connection: clients reconnect elsewhere
+        if req.req_number % self.keepalive_requests == 0:
+            req.must_close = True  # the client reconnects, to whichever worker is least busy
         keep_alive = super().handle_request(req, conn)
         if sock is None:
             return bool(keep_alive)
