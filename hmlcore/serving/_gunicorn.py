@@ -1,6 +1,6 @@
 """The gunicorn parts of ``inference run-prod``: a threaded worker slow clients cannot stall, and a draining stop.
 
-:class:`HmlWorker` is gunicorn's ``gthread`` worker with three changes:
+:class:`HmlWorker` is gunicorn's ``gthread`` worker with these changes:
 
 - **read deadlines**: a request's headers must arrive within ``header_timeout`` seconds and its body within
   ``body_timeout`` seconds, whatever the pace (a client sending one byte a second is cut off too); the
@@ -140,7 +140,7 @@ def json_response(status: str, message: str) -> bytes:
 
 
 class HmlWorker(ThreadWorker):
-    """gunicorn's ``gthread`` worker with read deadlines, JSON errors and draining (see the module's docstring).
+    """gunicorn's ``gthread`` worker with the changes the module's docstring lists.
 
     The settings come from class attributes that :func:`hmlcore.serving.server.run_prod` sets on a subclass.
     """
