@@ -101,7 +101,7 @@ def _check_answer(answer: dict[str, Any], *, model, data: pd.DataFrame) -> None:
     if shared.MODEL_KIND == "binary":
         assert set(answer) == {shared.TARGET, "probability"}
         assert 0.0 <= answer["probability"] <= 1.0
-        assert (answer["probability"] >= shared.THRESHOLD) == (answer[shared.TARGET] == model.classes[1])
+        assert (answer["probability"] >= model.threshold) == (answer[shared.TARGET] == model.classes[1])
     else:
         assert set(answer) == {shared.TARGET, "probabilities"}
         probabilities = answer["probabilities"]
