@@ -128,7 +128,7 @@ def test_slow_header_and_slow_body_clients_do_not_stall_the_others(served: tuple
 
 
 def test_kept_alive_connections_outnumbering_the_threads_are_served_in_turn(served: tuple[str, Path]):
-    """A thread serves its kept-alive client's next request itself, but not while another connection waits.
+    """The main loop serves kept-alive clients in turn, however many there are.
 
     Ten clients on four threads, each sending 25 requests on one connection: every client has had its
     first answer before any has had its last (no four clients are served to the end while six wait).
@@ -162,6 +162,26 @@ def test_kept_alive_connections_outnumbering_the_threads_are_served_in_turn(serv
         assert [status for status, _, _ in got] == [200] * 25
         assert len({sock for _, sock, _ in got}) == 1  # one connection from the first answer to the last
     assert max(got[0][2] for got in answers.values()) < min(got[-1][2] for got in answers.values())
+
+
+def test_connections_that_send_nothing_hold_no_thread(served: tuple[str, Path]):
+    """Twelve silent connections (three times the worker's threads) wait in the poller, not in threads.
+
+    A probe is answered at once, where gunicorn's gthread would first give each silent connection a thread
+    for 5 s; then the server closes each silent one after its keep-alive time (5 s).
+    """
+    base, _ = served
+    silent = [socket.create_connection(_address(base), timeout=60) for _ in range(12)]
+    try:
+        time.sleep(1)  # all twelve have been accepted
+        begun = time.monotonic()
+        assert requests.get(f"{base}/predict", params=RECORD, timeout=60).status_code == 200
+        assert time.monotonic() - begun < PROBE_BOUND
+        for sock in silent:
+            assert sock.recv(1) == b""  # closed by the server, well before the socket's 60 s timeout
+    finally:
+        for sock in silent:
+            sock.close()
 
 
 def test_every_hundredth_answer_on_a_connection_closes_it_so_clients_rebalance(served: tuple[str, Path]):

@@ -10,11 +10,16 @@
   431 headers too large, 400 malformed) has a JSON body like every answer of the API;
 - **draining**: while the server drains, every answer closes its connection, so clients reconnect
   (to another pod, once ``/readyz`` has taken this one out of the balancer);
-- **keep-alive in the thread**: after answering on a kept-alive connection, the thread waits a moment
-  (``keepalive_linger``) for that client's next request and serves it at once, as long as no other
-  connection is waiting for a thread. gthread otherwise hands every kept-alive connection back to its
-  main loop between requests (a future, a wake-up pipe and two poller calls per request), which costs
-  as much as the request itself on a one-row prediction;
+- **whole requests served by the main loop**: a request whose line, headers and body have all arrived
+  (what a one-row prediction is, nearly always) is served at once by the worker's main loop, in the
+  thread that found it readable; only a request still arriving goes to a pool thread, which reads the
+  rest under the read deadlines. One thread running Python at a time is what the GIL allows anyway:
+  handing every request to a pool thread costs a future, a wake-up pipe, two poller calls and a
+  GIL hand-over at every socket call, which on a one-row prediction costs as much as the request
+  itself. The main loop never waits for a client: it reads only what has arrived, and the part of an
+  answer the client does not take at once is sent by a pool thread (within ``body_timeout``);
+- **no thread for a silent connection**: a new connection that has sent nothing waits in the poller,
+  not in a thread, and is closed after gunicorn's ``keepalive`` seconds;
 - **rebalancing**: every ``keepalive_requests``-th answer on a connection closes it (as nginx's
   ``keepalive_requests`` does). A kept-alive connection stays with the worker that accepted it, and a
   burst of new connections can all land on one worker while another idles; the client's reconnection is
@@ -31,10 +36,13 @@ from __future__ import annotations
 
 import json
 import mmap
-import select
-import threading
+import re
+import selectors
+import socket
 import time
 from collections.abc import Callable, Iterable
+from concurrent import futures
+from functools import partial
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
@@ -71,6 +79,10 @@ class _DeadlineSocket:
         self._timeout: float | None = sock.gettimeout()
         self.deadline: float | None = None
         self.phase = "request"
+        #: set while the worker's main loop serves a request: reads and writes never wait
+        self.inline = False
+        #: what the client did not take at once while ``inline``, for a pool thread to send
+        self.unsent = bytearray()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -94,7 +106,31 @@ class _DeadlineSocket:
     def gettimeout(self) -> float | None:
         return self._timeout
 
+    def peek(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes that have arrived, left unread; ``None`` if nothing has (``b""``: the client closed)."""
+        try:
+            return self._sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            return None
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        if not self.inline:
+            self._sock.sendall(data, *flags)
+            return
+        view = memoryview(data)
+        while view and not self.unsent:
+            try:
+                view = view[self._sock.send(view, socket.MSG_DONTWAIT) :]
+            except BlockingIOError:
+                break
+        self.unsent += view
+
     def recv(self, size: int, *flags: int) -> bytes:
+        if self.inline:
+            try:
+                return self._sock.recv(size, socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
+            except BlockingIOError:
+                raise ReadTimeout(f"the request {self.phase} did not arrive in time") from None
         if self.deadline is None or self._timeout == 0.0:
             return self._sock.recv(size, *flags)  # type: ignore[no-any-return]
         remaining = self.deadline - time.monotonic()
@@ -148,38 +184,70 @@ class HmlWorker(ThreadWorker):
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     drain_flag: DrainFlag | None = None
-    #: seconds a thread waits for the next request on the connection it has just answered
-    keepalive_linger: float = 0.002
     #: answers on one connection before it is closed, so that clients reconnect to the least busy worker
     keepalive_requests: int = 100
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._waiting = 0  # connections handed to the thread pool that no thread has taken yet
-        self._waiting_lock = threading.Lock()
+    #: the most of a request the main loop looks at to see whether it has all arrived
+    peek_bytes: int = 65536
+    #: ``(method, path) -> bool``: whether the main loop may serve that route (hmlcore's own, quick ones);
+    #: the app's other routes are served by the pool threads, many at once, whatever they wait for
+    inline_route: Callable[[str, str], bool] | None = None
 
     def enqueue_req(self, conn: Any) -> None:
         if not isinstance(conn.sock, _DeadlineSocket):
             conn.sock = _DeadlineSocket(conn.sock)
-        with self._waiting_lock:
-            self._waiting += 1
-        super().enqueue_req(conn)
+        arrived = conn.sock.peek(self.peek_bytes) if not conn.parser or not conn.parser.unreader.buf.getvalue() else None
+        if arrived is None and not conn.initialized and not conn.data_ready and self.alive:
+            self._wait_in_poller(conn)
+        elif arrived is not None and self._inline(arrived):
+            self._serve_inline(conn)
+        else:
+            super().enqueue_req(conn)  # a pool thread reads the rest under the read deadlines
 
-    def handle(self, conn: Any) -> Any:
-        with self._waiting_lock:
-            self._waiting -= 1
-        keep_alive = self._handle_one(conn)
-        while keep_alive is True and self._next_request_arrives(conn):
+    def _inline(self, arrived: bytes) -> bool:
+        """Whether the request that ``arrived`` holds is whole and for a route the main loop serves."""
+        if not arrived:
+            return True  # the client closed: nothing to wait for
+        target = _whole_request(arrived)
+        return target is not None and self.inline_route is not None and self.inline_route(*target)
+
+    def _wait_in_poller(self, conn: Any) -> None:
+        """Keep a connection that has sent nothing yet in the poller (no thread), as gunicorn keeps kept-alive ones."""
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+    def _serve_inline(self, conn: Any) -> None:
+        """Serve the request that has wholly arrived on ``conn`` here, in the main loop, without waiting for the client."""
+        sock = conn.sock
+        conn.data_ready = True
+        sock.inline = True
+        try:
             keep_alive = self._handle_one(conn)
+        finally:
+            sock.inline = False
+        if sock.unsent:
+            done = self.tpool.submit(self._send_unsent, conn, keep_alive)
+            done.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+            return
+        done = futures.Future()
+        done.set_result(keep_alive)
+        self.finish_request(conn, done)
+
+    def _send_unsent(self, conn: Any, keep_alive: Any) -> Any:
+        """Send, in a pool thread, the part of an answer the client did not take at once (within ``body_timeout``)."""
+        sock = conn.sock
+        data, sock.unsent = bytes(sock.unsent), bytearray()
+        try:
+            sock.settimeout(self.body_timeout)  # the whole send, however the client paces it
+            sock.sendall(data)
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(None)
         return keep_alive
 
-    def _next_request_arrives(self, conn: Any) -> bool:
-        """Whether this thread should serve the connection's next request itself: it came soon, and nobody waits."""
-        if not self.alive or self.drain_flag or self._waiting > 0:
-            return False
-        poller = select.poll()
-        poller.register(conn.sock.fileno(), select.POLLIN)
-        return bool(poller.poll(self.keepalive_linger * 1000))
+    def handle(self, conn: Any) -> Any:
+        return self._handle_one(conn)
 
     def _handle_one(self, conn: Any) -> Any:
         sock = conn.sock if isinstance(conn.sock, _DeadlineSocket) else None
@@ -215,6 +283,39 @@ class HmlWorker(ThreadWorker):
                 pass
             return
         super().handle_error(req, _JsonErrorSocket(client, str(exc)), addr, exc)
+
+
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:", re.IGNORECASE | re.MULTILINE)
+
+
+def _whole_request(data: bytes) -> tuple[str, str] | None:
+    """The method and path of the request ``data`` (what has arrived) holds, if line, headers and body are all in.
+
+    ``None`` for a request still arriving, and for one this does not read simply (a chunked body, an
+    unusual length, an absolute or %-encoded target): a pool thread reads those.
+
+    Example:
+        >>> _whole_request(b"GET /predict?age=3 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+        ('GET', '/predict')
+        >>> _whole_request(b"POST /predict HTTP/1.1\\r\\nContent-Length: 10\\r\\n\\r\\n{}") is None
+        True
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = data[:end].replace(b"\r\n", b"\n")
+    if _TRANSFER_ENCODING.search(head):
+        return None
+    lengths = _CONTENT_LENGTH.findall(head)
+    if len(lengths) > 1 or (not lengths and b"content-length" in head.lower()):
+        return None
+    if len(data) < end + 4 + (int(lengths[0]) if lengths else 0):
+        return None
+    line = head.split(b"\n", 1)[0].split(b" ")
+    if len(line) != 3 or not line[1].startswith(b"/") or b"%" in line[1]:
+        return None
+    return line[0].decode("latin-1"), line[1].split(b"?", 1)[0].decode("latin-1")
 
 
 class AccessLogger(Logger):

@@ -3,8 +3,10 @@
 ``run_prod`` takes the built Flask app (so models are loaded once, before gunicorn forks its workers)
 and hands it to gunicorn: as many worker processes as ``--workers`` / ``HML_WORKERS`` say (default: the
 cores this process may use, cgroup CPU limits included), each with ``--threads`` threads
-(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread`` with read deadlines: a client that sends its
-headers or body too slowly gets a 408 and holds one thread for a bounded time, never a whole worker).
+(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread``: its main loop serves a request to one of
+hmlcore's routes once it has wholly arrived, without a thread hand-over; a request still arriving is read
+by a thread under read deadlines, so a client that sends its headers or body too slowly gets a 408 and
+holds one thread for a bounded time, never a whole worker; the app's own routes are served by the threads).
 The access log goes to stdout without query strings unless ``--log-query`` (they hold feature values,
 personal data). On SIGTERM, ``/readyz`` answers 503 at once while the server keeps serving for
 ``--drain`` seconds (so a balancer takes it out before it stops), then stops gracefully: a worker
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -143,6 +146,28 @@ def gunicorn_options(
     return options
 
 
+def _builtin_route(flask_app: flask.Flask) -> Callable[[str, str], bool]:
+    """``(method, path) -> bool``: whether the request goes to one of hmlcore's own routes (their endpoints start ``hml_``).
+
+    Those answer quickly and wait for nothing, so :class:`~hmlcore.serving._gunicorn.HmlWorker`'s main loop
+    serves them; a path no route takes is answered at once too (404, 405). The app's own routes go to the
+    pool threads.
+    """
+    from werkzeug.exceptions import HTTPException
+
+    adapter = flask_app.url_map.bind("localhost")
+
+    @functools.lru_cache(maxsize=1024)
+    def builtin(method: str, path: str) -> bool:
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:  # no route (404, 405) or a redirect: answered at once
+            return True
+        return str(endpoint).startswith("hml_")
+
+    return builtin
+
+
 def run_prod(
     flask_app: flask.Flask,
     *,
@@ -163,7 +188,8 @@ def run_prod(
         host: the address to listen on.
         port: the port to listen on.
         workers: worker processes.
-        threads: threads per worker; each serves one request at a time.
+        threads: threads per worker, for requests still arriving, answers still leaving and the app's own
+            routes; each serves one request at a time.
         timeout: seconds a stopping worker may take to finish its requests, after the drain; a worker
             whose main loop is silent this long is restarted.
         drain: seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
@@ -188,7 +214,12 @@ def run_prod(
     )
     options.update(gunicorn_hooks())  # Prometheus multiprocess folder for the workers; dead workers forgotten
     flag = DrainFlag()
-    settings = {"header_timeout": float(header_timeout), "body_timeout": float(body_timeout), "drain_flag": flag}
+    settings = {
+        "header_timeout": float(header_timeout),
+        "body_timeout": float(body_timeout),
+        "drain_flag": flag,
+        "inline_route": staticmethod(_builtin_route(flask_app)),
+    }
     options["worker_class"] = type("HmlWorker", (HmlWorker,), settings)
     options["logger_class"] = AccessLogger
     arbiter = type("DrainingArbiter", (DrainingArbiter,), {"drain": float(drain), "drain_flag": flag})
