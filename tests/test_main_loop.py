@@ -170,7 +170,7 @@ def test_the_main_loop_reads_only_what_has_arrived(pair):
     ("data", "expected"),
     [
         (b"GET /predict?age=3 HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "/predict")),
-        (b'POST /predict HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}', ("POST", "/predict")),
+        (b"POST /predict HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}", ("POST", "/predict")),
         (b'POST /predict HTTP/1.1\r\nContent-Length: 10\r\n\r\n{"a": 1', None),  # the body is still arriving
         (b"GET /predict HTTP/1.1\r\nHost: x\r\n", None),  # the headers are
         (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", None),
