@@ -168,7 +168,7 @@ def test_connections_that_send_nothing_hold_no_thread(served: tuple[str, Path]):
     """Twelve silent connections (three times the worker's threads) wait in the poller, not in threads.
 
     A probe is answered at once, where gunicorn's gthread would first give each silent connection a thread
-    for 5 s; then the server closes each silent one after its keep-alive time (5 s).
+    for 5 s; then the server closes each silent one once its header deadline has passed.
     """
     base, _ = served
     silent = [socket.create_connection(_address(base), timeout=60) for _ in range(12)]

@@ -10,16 +10,17 @@
   431 headers too large, 400 malformed) has a JSON body like every answer of the API;
 - **draining**: while the server drains, every answer closes its connection, so clients reconnect
   (to another pod, once ``/readyz`` has taken this one out of the balancer);
-- **whole requests served by the main loop**: a request whose line, headers and body have all arrived
-  (what a one-row prediction is, nearly always) is served at once by the worker's main loop, in the
-  thread that found it readable; only a request still arriving goes to a pool thread, which reads the
-  rest under the read deadlines. One thread running Python at a time is what the GIL allows anyway:
+- **whole requests served by the main loop**: a request to one of hmlcore's routes (``inline_route``)
+  whose line, headers and body have all arrived (what a one-row prediction is, nearly always) is served
+  at once by the worker's main loop, in the thread that found it readable. A request still arriving goes
+  to a pool thread, which reads the rest under the read deadlines, and so does a request to a route of
+  the app's own, which may wait on other services. One thread running Python at a time is what the GIL allows anyway:
   handing every request to a pool thread costs a future, a wake-up pipe, two poller calls and a
   GIL hand-over at every socket call, which on a one-row prediction costs as much as the request
   itself. The main loop never waits for a client: it reads only what has arrived, and the part of an
   answer the client does not take at once is sent by a pool thread (within ``body_timeout``);
 - **no thread for a silent connection**: a new connection that has sent nothing waits in the poller,
-  not in a thread, and is closed after gunicorn's ``keepalive`` seconds;
+  not in a thread, and is closed if it stays silent ``header_timeout`` seconds;
 - **rebalancing**: every ``keepalive_requests``-th answer on a connection closes it (as nginx's
   ``keepalive_requests`` does). A kept-alive connection stays with the worker that accepted it, and a
   burst of new connections can all land on one worker while another idles; the client's reconnection is
@@ -211,8 +212,8 @@ class HmlWorker(ThreadWorker):
         return target is not None and self.inline_route is not None and self.inline_route(*target)
 
     def _wait_in_poller(self, conn: Any) -> None:
-        """Keep a connection that has sent nothing yet in the poller (no thread), as gunicorn keeps kept-alive ones."""
-        conn.timeout = time.monotonic() + self.cfg.keepalive
+        """Keep a connection that has sent nothing yet in the poller (no thread), closed if silent ``header_timeout`` seconds."""
+        conn.timeout = time.monotonic() + self.header_timeout
         self.pending_conns.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
 
