@@ -18,7 +18,9 @@ The figures are printed, not asserted (they depend on the machine and on what el
 
 hmlcore's serving path never imports pandas, but xgboost imports scikit-learn, which imports pandas
 when it is installed, so both servers' workers carry it here. ``--hide-pandas`` starts both as if
-pandas were not installed (training still uses it), to show what a worker weighs without it.
+pandas were not installed (training still uses it), to show what a worker weighs without it. The
+models (and with them pandas) are loaded before gunicorn forks, so a worker shares those pages with the
+master: RSS counts them in full in every worker, USS shows what each worker adds of its own.
 
     apt-get install -y wrk        # Debian / Ubuntu (brew install wrk on macOS)
     python benchmarks/serve.py --workers 2 --duration 3 --rounds 2
@@ -206,8 +208,12 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def worker_memory(master: int) -> list[tuple[int, float, float, bool]]:
-    """``(pid, RSS MiB, PSS MiB, pandas mapped)`` of each child of the gunicorn ``master``."""
+def worker_memory(master: int) -> list[tuple[int, float, float, float, bool]]:
+    """``(pid, RSS MiB, PSS MiB, USS MiB, pandas mapped)`` of each child of the gunicorn ``master``.
+
+    RSS counts the pages a worker shares with the master (everything imported before the fork) in full;
+    PSS counts a shared page divided by the processes sharing it; USS (private) is what the worker alone adds.
+    """
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -220,8 +226,9 @@ def worker_memory(master: int) -> list[tuple[int, float, float, bool]]:
             pandas = "/pandas/" in (entry / "maps").read_text()
         except (OSError, ValueError, IndexError):
             continue
-        kib = {k: int(v) for k, v in re.findall(r"^(Rss|Pss):\s+(\d+) kB", rollup, re.M)}
-        out.append((int(entry.name), kib.get("Rss", 0) / 1024, kib.get("Pss", 0) / 1024, pandas))
+        kib = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", rollup, re.M)}
+        private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+        out.append((int(entry.name), kib.get("Rss", 0) / 1024, kib.get("Pss", 0) / 1024, private / 1024, pandas))
     return sorted(out)
 
 
@@ -326,8 +333,11 @@ def serve_kind(
         print("\nmemory per worker after the load (MiB):")
         for name, server in servers.items():
             workers = worker_memory(server.pid)
-            for pid, resident, proportional, pandas in workers:
-                print(f"  {name:<10} pid {pid}: RSS {resident:.0f}, PSS {proportional:.0f}, pandas {'loaded' if pandas else 'not loaded'}")
+            for pid, resident, proportional, private, pandas in workers:
+                print(
+                    f"  {name:<10} pid {pid}: RSS {resident:.0f}, PSS {proportional:.0f}, USS {private:.0f}, "
+                    f"pandas {'loaded' if pandas else 'not loaded'}"
+                )
             rss[name] = sum(w[1] for w in workers) / max(len(workers), 1)
     finally:
         for server in servers.values():
