@@ -164,6 +164,11 @@ def test_the_main_loop_reads_only_what_has_arrived(pair):
     assert sent.is_set() and 0 < len(sock.unsent) < LARGE  # what the client did not take is kept, not waited for
     client.shutdown(socket.SHUT_WR)
     assert sock.peek(100) == b""  # the client closed
+    sock.setblocking(False)
+    sock.settimeout(3.0)
+    assert server.gettimeout() is None  # inline, the mode gunicorn sets is only noted...
+    sock.end_inline()
+    assert server.gettimeout() == 3.0 and sock.gettimeout() == 3.0  # ...and set once, on the way out
 
 
 @pytest.mark.parametrize(

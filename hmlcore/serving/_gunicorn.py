@@ -98,11 +98,16 @@ class _DeadlineSocket:
 
     def settimeout(self, timeout: float | None) -> None:
         self._timeout = timeout
-        self._sock.settimeout(timeout)
+        if not self.inline:  # inline reads and writes never wait, whatever the mode: set it once, at the end
+            self._sock.settimeout(timeout)
 
     def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-        self._sock.setblocking(flag)
+        self.settimeout(None if flag else 0.0)
+
+    def end_inline(self) -> None:
+        """Leave ``inline`` mode: the socket takes the timeout gunicorn last set."""
+        self.inline = False
+        self._sock.settimeout(self._timeout)
 
     def gettimeout(self) -> float | None:
         return self._timeout
@@ -225,7 +230,7 @@ class HmlWorker(ThreadWorker):
         try:
             keep_alive = self._handle_one(conn)
         finally:
-            sock.inline = False
+            sock.end_inline()
         if sock.unsent:
             done = self.tpool.submit(self._send_unsent, conn, keep_alive)
             done.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
