@@ -26,6 +26,8 @@ from hmlcore.serving.server import _builtin_route
 
 #: an answer far larger than the socket buffers the test leaves the server
 LARGE = 4 * 1024 * 1024
+#: the worker's read and write deadline
+BODY_TIMEOUT = 3.0
 
 
 def large_answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -39,7 +41,8 @@ def worker() -> Iterator[HmlWorker]:
     """A worker of two pool threads whose main loop the test plays; it serves :func:`large_answer` on every route."""
     cfg = Config()
     cfg.set("threads", 2)
-    cls = type("TestWorker", (HmlWorker,), {"inline_route": staticmethod(lambda method, path: path != "/pool")})
+    settings = {"inline_route": staticmethod(lambda method, path: path != "/pool"), "body_timeout": BODY_TIMEOUT}
+    cls = type("TestWorker", (HmlWorker,), settings)
     made = cls(age=1, ppid=os.getppid(), sockets=[], app=None, timeout=30, cfg=cfg, log=Logger(cfg))
     made.wsgi = large_answer
     made.tpool = made.get_thread_pool()
@@ -137,6 +140,18 @@ def test_a_request_still_arriving_or_for_another_route_goes_to_a_pool_thread(wor
     time.sleep(0.5)
     client.sendall(b"\r\n")
     assert _read_answer(client)[0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_does_not_take_its_answer_is_cut_off_at_the_deadline(worker: HmlWorker, pair):
+    client, server = pair
+    conn = _connection(worker, server)
+    client.sendall(b"GET /pool HTTP/1.1\r\nHost: x\r\n\r\n")  # a route of the app's own: a pool thread sends
+    _returns_at_once(lambda: worker.enqueue_req(conn))
+    _run_callbacks(worker, lambda: worker.nr_conns == 0)  # the thread gave up on the client and closed
+    received = b""
+    while chunk := client.recv(1 << 20):
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and len(received) < LARGE  # cut off, not waited for
 
 
 def test_the_main_loop_reads_only_what_has_arrived(pair):

@@ -2,10 +2,11 @@
 
 :class:`HmlWorker` is gunicorn's ``gthread`` worker with these changes:
 
-- **read deadlines**: a request's headers must arrive within ``header_timeout`` seconds and its body within
-  ``body_timeout`` seconds, whatever the pace (a client sending one byte a second is cut off too); the
-  client gets a JSON 408 and the connection is closed, so a slow client holds one thread for a bounded
-  time while the other threads keep serving;
+- **read and write deadlines**: a request's headers must arrive within ``header_timeout`` seconds and its
+  body within ``body_timeout`` seconds, whatever the pace (a client sending one byte a second is cut off
+  too); the client gets a JSON 408 and the connection is closed. A client that does not take its answer
+  within ``body_timeout`` seconds is cut off too. So a slow client holds one thread for a bounded time
+  while the other threads keep serving;
 - **JSON errors**: what gunicorn answers before the app sees the request (414 request line too long,
   431 headers too large, 400 malformed) has a JSON body like every answer of the API;
 - **draining**: while the server drains, every answer closes its connection, so clients reconnect
@@ -35,6 +36,7 @@ Imported by :func:`hmlcore.serving.server.run_prod` only.
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import re
@@ -75,8 +77,10 @@ class ReadTimeout(RequestTimeout):
 class _DeadlineSocket:
     """A client socket whose reads fail with :class:`ReadTimeout` once ``deadline`` (monotonic seconds) has passed."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, *, send_timeout: float | None = None) -> None:
         self._sock = sock
+        #: seconds a blocking send may take: a client that does not take its answer is cut off
+        self.send_timeout = send_timeout
         self._timeout: float | None = sock.gettimeout()
         self.deadline: float | None = None
         self.phase = "request"
@@ -121,7 +125,16 @@ class _DeadlineSocket:
 
     def sendall(self, data: bytes, *flags: int) -> None:
         if not self.inline:
-            self._sock.sendall(data, *flags)
+            if self.send_timeout is None or self._timeout is not None:
+                self._sock.sendall(data, *flags)
+                return
+            self._sock.settimeout(self.send_timeout)
+            try:
+                self._sock.sendall(data, *flags)
+            except TimeoutError:
+                raise BrokenPipeError(errno.EPIPE, f"the client did not take its answer in {self.send_timeout:g}s") from None
+            finally:
+                self._sock.settimeout(self._timeout)
             return
         view = memoryview(data)
         while view and not self.unsent:
@@ -200,7 +213,7 @@ class HmlWorker(ThreadWorker):
 
     def enqueue_req(self, conn: Any) -> None:
         if not isinstance(conn.sock, _DeadlineSocket):
-            conn.sock = _DeadlineSocket(conn.sock)
+            conn.sock = _DeadlineSocket(conn.sock, send_timeout=self.body_timeout)
         arrived = conn.sock.peek(self.peek_bytes) if not conn.parser or not conn.parser.unreader.buf.getvalue() else None
         if arrived is None and not conn.initialized and not conn.data_ready and self.alive:
             self._wait_in_poller(conn)
