@@ -7,7 +7,8 @@ directly). With ``--kinds`` it does the same for a multiclass and a regression m
 by hmlcore on the crash data: the impact speed band from the rest, and the occupant's age from the
 rest), served by an hmlcore app with monitoring as the template's is. ``wrk`` loads each from this
 machine: GET one row, POST one row and POST 1,000 rows, at concurrency 1, 8 and 32. It prints req/s,
-p50 and p99, the RSS/PSS of each worker after the load (and whether pandas is mapped into it), the
+p50 and p99, the CPU time and the context switches each server spent per request (all its processes and
+threads, from ``/proc``), the RSS/PSS/USS of each worker after the load (and whether pandas is mapped into it), the
 in-process time of the 1,000-row batch (and the encoding's), and how the figures compare with the targets:
 
 - single-row req/s >= 0.85 x the reference server's;
@@ -186,26 +187,67 @@ def train_kind(work: Path, kind: str) -> dict[str, Any]:
     return {"kind": kind, "target": target, "numeric": numeric, "categorical": categorical, "lake": lake, "reference": reference}
 
 
-def wrk(url: str, *, concurrency: int, duration: int, body: str | None, work: Path) -> dict[str, float]:
-    """Run wrk; return req/s, p50 and p99 (ms) and the count of failed responses."""
+def wrk(url: str, *, concurrency: int, duration: int, body: str | None, work: Path, server: int | None = None) -> dict[str, float]:
+    """Run wrk; return req/s, p50 and p99 (ms) and the count of failed responses.
+
+    With ``server`` (the gunicorn master's pid), also the CPU time (µs) and the context switches its
+    processes spent per request: ``cpu_us`` and ``switches``.
+    """
     command = ["wrk", f"-t{min(concurrency, 2)}", f"-c{concurrency}", f"-d{duration}s", "--latency"]
     if body is not None:
         script = work / f"post-{len(body)}.lua"
         script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
         command += ["-s", str(script)]
+    before = server_usage(server) if server is not None else (0.0, 0)
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    after = server_usage(server) if server is not None else (0.0, 0)
+    requests = max(int(re.search(r"(\d+) requests in", output).group(1)), 1)  # type: ignore[union-attr]
+    usage = {"cpu_us": (after[0] - before[0]) / requests * 1e6, "switches": (after[1] - before[1]) / requests}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     latency = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M)}
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     failed = int(bad.group(1)) if bad else 0
     failed += sum(int(g) for g in errors.groups()) if errors else 0
-    return {"rps": rps, "p50": latency.get("50", float("nan")), "p99": latency.get("99", float("nan")), "failed": failed}
+    return {"rps": rps, "p50": latency.get("50", float("nan")), "p99": latency.get("99", float("nan")), "failed": failed, **usage}
+
+
+def server_usage(master: int) -> tuple[float, int]:
+    """CPU seconds and context switches (voluntary and not) of every thread of ``master`` and its children so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu, switches = 0.0, 0
+    for pid in [master, *children(master)]:
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / ticks
+                switches += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", (task / "status").read_text()))
+        except (OSError, ValueError, IndexError):
+            continue  # a thread or worker that ended meanwhile
+    return cpu, switches
+
+
+def _usage(got: dict[str, float]) -> str:
+    """p50, p99, and the server's CPU µs and context switches per request, as table cells."""
+    return f"{got['p50']:>7.2f} {got['p99']:>7.2f} {got['cpu_us']:>7.0f} {got['switches']:>5.1f}"
 
 
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def children(master: int) -> list[int]:
+    """The pids of the processes whose parent is ``master`` (gunicorn's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def worker_memory(master: int) -> list[tuple[int, float, float, float, bool]]:
@@ -215,13 +257,9 @@ def worker_memory(master: int) -> list[tuple[int, float, float, float, bool]]:
     PSS counts a shared page divided by the processes sharing it; USS (private) is what the worker alone adds.
     """
     out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in children(master):
+        entry = Path(f"/proc/{pid}")
         try:
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) != master:
-                continue
             rollup = (entry / "smaps_rollup").read_text()
             pandas = "/pandas/" in (entry / "maps").read_text()
         except (OSError, ValueError, IndexError):
@@ -312,7 +350,8 @@ def serve_kind(
             "POST 1000 rows": ("/predict", json.dumps(batch)),
         }
         print(f"\n{kind} model: {args.workers} workers each, wrk {args.duration}s per run, best of {args.rounds} alternating runs\n")
-        header = f"{'hmlcore req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'ref req/s':>9} {'p50 ms':>7} {'p99 ms':>7}"
+        columns = f"{'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>7} {'cs':>5}"
+        header = f"{'hmlcore req/s':>13} {columns} | {'ref req/s':>9} {columns}"
         print(f"{'scenario':<16} {'c':>3} | {header} | ratio")
         for scenario in args.scenarios:
             path, body = scenarios[scenario]
@@ -320,14 +359,21 @@ def serve_kind(
                 row = {}
                 for round_ in range(args.rounds):  # alternate the servers; keep each one's best run
                     for name in list(servers)[:: 1 if round_ % 2 == 0 else -1]:
-                        got = wrk(bases[name] + path, concurrency=concurrency, duration=args.duration, body=body, work=work)
+                        got = wrk(
+                            bases[name] + path,
+                            concurrency=concurrency,
+                            duration=args.duration,
+                            body=body,
+                            work=work,
+                            server=servers[name].pid,
+                        )
                         if name not in row or got["rps"] > row[name]["rps"]:
                             row[name] = results[(scenario, name, concurrency)] = got
                 h, r = row["hmlcore"], row["reference"]
                 failed = f"  FAILED hml={h['failed']:.0f} ref={r['failed']:.0f}" if h["failed"] or r["failed"] else ""
                 print(
-                    f"{scenario:<16} {concurrency:>3} | {h['rps']:>13.0f} {h['p50']:>7.2f} {h['p99']:>7.2f} | "
-                    f"{r['rps']:>9.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} | {h['rps'] / r['rps']:.2f}{failed}",
+                    f"{scenario:<16} {concurrency:>3} | {h['rps']:>13.0f} {_usage(h)} | "
+                    f"{r['rps']:>9.0f} {_usage(r)} | {h['rps'] / r['rps']:.2f}{failed}",
                     flush=True,
                 )
         print("\nmemory per worker after the load (MiB):")

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -361,6 +362,25 @@ def test_a_killed_worker_loses_no_counted_request(tmp_path: Path, lake: Path):
         stop(server)
     assert answered[0] > 20
     assert answered[0] <= counted <= answered[0] + failed[0], (answered, failed, counted)
+
+
+def test_clients_that_reset_their_kept_alive_connections_end_no_worker(tmp_path: Path, lake: Path):
+    """wrk and impatient clients reset connections (RST, not FIN): the worker closes them and serves on."""
+    server, base, _ = start(tmp_path, lake, "run-prod", "--workers", "1", "--drain", "0", stdout=tmp_path / "stdout.log")
+    try:
+        workers = _workers(server.pid)
+        for _ in range(20):
+            connection = http.client.HTTPConnection(*_address(base), timeout=60)
+            connection.request("GET", "/readyz")
+            assert connection.getresponse().read() and connection.sock is not None
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()  # a reset while the server keeps the connection alive
+        time.sleep(1)
+        assert requests.get(f"{base}/predict", params=RECORD, timeout=60).status_code == 200
+        assert _workers(server.pid) == workers  # the same worker, never restarted
+    finally:
+        _, errors = stop(server)
+    assert "Traceback" not in errors and "exited with code" not in errors, errors
 
 
 def test_the_access_log_holds_no_query_values_unless_asked(served: tuple[str, Path], tmp_path: Path, lake: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -129,6 +130,19 @@ def test_a_connection_that_sends_nothing_waits_in_the_poller_not_in_a_thread(wor
     client.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
     _run_callbacks(worker, lambda: conn not in worker.pending_conns)  # readable: served
     assert _read_answer(client)[1] == b"x" * LARGE
+
+
+def test_a_connection_the_client_resets_is_closed_and_the_main_loop_goes_on(worker: HmlWorker, pair):
+    client, server = pair
+    conn = _connection(worker, server)
+    client.sendall(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+    _returns_at_once(lambda: worker.enqueue_req(conn))
+    assert _read_answer(client)[1] == b"x" * LARGE
+    _run_callbacks(worker, lambda: conn in worker.keepalived_conns)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset, as wrk's connections get at the end of a run
+    time.sleep(0.2)
+    _run_callbacks(worker, lambda: worker.nr_conns == 0)  # the poller sees it readable: closed, and no exception here
 
 
 def test_a_request_still_arriving_or_for_another_route_goes_to_a_pool_thread(worker: HmlWorker, pair):

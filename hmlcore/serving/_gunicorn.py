@@ -109,19 +109,24 @@ class _DeadlineSocket:
         self.settimeout(None if flag else 0.0)
 
     def end_inline(self) -> None:
-        """Leave ``inline`` mode: the socket takes the timeout gunicorn last set."""
+        """Leave ``inline`` mode: the socket takes the timeout gunicorn last set (if gunicorn has not closed it)."""
         self.inline = False
-        self._sock.settimeout(self._timeout)
+        try:
+            self._sock.settimeout(self._timeout)
+        except OSError:
+            pass  # closed after a failed answer: nothing to set
 
     def gettimeout(self) -> float | None:
         return self._timeout
 
     def peek(self, size: int) -> bytes | None:
-        """Up to ``size`` bytes that have arrived, left unread; ``None`` if nothing has (``b""``: the client closed)."""
+        """Up to ``size`` bytes that have arrived, left unread; ``None`` if nothing has (``b""``: the client closed or reset)."""
         try:
             return self._sock.recv(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
         except BlockingIOError:
             return None
+        except OSError:
+            return b""  # reset: reading the request will say so, and the connection is closed
 
     def sendall(self, data: bytes, *flags: int) -> None:
         if not self.inline:
@@ -212,13 +217,20 @@ class HmlWorker(ThreadWorker):
     inline_route: Callable[[str, str], bool] | None = None
 
     def enqueue_req(self, conn: Any) -> None:
-        if not isinstance(conn.sock, _DeadlineSocket):
-            conn.sock = _DeadlineSocket(conn.sock, send_timeout=self.body_timeout)
-        arrived = conn.sock.peek(self.peek_bytes) if not conn.parser or not conn.parser.unreader.buf.getvalue() else None
-        if arrived is None and not conn.initialized and not conn.data_ready and self.alive:
-            self._wait_in_poller(conn)
-        elif arrived is not None and self._inline(arrived):
-            self._serve_inline(conn)
+        # this runs in the main loop: what goes wrong in choosing must not end the worker (a pool thread copes)
+        inline = False
+        try:
+            if not isinstance(conn.sock, _DeadlineSocket):
+                conn.sock = _DeadlineSocket(conn.sock, send_timeout=self.body_timeout)
+            arrived = conn.sock.peek(self.peek_bytes) if not conn.parser or not conn.parser.unreader.buf.getvalue() else None
+            if arrived is None and not conn.initialized and not conn.data_ready and self.alive:
+                self._wait_in_poller(conn)
+                return
+            inline = arrived is not None and self._inline(arrived)
+        except Exception:
+            self.log.exception("could not look at a request in the main loop; a thread serves it")
+        if inline:
+            self._serve_inline(conn)  # gunicorn's handle() answers every error itself
         else:
             super().enqueue_req(conn)  # a pool thread reads the rest under the read deadlines
 

@@ -163,6 +163,8 @@ def _builtin_route(flask_app: flask.Flask) -> Callable[[str, str], bool]:
             endpoint, _ = adapter.match(path, method=method)
         except HTTPException:  # no route (404, 405) or a redirect: answered at once
             return True
+        except Exception:  # noqa: BLE001 - a path werkzeug cannot match: the threads serve it as any request
+            return False
         return str(endpoint).startswith("hml_")
 
     return builtin
