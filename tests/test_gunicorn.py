@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -381,6 +382,83 @@ def test_clients_that_reset_their_kept_alive_connections_end_no_worker(tmp_path:
     finally:
         _, errors = stop(server)
     assert "Traceback" not in errors and "exited with code" not in errors, errors
+
+
+def _mutated(rng: random.Random, request: bytes) -> bytes:
+    """``request`` cut short, with a byte flipped, a hostile length or target, chunked, or with garbage after it."""
+    data = bytearray(request)
+    how = rng.randrange(6)
+    if how == 0:
+        del data[rng.randrange(len(data)) :]
+    elif how == 1:
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    elif how == 2:
+        data = bytearray(request.replace(b"Content-Length: 2", b"Content-Length: %d" % rng.choice([0, 1, 5, 99999999999, -1])))
+    elif how == 3:
+        data = bytearray(request.replace(b"Host: x", b"Transfer-Encoding: chunked"))
+    elif how == 4:
+        target = rng.choice([b"/%zz", b"http://a/predict", b"/v1/models/risk:predict", b"//", b"/\xff\xfe", b"*"])
+        data = bytearray(request.replace(b"/predict", target))
+    else:
+        data += bytes(rng.randrange(256) for _ in range(rng.randrange(50)))
+    return bytes(data)
+
+
+def test_mutated_dripped_and_reset_requests_end_no_worker(tmp_path: Path, lake: Path):
+    """Four clients for 10 s: valid and mutated requests, whole or dripped, ended by a reset, a half-close or a close.
+
+    No worker ends, nothing answers 5xx or logs a traceback, and the server still answers afterwards.
+    """
+    env = {"HML_HEADER_TIMEOUT": "2", "HML_BODY_TIMEOUT": "2"}
+    log = tmp_path / "stdout.log"
+    server, base, _ = start(tmp_path, lake, "run-prod", "--workers", "2", "--drain", "0", env=env, stdout=log)
+    query = "&".join(f"{k}={v}" for k, v in RECORD.items()).encode()
+    valid = [
+        b"GET /predict?" + query + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    end = time.monotonic() + 10
+    sent = [0]
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < end:
+            try:
+                with socket.create_connection(_address(base), timeout=10) as sock:
+                    data = b"".join(rng.choice([_mutated(rng, rng.choice(valid)), rng.choice(valid)]) for _ in range(rng.randrange(1, 4)))
+                    step = rng.choice([len(data), 7, 40])
+                    for start_at in range(0, len(data), step):
+                        sock.sendall(data[start_at : start_at + step])
+                    ending = rng.random()
+                    if ending < 0.3:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        continue  # closed with a reset on leaving the block
+                    if ending < 0.45:
+                        sock.shutdown(socket.SHUT_WR)
+                    try:
+                        sock.recv(1 << 20)
+                    except TimeoutError:
+                        pass
+                    sent[0] += 1
+            except OSError:
+                continue  # the server closed first: what it did is checked below
+
+    try:
+        workers = _workers(server.pid)
+        clients = [threading.Thread(target=client, args=(seed,), daemon=True) for seed in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+        assert sent[0] > 20
+        assert requests.get(f"{base}/predict", params=RECORD, timeout=60).status_code == 200
+        assert _workers(server.pid) == workers  # the same workers: none ended
+    finally:
+        _, errors = stop(server)
+    assert "Traceback" not in errors and "exited with code" not in errors, errors[-3000:]
+    assert not re.search(r'" 5\d\d ', log.read_text())
 
 
 def test_the_access_log_holds_no_query_values_unless_asked(served: tuple[str, Path], tmp_path: Path, lake: Path):
