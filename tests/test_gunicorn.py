@@ -446,7 +446,11 @@ def test_mutated_dripped_and_reset_requests_end_no_worker(tmp_path: Path, lake: 
                 continue  # the server closed first: what it did is checked below
 
     try:
+        deadline = time.monotonic() + 60
+        while len(_workers(server.pid)) < 2 and time.monotonic() < deadline:  # the first answered /readyz; the second may still boot
+            time.sleep(0.2)
         workers = _workers(server.pid)
+        assert len(workers) == 2
         clients = [threading.Thread(target=client, args=(seed,), daemon=True) for seed in range(4)]
         for thread in clients:
             thread.start()
