@@ -269,12 +269,10 @@ class HmlWorker(ThreadWorker):
         sock = conn.sock
         data, sock.unsent = bytes(sock.unsent), bytearray()
         try:
-            sock.settimeout(self.body_timeout)  # the whole send, however the client paces it
-            sock.sendall(data)
+            sock.setblocking(True)
+            sock.sendall(data)  # within the socket's send_timeout (body_timeout), however the client paces it
         except OSError:
             return False
-        finally:
-            sock.settimeout(None)
         return keep_alive
 
     def handle(self, conn: Any) -> Any:
