@@ -253,7 +253,7 @@ class HmlWorker(ThreadWorker):
         conn.data_ready = True
         sock.inline = True
         try:
-            keep_alive = self._handle_one(conn)
+            keep_alive = self.handle(conn)
         finally:
             sock.end_inline()
         if sock.unsent:
@@ -276,9 +276,6 @@ class HmlWorker(ThreadWorker):
         return keep_alive
 
     def handle(self, conn: Any) -> Any:
-        return self._handle_one(conn)
-
-    def _handle_one(self, conn: Any) -> Any:
         sock = conn.sock if isinstance(conn.sock, _DeadlineSocket) else None
         if sock is not None:
             sock.arm(self.header_timeout, "headers")
