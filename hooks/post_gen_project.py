@@ -1,10 +1,16 @@
-"""Drop what the answers did not choose, then print the next steps."""
+"""Drop what the answers did not choose, pin the hmlcore of this bake, record its origin, print the next steps.
+
+The pinning and the record are in ``hooks/origin.py``, imported from the template folder (cookiecutter and
+cruft both render from one).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
+from pathlib import Path
 
 CI_FILES = {"github": [".github"], "gitlab": [".gitlab-ci.yml"]}
 #: the sample data each model kind trains on, under the package's data/ folder
@@ -39,9 +45,35 @@ def remove_unused_data(kind: str, package: str, root: str = ".") -> list[str]:
     return removed
 
 
+def pin_hmlcore(context: dict, template_dir: Path, package_dir: Path) -> int:
+    """Pin hmlcore in the Makefile and write ``.cruft.json`` (not when cruft bakes: it writes its own); return 0 or 1."""
+    sys.path.insert(0, str(template_dir))
+    from hooks.origin import OriginError, find_origin, pin, write_cruft_record, write_makefile_pin
+
+    try:
+        origin = find_origin(context["_template"], template_dir)
+        requirement, message = pin(
+            origin,
+            template_dir=template_dir,
+            package_dir=package_dir,
+            platform=context["cluster_platform"],
+            released=context.get("_hmlcore_released") is True,
+        )
+        write_makefile_pin(package_dir / "Makefile", requirement)
+        if origin.commit and "_commit" not in context:
+            write_cruft_record(package_dir, context, origin)
+    except OriginError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    print(message, file=sys.stderr if message.startswith("WARNING") else sys.stdout)
+    return 0
+
+
 def main() -> int:
     # The quotes must stay ''': tojson never writes an apostrophe, but it may write a double quote.
     # fmt: off
+    context = json.loads(r'''{{ cookiecutter | tojson }}''')
+    template_dir = json.loads(r'''{{ template_folder(cookiecutter._repo_dir | default("")) | tojson }}''')
     ci = json.loads(r'''{{ cookiecutter.ci | tojson }}''')
     slug = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
     package = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
@@ -50,10 +82,12 @@ def main() -> int:
     # fmt: on
     remove_unchosen_ci(ci)
     remove_unused_data(kind, package)
+    if pin_hmlcore(context, Path(template_dir), Path.cwd()):
+        return 1
     steps = [
         (f"cd {slug}", ""),
         ("python -m venv .venv && . .venv/bin/activate", ""),
-        ("make install", "hmlcore and this package (HMLCORE=<wheel or checkout> if hmlcore is not on your index)"),
+        ("make install", "the pinned hmlcore and this package"),
         (f"{package} pipelines {pipeline} run-all", f"train a {kind} model on the shipped data"),
         (f"{package} inference run-dev", "serve on http://127.0.0.1:8000/predict"),
         ("make test", "the package's own tests"),
