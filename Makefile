@@ -1,13 +1,17 @@
 # hml-template: `make demo` bakes the default package and runs it end to end; `make test` runs every test;
-# `make test-fast` the quick loop (no slow tests); `make image-test` builds and runs the baked package's image.
+# `make test-fast` the quick loop (no slow tests); `make image-test` builds and runs the baked package's image;
+# `make dist` builds hmlcore's release (sdist and wheel) and checks it.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo-out
 PORT   ?= 8765
+DIST   ?= dist
+# hmlcore's one version, read from hmlcore/_version.py (pyproject.toml and the baked packages read it there too)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' hmlcore/_version.py)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install demo test test-fast image-test lint typecheck clean
+.PHONY: help venv install demo test test-fast image-test lint typecheck dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,5 +41,15 @@ lint: install ## ruff and mypy on hmlcore, and its layers (import-linter contrac
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports
 
-clean: ## remove the virtualenv and demo output
-	rm -rf $(VENV) $(DEMO)
+dist: install ## hmlcore's sdist and wheel in dist/: twine-checked, the wheel installed in a clean venv (TAG=v<version> checks the tag)
+	@test -z "$(TAG)" || test "$(TAG)" = "v$(VERSION)" || { echo "the tag $(TAG) does not name hmlcore's version $(VERSION) (hmlcore/_version.py)" >&2; exit 1; }
+	rm -rf $(DIST)
+	$(BIN)/python -m build --outdir $(DIST) .
+	$(BIN)/python -m twine check --strict $(DIST)/*
+	@check=$$(mktemp -d) && $(PYTHON) -m venv $$check/venv && \
+	  $$check/venv/bin/python -m pip install --quiet $(DIST)/hmlcore-$(VERSION)-py3-none-any.whl && \
+	  $$check/venv/bin/python -c "import hmlcore, hmlcore.hml, hmlcore.cli; print('hmlcore', hmlcore.__version__, 'imports with its declared dependencies')"; \
+	  status=$$?; rm -rf $$check; exit $$status
+
+clean: ## remove the virtualenv, demo output and dist/
+	rm -rf $(VENV) $(DEMO) $(DIST)

@@ -57,7 +57,7 @@ def pin_hmlcore(context: dict, template_dir: Path, package_dir: Path) -> int:
             template_dir=template_dir,
             package_dir=package_dir,
             platform=context["cluster_platform"],
-            released=context.get("_hmlcore_released") is True,
+            released=str(context.get("_hmlcore_released", "")).lower() in ("true", "yes", "1"),
         )
         write_makefile_pin(package_dir / "Makefile", requirement)
         if origin.commit and "_commit" not in context:

@@ -16,6 +16,7 @@ import pytest
 import requests
 import yaml
 
+from hmlcore._version import __version__
 from scripts.demo import SAMPLE_CRASH as CRASH
 
 from .conftest import BIN, free_port, run, start_process, wait_ready
@@ -66,7 +67,7 @@ def test_the_wheel_ships_every_data_file_the_command_and_the_metadata(baked_defa
     assert {"crashed/start.py", "crashed/pipeline.py"} <= names and not any(name.startswith("tests/") for name in names)
     assert "[console_scripts]\ncrashed = crashed.start:main" in entry_points
     assert metadata["Name"] == "crashed" and metadata["Version"] == "0.1.0" and metadata["Requires-Python"] == ">=3.11"
-    assert "hmlcore[s3]>=0.1" in metadata.get_all("Requires-Dist")
+    assert f"hmlcore[s3]=={__version__}" in metadata.get_all("Requires-Dist")
     assert {"test", "gcp"} <= set(metadata.get_all("Provides-Extra"))
     assert metadata.get_content().startswith("# car-crashes\n"), "the README is the long description"
 

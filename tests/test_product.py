@@ -37,12 +37,15 @@ MAKE_TARGETS = [
     "install",
     "test",
     "lint",
+    "audit",
+    "update",
     "run-all",
     "serve",
     "serve-prod",
     "compile",
     "wheels",
     "image",
+    "sbom",
     "push",
     "deploy-dev",
     "deploy-prod",
@@ -138,8 +141,8 @@ def test_github_workflow_tests_every_push_and_deploys_main_and_tags(baked_defaul
     release = workflow["jobs"]["release"]
     assert release["needs"] == "test"
     runs = {s.get("if"): s["run"] for s in release["steps"] if "run" in s}
-    assert runs["github.ref == 'refs/heads/main'"] == "make deploy-dev"
-    assert "make deploy-prod deploy-inference" in runs["startsWith(github.ref, 'refs/tags/v')"]
+    assert runs["steps.settings.outputs.ready == 'true' && github.ref == 'refs/heads/main'"] == "make deploy-dev"
+    assert "make deploy-prod deploy-inference" in runs["steps.settings.outputs.ready == 'true' && startsWith(github.ref, 'refs/tags/v')"]
     secrets = set(re.findall(r"secrets\.([A-Z0-9_]+)", (baked_default / ".github/workflows/ci.yml").read_text()))
     readme = (baked_default / "README.md").read_text()
     assert secrets == {"REGISTRY_USERNAME", "REGISTRY_PASSWORD", "KFP_HOST", "KFP_TOKEN", "KUBECONFIG_B64"}
@@ -151,7 +154,7 @@ def test_gitlab_pipeline_has_the_same_shape(cookies):
     config = yaml.safe_load((Path(result.project_path) / ".gitlab-ci.yml").read_text())
     assert config["stages"] == ["test", "release"]
     assert config["test"]["script"] == ["make lint", "make test"]
-    assert config["deploy-dev"]["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}]
+    assert config["deploy-dev"]["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $KFP_HOST"}], "no release before it is set up"
     assert "make deploy-prod deploy-inference" in config["deploy-prod"]["script"][-1]
     readme = (Path(result.project_path) / "README.md").read_text()
     assert ".gitlab-ci.yml" in readme and ".github" not in readme
@@ -221,13 +224,14 @@ def test_make_compile_writes_the_spec_for_the_tagged_image(baked_default: Path, 
 # ---------------------------------------------------------------------------------- install like a user, and like the image
 @pytest.mark.slow
 def test_fresh_virtualenv_follows_the_readme_and_the_image_recipe(cookies, tmp_path: Path):
-    """`make install`, `make test`, `make lint` in a new virtualenv; then the image's wheel install in another."""
+    """`make install`, `make test`, `make lint` in a new virtualenv, with no HMLCORE: the wheel of hmlcore the bake
+    of this folder pinned; then the image's wheel install in another."""
     result = cookies.bake(extra_context={"project_name": "fresh-crashes", "package_name": "freshcrash"})
     root = Path(result.project_path)
     env = {"PIP_CONSTRAINT": str(ROOT / "constraints.txt"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     user = tmp_path / "user-venv"
     subprocess.run([sys.executable, "-m", "venv", str(user)], check=True)
-    venv_make = ["make", "--no-print-directory", f"PYTHON={user / 'bin' / 'python'}", f"HMLCORE={ROOT}"]
+    venv_make = ["make", "--no-print-directory", f"PYTHON={user / 'bin' / 'python'}"]
     path = {"PATH": f"{user / 'bin'}:/usr/bin:/bin"}
     for target in ("install", "test", "lint"):
         step = run([*venv_make, target], cwd=root, env={**env, **path}, timeout=900)
