@@ -1,7 +1,8 @@
 """Jinja filters the template renders answers with, so that each answer stays data in the file it reaches.
 
 cookiecutter loads this module through ``_extensions`` in cookiecutter.json, with the template folder on
-``sys.path`` (cruft too, when it bakes or updates). Jinja's own ``tojson`` is not enough: it writes non-ASCII characters as ``\\uXXXX`` escapes, and
+``sys.path`` (cruft too, when it bakes or updates).
+Jinja's own ``tojson`` is not enough: it writes non-ASCII characters as ``\\uXXXX`` escapes, and
 an emoji becomes a UTF-16 surrogate pair that TOML refuses and Python keeps as two lone surrogates.
 """
 

@@ -118,8 +118,8 @@ def hmlcore_version(template_dir: Path) -> str:
     """hmlcore's version in ``template_dir``, read from ``hmlcore/_version.py`` without importing it."""
     text = (template_dir / "hmlcore" / "_version.py").read_text(encoding="utf-8")
     found = re.search(r'^__version__ = "([^"]+)"$', text, flags=re.M)
-    if not found or not VERSION.match(found.group(1)):
-        raise OriginError(f"{template_dir / 'hmlcore' / '_version.py'} names no version like __version__ = \"0.1.0\"")
+    if not found or not VERSION.fullmatch(found.group(1)):
+        raise OriginError(f'{template_dir / "hmlcore" / "_version.py"} names no version like __version__ = "0.1.0"')
     return found.group(1)
 
 
@@ -130,12 +130,12 @@ def git_requirement(origin: Origin, platform: str) -> str:
         >>> git_requirement(Origin("https://github.com/acme/hml-template.git", "a" * 40, False, False), "s3")
         'hmlcore[s3] @ git+https://github.com/acme/hml-template.git@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
     """
-    if not SAFE_URL.match(origin.url):
+    if not SAFE_URL.fullmatch(origin.url):
         raise OriginError(
             f"the template URL {origin.url!r} holds characters a Makefile or a shell reads specially (or is not a git URL): "
             "bake from a plain https://, ssh:// or file:// URL"
         )
-    if not origin.commit or not COMMIT.match(origin.commit):
+    if not origin.commit or not COMMIT.fullmatch(origin.commit):
         raise OriginError(f"the template at {origin.url!r} has no commit to pin: bake from a git repository")
     return f"hmlcore[{platform}] @ git+{origin.url}@{origin.commit}"
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
+from hooks.origin import Origin, OriginError, clean_url, cruft_record, find_origin, git_requirement, write_makefile_pin
 from hooks.post_gen_project import KIND_DATA, remove_unchosen_ci, remove_unused_data
 from hooks.pre_gen_project import check_answers, check_package_name, check_slug
 
@@ -78,3 +82,85 @@ def test_pre_gen_refuses_an_unknown_model_kind():
     }
     assert check_answers(answers) == ["model_kind 'ranking' is not a model kind: type one of binary, multiclass, regression"]
     assert check_answers({**answers, "model_kind": "regression"}) == []
+
+
+# ---------------------------------------------------------------------------------- the hmlcore pin and the origin record
+@pytest.mark.parametrize(
+    "given,cleaned",
+    [
+        ("git+https://github.com/acme/hml-template.git", "https://github.com/acme/hml-template.git"),
+        ("https://user:s3cret@github.com/acme/hml-template.git", "https://github.com/acme/hml-template.git"),
+        ("https://ghp_token@github.com/acme/hml-template", "https://github.com/acme/hml-template"),
+        ("git@github.com:acme/hml-template.git", "ssh://git@github.com/acme/hml-template.git"),
+        ("ssh://git:pw@gitlab.example.com:2222/ml/hml.git", "ssh://git@gitlab.example.com:2222/ml/hml.git"),
+        ("git+file:///srv/git/hml.git", "file:///srv/git/hml.git"),
+    ],
+)
+def test_template_urls_are_cleaned_of_prefixes_and_credentials(given, cleaned):
+    assert clean_url(given) == cleaned
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hml.git$(id)",
+        "https://example.com/hml.git#egg=x",
+        "https://example.com/a b.git",
+        "https://example.com/'quoted'.git",
+        "/srv/git/hml.git",
+        "https://example.com/hml.git\nall:",
+    ],
+)
+def test_a_template_url_a_shell_or_make_would_read_is_refused(url):
+    with pytest.raises(OriginError, match="reads specially"):
+        git_requirement(Origin(url=url, commit="a" * 40, local=False, dirty=False), "s3")
+
+
+def test_the_git_pin_names_the_url_the_commit_and_the_platforms_extra():
+    origin = Origin(url="https://github.com/acme/hml-template.git", commit="0123456789abcdef" * 2 + "01234567", local=False, dirty=False)
+    assert git_requirement(origin, "gcp") == f"hmlcore[gcp] @ git+https://github.com/acme/hml-template.git@{origin.commit}"
+
+
+def _git(*args, cwd):
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e.com"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e.com"}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def test_find_origin_tells_a_clean_checkout_a_dirty_one_a_plain_folder_and_a_clone(tmp_path):
+    folder = tmp_path / "hml-template"
+    folder.mkdir()
+    (folder / "cookiecutter.json").write_text("{}")
+    plain = find_origin(str(folder), folder)
+    assert plain.local and plain.dirty and plain.commit is None
+    _git("init", "-q", cwd=folder)
+    _git("add", "-A", cwd=folder)
+    _git("commit", "-q", "-m", "one", cwd=folder)
+    clean = find_origin(str(folder), folder)
+    assert clean.local and not clean.dirty and clean.commit and len(clean.commit) == 40
+    (folder / "new.txt").write_text("x")
+    assert find_origin(str(folder), folder).dirty
+    clone = tmp_path / "clone"
+    _git("clone", "-q", str(folder), str(clone), cwd=tmp_path)
+    cloned = find_origin(f"git+file://{folder}", clone)
+    assert not cloned.local and cloned.url == str(folder) and cloned.commit == clean.commit
+
+
+def test_the_makefile_pin_replaces_the_one_default_and_refuses_make_syntax(tmp_path):
+    makefile = tmp_path / "Makefile"
+    makefile.write_text("IMAGE ?= x\nHMLCORE       ?= hmlcore[s3]==0.1.0\nPYTHON ?= python3\n")
+    write_makefile_pin(makefile, "wheels/hmlcore-0.1.0-py3-none-any.whl")
+    assert makefile.read_text() == "IMAGE ?= x\nHMLCORE       ?= wheels/hmlcore-0.1.0-py3-none-any.whl\nPYTHON ?= python3\n"
+    for bad in ("x$(shell id)", "x # comment", "x\ny"):
+        with pytest.raises(OriginError):
+            write_makefile_pin(makefile, bad)
+
+
+def test_the_cruft_record_has_cruft_s_shape_and_no_paths_of_this_machine():
+    context = {"project_name": "car-crashes", "_template": "gh:acme/hml-template", "_output_dir": "/home/me/out"}
+    context |= {"_repo_dir": "/home/me/.cookiecutters/hml-template", "_checkout": "v0.1.0", "__prompts__": {}}
+    origin = Origin(url="https://github.com/acme/hml-template.git", commit="c" * 40, local=False, dirty=False)
+    record = cruft_record(context, origin)
+    assert set(record) == {"template", "commit", "checkout", "context", "directory"}
+    assert record["template"] == origin.url and record["commit"] == origin.commit and record["checkout"] == "v0.1.0"
+    assert record["context"]["cookiecutter"] == {"project_name": "car-crashes", "_template": origin.url, "_commit": origin.commit}

@@ -154,7 +154,7 @@ def test_gitlab_pipeline_has_the_same_shape(cookies):
     config = yaml.safe_load((Path(result.project_path) / ".gitlab-ci.yml").read_text())
     assert config["stages"] == ["test", "release"]
     assert config["test"]["script"] == ["make lint", "make test"]
-    assert config["deploy-dev"]["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $KFP_HOST"}], "no release before it is set up"
+    assert config["deploy-dev"]["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $KFP_HOST"}], "no release until set up"
     assert "make deploy-prod deploy-inference" in config["deploy-prod"]["script"][-1]
     readme = (Path(result.project_path) / "README.md").read_text()
     assert ".gitlab-ci.yml" in readme and ".github" not in readme

@@ -137,9 +137,7 @@ def test_a_bake_from_a_git_url_pins_the_commit_and_its_ci_test_job_passes_in_a_f
 
 
 @pytest.mark.slow
-def test_a_bake_of_a_dirty_local_checkout_warns_and_installs_the_wheel_it_built(
-    released_template: dict, fresh_venv: dict, tmp_path: Path
-):
+def test_a_bake_of_a_dirty_local_checkout_warns_and_installs_the_wheel_it_built(released_template: dict, fresh_venv: dict, tmp_path: Path):
     """A folder with an uncommitted change: the bake says so, pins a wheel of that very state, and `make install` takes it."""
     folder = tmp_path / "my-hml-template"
     shutil.copytree(released_template["work"], folder, symlinks=True)

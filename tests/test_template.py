@@ -104,7 +104,7 @@ def test_pyproject_holds_the_whole_project(cookies, platform):
     project = pyproject["project"]
     assert project["name"] == "crashed" and project["readme"] == "README.md" and project["requires-python"] == ">=3.11"
     assert project["dynamic"] == ["version"] and pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "crashed.__version__"}
-    assert project["dependencies"][0] == f"hmlcore[{platform}]=={__version__}", "the exact hmlcore, with the extra of the cluster's platform"
+    assert project["dependencies"][0] == f"hmlcore[{platform}]=={__version__}", "the exact hmlcore, with the platform's extra"
     assert {"test", "gcp"} <= set(project["optional-dependencies"])
     assert project["scripts"] == {"crashed": "crashed.start:main"}
     assert pyproject["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
