@@ -21,7 +21,8 @@ from .conftest import BIN, free_port, run, start_process, wait_ready
 
 pytestmark = pytest.mark.slow
 
-COVERED_ELSEWHERE = {"python -m venv .venv && . .venv/bin/activate", "make install"}
+#: run by other tests: a fresh venv's install (test_product, test_shipping) and `make update` in a git repository (test_shipping)
+COVERED_ELSEWHERE = {"python -m venv .venv && . .venv/bin/activate", "make install", "git status", "git diff"}
 
 
 def readme_commands(readme: str) -> list[str]:
