@@ -159,6 +159,25 @@ def test_a_bake_of_a_dirty_local_checkout_warns_and_installs_the_wheel_it_built(
 
 
 @pytest.mark.slow
+def test_a_template_url_make_or_a_shell_would_read_stops_the_bake_and_leaves_nothing(released_template: dict, tmp_path: Path):
+    """The URL lands in the Makefile and shell lines: one with `$(...)` is refused, not quoted around."""
+    hostile = tmp_path / "hml$(touch pwned).git"
+    git("clone", "-q", "--bare", str(released_template["bare"]), str(hostile), cwd=tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = out / "config.yaml"
+    config.write_text(json.dumps({"cookiecutters_dir": str(out / "clones"), "replay_dir": str(out / "replay")}))
+    result = run([str(BIN / "cookiecutter"), "--no-input", "--config-file", str(config), "-o", str(out), f"git+file://{hostile}"], cwd=out)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("ERROR: the template URL")]
+    assert ours == [
+        f"ERROR: the template URL 'file://{hostile}' holds characters a Makefile or a shell reads specially (or is not a git URL): "
+        "bake from a plain https://, ssh:// or file:// URL"
+    ]
+    assert not (out / "car-crashes").exists() and not list(tmp_path.rglob("pwned"))
+
+
+@pytest.mark.slow
 def test_a_bake_of_a_released_tag_pins_the_version_once_releases_are_on_the_index(released_template: dict, tmp_path: Path):
     result = bake(released_template["url"], tmp_path, "--checkout", f"v{__version__}", "_hmlcore_released=true")
     assert makefile_pin(tmp_path / "car-crashes") == f"hmlcore[s3]=={__version__}"
