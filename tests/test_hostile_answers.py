@@ -110,7 +110,7 @@ def check_files_hold_the_answers(root: Path, answers: dict) -> None:
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert f"# {answers['project_name']}\n" in readme and answers["description"] in readme
     for path in root.rglob("*"):
-        if path.is_file() and path.suffix != ".gz":
+        if path.is_file() and path.suffix not in (".gz", ".whl"):
             path.read_text(encoding="utf-8").encode("utf-8")  # no lone surrogate anywhere
 
 
