@@ -242,3 +242,21 @@ def test_the_repositorys_own_workflows_are_zizmor_clean():
     assert workflows, "hml-template's own CI workflow"
     audit = run([str(BIN / "zizmor"), "--offline", "--no-progress", "--min-severity", "medium", *map(str, workflows)], cwd=ROOT)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+@pytest.mark.slow
+def test_make_dist_builds_a_release_twine_accepts_and_a_clean_venv_imports(tmp_path: Path):
+    """hmlcore's sdist and wheel; the wheel alone, with only its declared dependencies, in a new virtualenv."""
+    dist = tmp_path / "dist"
+    env = {"PIP_CONSTRAINT": str(ROOT / "constraints.txt"), "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": f"{BIN}:/usr/bin:/bin"}
+    result = run(["make", "--no-print-directory", "dist", f"VENV={sys.prefix}", f"DIST={dist}", f"TAG=v{__version__}"], cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in dist.iterdir()) == [f"hmlcore-{__version__}-py3-none-any.whl", f"hmlcore-{__version__}.tar.gz"]
+    assert result.stdout.count("PASSED") == 2, "twine check --strict passed both"
+    assert f"hmlcore {__version__} imports with its declared dependencies" in result.stdout
+    with zipfile.ZipFile(dist / f"hmlcore-{__version__}-py3-none-any.whl") as wheel:
+        names = wheel.namelist()
+    assert "hmlcore/py.typed" in names and any(name.startswith("hmlcore/templates/") for name in names)
+    assert {name.split("/")[0] for name in names} == {"hmlcore", f"hmlcore-{__version__}.dist-info"}
+    wrong_tag = run(["make", "--no-print-directory", "dist", f"VENV={sys.prefix}", f"DIST={dist}", "TAG=v9.9.9"], cwd=ROOT, env=env)
+    assert wrong_tag.returncode != 0 and f"the tag v9.9.9 does not name hmlcore's version {__version__}" in wrong_tag.stderr
