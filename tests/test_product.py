@@ -182,6 +182,7 @@ def test_make_help_is_the_default_and_lists_every_target(baked_default: Path):
         (["deploy-prod", "TAG=abc", "KFP_HOST="], "KFP_HOST"),
         (["deploy-inference", "TAG=abc", "K8S_NAMESPACE="], "K8S_NAMESPACE"),
         (["image", "TAG="], "TAG"),
+        (["sbom", "TAG="], "TAG"),
         (["push", "TAG=abc", "IMAGE="], "IMAGE"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[0],
