@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore._templates import render_page
+from hmlcore.errors import FeatureError
 from hmlcore.model.explain import ExplanationError, global_importance
 
 if TYPE_CHECKING:
@@ -48,13 +49,15 @@ MAX_POINTS = 600
 
 
 def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(truth, scores)`` of the labelled rows: codes and probabilities (n, k), or values and predictions."""
-    df = container.drop_missing_target(df)
-    truth = container.target_codes(df)
-    features = container.encode(df)
-    if container.kind == "regression":
-        return truth, np.asarray([p[container.target] for p in container.predict(features)], dtype=np.float64)
-    return truth, container.predict_proba(features)
+    """``(truth, scores)`` of the rows the model can score (see :func:`~hmlcore.model.assessment.scorable`):
+    codes and probabilities (n, k), or values and predictions."""
+    from hmlcore.model.assessment import _truth_and_scores, scorable
+
+    keep, left_out, _ = scorable(container, df)
+    if not keep.any():
+        reasons = ", ".join(f"{count} with a {reason}" for reason, count in left_out.items())
+        raise FeatureError(f"none of the {len(df)} rows can be scored ({reasons})")
+    return _truth_and_scores(container, df.loc[keep])
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -117,7 +120,8 @@ def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
     """The kind's metrics of ``container``'s model on the labelled rows of ``df`` (see the module's docstring).
 
     Raises:
-        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+        FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored (rows with a label or,
+            under the "error" policy, a category training never saw are left out).
         ModelLoadError: no model is bound or loaded.
     """
     truth, scores = _scored(container, df)
@@ -237,7 +241,8 @@ def evaluation_report(container: ModelContainer, df: pd.DataFrame, *, metrics: M
     why there are none).
 
     Raises:
-        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+        FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored (rows with a label or,
+            under the "error" policy, a category training never saw are left out).
     """
     truth, scores = _scored(container, df)
     figures = dict(metrics) if metrics is not None else _metrics(container, truth, scores)
