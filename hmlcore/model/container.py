@@ -370,13 +370,28 @@ class ModelContainer:
 
         return evaluate(self, df)
 
-    def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
+    def assess(self, df: pd.DataFrame, *, resamples: int | None = None) -> dict[str, Any]:
+        """The model's verdict on the labelled rows of ``df``: metrics, baseline, intervals, rows left out
+        (see :mod:`hmlcore.model.assessment`)."""
+        from hmlcore.model.assessment import RESAMPLES, assess  # numpy and sklearn's metrics: serving never evaluates
+
+        return assess(self, df, resamples=RESAMPLES if resamples is None else resamples)
+
+    def evaluation_report(
+        self,
+        df: pd.DataFrame,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        verdict: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        split: Mapping[str, Any] | None = None,
+    ) -> str:
         """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.model.evaluation`)."""
         from hmlcore.model.evaluation import (
             evaluation_report,  # numpy, sklearn's metrics and jinja2: serving never evaluates
         )
 
-        return evaluation_report(self, df, metrics=metrics)
+        return evaluation_report(self, df, metrics=metrics, verdict=verdict, run_id=run_id, split=split)
 
     # ----------------------------------------------------------------- publishing
     def publish(

@@ -249,11 +249,14 @@ class ModelRegistry:
 
         import numpy as np
 
+        from hmlcore.model.split import as_ids
+
+        unique = np.unique(as_ids(ids))
         buffer = io.BytesIO()
-        np.save(buffer, np.unique(np.asarray(ids, dtype=np.uint64)), allow_pickle=False)
+        np.save(buffer, unique, allow_pickle=False)
         data = buffer.getvalue()
         path = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}.npy"
-        return {"path": path, "uri": self.lake.write_bytes(path, data), "sha256": sha256_bytes(data), "rows": int(len(np.unique(ids)))}
+        return {"path": path, "uri": self.lake.write_bytes(path, data), "sha256": sha256_bytes(data), "rows": len(unique)}
 
     def training_rows(self, record: Mapping[str, Any]) -> Any:
         """The sorted identities of the rows the version of ``record`` trained on, or None if it names none.
@@ -489,7 +492,7 @@ def _same_inputs(record: Mapping[str, Any], champion: Mapping[str, Any]) -> bool
 def _unseen_by(registry: ModelRegistry, record: Mapping[str, Any], holdout: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
     """The ``holdout`` rows the champion of ``record`` never trained on (None when either side does not name
     its rows: then every row is compared), and how many rows were there."""
-    from hmlcore.model.split import ROW_ID
+    from hmlcore.model.split import ROW_ID, as_ids
 
     if holdout is None or ROW_ID not in holdout.columns:
         return None, 0 if holdout is None else len(holdout)
@@ -498,7 +501,7 @@ def _unseen_by(registry: ModelRegistry, record: Mapping[str, Any], holdout: pd.D
         return None, len(holdout)
     import numpy as np
 
-    seen = np.isin(holdout[ROW_ID].to_numpy(dtype=np.uint64), trained)
+    seen = np.isin(as_ids(holdout[ROW_ID].to_numpy()), trained)
     return holdout.loc[~seen], len(holdout)
 
 

@@ -33,19 +33,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError
 
+# numpy and pandas are imported when rows are split: a package's CLI and server import this module to
+# declare their pipeline and start without them
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+else:
+    np = lazy_module("numpy")
 
-__all__ = ["ROW_ID", "SplitSpec", "row_ids", "validation_mask"]
+__all__ = ["ROW_ID", "SplitSpec", "as_ids", "row_ids", "validation_mask"]
 
 #: the column holding each row's identity in the training and validation tables
 ROW_ID = "_row_id"
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -91,15 +95,23 @@ def row_ids(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     content = np.zeros(len(df), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in columns:
-            content = _mix(content * _GOLDEN + _column_hash(df[column]))
+            content = _mix(content * np.uint64(_GOLDEN) + _column_hash(df[column]))
         copies = pd.Series(content).groupby(content).cumcount().to_numpy(dtype=np.uint64)
-        return _mix(content ^ _mix(copies + _GOLDEN))
+        return _mix(content ^ _mix(copies + np.uint64(_GOLDEN)))
+
+
+def as_ids(values: Any) -> np.ndarray:
+    """Row identities as uint64, from the signed 64-bit integers a warehouse or Parquet file holds them as."""
+    array = np.asarray(values)
+    if array.dtype == np.uint64:
+        return array
+    return array.astype(np.int64).view(np.uint64)
 
 
 def _draws(ids: np.ndarray, seed: int) -> np.ndarray:
     """A number in [0, 1) per identity, fixed by the seed."""
     with np.errstate(over="ignore"):
-        mixed = _mix(ids ^ _mix(np.asarray([seed], dtype=np.uint64) * _GOLDEN + _GOLDEN))
+        mixed = _mix(ids ^ _mix(np.asarray([seed], dtype=np.uint64) * np.uint64(_GOLDEN) + np.uint64(_GOLDEN)))
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
@@ -145,6 +157,11 @@ class SplitSpec:
             raise ConfigError(f"the split has unknown key(s) {', '.join(map(repr, unknown))}: use validation_share, seed, key, time")
         config.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**config)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> SplitSpec:
+        """The spec a registry record or ``extract``'s output holds (other keys, such as the data's digest, ignored)."""
+        return cls(**{k: record[k] for k in ("validation_share", "seed", "key", "time") if k in record})
 
     @property
     def method(self) -> str:
