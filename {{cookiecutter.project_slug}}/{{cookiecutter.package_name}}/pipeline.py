@@ -159,7 +159,7 @@ def extract(
         )
     rows = rows[columns].copy()
     ids = row_ids(rows, columns)
-    stratify = rows[shared.TARGET] if shared.MODEL_KIND != "regression" else None
+    stratify = rows[shared.TARGET] if shared.MODEL_KIND != "regression" and spec.method == "random" else None
     try:
         rows[VALIDATION] = validation_mask(rows, spec, ids=ids, stratify=stratify)
     except hml.ConfigError as exc:
@@ -172,7 +172,8 @@ def extract(
     counts = warehouse.query(
         f"SELECT (SELECT count(*) FROM {TRAINING_TABLE}) AS training, (SELECT count(*) FROM {VALIDATION_TABLE}) AS validation"
     )
-    print(f"extract: validation is {spec.describe()}{', stratified by class' if stratify is not None and spec.method == 'random' else ''}", file=sys.stderr)
+    split = {**spec.to_dict(), "stratified": stratify is not None, "data_sha256": digest}
+    print(f"extract: validation is {spec.describe()}{', stratified by class' if stratify is not None else ''}", file=sys.stderr)
     return {
         "source": source,
         "sha256": digest,
@@ -183,7 +184,7 @@ def extract(
         "validation_url": warehouse.export(VALIDATION_TABLE, ctx.artifact_uri("validation.parquet")),
         "training_rows": int(counts["training"][0]),
         "validation_rows": int(counts["validation"][0]),
-        "split": {**spec.to_dict(), "stratified": stratify is not None and spec.method == "random", "data_sha256": digest},
+        "split": split,
     }
 
 
@@ -260,8 +261,9 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
     verdict = container.assess(validation)
     report = container.evaluation_report(validation, verdict=verdict, run_id=ctx.run_id, split=tables.get("split"))
     uri = ctx.save_artifact("evaluation.html", report.encode())["uri"]
-    split = SplitSpec.from_record(tables.get("split") or {})
-    print(f"validation: {verdict['rows']} rows, {split.describe()}; the baseline is {verdict['baseline_name']}", file=sys.stderr)
+    split = tables.get("split") or {}
+    shown = SplitSpec.from_record(split).describe() + (", stratified by class" if split.get("stratified") else "")
+    print(f"validation: {verdict['rows']} rows, {shown}; the baseline is {verdict['baseline_name']}", file=sys.stderr)
     for name, value in verdict["metrics"].items():
         if name != "rows":
             low, high = verdict["intervals"].get(name, (None, None))

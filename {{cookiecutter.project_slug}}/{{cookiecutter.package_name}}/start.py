@@ -84,7 +84,9 @@ def create_app() -> hml.HmlApp:
             learning_rate=learning_rate,
         )
         evaluation = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
-        pipeline.publish_model(model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force)
+        pipeline.publish_model(
+            model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force
+        )
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
