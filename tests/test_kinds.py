@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import requests
 
+from ._repeated import point_shared_at
 from .conftest import BIN, free_port, pip_install_editable, run, start_process, stop_group, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -136,17 +137,6 @@ def generated(kind: str, rows: int = 500, seed: int = 11) -> tuple[pd.DataFrame,
     frame.loc[rng.choice(rows, rows // 20, replace=False), "colour"] = None
     declared = {"FEATURES_NUMERIC": ["size", "weight"], "FEATURES_CATEGORICAL": ["colour"], "TARGET": frame.columns[-1]}
     return frame, declared
-
-
-def point_shared_at(shared_py: Path, source: str, declared: dict) -> None:
-    """Edit shared.py as a user would: the data source, the feature lists and the target."""
-    text = shared_py.read_text()
-    text, count = re.subn(r"^DATA_SOURCE = .*$", f"DATA_SOURCE = {source!r}", text, flags=re.M)
-    assert count == 1
-    for name, value in declared.items():
-        text, count = re.subn(rf"^{name} = (\[.*?\]|\".*?\")$", f"{name} = {value!r}", text, flags=re.M | re.S)
-        assert count == 1, name
-    shared_py.write_text(text)
 
 
 SWAPS = {"binary": ("swapbin", "trials.csv"), "multiclass": ("swapmulti", "grades.parquet"), "regression": ("swapreg", "costs.json")}
