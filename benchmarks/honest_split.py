@@ -68,7 +68,8 @@ def main() -> None:
             low, high = verdict["intervals"][metric]
             shown = f"{verdict['metrics'][metric]:.3f} ({low:.3f}-{high:.3f})"
             spread = f"{cv['mean']:.3f} ± {cv['std']:.3f} [{min(cv['folds']):.3f}, {max(cv['folds']):.3f}]"
-            print(f"{kind:<11} {metric:<9} {shown:<26} {verdict['baseline'][metric]:>9.3f}   {spread}   ({verdict['rows']} validation rows of {got['rows']})")
+            rows = f"({verdict['rows']} validation rows of {got['rows']})"
+            print(f"{kind:<11} {metric:<9} {shown:<26} {verdict['baseline'][metric]:>9.3f}   {spread}   {rows}")
 
 
 if __name__ == "__main__":

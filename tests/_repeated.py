@@ -63,7 +63,14 @@ def cross_validated(frame: pd.DataFrame, declared: dict[str, Any], kind: str, *,
     model_scores, baseline_scores = [], []
     for train, test in splitter.split(frame, frame[target]):
         c = hml.ModelContainer(
-            "cv", "cv", declared["FEATURES_NUMERIC"], declared["FEATURES_CATEGORICAL"], target, kind=kind, lake="unused", unknown_category="ignore"
+            "cv",
+            "cv",
+            declared["FEATURES_NUMERIC"],
+            declared["FEATURES_CATEGORICAL"],
+            target,
+            kind=kind,
+            lake="unused",
+            unknown_category="ignore",
         )
         c.analyze_distributions(frame.iloc[train])
         features, labels = c.build_training_matrix(frame.iloc[train])

@@ -164,3 +164,19 @@ def test_the_report_says_why_it_shows_no_importances_and_escapes_names():
     page = c.evaluation_report(frame.fillna({"flipper": 0, "mass": 0}))
     assert "Not shown: a KNeighborsClassifier offers no feature importances" in page
     assert "<b>Adelie</b>" not in page and "&lt;b&gt;Adelie&lt;/b&gt;" in page
+
+
+@pytest.mark.parametrize("policy", ["error", "other"])
+def test_categories_and_labels_training_never_saw_follow_the_serving_policy_and_are_counted(policy):
+    c = trained("multiclass", unknown_category=policy)
+    frame = generated("multiclass", 120, seed=8).dropna(subset=["species"]).reset_index(drop=True)
+    frame.loc[:4, "island"] = "Atlantis"  # a category only validation holds
+    frame.loc[5:6, "species"] = "Emperor"  # a label only validation holds
+    verdict = c.assess(frame, resamples=20)
+    assert verdict["unknown_categories"] == {"island": 5}
+    left = {"label never seen in training": 2, **({"category never seen in training": 5} if policy == "error" else {})}
+    assert verdict["left_out"] == left
+    assert verdict["rows"] == len(frame) - sum(left.values())
+    assert c.evaluate(frame)["rows"] == verdict["rows"]
+    page = c.evaluation_report(frame, verdict=verdict)
+    assert "5 rows hold a island category training never saw" in page

@@ -41,7 +41,9 @@ def test_the_package_reports_what_cross_validation_reports_and_beats_its_baselin
     assert own.returncode == 0, own.stdout[-4000:] + own.stderr[-2000:]
 
     env = {"HML_HOME": str(tmp_path / "home")}
-    trained = run([str(BIN / package), "pipelines", f"{package}_pipeline", "run-all", "--param", f"n_estimators={TREES}"], cwd=root, env=env)
+    trained = run(
+        [str(BIN / package), "pipelines", f"{package}_pipeline", "run-all", "--param", f"n_estimators={TREES}"], cwd=root, env=env
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert any(line.startswith("validation: ") and "baseline" in line for line in trained.stderr.splitlines())
     listed = run([str(BIN / package), "models", "list", "--json"], cwd=root, env=env)

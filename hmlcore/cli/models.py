@@ -139,7 +139,11 @@ def _details(record: dict[str, Any]) -> str:
         lines.append(f"parameter   {key} = {value}")
     split = record.get("split") or {}
     if split:
-        shown = ", ".join(f"{key} {split[key]}" for key in ("method", "validation_share", "seed", "key", "time", "stratified") if split.get(key) is not None)
+        shown = ", ".join(
+            f"{key} {split[key]}"
+            for key in ("method", "validation_share", "seed", "key", "time", "stratified")
+            if split.get(key) is not None
+        )
         lines.append(f"split       {shown}; data sha256 {str(split.get('data_sha256', ''))[:12]}")
     rows = record.get("training_rows") or {}
     if rows:

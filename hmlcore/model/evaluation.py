@@ -226,14 +226,14 @@ def evaluation_report(
         FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored.
     """
     from hmlcore.model import _charts
-    from hmlcore.model.assessment import assess
+    from hmlcore.model.assessment import assess, scorable
     from hmlcore.model.split import SplitSpec
 
     truth, scores = _scored(container, df)
     verdict = dict(verdict) if verdict is not None else assess(container, df)
     figures = dict(metrics) if metrics is not None else dict(verdict["metrics"])
     baseline, intervals = verdict.get("baseline") or {}, verdict.get("intervals") or {}
-    importances, source = _importances(container, df)
+    importances, source = _importances(container, df.loc[scorable(container, df)[0]])
     top = max((v for _, v in importances), default=0.0) or 1.0
     names = container.target_info.class_names
     split_text = ""

@@ -10,10 +10,11 @@ atomically, so the registry works the same on a local folder, ``gs://`` and ``s3
 
 A version record holds the lineage (run id, git commit, image, pipeline parameters, data source and
 digest, the split, metrics with their baseline and intervals, model kind, who and when) and the gate's
-decision (champion, challenger, unchanged or rejected, with the scores and the gain's interval). A move record says who moved the pointer, when, from which version to which and
-why. Nothing is ever rewritten except the pointer, and that is one put; readers list a folder and read
-whole objects, so no reader sees a half-written record and no two writers edit the same object (two
-people promoting at the same moment both get their move logged; the later pointer write wins).
+decision (champion, challenger, unchanged or rejected, with the scores and the gain's interval). A move
+record says who moved the pointer, when, from which version to which and why. Nothing is ever rewritten
+except the pointer, and that is one put; readers list a folder and read whole objects, so no reader
+sees a half-written record and no two writers edit the same object (two people promoting at the same
+moment both get their move logged; the later pointer write wins).
 
 Example:
     >>> registry = ModelRegistry(shared.model_container())  # doctest: +SKIP
@@ -433,7 +434,10 @@ def decide(
     try:
         champion_record = registry.get(champion) if _recorded(registry, champion) else {}
         if not force and record is not None and _same_inputs(record, champion_record):
-            return made("unchanged", f"no change: version {version} has the same data, split, parameters and code as {champion}, which stays in service")
+            return made(
+                "unchanged",
+                f"no change: version {version} has the same data, split, parameters and code as {champion}, which stays in service",
+            )
         incumbent = copy.copy(container).load(champion_record["reference"] if champion_record else None)
         rows, excluded = _unseen_by(registry, champion_record, holdout)
         if rows is not None and len(rows) == 0:

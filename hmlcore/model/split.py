@@ -218,7 +218,11 @@ def _random(ids: np.ndarray, spec: SplitSpec, stratify: pd.Series | None) -> np.
 
     draws = _draws(ids, spec.seed)
     mask = np.zeros(len(ids), dtype=bool)
-    strata = np.zeros(len(ids), dtype=np.int64) if stratify is None else pd.factorize(pd.Series(stratify).astype(object), use_na_sentinel=False)[0]
+    strata = (
+        np.zeros(len(ids), dtype=np.int64)
+        if stratify is None
+        else pd.factorize(pd.Series(stratify).astype(object), use_na_sentinel=False)[0]
+    )
     for stratum in np.unique(strata):
         rows = np.flatnonzero(strata == stratum)
         take = int(math.floor(spec.validation_share * len(rows) + 0.5))
