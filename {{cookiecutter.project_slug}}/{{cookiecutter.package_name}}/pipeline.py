@@ -263,7 +263,7 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
     uri = ctx.save_artifact("evaluation.html", report.encode())["uri"]
     split = tables.get("split") or {}
     shown = SplitSpec.from_record(split).describe() + (", stratified by class" if split.get("stratified") else "")
-    print(f"validation: {verdict['rows']} rows, {shown}; the baseline is {verdict['baseline_name']}", file=sys.stderr)
+    print(f"validation: rows {verdict['rows']}, {shown}; the baseline is {verdict['baseline_name']}", file=sys.stderr)
     for name, value in verdict["metrics"].items():
         if name != "rows":
             low, high = verdict["intervals"].get(name, (None, None))
