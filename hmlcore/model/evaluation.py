@@ -243,8 +243,8 @@ def evaluation_report(
     return render_page(
         "evaluation.html",
         name=container.name,
-        version=container.version or "unpublished",
-        run_id=run_id or container.version or "",
+        version=container.version or run_id or "unpublished",  # the pipeline publishes a model as its run's id
+        run_id=run_id or "",
         kind=container.kind,
         target=container.target,
         classes=names,

@@ -420,15 +420,17 @@ def decide(
 
     if not promote:
         return made("challenger", f"version {version} published as a challenger; {champion or 'no version'} stays in service")
+    beats = ""
     if rule is not None and new is not None and "baseline" in scores:
         old = scores["baseline"]
-        versus = f"{rule.metric} {new:.4g} vs {old:.4g} for {verdict.get('baseline_name', 'the baseline') if verdict else ''}"
+        versus = f"{rule.metric} {new:.4g} vs {old:.4g} for {(verdict or {}).get('baseline_name', 'the baseline')}"
         if rule.gain(new=new, old=old) <= 0:
             if force:
                 return made("champion", f"version {version} promoted: it does not beat its baseline ({versus}): forced")
             return made("rejected", f"version {version} not promoted: it does not beat its baseline ({versus} on the same rows)")
+        beats = f", and beats its baseline ({versus})"
     if champion is None:
-        return made("champion", f"version {version} promoted: it is the first model")
+        return made("champion", f"version {version} promoted: it is the first model{beats}")
     if rule is None or new is None:
         return made("champion", f"version {version} promoted over {champion}: {'forced' if force else 'no promotion rule'}")
     try:
