@@ -22,11 +22,14 @@ def data(rows: int = 500, seed: int = 0) -> pd.DataFrame:
     return frame.assign(**{ROW_ID: row_ids(frame, list(frame.columns)).view(np.int64)})
 
 
-def publish(lake, run_id: str, frame: pd.DataFrame, *, force: bool = False, model=None, **spec) -> hml.ModelContainer:
-    """Split ``frame`` by ``spec``, train on the training rows, publish through the gate with the split recorded."""
+def publish(
+    lake, run_id: str, frame: pd.DataFrame, *, force: bool = False, model=None, holdout: pd.DataFrame | None = None, **spec
+) -> hml.ModelContainer:
+    """Split ``frame`` by ``spec``, train on the training rows, publish through the gate with the split recorded
+    (judged on ``holdout`` instead of the validation rows if given)."""
     split = SplitSpec(**spec)
     mask = validation_mask(frame, split, ids=as_ids(frame[ROW_ID]), stratify=frame["adopted"])
-    training, validation = frame[~mask], frame[mask]
+    training, validation = frame[~mask], frame[mask] if holdout is None else holdout
     c = container("binary", lake).analyze_distributions(training)
     features, target = c.build_training_matrix(training)
     c.bind_model((model or estimator("binary", "xgboost")).fit(features, target))
@@ -105,3 +108,16 @@ def test_a_model_that_does_not_beat_its_baseline_is_not_promoted_even_first(tmp_
     assert prior.decision.status == "rejected"
     assert "does not beat its baseline (auc 0.5 vs 0.5 for the class prior on the same rows)" in prior.decision.reason
     assert ModelRegistry(prior).champion() is None
+
+
+def test_rows_that_cannot_define_the_metric_are_a_refusal_not_a_promotion(tmp_path):
+    lake = str(tmp_path / "lake")
+    frame = data()
+    publish(lake, "run-1", frame)
+    trained_on = champion_trained_on(lake)
+    fresh = data(200, seed=4)
+    one_class = fresh[fresh["adopted"] == "yes"].head(5)  # unseen by the champion, all of one class: no AUC
+    holdout = pd.concat([frame[[int(i) in trained_on for i in as_ids(frame[ROW_ID])]].head(40), one_class])
+    refused = publish(lake, "run-2", pd.concat([frame, fresh]), holdout=holdout, seed=5)
+    assert refused.decision.status == "rejected"
+    assert "auc is not defined on the 5 validation rows neither it nor the champion run-1 trained on" in refused.decision.reason

@@ -180,11 +180,12 @@ def compare(
     """Both models' ``rule.metric`` on the rows of ``df`` both can score, the gain and its paired bootstrap interval.
 
     Returns:
-        ``{"rows", "challenger", "champion", "gain", "interval"}`` (``interval`` None when the resamples cannot
-        define the metric).
+        ``{"rows", "challenger", "champion", "gain", "interval"}``: the scores and the gain are None when the
+        rows cannot define the metric (an AUC of rows of one class); ``interval`` is None when the
+        resamples cannot.
 
     Raises:
-        FeatureError: no row can be scored by both, or the metric is not defined on them.
+        FeatureError: no row can be scored by both.
     """
     from hmlcore.model.evaluation import _metrics
 
@@ -198,8 +199,8 @@ def compare(
     truth_old, scores_old = _truth_and_scores(champion, rows)
     new = _metrics(challenger, truth_new, scores_new).get(rule.metric)
     old = _metrics(champion, truth_old, scores_old).get(rule.metric)
-    if new is None or old is None:
-        raise FeatureError(f"{rule.metric} is not defined on the {len(rows)} rows both models can score")
+    if new is None or old is None:  # e.g. an AUC on rows of one class
+        return {"rows": int(len(rows)), "challenger": new, "champion": old, "gain": None, "interval": None}
     rng = np.random.default_rng(seed)
     gains = []
     for _ in range(resamples):

@@ -457,6 +457,15 @@ def decide(
     except (HmlError, KeyError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return made("champion", f"version {version} promoted: the champion {champion} cannot be scored on these rows ({detail})")
+    if compared["gain"] is None:
+        if force:
+            return made("champion", f"version {version} promoted: forced ({rule.metric} cannot be compared on these rows)")
+        return made(
+            "rejected",
+            f"version {version} not promoted: {rule.metric} is not defined on the {compared['rows']} validation rows neither "
+            f"it nor the champion {champion} trained on; train with a larger validation_share or the champion's split, "
+            "or pass --param force=true",
+        )
     scores.update(
         {"challenger": compared["challenger"], "champion": compared["champion"], "gain": compared["gain"]},
         interval=compared["interval"],
