@@ -466,11 +466,7 @@ def decide(
             f"it nor the champion {champion} trained on; train with a larger validation_share or the champion's split, "
             "or pass --param force=true",
         )
-    scores.update(
-        {"challenger": compared["challenger"], "champion": compared["champion"], "gain": compared["gain"]},
-        interval=compared["interval"],
-        rows=compared["rows"],
-    )
+    scores.update({key: compared[key] for key in ("challenger", "champion", "gain", "interval", "rows")})
     interval = compared["interval"]
     gain = f"a gain of {compared['gain']:+.4g}" + (f" (95% interval {interval[0]:+.4g} to {interval[1]:+.4g})" if interval else "")
     shown = (
