@@ -6,6 +6,7 @@ import email.parser
 import email.policy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -103,9 +104,13 @@ def test_run_all_shows_progress_and_publishes_an_evaluated_model(trained: dict):
     stderr = trained["stderr"]
     for i, step in enumerate(["extract", "analyze-features", "build-training-matrix", "train-model", "evaluate-model", "publish-model"], 1):
         assert f"[{i}/6] {step}: ok" in stderr
-    metrics_line = next(line for line in stderr.splitlines() if line.startswith("validation: "))
-    print(metrics_line)  # the held-out metrics, recorded in the test log
-    assert all(f" {name} " in metrics_line for name in ("auc", "log_loss", "accuracy", "precision", "recall", "f1"))
+    lines = [line for line in stderr.splitlines() if line.startswith("validation: ")]
+    print("\n".join(lines))  # the validation metrics with intervals and baselines, recorded in the test log
+    assert lines[0].startswith("validation: rows ") and "stratified by class; the baseline is the class prior" in lines[0]
+    for name in ("auc", "log_loss", "accuracy", "precision", "recall", "f1"):
+        assert any(
+            re.match(rf"validation: {name} [0-9.]+ \(95% interval [0-9.]+ to [0-9.]+\); baseline [0-9.]+$", line) for line in lines
+        ), name
     pointer = json.loads((trained["home"] / "lake/models/car-crashes/crashed/current.json").read_text())
     reference = json.loads(Path(pointer["reference"]).read_text())
     assert reference["version"] == trained["run_id"]

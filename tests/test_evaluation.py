@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import numpy as np
@@ -101,25 +102,50 @@ class _Page(HTMLParser):
         self.external += [v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#")]
 
 
+def _svgs(page: str) -> list[ET.Element]:
+    """Every inline SVG of the page, parsed as XML (a malformed one fails), and rendered to PNG by cairosvg
+    when it and its C library install here."""
+    figures = [ET.fromstring(svg) for svg in re.findall(r"<svg .*?</svg>", page, flags=re.S)]
+    try:
+        import cairosvg
+    except (ImportError, OSError):  # no cairosvg, or no libcairo on this machine: the XML parse stands
+        return figures
+    for svg in re.findall(r"<svg .*?</svg>", page, flags=re.S):
+        png = cairosvg.svg2png(bytestring=svg.encode())
+        assert png.startswith(b"\x89PNG") and len(png) > 500
+    return figures
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "family"), [(k, f) for k in KINDS for f in ("xgboost", "sklearn")])
 def test_the_report_is_one_self_contained_page_with_the_kinds_figures(kind, family):
     c = trained(kind, family)
     frame, _ = labelled(kind)
-    page = c.evaluation_report(frame)
+    page = c.evaluation_report(frame, run_id="run-7")
     parser = _Page()
     parser.feed(page)
     assert parser.external == [] and parser.tags.count("svg") >= 1
-    metrics = c.evaluate(frame)
-    for key in metrics:
+    assert "<title>Evaluation of penguins version run-7, run run-7</title>" in page
+    figures = _svgs(page)
+    assert len(page) < 60_000  # a few hundred points at most, whatever the rows
+    verdict = c.assess(frame)
+    for key in verdict["metrics"]:
         assert f"<th>{key}</th>" in page
+    assert "baseline" in page and verdict["baseline_name"] in page and "bootstrap" in page
+    labels = [t.text for f in figures for t in f.iter("{http://www.w3.org/2000/svg}text")]
     if kind == "regression":
-        assert "Residuals" in page and "Confusion" not in page
-        assert len(re.findall("<circle ", page)) == metrics["rows"]
+        assert "Predicted against actual" in page and "Confusion" not in page
+        assert {"predicted bill", "actual bill"} <= set(labels)
+        assert len(re.findall("<circle ", page)) == verdict["rows"]
     else:
-        assert "Confusion matrix" in page and "Residuals" not in page
+        assert "Confusion matrix" in page and "Predicted against actual" not in page
         counts = [int(n) for n in re.findall(r"predicted [^:]+: (\d+)</title>", page)]
-        assert len(counts) == len(c.classes) ** 2 and sum(counts) == metrics["rows"]
+        assert len(counts) == len(c.classes) ** 2 and sum(counts) == verdict["rows"]
+    if kind == "binary":
+        assert {"ROC curve", "Precision-recall curve", "Calibration"} <= {f.get("aria-label") for f in figures}
+        assert {"false positive rate", "true positive rate", "recall", "precision", "mean predicted probability"} <= set(labels)
+    if kind == "multiclass":
+        assert "<h2>Each class</h2>" in page and all(f"<th>{name}</th>" in page for name in c.target_info.class_names)
     importances, source = feature_importances(c)
     assert {f for f, _ in importances} == set(c.features)
     assert ("coefficients" in source) == (family == "sklearn" and kind != "regression")
@@ -138,3 +164,19 @@ def test_the_report_says_why_it_shows_no_importances_and_escapes_names():
     page = c.evaluation_report(frame.fillna({"flipper": 0, "mass": 0}))
     assert "Not shown: a KNeighborsClassifier offers no feature importances" in page
     assert "<b>Adelie</b>" not in page and "&lt;b&gt;Adelie&lt;/b&gt;" in page
+
+
+@pytest.mark.parametrize("policy", ["error", "other"])
+def test_categories_and_labels_training_never_saw_follow_the_serving_policy_and_are_counted(policy):
+    c = trained("multiclass", unknown_category=policy)
+    frame = generated("multiclass", 120, seed=8).dropna(subset=["species"]).reset_index(drop=True)
+    frame.loc[:4, "island"] = "Atlantis"  # a category only validation holds
+    frame.loc[5:6, "species"] = "Emperor"  # a label only validation holds
+    verdict = c.assess(frame, resamples=20)
+    assert verdict["unknown_categories"] == {"island": 5}
+    left = {"label never seen in training": 2, **({"category never seen in training": 5} if policy == "error" else {})}
+    assert verdict["left_out"] == left
+    assert verdict["rows"] == len(frame) - sum(left.values())
+    assert c.evaluate(frame)["rows"] == verdict["rows"]
+    page = c.evaluation_report(frame, verdict=verdict)
+    assert "5 rows hold a island category training never saw" in page

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hmlcore.cli.example import add_example_command
 from hmlcore.cli.k8s import add_k8s_commands
 from hmlcore.cli.main import guard
 from hmlcore.serving.server import DEFAULT_DRAIN_SECONDS, DEFAULT_THREADS, default_workers, limit_threads, run_dev, run_prod
@@ -114,4 +115,4 @@ def inference_group(app: HmlApp) -> click.Group:
             log_query=log_query,
         )
 
-    return add_k8s_commands(group, app)
+    return add_k8s_commands(add_example_command(group, app), app)

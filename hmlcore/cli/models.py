@@ -92,7 +92,8 @@ def _score(record: dict[str, Any]) -> str:
     new, old = scores.get("challenger"), scores.get("champion")
     if rule and new is not None:
         versus = f" vs {old:.4g}" if old is not None else ""
-        return f"{rule['metric']} {new:.4g}{versus}"
+        baseline = scores.get("baseline")
+        return f"{rule['metric']} {new:.4g}{versus}" + (f" (baseline {baseline:.4g})" if baseline is not None else "")
     metrics = record.get("metrics") or {}
     first = next(iter(sorted(metrics)), None)
     return f"{first} {metrics[first]:.4g}" if first is not None else ""
@@ -136,6 +137,33 @@ def _details(record: dict[str, Any]) -> str:
         lines.append(f"data        {key}: {data[key]}")
     for key, value in sorted((record.get("parameters") or {}).items()):
         lines.append(f"parameter   {key} = {value}")
+    split = record.get("split") or {}
+    if split:
+        shown = ", ".join(
+            f"{key} {split[key]}"
+            for key in ("method", "validation_share", "seed", "key", "time", "stratified")
+            if split.get(key) is not None
+        )
+        lines.append(f"split       {shown}; data sha256 {str(split.get('data_sha256', ''))[:12]}")
+    rows = record.get("training_rows") or {}
+    if rows:
+        lines.append(f"trained on  {rows.get('rows')} rows ({rows.get('uri')})")
+    evaluation = record.get("evaluation") or {}
+    baseline, intervals = evaluation.get("baseline") or {}, evaluation.get("intervals") or {}
+    if evaluation:
+        lines.append(f"baseline    {evaluation.get('baseline_name', '')}, scored on the same {evaluation.get('rows')} validation rows")
+        for reason, count in sorted((evaluation.get("left_out") or {}).items()):
+            lines.append(f"left out    {count} validation rows with a {reason}")
+        for feature, count in sorted((evaluation.get("unknown_categories") or {}).items()):
+            lines.append(f"unseen      {count} validation rows hold a {feature} category training never saw")
     for key, value in sorted((record.get("metrics") or {}).items()):
-        lines.append(f"metric      {key} = {value:.6g}" if isinstance(value, (int, float)) else f"metric      {key} = {value}")
+        if not isinstance(value, (int, float)):
+            lines.append(f"metric      {key} = {value}")
+            continue
+        extra = ""
+        if key in intervals:
+            extra += f"  (95% interval {intervals[key][0]:.4g} to {intervals[key][1]:.4g})"
+        if key in baseline and key != "rows":
+            extra += f"  baseline {baseline[key]:.4g}"
+        lines.append(f"metric      {key} = {value:.6g}{extra}")
     return "\n".join(lines)

@@ -11,7 +11,10 @@ deploy or CLI layers, so a model loads and predicts anywhere.
 - :mod:`~hmlcore.model.model_io`: formats that cannot run code; :mod:`~hmlcore.model.signing`: signed references.
 - :mod:`~hmlcore.model.registry` (:class:`ModelRegistry`): published versions, lineage, the champion;
   :mod:`~hmlcore.model.promotion` (:class:`PromotionRule`): the champion/challenger gate.
-- :mod:`~hmlcore.model.evaluation`: the kind's metrics and the HTML report;
+- :mod:`~hmlcore.model.split`: the training/validation split (seeded, stratified, by key or by time) and
+  each row's identity; :mod:`~hmlcore.model.assessment`: the verdict on held-out rows (metrics, baseline,
+  bootstrap intervals, rows left out) and the paired comparison the gate makes;
+  :mod:`~hmlcore.model.evaluation`: the kind's metrics and the HTML report;
   :mod:`~hmlcore.model.explain`: per-row contributions and global importance.
 """
 

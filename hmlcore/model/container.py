@@ -370,13 +370,28 @@ class ModelContainer:
 
         return evaluate(self, df)
 
-    def evaluation_report(self, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
+    def assess(self, df: pd.DataFrame, *, resamples: int | None = None) -> dict[str, Any]:
+        """The model's verdict on the labelled rows of ``df``: metrics, baseline, intervals, rows left out
+        (see :mod:`hmlcore.model.assessment`)."""
+        from hmlcore.model.assessment import RESAMPLES, assess  # numpy and sklearn's metrics: serving never evaluates
+
+        return assess(self, df, resamples=RESAMPLES if resamples is None else resamples)
+
+    def evaluation_report(
+        self,
+        df: pd.DataFrame,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        verdict: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        split: Mapping[str, Any] | None = None,
+    ) -> str:
         """A self-contained HTML page evaluating the model on ``df`` (see :mod:`hmlcore.model.evaluation`)."""
         from hmlcore.model.evaluation import (
             evaluation_report,  # numpy, sklearn's metrics and jinja2: serving never evaluates
         )
 
-        return evaluation_report(self, df, metrics=metrics)
+        return evaluation_report(self, df, metrics=metrics, verdict=verdict, run_id=run_id, split=split)
 
     # ----------------------------------------------------------------- publishing
     def publish(
@@ -389,6 +404,7 @@ class ModelContainer:
         holdout: pd.DataFrame | None = None,
         force: bool = False,
         lineage: Mapping[str, Any] | None = None,
+        training_rows: Any = None,
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
@@ -415,7 +431,11 @@ class ModelContainer:
             holdout: the held-out rows (features and target) both models are scored on under a rule.
             force: promote even if the rule does not pass.
             lineage: what the registry records besides the reference: ``parameters`` (the pipeline's),
-                ``data`` (e.g. ``{"source": ..., "digest": ...}``), ``image`` (default ``$HML_IMAGE``), ``notes``.
+                ``data`` (e.g. ``{"source": ..., "digest": ...}``), ``split`` (how the rows were split, see
+                :class:`~hmlcore.model.split.SplitSpec`), ``evaluation`` (the verdict on the validation rows,
+                see :func:`~hmlcore.model.assessment.assess`), ``image`` (default ``$HML_IMAGE``), ``notes``.
+            training_rows: the identities of the rows the model trained on (:data:`~hmlcore.model.split.ROW_ID`);
+                the gate then scores this version, once it is the champion, only on rows it never saw.
 
         Raises:
             ModelLoadError: no model is bound.
@@ -439,9 +459,10 @@ class ModelContainer:
         if metrics:
             self.metrics = _numeric_metrics(metrics)
         rule = None if isinstance(promote, bool) else PromotionRule.from_config(promote, kind=self.kind)
-        challenger_scores = score(self, holdout) if rule else None  # a bad rule or holdout fails before anything is written
-        if rule and rule.metric not in (challenger_scores or {}):
-            raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(challenger_scores or {})}")
+        verdict = score(self, holdout) if rule else None  # a bad rule or holdout fails before anything is written
+        evaluated = (verdict or {}).get("metrics") or {}
+        if rule and rule.metric not in evaluated:
+            raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(evaluated)}")
         run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
         git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
         folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
@@ -487,10 +508,12 @@ class ModelContainer:
             for path in written:
                 self.lake.delete(path)
             raise
-        self.decision = decide(
-            self, version=run_id, rule=rule, challenger_scores=challenger_scores, holdout=holdout, force=force, promote=promote is not False
-        )
         registry = ModelRegistry(self)
+        if training_rows is not None:
+            record["training_rows"] = registry.record_training_rows(run_id, training_rows)
+        self.decision = decide(
+            self, version=run_id, rule=rule, verdict=verdict, holdout=holdout, record=record, force=force, promote=promote is not False
+        )
         registry.record({**record, "decision": decision_dict(self.decision)})
         if self.decision.promoted:
             registry.move(run_id, action="publish", reason=self.decision.reason, verify=False)

@@ -391,6 +391,19 @@ class FeatureEncoder:
             raise FeatureError("; ".join(f"{d['feature']}: {d['message']}" for d in details), details)
         return out
 
+    def unseen(self, data: Any) -> dict[str, np.ndarray]:
+        """For each categorical feature of the frame ``data``, the mask of rows holding a category training never saw.
+
+        Missing values are not unseen. What such a row becomes is the ``unknown`` policy's choice; this
+        only finds them (the evaluation counts them and leaves out the rows the policy refuses).
+        """
+        columns = to_columns(data, self.features)
+        out = {}
+        for feature in self.categorical:
+            codes, missing, _, _ = _category_codes(columns[feature], self._lookup(feature))
+            out[feature] = (codes < 0) & ~missing
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The encoder as plain data (saved beside the model)."""
         return {

@@ -10,9 +10,10 @@
 each with ``rows``, the number of rows scored (rows whose target is missing are left out). Every value
 is a finite number (a metric the rows cannot define, such as the AUC of rows of one class, is left
 out), so the dict can be published with the model and written as JSON. :func:`evaluation_report`
-renders the metrics, a confusion matrix (classifiers) or a residuals plot (regression) and the
-model's feature importances (when the estimator offers them) as a self-contained HTML page: inline
-CSS and SVG, nothing fetched.
+renders the metrics beside their baseline with bootstrap intervals (see :mod:`hmlcore.model.assessment`),
+a confusion matrix, ROC, precision-recall and calibration curves (binary), per-class precision and recall
+(multiclass) or predictions against true values (regression), and the model's feature importances (when
+the estimator offers them) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
 
 The metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating).
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore._templates import render_page
+from hmlcore.errors import FeatureError
 from hmlcore.model.explain import ExplanationError, global_importance
 
 if TYPE_CHECKING:
@@ -43,18 +45,18 @@ __all__ = ["evaluate", "evaluation_report", "feature_importances"]
 
 #: the most classes a confusion matrix is drawn for
 MAX_MATRIX_CLASSES = 20
-#: the most points the residuals plot draws (a random sample beyond it)
-MAX_POINTS = 600
 
 
 def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(truth, scores)`` of the labelled rows: codes and probabilities (n, k), or values and predictions."""
-    df = container.drop_missing_target(df)
-    truth = container.target_codes(df)
-    features = container.encode(df)
-    if container.kind == "regression":
-        return truth, np.asarray([p[container.target] for p in container.predict(features)], dtype=np.float64)
-    return truth, container.predict_proba(features)
+    """``(truth, scores)`` of the rows the model can score (see :func:`~hmlcore.model.assessment.scorable`):
+    codes and probabilities (n, k), or values and predictions."""
+    from hmlcore.model.assessment import _truth_and_scores, scorable
+
+    keep, left_out, _ = scorable(container, df)
+    if not keep.any():
+        reasons = ", ".join(f"{count} with a {reason}" for reason, count in left_out.items())
+        raise FeatureError(f"none of the {len(df)} rows can be scored ({reasons})")
+    return _truth_and_scores(container, df.loc[keep])
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -117,7 +119,8 @@ def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
     """The kind's metrics of ``container``'s model on the labelled rows of ``df`` (see the module's docstring).
 
     Raises:
-        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+        FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored (rows with a label or,
+            under the "error" policy, a category training never saw are left out).
         ModelLoadError: no model is bound or loaded.
     """
     truth, scores = _scored(container, df)
@@ -201,60 +204,70 @@ def _confusion(container: ModelContainer, truth: np.ndarray, scores: np.ndarray)
     }
 
 
-def _residuals(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    chosen = rng.choice(len(truth), MAX_POINTS, replace=False) if len(truth) > MAX_POINTS else np.arange(len(truth))
-    x, r = predicted[chosen], (truth - predicted)[chosen]
-    x_lo, x_hi = float(np.min(x)), float(np.max(x))
-    r_max = float(np.max(np.abs(r))) or 1.0
-    x_span = (x_hi - x_lo) or 1.0
-    width, height, pad = 520, 260, 40
-
-    def px(value: float) -> float:
-        return round(pad + (value - x_lo) / x_span * (width - 2 * pad), 1)
-
-    def py(value: float) -> float:
-        return round(height / 2 - value / r_max * (height / 2 - pad / 2), 1)
-
-    return {
-        "points": [{"x": px(a), "y": py(b)} for a, b in zip(x.tolist(), r.tolist(), strict=True)],
-        "width": width,
-        "height": height,
-        "zero": py(0.0),
-        "x_lo": f"{x_lo:.4g}",
-        "x_hi": f"{x_hi:.4g}",
-        "r_max": f"{r_max:.4g}",
-        "shown": len(chosen),
-        "rows": len(truth),
-    }
-
-
-def evaluation_report(container: ModelContainer, df: pd.DataFrame, *, metrics: Mapping[str, float] | None = None) -> str:
+def evaluation_report(
+    container: ModelContainer,
+    df: pd.DataFrame,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    verdict: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    split: Mapping[str, Any] | None = None,
+) -> str:
     """A self-contained HTML page evaluating ``container``'s model on the labelled rows of ``df``.
 
-    It shows the kind's metrics (``metrics`` if given, else computed), a confusion matrix (classifiers)
-    or residuals against predictions (regression), and the feature importances the model offers (or
-    why there are none).
+    It shows the kind's metrics beside the baseline's with their intervals (``verdict`` if given, see
+    :func:`~hmlcore.model.assessment.assess`, else computed; ``metrics`` replaces the model's numbers), the
+    rows left out and the categories training never saw, how the rows were split (``split``), a confusion
+    matrix (classifiers), the ROC, precision-recall and calibration curves (binary), each class's precision
+    and recall (multiclass) or predictions against true values (regression), and the feature importances
+    the model offers (or why there are none). The title names ``run_id`` and the model's version.
 
     Raises:
-        FeatureError: ``df`` lacks a feature or the target, or holds a label never seen in training.
+        FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored.
     """
+    from hmlcore.model import _charts
+    from hmlcore.model.assessment import assess, scorable
+    from hmlcore.model.split import SplitSpec
+
     truth, scores = _scored(container, df)
-    figures = dict(metrics) if metrics is not None else _metrics(container, truth, scores)
-    importances, source = _importances(container, df)
+    verdict = dict(verdict) if verdict is not None else assess(container, df)
+    figures = dict(metrics) if metrics is not None else dict(verdict["metrics"])
+    baseline, intervals = verdict.get("baseline") or {}, verdict.get("intervals") or {}
+    importances, source = _importances(container, df.loc[scorable(container, df)[0]])
     top = max((v for _, v in importances), default=0.0) or 1.0
+    names = container.target_info.class_names
+    split_text = ""
+    if split:
+        spec = SplitSpec.from_record(split)
+        split_text = spec.describe() + (", stratified by class" if split.get("stratified") else "")
     return render_page(
         "evaluation.html",
         name=container.name,
-        version=container.version or "unpublished",
+        version=container.version or run_id or "unpublished",  # the pipeline publishes a model as its run's id
+        run_id=run_id or "",
         kind=container.kind,
         target=container.target,
-        classes=container.target_info.class_names,
+        classes=names,
         threshold=container.threshold,
         created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        metrics=[(key, _shown(value)) for key, value in figures.items()],
+        metrics=[
+            {
+                "name": key,
+                "value": _shown(value),
+                "baseline": _shown(baseline[key]) if key in baseline and key != "rows" else "",
+                "interval": f"{intervals[key][0]:.4f} to {intervals[key][1]:.4f}" if key in intervals else "",
+            }
+            for key, value in figures.items()
+        ],
+        baseline_name=verdict.get("baseline_name", ""),
+        interval_method=verdict.get("interval_method", ""),
+        left_out=verdict.get("left_out") or {},
+        unknown_categories=verdict.get("unknown_categories") or {},
+        split=split_text,
         confusion=_confusion(container, truth, scores) if container.kind != "regression" else None,
-        residuals=_residuals(truth, scores) if container.kind == "regression" else None,
+        curves=_charts.binary_curves(truth, scores[:, 1]) if container.kind == "binary" else [],
+        per_class=_charts.per_class(truth, scores, names) if container.kind == "multiclass" else [],
+        scatter=_charts.predicted_vs_actual(truth, scores, container.target) if container.kind == "regression" else None,
         importances=[{"feature": f, "value": f"{v:.4g}", "bar": round(300 * v / top, 1)} for f, v in importances],
         importance_source=source,
         max_classes=MAX_MATRIX_CLASSES,

@@ -43,7 +43,8 @@ class PromotionRule:
     Args:
         metric: the evaluation metric compared (a key of the evaluation's metrics, e.g. ``auc``, ``rmse``).
         direction: ``"higher"`` or ``"lower"``: which way is better.
-        min_gain: the least improvement, in the metric's own units, that earns a promotion (0: a tie promotes).
+        min_gain: the least improvement, in the metric's own units, that earns a promotion (0: any improvement;
+            a tie never promotes).
     """
 
     metric: str
@@ -99,13 +100,15 @@ class PromotionRule:
         """Whether a challenger scoring ``new`` replaces a champion scoring ``old``.
 
         A challenger whose score is not a number never passes; a champion whose score is not a number
-        is beaten by any challenger that has one.
+        is beaten by any challenger that has one. A tie never passes: the gain must be above 0 and at
+        least ``min_gain``.
         """
         if not math.isfinite(new):
             return False
         if not math.isfinite(old):
             return True
-        return self.gain(new=new, old=old) >= self.min_gain - 1e-12
+        gain = self.gain(new=new, old=old)
+        return gain > 1e-12 and gain >= self.min_gain - 1e-12
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as the registry records it."""

@@ -1,18 +1,20 @@
 """The model registry, kept in the lake itself: published versions, the champion pointer and its audit log.
 
-No server and no database: three kinds of objects under the model's folder, each written whole and
+No server and no database: four kinds of objects under the model's folder, each written whole and
 atomically, so the registry works the same on a local folder, ``gs://`` and ``s3://``::
 
     models/<project>/<name>/current.json                        the pointer: the version in service
     models/<project>/<name>/registry/versions/<version>.json    one record per published version, written once
     models/<project>/<name>/registry/moves/<time>-<id>.json     one record per pointer move, written once
+    models/<project>/<name>/registry/training-rows/<version>.npy the identities of the rows a version trained on
 
 A version record holds the lineage (run id, git commit, image, pipeline parameters, data source and
-digest, metrics, model kind, who and when) and the gate's decision (champion, challenger or rejected,
-with both scores). A move record says who moved the pointer, when, from which version to which and
-why. Nothing is ever rewritten except the pointer, and that is one put; readers list a folder and read
-whole objects, so no reader sees a half-written record and no two writers edit the same object (two
-people promoting at the same moment both get their move logged; the later pointer write wins).
+digest, the split, metrics with their baseline and intervals, model kind, who and when) and the gate's
+decision (champion, challenger, unchanged or rejected, with the scores and the gain's interval). A move
+record says who moved the pointer, when, from which version to which and why. Nothing is ever rewritten
+except the pointer, and that is one put; readers list a folder and read whole objects, so no reader
+sees a half-written record and no two writers edit the same object (two people promoting at the same
+moment both get their move logged; the later pointer write wins).
 
 Example:
     >>> registry = ModelRegistry(shared.model_container())  # doctest: +SKIP
@@ -75,10 +77,12 @@ class Decision:
 
     Attributes:
         version: the new version.
-        status: ``champion`` (promoted), ``challenger`` (published without a promotion) or ``rejected``.
+        status: ``champion`` (promoted), ``challenger`` (published without a promotion), ``unchanged`` (the
+            same inputs as the champion) or ``rejected``.
         reason: one line saying why, fit to print.
         champion: the version in service before (None for a first model).
-        scores: the rule's metric for ``challenger`` and ``champion`` on the same held-out rows.
+        scores: the rule's metric for ``challenger``, ``champion`` and ``baseline``; with a champion, the ``rows``
+            both were scored on (rows neither trained on), the ``gain`` and its 95% ``interval``.
         rule: the rule applied (None when no rule was).
         forced: whether the promotion was forced.
     """
@@ -87,7 +91,7 @@ class Decision:
     status: str
     reason: str
     champion: str | None = None
-    scores: dict[str, float | None] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
     rule: dict[str, Any] | None = None
     forced: bool = False
 
@@ -113,6 +117,7 @@ class ModelRegistry:
         folder = self.pointer_path.rsplit("/", 1)[0]
         self.versions_folder = f"{folder}/registry/versions"
         self.moves_folder = f"{folder}/registry/moves"
+        self.rows_folder = f"{folder}/registry/training-rows"
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.lake.uri(self.versions_folder)!r})"
@@ -238,6 +243,43 @@ class ModelRegistry:
         body = {k: v for k, v in record.items() if k not in ("status", "serving")}
         return self.lake.write_bytes(f"{self.versions_folder}/{_file_name(version)}", _json(body))
 
+    def record_training_rows(self, version: str, ids: Any) -> dict[str, Any]:
+        """Keep the identities of the rows ``version`` trained on (see :mod:`hmlcore.model.split`), sorted, as one
+        ``.npy`` object; return what its record names (``uri``, ``sha256``, ``rows``)."""
+        import io
+
+        import numpy as np
+
+        from hmlcore.model.split import as_ids
+
+        unique = np.unique(as_ids(ids))
+        buffer = io.BytesIO()
+        np.save(buffer, unique, allow_pickle=False)
+        data = buffer.getvalue()
+        path = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}.npy"
+        return {"path": path, "uri": self.lake.write_bytes(path, data), "sha256": sha256_bytes(data), "rows": len(unique)}
+
+    def training_rows(self, record: Mapping[str, Any]) -> Any:
+        """The sorted identities of the rows the version of ``record`` trained on, or None if it names none.
+
+        Raises:
+            RegistryError: the record names rows that cannot be read or whose digest changed.
+        """
+        import io
+
+        import numpy as np
+
+        named = record.get("training_rows")
+        if not isinstance(named, Mapping) or not isinstance(named.get("path"), str):
+            return None
+        try:
+            data = self.lake.read_bytes(named["path"])
+        except (FileNotFoundError, OSError) as exc:
+            raise RegistryError(f"the training rows of version {record.get('version')!r} cannot be read: {exc}") from None
+        if named.get("sha256") and sha256_bytes(data) != named["sha256"]:
+            raise RegistryError(f"the training rows of version {record.get('version')!r} changed since they were recorded")
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
     def verify(self, record: Mapping[str, Any]) -> None:
         """Check that ``record``'s version can be served: its reference's digest, then a full load of a copy
         of the container (every artifact's digest, and the signature where the container checks one).
@@ -343,47 +385,135 @@ def decide(
     *,
     version: str,
     rule: PromotionRule | None,
-    challenger_scores: Mapping[str, float] | None,
+    verdict: Mapping[str, Any] | None,
     holdout: pd.DataFrame | None,
+    record: Mapping[str, Any] | None = None,
     force: bool = False,
     promote: bool = True,
 ) -> Decision:
     """Decide whether the newly published ``version`` of ``container`` replaces the champion.
 
-    The champion (the version in service) is loaded into a copy of ``container`` and scored on the same
-    ``holdout`` rows the challenger was scored on. A first model is always promoted; ``force`` promotes
-    anyway; a champion that can no longer be loaded or scored (other features, a broken artifact) is
-    replaced, and the reason says so.
+    Under a ``rule``, in this order: a challenger whose metric does not beat its baseline (``verdict``,
+    see :func:`~hmlcore.model.assessment.assess`) is rejected; a first model is promoted; a challenger
+    trained on the same inputs as the champion (the same model, or the same data, split, parameters and
+    code: ``record`` against the champion's record) is ``unchanged``; otherwise the champion is loaded into
+    a copy of ``container`` and both are scored on the ``holdout`` rows the champion never trained on
+    (rows whose :data:`~hmlcore.model.split.ROW_ID` is not among the training rows its record names),
+    and the challenger is promoted only if its gain passes the rule. When no such row is left the gate
+    refuses and says what to do. ``force`` promotes in every case; a champion that can no longer be
+    loaded or scored (other features, a broken artifact) is replaced, and the reason says so.
     """
+    from hmlcore.model.assessment import compare
+
     registry = ModelRegistry(container)
     champion = registry.champion()
     rule_dict = rule.to_dict() if rule else None
-    new = float(challenger_scores[rule.metric]) if rule and challenger_scores else None
-    scores: dict[str, float | None] = {"challenger": new, "champion": None}
+    metrics = dict((verdict or {}).get("metrics") or {})
+    baseline = dict((verdict or {}).get("baseline") or {})
+    new = float(metrics[rule.metric]) if rule and rule.metric in metrics else None
+    scores: dict[str, Any] = {"challenger": new, "champion": None}
+    if rule and rule.metric in baseline:
+        scores["baseline"] = float(baseline[rule.metric])
 
     def made(status: str, reason: str) -> Decision:
         return Decision(version, status, reason, champion, scores, rule_dict, force)
 
     if not promote:
         return made("challenger", f"version {version} published as a challenger; {champion or 'no version'} stays in service")
+    beats = ""
+    if rule is not None and new is not None and "baseline" in scores:
+        old = scores["baseline"]
+        versus = f"{rule.metric} {new:.4g} vs {old:.4g} for {(verdict or {}).get('baseline_name', 'the baseline')}"
+        if rule.gain(new=new, old=old) <= 0:
+            if force:
+                return made("champion", f"version {version} promoted: it does not beat its baseline ({versus}): forced")
+            return made("rejected", f"version {version} not promoted: it does not beat its baseline ({versus} on the same rows)")
+        beats = f", and beats its baseline ({versus})"
     if champion is None:
-        return made("champion", f"version {version} promoted: it is the first model")
+        return made("champion", f"version {version} promoted: it is the first model{beats}")
     if rule is None or new is None:
         return made("champion", f"version {version} promoted over {champion}: {'forced' if force else 'no promotion rule'}")
     try:
-        incumbent = copy.copy(container).load(registry.get(champion)["reference"] if _recorded(registry, champion) else None)
-        old = float(score(incumbent, holdout)[rule.metric])
+        champion_record = registry.get(champion) if _recorded(registry, champion) else {}
+        if not force and record is not None and _same_inputs(record, champion_record):
+            return made(
+                "unchanged",
+                f"no change: version {version} has the same data, split, parameters and code as {champion}, which stays in service",
+            )
+        incumbent = copy.copy(container).load(champion_record["reference"] if champion_record else None)
+        rows, excluded = _unseen_by(registry, champion_record, holdout)
+        if rows is not None and len(rows) == 0:
+            if force:
+                return made("champion", f"version {version} promoted: forced (no validation row is unseen by the champion {champion})")
+            split = (champion_record.get("split") or {}) if champion_record else {}
+            shown = ", ".join(f"{k} {split[k]}" for k in ("seed", "validation_share", "key", "time") if split.get(k) is not None)
+            return made(
+                "rejected",
+                f"version {version} not promoted: the champion {champion} trained on all {excluded} validation rows of this run, "
+                f"so they cannot be compared fairly; train with the champion's split ({shown or 'see models show'}) "
+                "and data, or pass --param force=true",
+            )
+        compared = compare(container, incumbent, rows if rows is not None else holdout, rule)
     except (HmlError, KeyError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return made("champion", f"version {version} promoted: the champion {champion} cannot be scored on these rows ({detail})")
-    scores["champion"] = old
-    shown = f"{rule.metric} {new:.6g} vs {old:.6g} for the champion {champion}"
+    if compared["gain"] is None:
+        if force:
+            return made("champion", f"version {version} promoted: forced ({rule.metric} cannot be compared on these rows)")
+        return made(
+            "rejected",
+            f"version {version} not promoted: {rule.metric} is not defined on the {compared['rows']} validation rows neither "
+            f"it nor the champion {champion} trained on; train with a larger validation_share or the champion's split, "
+            "or pass --param force=true",
+        )
+    scores.update({key: compared[key] for key in ("challenger", "champion", "gain", "interval", "rows")})
+    interval = compared["interval"]
+    gain = f"a gain of {compared['gain']:+.4g}" + (f" (95% interval {interval[0]:+.4g} to {interval[1]:+.4g})" if interval else "")
+    shown = (
+        f"{rule.metric} {compared['challenger']:.4g} vs {compared['champion']:.4g} for the champion {champion} "
+        f"on the {compared['rows']} validation rows neither trained on, {gain}"
+    )
     if force:
         return made("champion", f"version {version} promoted: {shown}: forced")
-    if rule.passes(new=new, old=old):
+    if rule.passes(new=compared["challenger"], old=compared["champion"]):
         return made("champion", f"version {version} promoted: {shown} (rule: {rule.describe()})")
-    gain = rule.gain(new=new, old=old)
-    return made("rejected", f"version {version} not promoted: {shown}, a gain of {gain:+.6g} < {rule.min_gain:g} (rule: {rule.describe()})")
+    return made("rejected", f"version {version} not promoted: {shown} (rule: {rule.describe()})")
+
+
+def _same_inputs(record: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
+    """Whether two version records were trained on the same inputs: the same model, or the same data, split,
+    parameters, code and hmlcore."""
+    model, other = record.get("model_sha256"), champion.get("model_sha256")
+    if model and model == other:
+        return True
+    data, other_data = record.get("data") or {}, champion.get("data") or {}
+    if not data.get("sha256") or data.get("sha256") != other_data.get("sha256"):
+        return False
+    params = {k: v for k, v in (record.get("parameters") or {}).items() if k != "force"}
+    other_params = {k: v for k, v in (champion.get("parameters") or {}).items() if k != "force"}
+    return bool(
+        params == other_params
+        and record.get("split") == champion.get("split")
+        and record.get("git_commit") not in (None, "unversioned")
+        and record.get("git_commit") == champion.get("git_commit")
+        and record.get("hmlcore_version") == champion.get("hmlcore_version")
+    )
+
+
+def _unseen_by(registry: ModelRegistry, record: Mapping[str, Any], holdout: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
+    """The ``holdout`` rows the champion of ``record`` never trained on (None when either side does not name
+    its rows: then every row is compared), and how many rows were there."""
+    from hmlcore.model.split import ROW_ID, as_ids
+
+    if holdout is None or ROW_ID not in holdout.columns:
+        return None, 0 if holdout is None else len(holdout)
+    trained = registry.training_rows(record) if record else None
+    if trained is None:
+        return None, len(holdout)
+    import numpy as np
+
+    seen = np.isin(as_ids(holdout[ROW_ID].to_numpy()), trained)
+    return holdout.loc[~seen], len(holdout)
 
 
 def _recorded(registry: ModelRegistry, version: str) -> bool:
@@ -394,15 +524,18 @@ def _recorded(registry: ModelRegistry, version: str) -> bool:
     return True
 
 
-def score(container: ModelContainer, holdout: pd.DataFrame | None) -> dict[str, float]:
-    """The evaluation metrics of ``container`` on ``holdout``.
+def score(container: ModelContainer, holdout: pd.DataFrame | None) -> dict[str, Any]:
+    """The verdict on ``container``'s model on ``holdout``: metrics, baseline and intervals (see
+    :func:`~hmlcore.model.assessment.assess`).
 
     Raises:
         ConfigError: no held-out rows were given.
     """
+    from hmlcore.model.assessment import assess
+
     if holdout is None:
         raise ConfigError("a promotion rule compares models on held-out rows: pass holdout= (e.g. the validation split)")
-    return container.evaluate(holdout)
+    return assess(container, holdout, resamples=0)
 
 
 def lineage(
@@ -410,9 +543,9 @@ def lineage(
 ) -> dict[str, Any]:
     """The version record of a just-published reference, before the gate's decision is added."""
     given = dict(given or {})
-    unknown = sorted(set(given) - {"parameters", "data", "image", "notes"})
+    unknown = sorted(set(given) - {"parameters", "data", "split", "evaluation", "image", "notes"})
     if unknown:
-        raise ConfigError(f"lineage has unknown key(s) {', '.join(unknown)}: use parameters, data, image, notes")
+        raise ConfigError(f"lineage has unknown key(s) {', '.join(unknown)}: use parameters, data, split, evaluation, image, notes")
     app = container.app
     return {
         "schema": RECORD_SCHEMA,
@@ -426,6 +559,10 @@ def lineage(
         "image": given.get("image") or os.environ.get("HML_IMAGE") or (app.image_url if app is not None else None),
         "parameters": dict(given.get("parameters") or {}),
         "data": dict(given.get("data") or {}),
+        "split": dict(given.get("split") or {}),
+        "evaluation": dict(given.get("evaluation") or {}),
+        "model_sha256": ((reference.get("artifacts") or {}).get("model") or {}).get("sha256"),
+        "hmlcore_version": reference.get("hmlcore_version"),
         "notes": given.get("notes"),
         "metrics": dict(reference.get("metrics") or {}),
         "kind": reference.get("kind") or container.kind,

@@ -3,14 +3,16 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 from click.testing import CliRunner
+from hmlcore import hml
+from hmlcore.model.split import ROW_ID, SplitSpec
 
 from {{ cookiecutter.package_name }} import pipeline, shared
 
 PIPELINE = "{{ cookiecutter.pipeline_name }}"
-
-#: the headline metric of each kind, and the score of a model that learnt nothing (it must do better)
-BASELINE = {"binary": ("auc", 0.5), "multiclass": ("accuracy", None), "regression": ("r2", 0.0)}
+#: the metric the promotion gate judges by (shared.PROMOTION), and which way is better
+RULE = hml.PromotionRule.from_config(shared.PROMOTION, kind=shared.MODEL_KIND)
 
 
 def extract(app, *args: str) -> dict:
@@ -26,6 +28,18 @@ def test_split_keeps_every_row_exactly_once(app, data):
     assert 0.15 < tables["validation_rows"] / len(data) < 0.35
 
 
+def test_the_split_is_reproducible_and_keeps_each_class_share(app, hml_home):
+    first, again = extract(app), extract(app)
+    assert first["split"] == again["split"] and first["split"]["data_sha256"] == first["sha256"]
+    validation = pd.read_parquet(first["validation_url"])
+    assert sorted(validation[ROW_ID]) == sorted(pd.read_parquet(again["validation_url"])[ROW_ID])
+    if shared.MODEL_KIND != "regression" and not shared.SPLIT["key"] and not shared.SPLIT["time"]:
+        training = pd.read_parquet(first["training_url"])
+        shares = validation[shared.TARGET].value_counts(normalize=True)
+        expected = training[shared.TARGET].value_counts(normalize=True)
+        assert (shares - expected).abs().max() < 0.05, (shares, expected)
+
+
 def test_a_changed_source_is_read_afresh(app, data, tmp_path: Path):
     subset = tmp_path / "subset.csv"
     data.head(len(data) // 2).to_csv(subset, index=False)
@@ -36,20 +50,22 @@ def test_a_changed_source_is_read_afresh(app, data, tmp_path: Path):
     assert tables["training_rows"] + tables["validation_rows"] == len(data)
 
 
-def test_run_all_publishes_a_model_that_learnt_something(model, trained, data):
+def test_run_all_publishes_a_model_that_learnt_something(app, model, trained):
     assert model.version == trained
-    metric, baseline = BASELINE[shared.MODEL_KIND]
-    if baseline is None:  # a classifier must beat always answering the most common class
-        baseline = data[shared.TARGET].value_counts(normalize=True).max()
-    assert model.metrics[metric] > baseline, model.metrics
-    assert model.metrics["rows"] > 0
+    record = hml.ModelRegistry(model).get(trained)
+    verdict, split = record["evaluation"], SplitSpec.from_record(record["split"]).describe()
+    score, baseline = verdict["metrics"][RULE.metric], verdict["baseline"][RULE.metric]
+    assert RULE.gain(new=score, old=baseline) > 0, (
+        f"{RULE.metric} {score:.4g} does not beat {verdict['baseline_name']} ({baseline:.4g}) on the "
+        f"{verdict['rows']} validation rows ({split}): the model learnt nothing these rows can show"
+    )
 
 
 def test_run_all_writes_the_evaluation_report(hml_home, trained):
     reports = [path for path in Path(hml_home).rglob("evaluation.html") if trained in path.parts]
     assert len(reports) == 1
     html = reports[0].read_text(encoding="utf-8").lower()
-    assert "<html" in html and BASELINE[shared.MODEL_KIND][0] in html
+    assert "<html" in html and f"<th>{RULE.metric}</th>" in html and "baseline" in html and trained in html
 
 
 def test_a_bad_parameter_is_one_line(app):
@@ -66,3 +82,4 @@ def test_the_trained_version_is_in_service_with_its_lineage(app, trained):
     assert newest["data"]["source"] == shared.DATA_SOURCE and len(newest["data"]["sha256"]) == 64
     assert {"n_estimators", "max_depth", "learning_rate", "force"} <= set(newest["parameters"])
     assert newest["kind"] == shared.MODEL_KIND
+    assert newest["split"]["seed"] == shared.SPLIT["seed"] and newest["training_rows"]["rows"] > 0

@@ -15,16 +15,17 @@ def predict(model: hml.ModelContainer, features: np.ndarray) -> list[dict[str, A
 
 {%- if cookiecutter.model_kind == "binary" %}
 
-    ``{"dead": <class>, "probability": <probability of the second class>}``: the answer is the second
-    class when its probability reaches ``shared.THRESHOLD``.
+    ``{<shared.TARGET>: <class>, "probability": <probability of the second class>}``: the answer is the
+    second class when its probability reaches ``shared.THRESHOLD``.
 {%- elif cookiecutter.model_kind == "multiclass" %}
 
-    ``{"species": <most likely class>, "probabilities": {<class>: <probability>, ...}}``, the
+    ``{<shared.TARGET>: <most likely class>, "probabilities": {<class>: <probability>, ...}}``, the
     probabilities summing to 1.
 {%- else %}
 
-    ``{"price": <predicted value>}``.
+    ``{<shared.TARGET>: <predicted value>}``.
 {%- endif %}
     Reshape the answer here: round a number, rename a field, add one.
+    ``{{ cookiecutter.package_name }} inference example`` prints a request to try it with.
     """
     return model.predict(features)

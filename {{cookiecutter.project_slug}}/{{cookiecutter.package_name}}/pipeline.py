@@ -2,9 +2,10 @@
 
 Each ``@hml.op()`` runs as its own container in Kubeflow and as ``{{ cookiecutter.package_name }} pipelines
 {{ cookiecutter.pipeline_name }} run <step>`` on a laptop. Steps hand each other small values (table
-names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` loads
-the source into the warehouse, splits the rows with SQL (the same SQL on DuckDB and BigQuery) and
-exports each split to the lake as Parquet, where the later steps read it.
+names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` marks
+each row for training or validation (``shared.SPLIT``), loads the rows into the warehouse, splits them
+with SQL (the same SQL on DuckDB and BigQuery) and exports each split to the lake as Parquet, where the
+later steps read it.
 
 pandas, numpy and urllib.request are imported inside the functions that use them: ``{{ cookiecutter.package_name }}
 --help`` and the inference server import this module too (to declare the pipeline) and start faster without them.
@@ -26,6 +27,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from hmlcore import hml
+from hmlcore.model.split import ROW_ID, SplitSpec, row_ids, validation_mask
 
 from {{ cookiecutter.package_name }} import shared
 
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
 
 TRAINING_TABLE = f"{shared.MODEL_NAME}_training"
 VALIDATION_TABLE = f"{shared.MODEL_NAME}_validation"
-#: the column ``extract`` adds to every row: a hash of the row's values, which the split is made on
-ROW_KEY = "_row_key"
+#: the column ``extract`` adds to every row: True for a validation row (ROW_ID, the other column it adds, is
+#: each row's identity: the registry keeps those a model trained on, so no later model is judged on them)
+VALIDATION = "_validation"
 
 #: how a file is read, by its name's ending: the pandas reader and its options; a further .gz, .bz2 or
 #: .xz ending is decompressed first
@@ -126,38 +129,51 @@ def load_source(source: str, warehouse: Warehouse) -> tuple[pd.DataFrame, str]:
     return parse(data, location), hashlib.sha256(data).hexdigest()
 
 
-def split_sql(raw_table: str, validation_share: float, seed: int, *, validation: bool) -> str:
-    """SQL selecting the training or the validation rows: a deterministic split on each row's hash."""
-    cut = int(round(validation_share * 1000))
-    side = "<" if validation else ">="
-    return f"SELECT * FROM {raw_table} WHERE MOD({ROW_KEY} + {seed * 389}, 1000) {side} {cut}"
+def split_sql(raw_table: str, *, validation: bool) -> str:
+    """SQL selecting the training or the validation rows that ``extract`` marked."""
+    return f"SELECT * FROM {raw_table} WHERE {'' if validation else 'NOT '}{VALIDATION}"
 
 
 @hml.op()
-def extract(ctx: hml.OpContext, source: str = shared.DATA_SOURCE, validation_share: float = 0.2, seed: int = 7) -> dict:
-    """Load the source's rows into the warehouse and split them into a training and a validation table."""
+def extract(
+    ctx: hml.OpContext,
+    source: str = shared.DATA_SOURCE,
+    validation_share: float = shared.SPLIT["validation_share"],
+    seed: int = shared.SPLIT["seed"],
+) -> dict:
+    """Load the source's rows into the warehouse and split them into a training and a validation table (see shared.SPLIT)."""
     import numpy as np
-    import pandas as pd
 
-    if not 0 < validation_share < 1:
-        raise hml.PipelineError(f"validation_share must be between 0 and 1, got {validation_share}")
+    try:
+        spec = SplitSpec.from_config(shared.SPLIT, validation_share=validation_share, seed=seed)
+    except hml.ConfigError as exc:
+        raise hml.PipelineError(str(exc)) from None
     warehouse = ctx.warehouse
     rows, digest = load_source(source, warehouse)
     wanted = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL, shared.TARGET]
-    missing = [column for column in wanted if column not in rows.columns]
+    columns = [*wanted, *(c for c in (spec.key, spec.time) if c and c not in wanted)]
+    missing = [column for column in columns if column not in rows.columns]
     if missing:
         raise hml.PipelineError(
             f"the data at {source} lacks column(s) {', '.join(missing)} named in shared.py; it has {', '.join(map(str, rows.columns))}"
         )
-    # the same values always hash to the same key, so a row stays on its side of the split however the file is ordered
-    rows[ROW_KEY] = (pd.util.hash_pandas_object(rows[wanted], index=False).to_numpy() >> np.uint64(33)).astype(np.int64)
+    rows = rows[columns].copy()
+    ids = row_ids(rows, columns)
+    stratify = rows[shared.TARGET] if shared.MODEL_KIND != "regression" and spec.method == "random" else None
+    try:
+        rows[VALIDATION] = validation_mask(rows, spec, ids=ids, stratify=stratify)
+    except hml.ConfigError as exc:
+        raise hml.PipelineError(str(exc)) from None
+    rows[ROW_ID] = ids.view(np.int64)  # warehouses hold signed 64-bit integers
     raw_table = warehouse.load_dataframe(rows, f"{shared.MODEL_NAME}_raw_{digest[:16]}")
     print(f"extract: {len(rows)} rows from {source} (sha256 {digest[:12]})", file=sys.stderr)
-    warehouse.select_into(split_sql(raw_table, validation_share, seed, validation=False), TRAINING_TABLE)
-    warehouse.select_into(split_sql(raw_table, validation_share, seed, validation=True), VALIDATION_TABLE)
+    warehouse.select_into(split_sql(raw_table, validation=False), TRAINING_TABLE)
+    warehouse.select_into(split_sql(raw_table, validation=True), VALIDATION_TABLE)
     counts = warehouse.query(
         f"SELECT (SELECT count(*) FROM {TRAINING_TABLE}) AS training, (SELECT count(*) FROM {VALIDATION_TABLE}) AS validation"
     )
+    split = {**spec.to_dict(), "stratified": stratify is not None, "data_sha256": digest}
+    print(f"extract: validation is {spec.describe()}{', stratified by class' if stratify is not None else ''}", file=sys.stderr)
     return {
         "source": source,
         "sha256": digest,
@@ -168,6 +184,7 @@ def extract(ctx: hml.OpContext, source: str = shared.DATA_SOURCE, validation_sha
         "validation_url": warehouse.export(VALIDATION_TABLE, ctx.artifact_uri("validation.parquet")),
         "training_rows": int(counts["training"][0]),
         "validation_rows": int(counts["validation"][0]),
+        "split": split,
     }
 
 
@@ -238,32 +255,51 @@ def _load_model(ctx: hml.OpContext, model: dict, analysis: dict) -> hml.ModelCon
 
 @hml.op()
 def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict) -> dict:
-    """Score the model on the held-out validation table with its kind's metrics; write the HTML report to the lake."""
+    """Score the model and its baseline on the held-out validation rows, with intervals; write the HTML report to the lake."""
     container = _load_model(ctx, model, analysis)
     validation = read_split(ctx, tables, "validation")
-    metrics = container.evaluate(validation)
-    report = ctx.save_artifact("evaluation.html", container.evaluation_report(validation).encode())
-    print("validation: " + ", ".join(f"{name} {value:.4g}" for name, value in metrics.items()), file=sys.stderr)
-    print(f"evaluation report: {report['uri']}", file=sys.stderr)
-    return metrics
+    verdict = container.assess(validation)
+    report = container.evaluation_report(validation, verdict=verdict, run_id=ctx.run_id, split=tables.get("split"))
+    uri = ctx.save_artifact("evaluation.html", report.encode())["uri"]
+    split = tables.get("split") or {}
+    shown = SplitSpec.from_record(split).describe() + (", stratified by class" if split.get("stratified") else "")
+    print(f"validation: rows {verdict['rows']}, {shown}; the baseline is {verdict['baseline_name']}", file=sys.stderr)
+    for name, value in verdict["metrics"].items():
+        if name != "rows":
+            low, high = verdict["intervals"].get(name, (None, None))
+            shown = f" (95% interval {low:.4g} to {high:.4g})" if low is not None else ""
+            print(f"validation: {name} {value:.4g}{shown}; baseline {verdict['baseline'].get(name, float('nan')):.4g}", file=sys.stderr)
+    for reason, count in verdict["left_out"].items():
+        print(f"validation: left out {count} rows with a {reason}", file=sys.stderr)
+    for feature, count in verdict["unknown_categories"].items():
+        print(f"validation: {count} rows hold a {feature} category training never saw", file=sys.stderr)
+    print(f"evaluation report: {uri}", file=sys.stderr)
+    return verdict
 
 
 @hml.op()
-def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, metrics: dict, tables: dict, force: bool = False) -> str:
-    """Publish the model with its lineage; it goes into service only if it beats the one in service by shared.PROMOTION.
+def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: dict, tables: dict, force: bool = False) -> str:
+    """Publish the model with its lineage; it goes into service only if it beats its baseline and the one in service by shared.PROMOTION.
 
-    Both are scored on the same validation rows. A first model always goes into service; ``force`` puts
-    this one in service anyway. A model that is not promoted stays in the registry (``models list``).
+    Both are scored on the validation rows neither trained on. A first model goes into service if it beats
+    its baseline; ``force`` puts this one in service anyway. A model that is not promoted stays in the
+    registry (``models list``).
     """
     container = _load_model(ctx, model, analysis)
     parameters = {**model.get("parameters", {}), "force": force}
     uri = container.publish(
         run_id=ctx.run_id,
-        metrics=metrics,
+        metrics=evaluation["metrics"],
         promote=shared.PROMOTION,
         holdout=read_split(ctx, tables, "validation"),
         force=force,
-        lineage={"parameters": parameters, "data": {"source": tables["source"], "sha256": tables["sha256"]}},
+        lineage={
+            "parameters": parameters,
+            "data": {"source": tables["source"], "sha256": tables["sha256"]},
+            "split": tables.get("split", {}),
+            "evaluation": evaluation,
+        },
+        training_rows=read_split(ctx, tables, "training")[ROW_ID].to_numpy(),
     )
     print(f"publish: {container.decision.reason}", file=sys.stderr)
     return uri

@@ -65,14 +65,15 @@ def create_app() -> hml.HmlApp:
     @hml.pipeline(app.pipelines, cron="0 0 * * *", experiment="{{ cookiecutter.project_slug }}")
     def {{ cookiecutter.pipeline_name }}(
         source: str = shared.DATA_SOURCE,
-        validation_share: float = 0.2,
+        validation_share: float = shared.SPLIT["validation_share"],
+        seed: int = shared.SPLIT["seed"],
         n_estimators: int = 300,
         max_depth: int = 4,
         learning_rate: float = 0.05,
         force: bool = False,
     ):
         """Train the model on the rows of `source`, evaluate it, publish it; it goes into service if it beats the one in service."""
-        tables = pipeline.extract(source=source, validation_share=validation_share)
+        tables = pipeline.extract(source=source, validation_share=validation_share, seed=seed)
         analysis = pipeline.analyze_features(tables=tables.output)
         matrix = pipeline.build_training_matrix(tables=tables.output, analysis=analysis.output)
         model = pipeline.train_model(
@@ -82,8 +83,10 @@ def create_app() -> hml.HmlApp:
             max_depth=max_depth,
             learning_rate=learning_rate,
         )
-        metrics = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
-        pipeline.publish_model(model=model.output, analysis=analysis.output, metrics=metrics.output, tables=tables.output, force=force)
+        evaluation = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
+        pipeline.publish_model(
+            model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force
+        )
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):

@@ -1,0 +1,48 @@
+"""``<entrypoint> inference example``: a valid request for the model in service, made from what it learnt.
+
+The row is the model's typical training row (each numeric feature's median, each categorical one's most
+common value: :func:`hmlcore.serving.reload.smoke_record`, the row a server predicts before it swaps a
+model in), so the example always fits the model in service, whatever data it was trained on::
+
+    crashed inference example                 {"age": 34.0, "seatbelt": "belted", ...}
+    crashed inference example --query         age=34.0&seatbelt=belted&...
+    curl "http://127.0.0.1:8000/predict?$(crashed inference example --query)"
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import TYPE_CHECKING
+
+import click
+
+from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.serving.reload import smoke_record
+
+if TYPE_CHECKING:
+    from hmlcore.app import HmlApp
+
+__all__ = ["add_example_command"]
+
+
+def add_example_command(group: click.Group, app: HmlApp) -> click.Group:
+    """Add ``example`` to the ``inference`` group; return the group."""
+
+    @group.command("example")
+    @click.option("--query", "as_query", is_flag=True, help="Print a query string for GET /predict instead of a JSON object.")
+    @click.option("--model", "model", default=None, help="The registered model (default: the only one).")
+    @guard
+    def example_command(as_query: bool, model: str | None) -> None:
+        """Print a valid request for the model in service: its typical training row, as JSON (POST /predict) or a query string."""
+        if model is None:
+            if len(app.models) != 1:
+                raise HmlCliError(f"{len(app.models)} models are registered: name one with --model ({', '.join(app.models) or 'none'})")
+            model = next(iter(app.models))
+        record = smoke_record(app.get_model(model).load())
+        if as_query:
+            click.echo(urllib.parse.urlencode({k: "" if v is None else v for k, v in record.items()}))
+        else:
+            click.echo(json.dumps(record))
+
+    return group
