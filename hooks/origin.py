@@ -7,7 +7,9 @@ cookiecutter.json). A bake from a local folder pins a wheel built from that fold
 ``wheels/``: never a bare ``hmlcore`` from an index, whose name anyone may register.
 
 The pin is the default of ``HMLCORE`` in the baked Makefile, which ``make install``, ``make wheels`` (the
-image's input) and both CI configurations use; pyproject.toml names the same exact version. The bake's
+image's input) and both CI configurations use. pyproject.toml names the same requirement (the git commit, or
+the release), so that a plain ``pip install .`` gets that hmlcore too; for a wheel, which PEP 508 can name only
+by an absolute URL, it names the wheel's exact version and the Makefile says where pip finds it. The bake's
 origin goes to ``.cruft.json`` in cruft's format, so that ``make update`` (cruft) can merge a newer
 template into the package later.
 """
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +37,8 @@ COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
 #: the Makefile line the pin replaces (rendered by the template as the released form)
 MAKEFILE_PIN = re.compile(r"^HMLCORE(\s*)\?= .*$", re.M)
+#: pyproject.toml's hmlcore dependency as the template renders it: hmlcore[<platform>]==<version>
+PYPROJECT_PIN = re.compile(r'^(?P<indent>[ ]*)"hmlcore\[[a-z0-9]+\]==[0-9A-Za-z.+-]+",$', re.M)
 WHEELS = "wheels"
 
 
@@ -222,6 +227,25 @@ def write_makefile_pin(makefile: Path, requirement: str) -> None:
     if count != 1:
         raise OriginError(f"{makefile} has no 'HMLCORE ?= ...' line to pin hmlcore in")
     makefile.write_text(updated, encoding="utf-8")
+
+
+def write_pyproject_pin(pyproject: Path, requirement: str) -> None:
+    """Make ``requirement`` (``hmlcore[...] @ git+<url>@<commit>`` or ``hmlcore[...]==<version>``) the hmlcore
+    dependency in the baked pyproject.toml, written as a TOML string and checked by parsing the file back."""
+    if not requirement.startswith("hmlcore[") or any(char in requirement for char in "\\\n\"'`"):
+        raise OriginError(f"the hmlcore requirement {requirement!r} cannot go into pyproject.toml")
+    text = pyproject.read_text(encoding="utf-8")
+    before = tomllib.loads(text)
+    updated, count = PYPROJECT_PIN.subn(lambda match: f"{match.group('indent')}{json.dumps(requirement)},", text, count=1)
+    if count != 1:
+        raise OriginError(f'{pyproject} has no dependency line like "hmlcore[s3]==0.1.0", to pin hmlcore in')
+    after = tomllib.loads(updated)
+    dependencies = before["project"]["dependencies"]
+    index = next(i for i, line in enumerate(dependencies) if line.startswith("hmlcore["))
+    before["project"]["dependencies"] = [*dependencies[:index], requirement, *dependencies[index + 1 :]]
+    if after != before:
+        raise OriginError(f"pinning {requirement!r} in {pyproject} would change more than its hmlcore dependency")
+    pyproject.write_text(updated, encoding="utf-8")
 
 
 def cruft_record(context: dict, origin: Origin) -> dict:

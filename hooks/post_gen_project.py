@@ -46,9 +46,10 @@ def remove_unused_data(kind: str, package: str, root: str = ".") -> list[str]:
 
 
 def pin_hmlcore(context: dict, template_dir: Path, package_dir: Path) -> int:
-    """Pin hmlcore in the Makefile and write ``.cruft.json`` (not when cruft bakes: it writes its own); return 0 or 1."""
+    """Pin hmlcore in the Makefile and (unless it is a wheel) in pyproject.toml, and write ``.cruft.json`` (not when
+    cruft bakes: it writes its own); return 0 or 1."""
     sys.path.insert(0, str(template_dir))
-    from hooks.origin import OriginError, find_origin, pin, write_cruft_record, write_makefile_pin
+    from hooks.origin import WHEELS, OriginError, find_origin, pin, write_cruft_record, write_makefile_pin, write_pyproject_pin
 
     try:
         origin = find_origin(context["_template"], template_dir)
@@ -60,6 +61,8 @@ def pin_hmlcore(context: dict, template_dir: Path, package_dir: Path) -> int:
             released=str(context.get("_hmlcore_released", "")).lower() in ("true", "yes", "1"),
         )
         write_makefile_pin(package_dir / "Makefile", requirement)
+        if not requirement.startswith(f"{WHEELS}/"):
+            write_pyproject_pin(package_dir / "pyproject.toml", requirement)
         if origin.commit and "_commit" not in context:
             write_cruft_record(package_dir, context, origin)
     except OriginError as error:

@@ -1,7 +1,8 @@
 """`make image-test`: build the baked package's image with podman and run it the way CI and Kubeflow would.
 
 1. Bake the default package and build its image with the package's own ``make image`` (the real
-   ``app.Dockerfile``; the docker CLI talks to ``podman system service`` on a private socket).
+   ``app.Dockerfile``; the docker CLI talks to ``podman system service`` on a private socket), with the
+   hmlcore the bake pinned: the wheel a bake from this folder builds.
 2. In the image: ``--help``; ``pipelines <pipeline> run-all`` with the lake on a mounted volume; the
    image's default command (``inference run-prod``), asked for ``/predict`` from this machine with the
    baked README's own example; the process runs as a non-root user; its HEALTHCHECK reports healthy; it
@@ -449,7 +450,8 @@ def main() -> int:
             docker = "docker" if shutil.which("docker") else "podman"
             if docker == "podman":
                 log("no docker CLI here: make image builds with DOCKER=podman")
-            make = ["make", "-C", str(baked), "image", f"TAG={TAG}", f"HMLCORE={ROOT}", f"PYTHON={sys.executable}", f"DOCKER={docker}"]
+            # no HMLCORE: the image gets the hmlcore the bake pinned (the wheel a bake from this folder builds)
+            make = ["make", "-C", str(baked), "image", f"TAG={TAG}", f"PYTHON={sys.executable}", f"DOCKER={docker}"]
             # fixed timestamps in the wheels: the same code gives the same wheels, so podman's layer cache holds
             sh(make, env={"DOCKER_HOST": docker_host, "SOURCE_DATE_EPOCH": "315532800"}, timeout=1200)
         built = [name for name in (f"docker.io/library/{image.group(1)}:{TAG}", f"localhost/{image.group(1)}:{TAG}") if _exists(name)]

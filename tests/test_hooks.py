@@ -7,7 +7,16 @@ import subprocess
 
 import pytest
 
-from hooks.origin import Origin, OriginError, clean_url, cruft_record, find_origin, git_requirement, write_makefile_pin
+from hooks.origin import (
+    Origin,
+    OriginError,
+    clean_url,
+    cruft_record,
+    find_origin,
+    git_requirement,
+    write_makefile_pin,
+    write_pyproject_pin,
+)
 from hooks.post_gen_project import KIND_DATA, remove_unchosen_ci, remove_unused_data
 from hooks.pre_gen_project import check_answers, check_package_name, check_slug
 
@@ -154,6 +163,21 @@ def test_the_makefile_pin_replaces_the_one_default_and_refuses_make_syntax(tmp_p
     for bad in ("x$(shell id)", "x # comment", "x\ny"):
         with pytest.raises(OriginError):
             write_makefile_pin(makefile, bad)
+
+
+def test_the_pyproject_pin_replaces_the_hmlcore_dependency_as_toml_data_and_refuses_what_it_cannot_write(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    text = '[project]\nname = "crashed"\ndependencies = [\n    # the pin\n    "hmlcore[s3]==0.1.0",\n    "pandas>=2.1",\n]\n'
+    pyproject.write_text(text)
+    pin = "hmlcore[s3] @ git+https://github.com/acme/hml-template.git@" + "a" * 40
+    write_pyproject_pin(pyproject, pin)
+    assert pyproject.read_text() == text.replace('"hmlcore[s3]==0.1.0"', f'"{pin}"')
+    for bad in ('hmlcore[s3] @ git+https://x"]\nevil = ["', "pandas==1"):
+        with pytest.raises(OriginError):
+            write_pyproject_pin(pyproject, bad)
+    with pytest.raises(OriginError, match="no dependency line"):
+        write_pyproject_pin(pyproject, pin)  # the template's line is gone now
+    assert pin in pyproject.read_text()
 
 
 def test_the_cruft_record_has_cruft_s_shape_and_no_paths_of_this_machine():

@@ -240,36 +240,28 @@ def test_fresh_virtualenv_follows_the_readme_and_the_image_recipe(cookies, tmp_p
 
     wheels = run([*venv_make, "wheels"], cwd=root, env={**env, **path})
     assert wheels.returncode == 0, wheels.stderr
-    built = sorted(p.name.split("-")[0] for p in (root / "build" / "wheels").glob("*.whl"))
+    built = sorted(p.name.split("-")[0] for p in (root / "build" / "wheels").rglob("*.whl"))
     assert built == ["freshcrash", "hmlcore"]
-    # what app.Dockerfile does: every dependency as a wheel, then an install with no index
+    # what app.Dockerfile does: hmlcore's wheel and the package's other requirements with every dependency as
+    # wheels (workdir build/wheels), then those and the package's wheel installed with no index
     image = tmp_path / "image-venv"
     subprocess.run([sys.executable, "-m", "venv", str(image)], check=True)
     all_wheels = tmp_path / "wheels"
     pip = str(image / "bin" / "pip")
     collect = run(
-        [
-            pip,
-            "wheel",
-            "--quiet",
-            "--wheel-dir",
-            str(all_wheels),
-            "--find-links",
-            str(root / "build/wheels"),
-            *map(str, (root / "build/wheels").glob("*.whl")),
-        ],
-        cwd=tmp_path,
-        env=env,
-        timeout=900,
+        [pip, "wheel", "--quiet", "--wheel-dir", str(all_wheels), "-r", "requirements.txt"], cwd=root / "build/wheels", env=env, timeout=900
     )
     assert collect.returncode == 0, collect.stderr[-3000:]
+    package_wheels = [str(p) for p in (root / "build/wheels").glob("freshcrash-*.whl")]
     install = run(
-        [pip, "install", "--quiet", "--no-index", "--find-links", str(all_wheels), *map(str, all_wheels.glob("freshcrash-*.whl"))],
+        [pip, "install", "--quiet", "--no-index", "--no-deps", *map(str, all_wheels.glob("*.whl")), *package_wheels],
         cwd=tmp_path,
         env=env,
         timeout=900,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    check = run([pip, "check"], cwd=tmp_path, env=env)
+    assert check.returncode == 0, check.stdout
     trained = run(
         [str(image / "bin" / "freshcrash"), "pipelines", "freshcrash_pipeline", "run-all"],
         cwd=tmp_path,

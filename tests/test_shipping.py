@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -102,21 +103,37 @@ def makefile_pin(package: Path) -> str:
     return line.split("?=", 1)[1].strip()
 
 
+def pyproject_pin(package: Path) -> str:
+    dependencies = tomllib.loads((package / "pyproject.toml").read_text())["project"]["dependencies"]
+    (requirement,) = [line for line in dependencies if line.startswith("hmlcore")]
+    return str(requirement)
+
+
 @pytest.mark.slow
 def test_a_bake_from_a_git_url_pins_the_commit_and_its_ci_test_job_passes_in_a_fresh_venv(
     released_template: dict, fresh_venv: dict, tmp_path: Path
 ):
-    """The test job's `run:` lines of the baked workflow, as GitHub runs them on a fresh repository (no variable set)."""
+    """A plain `pip install -e .` gets the pinned commit; then the test job's `run:` lines of the baked workflow, as
+    GitHub runs them on a fresh repository (no variable set); then `make wheels` gives the image a requirements file
+    pip resolves with hmlcore from its wheel, not from git."""
     result = bake(released_template["url"], tmp_path, "--checkout", f"v{__version__}")
     package = tmp_path / "car-crashes"
     commit = released_template["commit"]
     pin = f"hmlcore[s3] @ git+file://{released_template['bare']}@{commit}"
     assert makefile_pin(package) == pin
+    assert pyproject_pin(package) == pin, "pyproject.toml names the same commit, for a plain pip install"
     assert f"hmlcore is pinned to file://{released_template['bare']} at {commit}" in result.stdout
     assert not (package / "wheels").exists()
     record = json.loads((package / ".cruft.json").read_text())
     assert record["template"] == f"file://{released_template['bare']}" and record["commit"] == commit
     assert record["checkout"] == f"v{__version__}" and record["context"]["cookiecutter"]["package_name"] == "crashed"
+
+    python = str(fresh_venv["venv"] / "bin" / "python")
+    plain = run([python, "-m", "pip", "install", "--quiet", "-e", "."], cwd=package, env=fresh_venv["env"], timeout=1800)
+    assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-3000:]
+    hmlcore = installed_hmlcore(fresh_venv["venv"])
+    assert hmlcore["direct_url"]["url"] == f"file://{released_template['bare']}"
+    assert hmlcore["direct_url"]["vcs_info"]["commit_id"] == commit
 
     workflow = yaml.safe_load((package / ".github/workflows/ci.yml").read_text())
     lines = [step["run"] for step in workflow["jobs"]["test"]["steps"] if "run" in step]
@@ -135,6 +152,17 @@ def test_a_bake_from_a_git_url_pins_the_commit_and_its_ci_test_job_passes_in_a_f
     assert hmlcore["direct_url"]["url"] == f"file://{released_template['bare']}"
     assert hmlcore["direct_url"]["vcs_info"]["commit_id"] == commit
 
+    wheels = run(["make", "wheels"], cwd=package, env=env, timeout=1800)
+    assert wheels.returncode == 0, wheels.stdout[-3000:] + wheels.stderr[-3000:]
+    requirements = (package / "build/wheels/requirements.txt").read_text().splitlines()
+    assert requirements[1] == f"./hmlcore/hmlcore-{__version__}-py3-none-any.whl[s3]" and "pandas>=2.1" in requirements
+    assert not any("git+" in line for line in requirements)
+    # the Dockerfile's build stage (workdir build/wheels), resolved here: no conflict between two hmlcore URLs
+    command = [python, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--requirement", "requirements.txt"]
+    resolved = run(command, cwd=package / "build/wheels", env=env, timeout=1800)
+    assert resolved.returncode == 0, resolved.stdout[-3000:] + resolved.stderr[-3000:]
+    assert f"hmlcore-{__version__}" in resolved.stdout
+
 
 @pytest.mark.slow
 def test_a_bake_of_a_dirty_local_checkout_warns_and_installs_the_wheel_it_built(released_template: dict, fresh_venv: dict, tmp_path: Path):
@@ -148,6 +176,7 @@ def test_a_bake_of_a_dirty_local_checkout_warns_and_installs_the_wheel_it_built(
     assert f"WARNING: the template folder {folder} has uncommitted changes" in result.stderr
     wheel = f"wheels/hmlcore-{__version__}-py3-none-any.whl"
     assert makefile_pin(package) == wheel
+    assert pyproject_pin(package) == f"hmlcore[s3]=={__version__}", "PEP 508 names no relative wheel: the Makefile does"
     with zipfile.ZipFile(package / wheel) as archive:
         assert "# a local edit, not committed" in archive.read("hmlcore/_version.py").decode()
     assert not (folder / "build").exists() and not list(folder.glob("*.egg-info")), "the bake leaves the folder as it was"
@@ -180,7 +209,7 @@ def test_a_template_url_make_or_a_shell_would_read_stops_the_bake_and_leaves_not
 @pytest.mark.slow
 def test_a_bake_of_a_released_tag_pins_the_version_once_releases_are_on_the_index(released_template: dict, tmp_path: Path):
     result = bake(released_template["url"], tmp_path, "--checkout", f"v{__version__}", "_hmlcore_released=true")
-    assert makefile_pin(tmp_path / "car-crashes") == f"hmlcore[s3]=={__version__}"
+    assert makefile_pin(tmp_path / "car-crashes") == pyproject_pin(tmp_path / "car-crashes") == f"hmlcore[s3]=={__version__}"
     assert f"pinned to the release {__version__}" in result.stdout
 
 
@@ -215,7 +244,7 @@ def test_make_update_merges_a_newer_template_and_keeps_the_users_edits(released_
     assert 'description="template B"' in (package / "app.Dockerfile").read_text()
     assert 'OWNER = "fraud-team"' in shared.read_text() and "def audit_rows(" in pipeline.read_text()
     assert json.loads((package / ".cruft.json").read_text())["commit"] == b
-    assert makefile_pin(package) == f"hmlcore[s3] @ git+file://{bare}@{b}", "the hmlcore pin moves with the template"
+    assert makefile_pin(package) == pyproject_pin(package) == f"hmlcore[s3] @ git+file://{bare}@{b}", "the pin moves with the template"
     assert not list(package.rglob("*.rej")), "no conflict"
     hello = run(["make", "--no-print-directory", "hello"], cwd=package)
     assert hello.stdout.strip() == "hello from B"

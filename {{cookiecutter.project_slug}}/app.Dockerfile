@@ -6,8 +6,10 @@ ARG PYTHON_IMAGE=python:{{ cookiecutter.python_version }}-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY build/wheels/ /src/wheels/
-# every dependency as a wheel, so the runtime stage installs without an index or a compiler
-RUN pip wheel --wheel-dir /wheels --find-links /src/wheels /src/wheels/*.whl
+WORKDIR /src/wheels
+# hmlcore's wheel and this package's other requirements (requirements.txt, from `make wheels`) with every
+# dependency as wheels, so the runtime stage installs without an index or a compiler
+RUN pip wheel --wheel-dir /wheels --requirement requirements.txt
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,8 +18,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HML_HOME=/tmp/hml
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin hml
+# those wheels, then the package's own without its dependencies (its pyproject may name hmlcore by a git URL)
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels /wheels/{{ cookiecutter.package_name }}-*.whl
+    --mount=type=bind,from=build,source=/src/wheels,target=/src/wheels \
+    pip install --no-index --no-deps /wheels/*.whl /src/wheels/{{ cookiecutter.package_name }}-*.whl && pip check
 USER 10001
 WORKDIR /home/hml
 EXPOSE 8000
