@@ -100,7 +100,7 @@ def inference_group(app: HmlApp) -> click.Group:
     ) -> None:
         """Serve with gunicorn: models load once, then the workers fork; SIGTERM drains, then stops gracefully."""
         workers = workers or default_workers()
-        limit_threads(workers)
+        native_threads = limit_threads(workers)  # before the models load: the master must start no native thread
         run_prod(
             app.inference.create_app(),
             host=host,
@@ -112,6 +112,7 @@ def inference_group(app: HmlApp) -> click.Group:
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             log_query=log_query,
+            native_threads=native_threads,
         )
 
     return add_k8s_commands(group, app)

@@ -53,6 +53,8 @@ from gunicorn.glogging import Logger, SafeAtoms
 from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.exceptions import RequestTimeout
 
+from hmlcore.serving.server import size_native_pools
+
 __all__ = ["AccessLogger", "DrainFlag", "DrainingArbiter", "HmlWorker", "ReadTimeout", "readiness_gate"]
 
 
@@ -215,6 +217,15 @@ class HmlWorker(ThreadWorker):
     #: ``(method, path) -> bool``: whether the main loop may serve that route (hmlcore's own, quick ones);
     #: the app's other routes are served by the pool threads, many at once, whatever they wait for
     inline_route: Callable[[str, str], bool] | None = None
+    #: threads OpenMP and BLAS use in this worker: set in every thread, once forked (see ``limit_threads``)
+    native_threads: int = 1
+
+    def init_process(self) -> None:
+        size_native_pools(self.native_threads)  # the main loop's thread (OpenMP's setting is per thread)
+        super().init_process()
+
+    def get_thread_pool(self) -> futures.ThreadPoolExecutor:
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, initializer=size_native_pools, initargs=(self.native_threads,))
 
     def enqueue_req(self, conn: Any) -> None:
         # this runs in the main loop: what goes wrong in choosing must not end the worker (a pool thread copes)
