@@ -57,6 +57,8 @@ ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 ACCESS_LOG_FORMAT_WITH_QUERY = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 #: threads per worker unless ``--threads`` / ``HML_THREADS`` say otherwise
 DEFAULT_THREADS = 4
+#: connections each worker keeps open at most (gunicorn's ``worker_connections``)
+DEFAULT_CONNECTIONS = 4000
 #: seconds the server keeps serving after SIGTERM, ``/readyz`` answering 503 (``--drain`` / ``HML_DRAIN_SECONDS``)
 DEFAULT_DRAIN_SECONDS = 5
 
@@ -161,7 +163,8 @@ def gunicorn_options(
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_connections": max(100, 4 * threads),
+        # connections each worker keeps open: waiting ones cost a socket and no thread; past it, the oldest is shed
+        "worker_connections": DEFAULT_CONNECTIONS,
         "preload_app": True,
         "timeout": timeout,
         "graceful_timeout": timeout,
@@ -257,6 +260,7 @@ def run_prod(
         "drain_flag": flag,
         "inline_route": staticmethod(_builtin_route(flask_app)),
         "native_threads": native_threads,
+        "max_body_bytes": int(flask_app.config.get("MAX_CONTENT_LENGTH") or HmlWorker.max_body_bytes),
     }
     options["worker_class"] = type("HmlWorker", (HmlWorker,), settings)
     options["logger_class"] = AccessLogger
