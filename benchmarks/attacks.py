@@ -280,7 +280,8 @@ def throughput(port: int, work: Path) -> None:
         for concurrency in (1, 8, 32):
             runs = [wrk(f"http://127.0.0.1:{port}{url}", concurrency=concurrency, duration=3, body=data, work=work) for _ in range(2)]
             best = max(runs, key=lambda got: got["rps"])
-            print(f"{name:<11} c={concurrency:<3} {best['rps']:>9.0f} req/s  p99 {best['p99']:>7.2f} ms  failed {best['failed']}", flush=True)
+            figures = f"{best['rps']:>9.0f} req/s  p99 {best['p99']:>7.2f} ms  failed {best['failed']}"
+            print(f"{name:<11} c={concurrency:<3} {figures}", flush=True)
 
 
 def main() -> int:

@@ -52,8 +52,8 @@ def inference_group(app: HmlApp) -> click.Group:
         default=DEFAULT_THREADS,
         envvar="HML_THREADS",
         show_default=True,
-        help="Threads per worker, for requests still arriving, answers still leaving and the app's own routes "
-        "(a slow client holds one of them); the API's whole requests are served by the worker's main loop.",
+        help="Threads per worker, for the app's own routes and answers still leaving; requests are gathered "
+        "whole by the worker's main loop, which serves the API's own routes itself.",
     )
     @click.option(
         "--drain",

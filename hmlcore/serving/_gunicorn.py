@@ -1,31 +1,40 @@
 """The gunicorn parts of ``inference run-prod``: a threaded worker slow clients cannot stall, and a draining stop.
 
-:class:`HmlWorker` is gunicorn's ``gthread`` worker with these changes:
+:class:`HmlWorker` is gunicorn's ``gthread`` worker (gunicorn 25.2 and later) whose main loop never waits for a
+client, nor lets a pool thread wait for one:
 
+- **whole requests only**: every connection waits in the poller, holding no thread, while its request
+  arrives; the main loop reads what has arrived (never more) and looks only at the framing
+  (:mod:`hmlcore.serving._framing`) until line, headers and body are all in, whatever the target's
+  encoding, however many segments, chunked or not. Then gunicorn's parser reads that request from
+  memory: a request to one of hmlcore's routes (``inline_route``: quick, and waiting on nothing) is served
+  at once by the main loop, one to a route of the app's own by a pool thread, which may wait on other
+  services. Handing every request to a thread would cost a future, a wake-up pipe, two poller calls and
+  a GIL hand-over, as much as a one-row prediction; one thread runs Python at a time anyway;
 - **read and write deadlines**: a request's headers must arrive within ``header_timeout`` seconds and its
-  body within ``body_timeout`` seconds, whatever the pace (a client sending one byte a second is cut off
-  too); the client gets a JSON 408 and the connection is closed. A client that does not take its answer
-  within ``body_timeout`` seconds is cut off too. So a slow client holds one thread for a bounded time
-  while the other threads keep serving;
+  body within ``body_timeout`` more, whatever the pace (one byte a second is cut off too): then a JSON 408
+  that says ``Connection: close``. A connection that stays silent ``header_timeout`` seconds (a kept-alive
+  one: gunicorn's ``keepalive``) is closed. An answer the client does not take at once is finished by a
+  pool thread within ``body_timeout`` seconds; a request that waited ``queue_timeout`` seconds for a
+  thread is answered 503;
+- **limits at the door**: headers over ``max_header_bytes`` get a JSON 431, a body over
+  ``max_body_bytes`` (announced, or chunked so far) a JSON 413, before any of it is gathered;
+- **closing never waits**: the FIN is sent at once and the socket closed when the client's FIN comes (or
+  ``linger`` seconds later), in the poller, where gunicorn would wait up to 2 s in the main loop;
+- **cheap connections**: a waiting connection costs a socket and its bytes. A worker keeps
+  ``worker_connections`` open (thousands) and never stops accepting: past the limit it sheds the oldest
+  waiting connection, never the new client;
 - **JSON errors**: what gunicorn answers before the app sees the request (414 request line too long,
   431 headers too large, 400 malformed) has a JSON body like every answer of the API;
 - **draining**: while the server drains, every answer closes its connection, so clients reconnect
-  (to another pod, once ``/readyz`` has taken this one out of the balancer);
-- **whole requests served by the main loop**: a request to one of hmlcore's routes (``inline_route``)
-  whose line, headers and body have all arrived (what a one-row prediction is, nearly always) is served
-  at once by the worker's main loop, in the thread that found it readable. A request still arriving goes
-  to a pool thread, which reads the rest under the read deadlines, and so does a request to a route of
-  the app's own, which may wait on other services. One thread running Python at a time is what the GIL allows anyway:
-  handing every request to a pool thread costs a future, a wake-up pipe, two poller calls and a
-  GIL hand-over at every socket call, which on a one-row prediction costs as much as the request
-  itself. The main loop never waits for a client: it reads only what has arrived, and the part of an
-  answer the client does not take at once is sent by a pool thread (within ``body_timeout``);
-- **no thread for a silent connection**: a new connection that has sent nothing waits in the poller,
-  not in a thread, and is closed if it stays silent ``header_timeout`` seconds;
+  (to another pod, once ``/readyz`` has taken this one out of the balancer); a stopping worker serves
+  the connections the kernel had already accepted for it, instead of leaving them to be reset;
 - **rebalancing**: every ``keepalive_requests``-th answer on a connection closes it (as nginx's
   ``keepalive_requests`` does). A kept-alive connection stays with the worker that accepted it, and a
   burst of new connections can all land on one worker while another idles; the client's reconnection is
-  accepted by whichever worker is least busy (an idle worker wakes first).
+  accepted by whichever worker is least busy (an idle worker wakes first);
+- **native threads sized after the fork**: OpenMP and BLAS get ``native_threads`` in every thread of the
+  worker (the master kept them to one: see :func:`hmlcore.serving.server.limit_threads`).
 
 :class:`DrainingArbiter` stops in two steps on SIGTERM: first ``/readyz`` answers 503 (see
 :func:`readiness_gate`) while everything else is still served for ``drain`` seconds, then gunicorn's

@@ -3,10 +3,9 @@
 ``run_prod`` takes the built Flask app (so models are loaded once, before gunicorn forks its workers)
 and hands it to gunicorn: as many worker processes as ``--workers`` / ``HML_WORKERS`` say (default: the
 cores this process may use, cgroup CPU limits included), each with ``--threads`` threads
-(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread``: its main loop serves a request to one of
-hmlcore's routes once it has wholly arrived, without a thread hand-over; a request still arriving is read
-by a thread under read deadlines, so a client that sends its headers or body too slowly gets a 408 and
-holds one thread for a bounded time, never a whole worker; the app's own routes are served by the threads).
+(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread``: its main loop gathers each request
+in the poller, holding no thread, until it has wholly arrived, under read deadlines (a client too slow
+gets a 408); it serves hmlcore's routes itself, and hands the app's own routes to the threads).
 The access log goes to stdout without query strings unless ``--log-query`` (they hold feature values,
 personal data). On SIGTERM, ``/readyz`` answers 503 at once while the server keeps serving for
 ``--drain`` seconds (so a balancer takes it out before it stops), then stops gracefully: a worker
@@ -226,8 +225,8 @@ def run_prod(
         host: the address to listen on.
         port: the port to listen on.
         workers: worker processes.
-        threads: threads per worker, for requests still arriving, answers still leaving and the app's own
-            routes; each serves one request at a time.
+        threads: threads per worker, for the app's own routes and answers still leaving; each serves one
+            request at a time (a request reaches a thread only once it has wholly arrived).
         timeout: seconds a stopping worker may take to finish its requests, after the drain; a worker
             whose main loop is silent this long is restarted.
         drain: seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
