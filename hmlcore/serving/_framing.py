@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Framing", "TooLarge", "frame"]
+__all__ = ["Framing", "Refused", "frame"]
 
 _CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 _TRANSFER_ENCODING = re.compile(rb"^transfer-encoding:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
@@ -23,8 +23,8 @@ _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,15}")
 _CHUNK_LINE = 1024
 
 
-class TooLarge(Exception):
-    """The request's headers or body are over the limit: ``status`` (431 or 413) and a message for the client."""
+class Refused(Exception):
+    """The request is refused from its framing: ``status`` (431, 413 or 400) and a message for the client."""
 
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
@@ -49,8 +49,8 @@ def frame(data: bytes | bytearray, *, max_header_bytes: int, max_body_bytes: int
     """The framing of the first request in ``data``.
 
     Raises:
-        TooLarge: its headers are over ``max_header_bytes``, or its body (announced or chunked so far)
-            over ``max_body_bytes``.
+        Refused: its headers are over ``max_header_bytes``, its body (announced or chunked so far) over
+            ``max_body_bytes``, or a chunk's size line is not a size.
 
     Example:
         >>> frame(b"GET /predict?a=1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET", max_header_bytes=8192, max_body_bytes=100)
@@ -64,10 +64,10 @@ def frame(data: bytes | bytearray, *, max_header_bytes: int, max_body_bytes: int
         return Framing(len(data), "body")  # malformed: gunicorn's parser answers it
     if end < 0:
         if len(data) > max_header_bytes:
-            raise TooLarge("431 Request Header Fields Too Large", f"the request headers are over {max_header_bytes} bytes")
+            raise Refused("431 Request Header Fields Too Large", f"the request headers are over {max_header_bytes} bytes")
         return Framing(None, "headers")
     if end > max_header_bytes:
-        raise TooLarge("431 Request Header Fields Too Large", f"the request headers are over {max_header_bytes} bytes")
+        raise Refused("431 Request Header Fields Too Large", f"the request headers are over {max_header_bytes} bytes")
     head = bytes(data[:end])
     route = _route(head)
     start = end + gap
@@ -84,7 +84,7 @@ def frame(data: bytes | bytearray, *, max_header_bytes: int, max_body_bytes: int
         return Framing(len(data), "body", route)
     size = int(lengths[0])
     if size > max_body_bytes:
-        raise TooLarge("413 Request Entity Too Large", f"the request body is over {max_body_bytes} bytes")
+        raise Refused("413 Request Entity Too Large", f"the request body is over {max_body_bytes} bytes")
     whole = len(data) >= start + size
     return Framing(start + size if whole else None, "body", route, not whole and bool(_EXPECT_CONTINUE.search(head)))
 
@@ -104,14 +104,16 @@ def _chunked_end(data: bytes | bytearray, at: int, max_body_bytes: int) -> int |
     while True:
         line_end = data.find(b"\r\n", at, at + _CHUNK_LINE)
         if line_end < 0:
-            return None if len(data) - at < _CHUNK_LINE else len(data)  # a chunk line this long: gunicorn refuses it
+            if len(data) - at < _CHUNK_LINE:
+                return None
+            raise Refused("400 Bad Request", f"a chunk size line is over {_CHUNK_LINE} bytes")
         size_text = bytes(data[at:line_end]).split(b";", 1)[0].strip()
         if not _CHUNK_SIZE.fullmatch(size_text):
-            return len(data)  # a bad chunk size: gunicorn refuses it
+            raise Refused("400 Bad Request", f"the chunk size {size_text[:20].decode('latin-1')!r} is not a hexadecimal number")
         size = int(size_text, 16)
         size_total += size
         if size_total > max_body_bytes:
-            raise TooLarge("413 Request Entity Too Large", f"the request body is over {max_body_bytes} bytes")
+            raise Refused("413 Request Entity Too Large", f"the request body is over {max_body_bytes} bytes")
         at = line_end + 2
         if size == 0:
             if data[at : at + 2] == b"\r\n":
@@ -120,4 +122,6 @@ def _chunked_end(data: bytes | bytearray, at: int, max_body_bytes: int) -> int |
             return None if trailers < 0 else trailers + 4
         if len(data) < at + size + 2:
             return None
+        if data[at + size : at + size + 2] != b"\r\n":
+            raise Refused("400 Bad Request", f"a chunk of {size} bytes is not followed by CRLF")
         at += size + 2

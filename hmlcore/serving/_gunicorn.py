@@ -62,10 +62,11 @@ from typing import Any
 from gunicorn import util
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger, SafeAtoms
+from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import RequestTimeout
 
-from hmlcore.serving._framing import TooLarge, frame
+from hmlcore.serving._framing import Refused, frame
 from hmlcore.serving.server import size_native_pools
 
 __all__ = ["AccessLogger", "DrainFlag", "DrainingArbiter", "HmlWorker", "ReadTimeout", "readiness_gate"]
@@ -315,7 +316,7 @@ class HmlWorker(ThreadWorker):
         sock = conn.sock
         try:
             framing = frame(sock.pending, max_header_bytes=self.max_header_bytes, max_body_bytes=self.max_body_bytes)
-        except TooLarge as exc:
+        except Refused as exc:
             self._unwait(conn)
             self._refuse(conn, exc.status, str(exc))
             return
@@ -494,6 +495,13 @@ class HmlWorker(ThreadWorker):
         return bool(super().handle_request(req, conn))
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        if isinstance(exc, LimitRequestLine):  # gunicorn before 26 answers it 400
+            self.log.warning("refused a request from %s: %s", (addr or ("",))[0], exc)
+            try:
+                client.sendall(json_response("414 URI Too Long", str(exc)))
+            except OSError:
+                pass
+            return
         if isinstance(exc, ReadTimeout):
             self.log.warning("closed a connection from %s: %s", (addr or ("",))[0], exc.description)
             try:
