@@ -9,7 +9,9 @@ during each attack in turn:
 - ``silent``: 1,000 connections that send nothing;
 - ``non-closing``: 40 clients, each asking once a second on a new connection with ``Connection: close``,
   reading the answer and never closing its side (the server waits for a FIN that does not come);
-- ``non-reading``: 20 connections that send 20 requests each for the OpenAPI document and read nothing.
+- ``non-reading``: 20 connections that send 20 requests each for the OpenAPI document and read nothing;
+- ``slow-body``: 2,500 connections, each sending a byte of its body every 2 s (more than gevent's
+  1,000 connections per worker: it has no body deadline).
 
 It prints, per phase, the probe's answers, failures (no answer within 10 s) and p50/p99 latency in ms.
 Figures depend on the machine and on what else runs on it: they are printed, not asserted.
@@ -245,7 +247,36 @@ def non_reading(attack: Attack) -> None:
     attack.run(20, body)
 
 
-ATTACKS = {"slowloris": slowloris, "silent": silent, "non-closing": non_closing, "non-reading": non_reading}
+def slow_body(attack: Attack) -> None:
+    def body() -> None:
+        held: list[socket.socket] = []
+        while not attack.stopped.is_set():
+            for sock in list(held):
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    held.remove(sock)
+            while len(held) < 100 and not attack.stopped.is_set():
+                sock = attack.connect()
+                if sock is None:
+                    break
+                try:
+                    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[")
+                except OSError:
+                    continue
+                held.append(sock)
+            attack.stopped.wait(2)
+
+    attack.run(25, body)
+
+
+ATTACKS = {
+    "slowloris": slowloris,
+    "silent": silent,
+    "non-closing": non_closing,
+    "non-reading": non_reading,
+    "slow-body": slow_body,
+}
 
 
 def serve(work: Path, worker_class: str, workers: int, port: int) -> subprocess.Popen:

@@ -209,6 +209,22 @@ def test_over_the_limit_the_oldest_waiting_connection_is_shed_never_the_new_one(
     assert all(conn.sock.fileno() >= 0 for conn in worker.waiting)
 
 
+def test_over_the_memory_budget_the_oldest_request_still_arriving_is_shed(worker: HmlWorker, listener):
+    worker.max_buffered_bytes, worker.header_timeout = 100, 60
+    oldest, newest = _client(listener), _client(listener)
+    _accept(worker, listener)
+    conn = _accept(worker, listener)
+    start = b"GET /small HTTP/1.1\r\nX-Pad: " + b"p" * 40  # 68 bytes, and more to come
+    oldest.sendall(start)
+    _run_callbacks(worker, lambda: worker.buffered == len(start))
+    newest.sendall(start)
+    _run_callbacks(worker, lambda: len(worker.waiting) == 1)
+    assert oldest.recv(1) == b""  # shed to make room
+    newest.sendall(b"\r\n\r\n")
+    _run_callbacks(worker, lambda: conn not in worker.waiting)
+    assert _read_answer(newest)[1] == b"ok"
+
+
 def test_a_request_waiting_too_long_for_a_thread_gets_a_503(worker: HmlWorker, listener):
     worker.queue_timeout = 0.0
     client = _client(listener)

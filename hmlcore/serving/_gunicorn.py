@@ -228,6 +228,8 @@ class HmlWorker(ThreadWorker):
     max_body_bytes: int = 16 * 1024 * 1024
     #: the largest request line and headers gathered: larger ones are answered 431
     max_header_bytes: int = 64 * 1024
+    #: the most bytes of requests still arriving a worker holds; past it, the oldest waiting connection is shed
+    max_buffered_bytes: int = 256 * 1024 * 1024
     #: seconds a whole request may wait for a pool thread before it is answered 503
     queue_timeout: float = 10.0
     #: seconds a closed connection waits for the client's FIN (gunicorn's ``close_graceful``), in the poller
@@ -239,6 +241,8 @@ class HmlWorker(ThreadWorker):
         self.waiting: dict[Any, None] = {}
         #: connections closed on this side, waiting for the client's FIN until their deadline
         self.closing: dict[Any, float] = {}
+        #: bytes of the requests still arriving on the waiting connections
+        self.buffered = 0
         #: the most connections kept open at once (``worker_connections``); then the oldest waiting is shed
         self.max_connections = self.cfg.worker_connections
         self.worker_connections = sys.maxsize  # gunicorn never stops accepting: a new client is never the one shed
@@ -279,11 +283,14 @@ class HmlWorker(ThreadWorker):
 
     def _wait(self, conn: Any, seconds: float) -> None:
         conn.timeout = time.monotonic() + seconds
+        conn.buffered = len(conn.sock.pending)
+        self.buffered += conn.buffered
         self.waiting[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
 
     def _unwait(self, conn: Any) -> None:
         del self.waiting[conn]
+        self.buffered -= conn.buffered
         self.poller.unregister(conn.sock)
 
     def _readable(self, conn: Any, _sock: Any) -> None:
@@ -309,6 +316,10 @@ class HmlWorker(ThreadWorker):
             conn.phase = "headers"
             conn.timeout = time.monotonic() + self.header_timeout
         conn.sock.pending += data
+        conn.buffered += len(data)
+        self.buffered += len(data)
+        while self.buffered > self.max_buffered_bytes and next(iter(self.waiting)) is not conn:
+            self._shed(closing=False)  # the oldest requests still arriving make room
         self._examine(conn)
 
     def _examine(self, conn: Any) -> None:
@@ -366,9 +377,9 @@ class HmlWorker(ThreadWorker):
         for conn in [conn for conn, deadline in self.closing.items() if deadline <= now]:
             self._closed(conn)
 
-    def _shed(self) -> None:
-        """Close the oldest connection closing, else the oldest waiting: room for a new client."""
-        if self.closing:
+    def _shed(self, *, closing: bool = True) -> None:
+        """Close the oldest connection closing (with ``closing``), else the oldest waiting: room for a new client."""
+        if closing and self.closing:
             self._closed(next(iter(self.closing)))
         elif self.waiting:
             oldest = next(iter(self.waiting))
