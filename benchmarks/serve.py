@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 8, 32)
 KINDS = ("binary", "multiclass", "regression")
-SCENARIOS = ("GET 1 row", "GET 1 row %-encoded", "POST 1 row", "POST 1 row, body later", "POST 1000 rows")
+SCENARIOS = ("GET 1 row", "GET 1 row %-encoded", "POST 1 row", "POST 1 row body later", "POST 1000 rows")
 #: the demo's features (its target: dead)
 CRASH_NUMERIC = ["age", "year_vehicle", "frontal", "airbag_deployed"]
 CRASH_CATEGORICAL = ["speed_band", "airbag", "seatbelt", "sex", "occupant_role"]
@@ -230,27 +230,35 @@ def split_load(url: str, *, concurrency: int, duration: int, body: str | None, w
     failed = [0]
 
     async def client(end: float) -> None:
-        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
-        try:
-            while time.monotonic() < end:
-                begun = time.monotonic()
-                writer.write(head)
-                await writer.drain()
-                await asyncio.sleep(0)
-                writer.write(data)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
-                if not status.startswith(b"HTTP/1.1 200"):
-                    failed[0] += 1
-                latencies.append((time.monotonic() - begun) * 1000)
-        except (OSError, asyncio.IncompleteReadError):
-            failed[0] += 1
-        finally:
-            writer.close()
+        """One connection at a time, asking until ``end``; a new one when the server closes (as wrk does)."""
+        while time.monotonic() < end:
+            reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+            try:
+                while time.monotonic() < end:
+                    begun = time.monotonic()
+                    writer.write(head)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                    writer.write(data)
+                    status = await reader.readline()
+                    if not status:
+                        break  # closed by the server (every 100th answer closes): reconnect
+                    length, closing = 0, False
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.partition(b":")
+                        if name.lower() == b"content-length":
+                            length = int(value)
+                        closing |= name.lower() == b"connection" and b"close" in value.lower()
+                    await reader.readexactly(length)
+                    if not status.startswith(b"HTTP/1.1 200"):
+                        failed[0] += 1
+                    latencies.append((time.monotonic() - begun) * 1000)
+                    if closing:
+                        break
+            except (OSError, asyncio.IncompleteReadError):
+                failed[0] += 1
+            finally:
+                writer.close()
 
     async def run() -> None:
         end = time.monotonic() + duration
@@ -418,7 +426,7 @@ def serve_kind(
             "GET 1 row": ("/predict?" + urllib.parse.urlencode(one), None),
             "GET 1 row %-encoded": ("/predict?" + percent_encoded(one, kind), None),
             "POST 1 row": ("/predict", json.dumps(one)),
-            "POST 1 row, body later": ("/predict", json.dumps(one)),
+            "POST 1 row body later": ("/predict", json.dumps(one)),
             "POST 1000 rows": ("/predict", json.dumps(batch)),
         }
         print(f"\n{kind} model: {args.workers} workers each, wrk {args.duration}s per run, best of {args.rounds} alternating runs\n")
