@@ -318,8 +318,12 @@ class HmlWorker(ThreadWorker):
         conn.sock.pending += data
         conn.buffered += len(data)
         self.buffered += len(data)
-        while self.buffered > self.max_buffered_bytes and next(iter(self.waiting)) is not conn:
-            self._shed(closing=False)  # the oldest requests still arriving make room
+        while self.buffered > self.max_buffered_bytes:  # the oldest requests still arriving make room
+            oldest = next((other for other in self.waiting if other.buffered and other is not conn), None)
+            if oldest is None:
+                break
+            self._unwait(oldest)
+            self._close(oldest)
         self._examine(conn)
 
     def _examine(self, conn: Any) -> None:
@@ -377,9 +381,9 @@ class HmlWorker(ThreadWorker):
         for conn in [conn for conn, deadline in self.closing.items() if deadline <= now]:
             self._closed(conn)
 
-    def _shed(self, *, closing: bool = True) -> None:
-        """Close the oldest connection closing (with ``closing``), else the oldest waiting: room for a new client."""
-        if closing and self.closing:
+    def _shed(self) -> None:
+        """Close the oldest connection closing, else the oldest waiting: room for a new client."""
+        if self.closing:
             self._closed(next(iter(self.closing)))
         elif self.waiting:
             oldest = next(iter(self.waiting))
