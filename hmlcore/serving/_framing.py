@@ -54,7 +54,7 @@ def frame(data: bytes | bytearray, *, max_header_bytes: int, max_body_bytes: int
 
     Example:
         >>> frame(b"GET /predict?a=1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET", max_header_bytes=8192, max_body_bytes=100)
-        Framing(length=40, phase='body', route=('GET', '/predict'), expects_continue=False)
+        Framing(length=38, phase='body', route=('GET', '/predict'), expects_continue=False)
         >>> frame(b"POST /predict HTTP/1.1\\r\\nContent-Length: 10\\r\\n\\r\\n{}", max_header_bytes=8192, max_body_bytes=100).length is None
         True
     """
