@@ -6,7 +6,9 @@ run-all``), then serves it twice side by side with the same number of workers: h
 directly). With ``--kinds`` it does the same for a multiclass and a regression model (XGBoost, trained
 by hmlcore on the crash data: the impact speed band from the rest, and the occupant's age from the
 rest), served by an hmlcore app with monitoring as the template's is. ``wrk`` loads each from this
-machine: GET one row, POST one row and POST 1,000 rows, at concurrency 1, 8 and 32. It prints req/s,
+machine: GET one row (plain, and with its categorical values %-encoded, as ``speed_band=55%2B`` is), POST
+one row (at once, and with its body in a second TCP segment: an asyncio client, wrk cannot) and POST 1,000
+rows, at concurrency 1, 8 and 32. It prints req/s,
 p50 and p99, the CPU time and the context switches each server spent per request (all its processes and
 threads, from ``/proc``), the RSS/PSS/USS of each worker after the load (and whether pandas is mapped into it), the
 in-process time of the 1,000-row batch (and the encoding's), and how the figures compare with the targets:
@@ -49,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 8, 32)
 KINDS = ("binary", "multiclass", "regression")
-SCENARIOS = ("GET 1 row", "POST 1 row", "POST 1000 rows")
+SCENARIOS = ("GET 1 row", "GET 1 row %-encoded", "POST 1 row", "POST 1 row body later", "POST 1000 rows")
 #: the demo's features (its target: dead)
 CRASH_NUMERIC = ["age", "year_vehicle", "frontal", "airbag_deployed"]
 CRASH_CATEGORICAL = ["speed_band", "airbag", "seatbelt", "sex", "occupant_role"]
@@ -212,6 +214,82 @@ def wrk(url: str, *, concurrency: int, duration: int, body: str | None, work: Pa
     return {"rps": rps, "p50": latency.get("50", float("nan")), "p99": latency.get("99", float("nan")), "failed": failed, **usage}
 
 
+def split_load(url: str, *, concurrency: int, duration: int, body: str | None, work: Path, server: int | None = None) -> dict[str, float]:
+    """Like :func:`wrk`, for a POST whose body is sent in a second TCP segment, after its headers (an asyncio client).
+
+    wrk writes each request at once; this client writes the headers, lets them leave, then writes the body
+    (TCP_NODELAY: two segments). It runs in this process, so it is slower than wrk: compare its figures
+    between the two servers, not with wrk's.
+    """
+    import asyncio
+
+    parsed = urllib.parse.urlsplit(url)
+    data = (body or "").encode()
+    head = f"POST {parsed.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+    latencies: list[float] = []
+    failed = [0]
+
+    async def client(end: float) -> None:
+        """One connection at a time, asking until ``end``; a new one when the server closes (as wrk does)."""
+        while time.monotonic() < end:
+            reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+            try:
+                while time.monotonic() < end:
+                    begun = time.monotonic()
+                    writer.write(head)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                    writer.write(data)
+                    status = await reader.readline()
+                    if not status:
+                        break  # closed by the server (every 100th answer closes): reconnect
+                    length, closing = 0, False
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.partition(b":")
+                        if name.lower() == b"content-length":
+                            length = int(value)
+                        closing |= name.lower() == b"connection" and b"close" in value.lower()
+                    await reader.readexactly(length)
+                    if not status.startswith(b"HTTP/1.1 200"):
+                        failed[0] += 1
+                    latencies.append((time.monotonic() - begun) * 1000)
+                    if closing:
+                        break
+            except (OSError, asyncio.IncompleteReadError):
+                failed[0] += 1
+            finally:
+                writer.close()
+
+    async def run() -> None:
+        end = time.monotonic() + duration
+        await asyncio.gather(*(client(end) for _ in range(concurrency)))
+
+    before = server_usage(server) if server is not None else (0.0, 0)
+    begun = time.monotonic()
+    asyncio.run(run())
+    elapsed = time.monotonic() - begun
+    after = server_usage(server) if server is not None else (0.0, 0)
+    count = max(len(latencies), 1)
+    ordered = sorted(latencies) or [float("nan")]
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": ordered[len(ordered) // 2],
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "failed": failed[0],
+        "cpu_us": (after[0] - before[0]) / count * 1e6,
+        "switches": (after[1] - before[1]) / count,
+    }
+
+
+def percent_encoded(record: dict[str, Any], kind: str) -> str:
+    """``record``'s query string with every character of its categorical values %-encoded (``speed_band=55%2B``'s form)."""
+    categorical = set(CRASH_CATEGORICAL if kind == "binary" else OTHER_KINDS[kind][2])
+    return "&".join(
+        f"{key}={''.join(f'%{b:02X}' for b in str(value).encode())}" if key in categorical else f"{key}={value}"
+        for key, value in record.items()
+    )
+
+
 def server_usage(master: int) -> tuple[float, int]:
     """CPU seconds and context switches (voluntary and not) of every thread of ``master`` and its children so far."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -346,7 +424,9 @@ def serve_kind(
         one = sample_records(1, kind)[0]
         scenarios = {
             "GET 1 row": ("/predict?" + urllib.parse.urlencode(one), None),
+            "GET 1 row %-encoded": ("/predict?" + percent_encoded(one, kind), None),
             "POST 1 row": ("/predict", json.dumps(one)),
+            "POST 1 row body later": ("/predict", json.dumps(one)),
             "POST 1000 rows": ("/predict", json.dumps(batch)),
         }
         print(f"\n{kind} model: {args.workers} workers each, wrk {args.duration}s per run, best of {args.rounds} alternating runs\n")
@@ -359,7 +439,8 @@ def serve_kind(
                 row = {}
                 for round_ in range(args.rounds):  # alternate the servers; keep each one's best run
                     for name in list(servers)[:: 1 if round_ % 2 == 0 else -1]:
-                        got = wrk(
+                        load = split_load if scenario.endswith("body later") else wrk
+                        got = load(
                             bases[name] + path,
                             concurrency=concurrency,
                             duration=args.duration,

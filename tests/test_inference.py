@@ -176,6 +176,13 @@ def test_get_with_a_bad_value_names_the_feature_and_type(client):
     ]
 
 
+def test_a_query_string_that_is_not_utf8_gets_a_400(client):
+    """gunicorn before 26 passes a raw byte of the request line through to the app."""
+    response = client.get("/predict", environ_overrides={"QUERY_STRING": "a\x89e=40&speed=90.0"})
+    assert response.status_code == 400
+    assert response.json["error"] == "the query string is not UTF-8 (byte 0x89 at 1)"
+
+
 def test_a_huge_bad_batch_lists_a_bounded_number_of_problems(client):
     response = client.post("/predict", json=[{"age": "x"}] * 5000)
     assert response.status_code == 422

@@ -15,7 +15,15 @@ import requests
 from click.testing import CliRunner
 
 from hmlcore.errors import ConfigError
-from hmlcore.serving.server import default_workers, gunicorn_options, limit_threads, run_prod
+from hmlcore.serving.server import (
+    NATIVE_THREAD_VARIABLES,
+    available_cores,
+    default_workers,
+    gunicorn_options,
+    limit_threads,
+    run_prod,
+    size_native_pools,
+)
 
 from ._serving import APP_SCRIPT, RECORD, publish_model, serving_app
 from .conftest import free_port, start_process, wait_ready
@@ -29,15 +37,15 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start(
-    tmp_path: Path, lake: Path, *command: str, env: dict[str, str] | None = None, stdout: Path | None = None
+    tmp_path: Path, lake: Path, *command: str, env: dict[str, str] | None = None, stdout: Path | None = None, script: str = APP_SCRIPT
 ) -> tuple[subprocess.Popen, str, Path]:
-    """Run the test app's CLI with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready.
+    """Run the test app's CLI (``script``) with ``command`` on a free 127.0.0.1 port, HOME in ``tmp_path``; wait until ready.
 
     The server runs in a process group of its own, so :func:`stop` ends its workers too. Its stdout goes to
     the file ``stdout`` if given (read it while the server runs), else to a pipe :func:`stop` reads.
     """
-    script = tmp_path / "serve_app.py"
-    script.write_text(APP_SCRIPT)
+    script_file = tmp_path / "serve_app.py"
+    script_file.write_text(script)
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
@@ -45,7 +53,7 @@ def start(
     environ.pop("XDG_RUNTIME_DIR", None)
     with open(stdout if stdout else os.devnull, "w") as log:
         server = start_process(
-            [sys.executable, str(script), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, str(script_file), str(lake), "inference", *command, "--host", "127.0.0.1", "--port", str(port)],
             env=environ,
             stdout=log if stdout else subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -183,12 +191,19 @@ def test_a_bad_hml_workers_names_the_value(monkeypatch: pytest.MonkeyPatch, valu
         default_workers()
 
 
-def test_limit_threads_shares_the_cores_and_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setenv("MKL_NUM_THREADS", "7")
-    limit_threads(workers=64)
-    assert os.environ["OMP_NUM_THREADS"] == "1"
-    assert os.environ["MKL_NUM_THREADS"] == "7"
+def test_limit_threads_keeps_the_master_on_one_thread_and_gives_the_workers_their_share(monkeypatch: pytest.MonkeyPatch):
+    from threadpoolctl import threadpool_info
+
+    for name in NATIVE_THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    try:
+        assert limit_threads(workers=64) == 1
+        assert all(os.environ[name] == "1" for name in NATIVE_THREAD_VARIABLES)  # libraries loaded from now on
+        assert {pool["num_threads"] for pool in threadpool_info()} <= {1}  # those already loaded
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert limit_threads(workers=1) == 3  # what the user set is each worker's share
+    finally:
+        size_native_pools(available_cores())
 
 
 @pytest.mark.parametrize(

@@ -53,8 +53,8 @@ def inference_group(app: HmlApp) -> click.Group:
         default=DEFAULT_THREADS,
         envvar="HML_THREADS",
         show_default=True,
-        help="Threads per worker, for requests still arriving, answers still leaving and the app's own routes "
-        "(a slow client holds one of them); the API's whole requests are served by the worker's main loop.",
+        help="Threads per worker, for the app's own routes and answers still leaving; requests are gathered "
+        "whole by the worker's main loop, which serves the API's own routes itself.",
     )
     @click.option(
         "--drain",
@@ -101,7 +101,7 @@ def inference_group(app: HmlApp) -> click.Group:
     ) -> None:
         """Serve with gunicorn: models load once, then the workers fork; SIGTERM drains, then stops gracefully."""
         workers = workers or default_workers()
-        limit_threads(workers)
+        native_threads = limit_threads(workers)  # before the models load: the master must start no native thread
         run_prod(
             app.inference.create_app(),
             host=host,
@@ -113,6 +113,7 @@ def inference_group(app: HmlApp) -> click.Group:
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             log_query=log_query,
+            native_threads=native_threads,
         )
 
     return add_k8s_commands(add_example_command(group, app), app)

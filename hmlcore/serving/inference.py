@@ -261,7 +261,11 @@ class HmlInferenceApp:
     def _predict_get(self) -> Any:
         import flask
 
-        return self._predict([flask.request.args.to_dict()], self.model)
+        try:
+            record = flask.request.args.to_dict()
+        except UnicodeDecodeError as exc:  # a raw byte some servers pass through (gunicorn before 26)
+            raise ApiError(400, f"the query string is not UTF-8 (byte {exc.object[exc.start]:#04x} at {exc.start})") from None
+        return self._predict([record], self.model)
 
     def _predict_post(self) -> Any:
         return self._predict(_records_body(), self.model)

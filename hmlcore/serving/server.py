@@ -3,10 +3,9 @@
 ``run_prod`` takes the built Flask app (so models are loaded once, before gunicorn forks its workers)
 and hands it to gunicorn: as many worker processes as ``--workers`` / ``HML_WORKERS`` say (default: the
 cores this process may use, cgroup CPU limits included), each with ``--threads`` threads
-(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread``: its main loop serves a request to one of
-hmlcore's routes once it has wholly arrived, without a thread hand-over; a request still arriving is read
-by a thread under read deadlines, so a client that sends its headers or body too slowly gets a 408 and
-holds one thread for a bounded time, never a whole worker; the app's own routes are served by the threads).
+(:class:`~hmlcore.serving._gunicorn.HmlWorker`, gunicorn's ``gthread``: its main loop gathers each request
+in the poller, holding no thread, until it has wholly arrived, under read deadlines (a client too slow
+gets a 408); it serves hmlcore's routes itself, and hands the app's own routes to the threads).
 The access log goes to stdout without query strings unless ``--log-query`` (they hold feature values,
 personal data). On SIGTERM, ``/readyz`` answers 503 at once while the server keeps serving for
 ``--drain`` seconds (so a balancer takes it out before it stops), then stops gracefully: a worker
@@ -39,12 +38,14 @@ __all__ = [
     "ACCESS_LOG_FORMAT_WITH_QUERY",
     "DEFAULT_DRAIN_SECONDS",
     "DEFAULT_THREADS",
+    "NATIVE_THREAD_VARIABLES",
     "available_cores",
     "default_workers",
     "gunicorn_options",
     "limit_threads",
     "run_dev",
     "run_prod",
+    "size_native_pools",
 ]
 
 log = logging.getLogger("hmlcore.server")
@@ -55,6 +56,8 @@ ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 ACCESS_LOG_FORMAT_WITH_QUERY = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 #: threads per worker unless ``--threads`` / ``HML_THREADS`` say otherwise
 DEFAULT_THREADS = 4
+#: connections each worker keeps open at most (gunicorn's ``worker_connections``)
+DEFAULT_CONNECTIONS = 4000
 #: seconds the server keeps serving after SIGTERM, ``/readyz`` answering 503 (``--drain`` / ``HML_DRAIN_SECONDS``)
 DEFAULT_DRAIN_SECONDS = 5
 
@@ -81,15 +84,45 @@ def default_workers() -> int:
     return env_int("HML_WORKERS", 0) or available_cores()
 
 
-def limit_threads(workers: int) -> None:
-    """Give each of ``workers`` processes its share of the cores for OpenMP / BLAS, unless already set.
+#: the variables native libraries read, once, when they load, for the size of their thread pools
+NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-    Call before the model libraries are imported: they read these variables once, when they load. Without
-    it every worker's XGBoost or NumPy would start a thread per core and they would fight for them.
+
+def limit_threads(workers: int) -> int:
+    """Keep OpenMP and BLAS on one thread in this process (gunicorn's master); return each worker's share of the cores.
+
+    Call before the app loads its models. gunicorn loads them in its master, then forks the workers, and a
+    fork keeps only the thread that called it. Per library:
+
+    - **OpenMP** (GNU libgomp, bundled by XGBoost and scikit-learn) is not fork-safe: a thread that has
+      run a parallel region on more than one thread keeps a pool, and the same thread in a forked child
+      waits for pool threads that do not exist (a worker's ``/explain`` hung until gunicorn killed it). So
+      the master runs every parallel region on one thread, and each worker, once forked, gives OpenMP its
+      share (:func:`size_native_pools`, in every thread: libgomp keeps the setting per thread).
+    - **BLAS** (OpenBLAS, bundled by NumPy) stops its threads before a fork and starts them after, but is
+      kept to one thread in the master too, so that the master holds no native thread when it forks.
+    - hmlcore's **metrics and monitoring threads** start on first use in each process, after the fork.
+
+    The environment covers the libraries loaded from now on; ``threadpoolctl``, those already loaded.
+
+    Returns:
+        ``OMP_NUM_THREADS`` if set (the user's choice for each worker), else the cores divided by ``workers``.
     """
-    threads = str(max(1, available_cores() // max(1, workers)))
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, threads)
+    from threadpoolctl import threadpool_limits
+
+    configured = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    share = int(configured) if configured.isdigit() and int(configured) > 0 else max(1, available_cores() // max(1, workers))
+    for name in NATIVE_THREAD_VARIABLES:
+        os.environ[name] = "1"
+    threadpool_limits(limits=1)
+    return share
+
+
+def size_native_pools(threads: int) -> None:
+    """Let OpenMP and BLAS use ``threads`` threads from the calling thread on (in a forked worker: see :func:`limit_threads`)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
 
 
 def run_dev(create_app: Callable[[], flask.Flask], *, host: str, port: int, reload: bool = True) -> None:
@@ -129,7 +162,8 @@ def gunicorn_options(
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_connections": max(100, 4 * threads),
+        # connections each worker keeps open: waiting ones cost a socket and no thread; past it, the oldest is shed
+        "worker_connections": DEFAULT_CONNECTIONS,
         "preload_app": True,
         "timeout": timeout,
         "graceful_timeout": timeout,
@@ -182,6 +216,7 @@ def run_prod(
     header_timeout: float = 10,
     body_timeout: float = 30,
     log_query: bool = False,
+    native_threads: int = 1,
 ) -> None:
     """Serve ``flask_app`` with gunicorn: ``workers`` processes of ``threads`` threads, forked after the models are loaded.
 
@@ -190,14 +225,16 @@ def run_prod(
         host: the address to listen on.
         port: the port to listen on.
         workers: worker processes.
-        threads: threads per worker, for requests still arriving, answers still leaving and the app's own
-            routes; each serves one request at a time.
+        threads: threads per worker, for the app's own routes and answers still leaving; each serves one
+            request at a time (a request reaches a thread only once it has wholly arrived).
         timeout: seconds a stopping worker may take to finish its requests, after the drain; a worker
             whose main loop is silent this long is restarted.
         drain: seconds the server keeps serving after SIGTERM while ``/readyz`` answers 503.
         header_timeout: seconds a client has to send a request's line and headers (then 408).
         body_timeout: seconds a client has to send a request's body (then 408).
         log_query: write query strings (feature values) to the access log.
+        native_threads: threads each worker's OpenMP and BLAS use, set once the worker is forked (what
+            :func:`limit_threads`, called before the app loaded its models, returned).
 
     Returns when gunicorn has stopped (SIGTERM: after the drain, gracefully; SIGINT / SIGQUIT: at once).
     """
@@ -221,6 +258,8 @@ def run_prod(
         "body_timeout": float(body_timeout),
         "drain_flag": flag,
         "inline_route": staticmethod(_builtin_route(flask_app)),
+        "native_threads": native_threads,
+        "max_body_bytes": int(flask_app.config.get("MAX_CONTENT_LENGTH") or HmlWorker.max_body_bytes),
     }
     options["worker_class"] = type("HmlWorker", (HmlWorker,), settings)
     options["logger_class"] = AccessLogger
