@@ -58,6 +58,16 @@ class Warehouse:
         """Run ``sql`` and replace ``table`` with its result; return the table name."""
         raise NotImplementedError
 
+    def batches(self, sql: str, *, rows: int) -> Any:
+        """Run ``sql`` and return its result as a ``pyarrow.RecordBatchReader`` of at most ``rows`` rows a batch.
+
+        The rows stream: memory holds a batch, not the result.
+
+        Raises:
+            WarehouseError: the query fails, or the engine cannot stream (BigQuery, for now).
+        """
+        raise WarehouseError(f"the warehouse {self.url} cannot stream a query's rows yet: export the rows to Parquet files and name those")
+
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
         """Replace ``table`` with the rows of ``df``; return the table name."""
         raise NotImplementedError
@@ -129,6 +139,14 @@ class DuckDBWarehouse(Warehouse):
 
         try:
             return self.con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        import duckdb
+
+        try:
+            return self.con.sql(sql).fetch_record_batch(rows)
         except duckdb.Error as exc:
             raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
 
@@ -253,6 +271,10 @@ class ParquetWarehouse(DuckDBWarehouse):
     def query(self, sql: str) -> pd.DataFrame:
         self._sync()
         return super().query(sql)
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        self._sync()
+        return super().batches(sql, rows=rows)
 
     def select_into(self, sql: str, table: str) -> str:
         import duckdb
