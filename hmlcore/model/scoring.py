@@ -107,24 +107,30 @@ def _csv_sql(pattern: str) -> str:
     return f"SELECT * FROM read_csv({_sql_text(pattern)}, sample_size=-1, nullstr=[{nulls}])"
 
 
-def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) -> Any:
+@contextlib.contextmanager
+def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) -> Iterator[Any]:
     """A ``pyarrow.RecordBatchReader`` over the rows of ``source`` (a table, a query, or files)."""
     if _TABLE.match(source):
         if not warehouse.exists(source):
             raise ConfigError(f"no table {source!r} in the warehouse {warehouse.url}: name a table there, a query, or a file")
-        return warehouse.batches(f"SELECT * FROM {source}", rows=chunk_rows)
+        yield warehouse.batches(f"SELECT * FROM {source}", rows=chunk_rows)
+        return
     if re.match(r"^\s*(SELECT|WITH)\b", source, re.IGNORECASE):
-        return warehouse.batches(source, rows=chunk_rows)
+        yield warehouse.batches(source, rows=chunk_rows)
+        return
     import duckdb
 
+    from hmlcore.storage.warehouse import arrow_reader
+
     sql = source_sql(source, lake=lake)
-    con = duckdb.connect(":memory:")
-    if "://" in source:
-        con.register_filesystem(lake.filesystem(source))
-    try:
-        return con.sql(sql).fetch_record_batch(chunk_rows)
-    except duckdb.Error as exc:
-        raise ConfigError(f"cannot read {source}: {str(exc).splitlines()[0]}") from None
+    with duckdb.connect(":memory:") as con:
+        if "://" in source:
+            con.register_filesystem(lake.filesystem(source))  # DuckDB reads the lake's URLs through its fsspec filesystem
+        try:
+            reader = arrow_reader(con.sql(sql), chunk_rows)
+        except duckdb.Error as exc:
+            raise ConfigError(f"cannot read {source}: {str(exc).splitlines()[0]}") from None
+        yield reader
 
 
 @contextlib.contextmanager
@@ -166,9 +172,11 @@ def stage(source: str, *, warehouse: Warehouse, lake: Lake, url: str, chunk_rows
     """
     if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    reader = _batches(source, warehouse=warehouse, lake=lake, chunk_rows=chunk_rows)
     groups: list[int] = []
-    with _parquet_writer(lake, url, reader.schema) as writer:
+    with (
+        _batches(source, warehouse=warehouse, lake=lake, chunk_rows=chunk_rows) as reader,
+        _parquet_writer(lake, url, reader.schema) as writer,
+    ):
         for batch in reader:
             if batch.num_rows:
                 writer.write_batch(batch, row_group_size=chunk_rows)
@@ -364,17 +372,26 @@ def score_shard(
 def merge_parts(warehouse: Warehouse, parts: Sequence[dict[str, Any]], *, predictions_table: str, rejects_table: str) -> dict[str, Any]:
     """Gather the parts of every shard into the predictions table and the rejects table, ordered by ``input_row``.
 
-    A table with no rows to hold is left as it was (an empty part has no columns to give it).
+    Both tables are replaced: a run with no rejected row leaves an empty rejects table (with the columns
+    every rejects table has), never the rejects of an earlier run.
 
     Returns:
-        ``{"predictions", "rejects", "rows", "scored", "rejected"}``: the tables written ("" when none) and the counts.
+        ``{"predictions", "rejects", "rows", "scored", "rejected"}``: the two tables and the counts.
     """
-    written = {"predictions": "", "rejects": ""}
+    fixed = {
+        "predictions": [INPUT_ROW, "model", "model_version", "run_id"],
+        "rejects": [INPUT_ROW, REASON, RECORD, "model", "model_version", "run_id"],
+    }
+    written = {}
     for kind, table in (("predictions", predictions_table), ("rejects", rejects_table)):
         urls = [str(p[kind]) for p in parts if p.get(kind)]
         if urls:
             files = ", ".join(_sql_text(u) for u in urls)
-            written[kind] = warehouse.select_into(f"SELECT * FROM read_parquet([{files}]) ORDER BY {INPUT_ROW}", table)
+            sql = f"SELECT * FROM read_parquet([{files}]) ORDER BY {INPUT_ROW}"
+        else:
+            columns = ", ".join(f"CAST(NULL AS {'BIGINT' if c == INPUT_ROW else 'VARCHAR'}) AS {c}" for c in fixed[kind])
+            sql = f"SELECT {columns} WHERE false"
+        written[kind] = warehouse.select_into(sql, table)
     return {
         **written,
         "rows": sum(int(p["rows"]) for p in parts),

@@ -15,8 +15,8 @@ import functools
 import inspect
 import os
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml

@@ -29,9 +29,15 @@ from hmlcore.storage.lake import Lake
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
+__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "arrow_reader", "open_warehouse", "validate_table_name"]
 
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def arrow_reader(relation: Any, rows: int) -> Any:
+    """A DuckDB relation's rows as a ``pyarrow.RecordBatchReader`` of ``rows`` rows a batch (DuckDB 1.4+ and before)."""
+    read = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+    return read(rows)
 
 
 def validate_table_name(name: str) -> str:
@@ -146,7 +152,7 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         try:
-            return self.con.sql(sql).fetch_record_batch(rows)
+            return arrow_reader(self.con.sql(sql), rows)
         except duckdb.Error as exc:
             raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
 

@@ -324,7 +324,7 @@ def plan_scoring(ctx: hml.OpContext, source: str = shared.SCORING["source"], sha
 
 @hml.op()
 def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
-    """Score one shard's rows with the model in service (or `version`) as /predict answers; refused rows go to the rejects with the reason."""
+    """Score one shard's rows with the model in service (or `version`) as /predict would; refused rows go to the rejects."""
     container = ctx.get_model(shared.MODEL_NAME)
     container.load(hml.ModelRegistry(container).get(version)["reference"] if version else None)
     part = scoring.score_shard(
