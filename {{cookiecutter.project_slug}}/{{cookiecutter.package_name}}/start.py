@@ -94,7 +94,7 @@ def create_app() -> hml.HmlApp:
         version: str = "",
         shards: int = shared.SCORING["shards"],
     ):
-        """Score the rows of `source` with the model in service (or `version`) into a predictions table; refused rows into a rejects table."""
+        """Score the rows of `source` with the model in service (or `version`); refused rows go to a rejects table."""
         plan = pipeline.plan_scoring(source=source, shards=shards)
         with hml.parallel_for(plan.output, parallelism=shared.SCORING["shards"]) as shard:
             part = pipeline.score_shard(shard=shard, version=version)
