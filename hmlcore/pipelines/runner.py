@@ -423,8 +423,8 @@ def _run_loop(
         if "componentInputParameter" in source:
             inputs[key] = values[source["componentInputParameter"]]
         elif "taskOutputParameter" in source:
-            text = outputs[_output_key(source["taskOutputParameter"], outputs)]
-            inputs[key] = text if kind is str else parse_value(text, kind)
+            given = outputs[_output_key(source["taskOutputParameter"], outputs)]
+            inputs[key] = given if kind is str else parse_value(given, kind)
         elif "runtimeValue" in source:
             inputs[key] = source["runtimeValue"]["constant"]
     items_source = iterator["items"]
@@ -438,14 +438,14 @@ def _run_loop(
         params = {**inputs, iterator["itemInput"]: item}
         known: dict[str, str] = dict(outputs)
         for inner in order:
-            text = run_step(inner, f"{name}.{index}.{inner}", f"{position}, item {index + 1}/{len(items)}", dag, params, known)
-            if text is not None:
-                known[inner] = text
-        for key, output in dag.get("outputs", {}).get("parameters", {}).items():
-            selector = output.get("valueFromParameter") or {}
-            text = known.get(str(selector.get("producerSubtask")))
-            collected[key].append(None if text is None else _parsed(text))
-    return {f"{name}:{key}": json.dumps(found) for key, found in collected.items()}
+            output = run_step(inner, f"{name}.{index}.{inner}", f"{position}, item {index + 1}/{len(items)}", dag, params, known)
+            if output is not None:
+                known[inner] = output
+        for key, definition in dag.get("outputs", {}).get("parameters", {}).items():
+            selector = definition.get("valueFromParameter") or {}
+            found = known.get(str(selector.get("producerSubtask")))
+            collected[key].append(None if found is None else _parsed(found))
+    return {f"{name}:{key}": json.dumps(values) for key, values in collected.items()}
 
 
 def _parsed(text: str) -> Any:
