@@ -129,7 +129,7 @@ def test_shards_split_the_rows_into_contiguous_ranges():
 
 # ------------------------------------------------------------------ parallel_for in a pipeline
 def looping_app() -> hml.HmlApp:
-    app = hml.HmlApp(name="loops", package_entrypoint="loops")
+    app = hml.HmlApp(name="loops", cluster_platform="s3", package_entrypoint="loops", image_url="registry.example/loops:abc123")
 
     @hml.op()
     def plan(count: int = 3) -> list:
@@ -146,7 +146,7 @@ def looping_app() -> hml.HmlApp:
         """Merge the parts."""
         return json.dumps(parts)
 
-    @hml.pipeline(app.pipelines)
+    @hml.pipeline(app.pipelines, cron="0 3 * * *", experiment="scoring")
     def loops(count: int = 3, factor: int = 10):
         """Fan out and gather."""
         shards = plan(count=count)
@@ -187,3 +187,23 @@ def test_run_all_runs_every_iteration_and_gathers_their_outputs_in_order(tmp_pat
 def test_parallel_for_belongs_in_a_pipeline():
     with pytest.raises(hml.PipelineError, match="inside an @hml.pipeline"), hml.parallel_for([1, 2]):
         pass
+
+
+@pytest.mark.slow
+def test_deploy_prod_uploads_the_loop_and_schedules_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """deploy-prod through kfp.Client against the fake v2beta1 API server in tests/kfp_server.py."""
+    from kfp.client import client
+
+    from hmlcore.pipelines.kfp_deploy import KfpTarget, deploy_prod
+
+    from .kfp_server import FakeKfp
+
+    monkeypatch.setattr(client.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp" / "context.json"))
+    with FakeKfp() as fake:
+        result = deploy_prod(looping_app().pipelines["loops"], target=KfpTarget(host=fake.url))
+        (job,) = fake.recurring_runs.values()
+        assert job["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
+        uploaded = fake.versions[result.version_id]["pipeline_spec"]
+    loop = next(task for task in uploaded["root"]["dag"]["tasks"].values() if "parameterIterator" in task)
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
+    assert uploaded["deploymentSpec"]["executors"]["exec-work"]["container"]["image"] == "registry.example/loops:abc123"
