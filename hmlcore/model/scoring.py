@@ -279,12 +279,16 @@ def _default_predict(container: ModelContainer, features: np.ndarray) -> list[di
 
 
 def _flat(answers: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The answers as columns: a dict or list value (a multiclass model's probabilities) as JSON text."""
+    """The answers as columns: a dict or list value (a multiclass model's probabilities) as JSON text.
+
+    Every answer of a predictor has the same fields as the first (the kind's shape); a field missing from
+    one answer is None there.
+    """
     columns: dict[str, list[Any]] = {}
-    for name in answers[0]:
+    for name, first in answers[0].items():
         values = [answer.get(name) for answer in answers]
-        if any(isinstance(v, (dict, list)) for v in values):
-            values = [json.dumps(v, sort_keys=False) for v in values]
+        if isinstance(first, (dict, list)):
+            values = [json.dumps(v) for v in values]
         columns[name] = values
     return columns
 
