@@ -302,6 +302,7 @@ def score_shard(
     run_id: str,
     keys: Sequence[str] = (),
     predict: Predictor | None = None,
+    observe: Callable[[pd.DataFrame], None] | None = None,
 ) -> dict[str, Any]:
     """Score the rows of ``shard`` (from :func:`plan_shards`), a row group at a time; write the predictions and rejects parts.
 
@@ -311,6 +312,7 @@ def score_shard(
         run_id: recorded in every predictions row.
         keys: input columns copied to both tables (an id to join the predictions back on).
         predict: the package's predictor (see :func:`score_frame`).
+        observe: called with each chunk's scored rows (e.g. a drift tally's ``add``).
 
     Returns:
         ``{"shard", "rows", "scored", "rejected", "predictions", "rejects"}``: the parts' URLs ("" when empty).
@@ -348,6 +350,8 @@ def score_shard(
             counts["rows"] += len(frame)
             if chunk.accepted:
                 kept = frame.iloc[chunk.accepted]
+                if observe is not None:
+                    observe(kept)
                 columns: dict[str, Any] = {INPUT_ROW: [first + i for i in chunk.accepted]}
                 columns.update({k: kept[k].to_numpy() for k in keys})
                 columns.update(_flat(chunk.answers))

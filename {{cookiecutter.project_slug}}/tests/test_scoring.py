@@ -87,3 +87,14 @@ def test_a_source_that_is_not_there_is_one_line(app, trained):
     result = CliRunner().invoke(app.cli(), ["pipelines", SCORE, "run-all", "--param", "source=no/such/rows.parquet"])
     assert result.exit_code != 0
     assert "no data at 'no/such/rows.parquet'" in result.output and "Traceback" not in result.output
+
+
+def test_the_scored_rows_get_a_drift_report(app, hml_home, trained):
+    result = CliRunner().invoke(app.cli(), ["pipelines", SCORE, "run-all", "--param", "shards=2"])
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    merged = json.loads((Path(hml_home) / "runs" / run_id / "outputs" / "write-predictions" / "output").read_text(encoding="utf-8"))
+    assert merged["drift"]["status"] in ("ok", "warn", "alert")
+    html = Path(merged["drift"]["html"]).read_text(encoding="utf-8")
+    assert "<html" in html.lower() and all(feature in html for feature in FEATURES)
+    assert f"drift of the scored rows: {merged['drift']['status']}" in result.stderr

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hmlcore import hml
 from hmlcore.model import scoring
 from hmlcore.model.split import ROW_ID, SplitSpec, row_ids, validation_mask
+from hmlcore.serving import report
 
 from {{ cookiecutter.package_name }} import inference, shared
 
@@ -322,11 +323,17 @@ def plan_scoring(ctx: hml.OpContext, source: str = shared.SCORING["source"], sha
     return plan
 
 
+def model_in_service(ctx: hml.OpContext, version: str = "") -> hml.ModelContainer:
+    """The published model in service, or the published `version` (a training run id)."""
+    container = ctx.get_model(shared.MODEL_NAME)
+    return container.load(hml.ModelRegistry(container).get(version)["reference"] if version else None)
+
+
 @hml.op()
 def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
     """Score one shard's rows with the model in service (or `version`) as /predict would; refused rows go to the rejects."""
-    container = ctx.get_model(shared.MODEL_NAME)
-    container.load(hml.ModelRegistry(container).get(version)["reference"] if version else None)
+    container = model_in_service(ctx, version)
+    drift = report.DriftTally(container)
     part = scoring.score_shard(
         container,
         shard,
@@ -335,20 +342,29 @@ def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
         run_id=ctx.run_id,
         keys=shared.SCORING["keys"],
         predict=inference.predict,
+        observe=drift.add,
     )
     print(f"score: shard {part['shard']}: {part['scored']} rows scored, {part['rejected']} refused", file=sys.stderr)
-    return part
+    return {**part, "drift": drift.counts}
 
 
 @hml.op()
-def write_predictions(ctx: hml.OpContext, parts: list) -> dict:
-    """Gather every shard's answers into the predictions table and the refused rows into the rejects table (shared.SCORING)."""
+def write_predictions(ctx: hml.OpContext, parts: list, version: str = "") -> dict:
+    """Gather the shards' answers into the predictions table, refused rows into the rejects table; report the scored rows' drift."""
     merged = scoring.merge_parts(
         ctx.warehouse, parts, predictions_table=shared.SCORING["predictions_table"], rejects_table=shared.SCORING["rejects_table"]
     )
     print(
-        f"predictions: {merged['scored']} of {merged['rows']} rows in table {merged['predictions'] or '(none)'},"
-        f" {merged['rejected']} refused in table {merged['rejects'] or '(none)'}",
+        f"predictions: {merged['scored']} of {merged['rows']} rows in table {merged['predictions']},"
+        f" {merged['rejected']} refused in table {merged['rejects']}",
         file=sys.stderr,
     )
+    container = model_in_service(ctx, version)
+    drift = report.DriftTally(container, counts=[part["drift"] for part in parts]).report(thresholds=shared.DRIFT_THRESHOLDS)
+    page = report.render_html(drift, model=container.name, version=container.version, source=merged["predictions"])
+    merged["drift"] = {"status": drift.status, "html": ctx.save_artifact("drift.html", page.encode())["uri"]}
+    for name, feature in drift.features.items():
+        if feature.status in ("warn", "alert"):
+            print(f"drift: {name} {feature.status}: {'; '.join(feature.reasons)}", file=sys.stderr)
+    print(f"drift of the scored rows: {drift.status} ({merged['drift']['html']})", file=sys.stderr)
     return merged

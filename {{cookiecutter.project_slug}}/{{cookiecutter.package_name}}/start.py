@@ -98,7 +98,7 @@ def create_app() -> hml.HmlApp:
         plan = pipeline.plan_scoring(source=source, shards=shards)
         with hml.parallel_for(plan.output, parallelism=shared.SCORING["shards"]) as shard:
             part = pipeline.score_shard(shard=shard, version=version)
-        pipeline.write_predictions(parts=hml.collected(part))
+        pipeline.write_predictions(parts=hml.collected(part), version=version)
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
