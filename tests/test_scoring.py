@@ -91,6 +91,33 @@ def test_every_kind_scores_as_the_api_answers_and_keeps_the_refused_rows(kind: s
         pd.testing.assert_frame_equal(other_rejects, rejects)
 
 
+@pytest.mark.slow
+def test_rows_in_an_s3_bucket_are_scored_into_tables_in_the_bucket(s3_server, tmp_path: Path):
+    """The s3 platform against a real SeaweedFS: the rows, the staged file, the parts and the tables all live in the bucket."""
+    import io
+
+    from hmlcore.storage.warehouse import ParquetWarehouse
+
+    container = _kinds.trained("multiclass")
+    frame = messy("multiclass", 60)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    prefix, options = s3_server.fresh_prefix(), s3_server.storage_options()
+    lake, warehouse = Lake(prefix + "/lake", storage_options=options), ParquetWarehouse(prefix + "/warehouse", storage_options=options)
+    source = lake.write_bytes("incoming/rows.parquet", buffer.getvalue())
+    staged = scoring.stage(source, warehouse=warehouse, lake=lake, url="staged/rows.parquet", chunk_rows=16)
+    assert staged["url"].startswith("s3://") and staged["rows"] == 60
+    parts = [scoring.score_shard(container, s, lake=lake, folder="parts", run_id="r1") for s in scoring.plan_shards(staged, shards=3)]
+    assert all(p["predictions"].startswith(prefix) for p in parts)
+    scoring.merge_parts(warehouse, parts, predictions_table="scores", rejects_table="refused")
+    reader = ParquetWarehouse(prefix + "/warehouse", storage_options=options)  # another pod sees them
+    local = tmp_path / "rows.parquet"
+    frame.to_parquet(local)
+    expected_scores, expected_refused = run_scoring(container, str(local), tmp_path, shards=1)
+    pd.testing.assert_frame_equal(reader.table("scores"), expected_scores.drop(columns="customer"))
+    pd.testing.assert_frame_equal(reader.table("refused"), expected_refused.drop(columns="customer"))
+
+
 def test_a_csv_folder_and_a_warehouse_query_are_scored_too(tmp_path: Path):
     container = _kinds.trained("binary")
     frame = messy("binary", 40)
