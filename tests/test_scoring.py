@@ -146,6 +146,19 @@ def test_a_source_it_cannot_read_is_named(source: str, message: str, tmp_path: P
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_a_number_the_api_refuses_is_refused_here_too():
+    container = _kinds.trained("regression")
+    frame = pd.DataFrame({"flipper": [200.0, np.inf, 1e300, 190.0], "mass": [4000.0, 4100.0, 4200.0, np.nan], "island": ["Dream"] * 4})
+    chunk = scoring.score_frame(container, frame)
+    assert chunk.accepted == [0, 3]
+    reasons = []
+    for row in (1, 2):  # the records as Python values: JSON cannot even carry an infinity to the API
+        with pytest.raises(FeatureError) as refused:
+            container.encode([frame.iloc[row].to_dict()])
+        reasons.append((row, str(refused.value)))
+    assert chunk.rejected == reasons and "finite" in reasons[0][1]
+
+
 def test_shards_split_the_rows_into_contiguous_ranges():
     plan = scoring.plan_shards({"url": "x", "rows": 10, "row_groups": [4, 4, 2]}, shards=3)
     assert [(s["start"], s["stop"]) for s in plan] == [(0, 4), (4, 7), (7, 10)]

@@ -50,6 +50,7 @@ __all__ = [
     "plan_shards",
     "score_frame",
     "score_shard",
+    "source_sql",
     "stage",
 ]
 
@@ -253,7 +254,10 @@ def score_frame(container: ModelContainer, frame: pd.DataFrame, *, predict: Pred
     if not len(frame):
         return chunk
     try:
-        matrix = container.encode(frame[container.features])
+        with np.errstate(over="ignore"):  # a number beyond float32 becomes inf, found just below
+            matrix = container.encode(frame[container.features])
+        if np.isinf(matrix).any():  # a number beyond float32 (or infinite): the API refuses it, the frame path does not
+            raise FeatureError("a number is not finite")
         chunk.accepted = list(range(len(frame)))
     except FeatureError:
         rows = []
@@ -321,9 +325,9 @@ def score_shard(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    missing = [k for k in keys if not isinstance(k, str)]
-    if missing:
-        raise ConfigError(f"key columns must be names, got {missing[0]!r}")
+    unnamed = [k for k in keys if not isinstance(k, str)]
+    if unnamed:
+        raise ConfigError(f"key columns must be names, got {unnamed[0]!r}")
     base = lake.uri(folder).rstrip("/")
     predictions_url = f"{base}/part-{shard['shard']}.parquet"
     rejects_url = f"{base}/rejects-{shard['shard']}.parquet"
