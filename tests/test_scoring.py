@@ -127,6 +127,12 @@ def test_a_csv_folder_and_a_warehouse_query_are_scored_too(tmp_path: Path):
     frame.tail(15).to_csv(folder / "b.csv", index=False)
     predictions, rejects = run_scoring(container, str(folder), tmp_path, shards=3)
     assert len(predictions) + len(rejects) == 40 and set(rejects["reason"]) and "Atlantis" in " ".join(rejects["reason"])
+    (tmp_path / "rows.jsonl").write_text(frame.to_json(orient="records", lines=True), encoding="utf-8")
+    (tmp_path / "rows.json").write_text(frame.to_json(orient="records"), encoding="utf-8")
+    frame.assign(mass=frame["mass"].astype(str)).to_feather(tmp_path / "rows.feather")
+    for name in ("rows.jsonl", "rows.json", "rows.feather"):
+        predictions, rejects = run_scoring(container, str(tmp_path / name), tmp_path, shards=2)
+        assert len(predictions) + len(rejects) == 40
     warehouse = open_warehouse(str(tmp_path / "w3.duckdb"))
     warehouse.load_dataframe(frame.head(10), "incoming")
     warehouse.close()

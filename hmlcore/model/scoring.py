@@ -2,7 +2,7 @@
 
 A scoring run has three parts, each one pipeline step (``pipelines <package>_score``):
 
-1. :func:`stage` streams the rows to score (a warehouse table or query, or CSV / Parquet files, one
+1. :func:`stage` streams the rows to score (a warehouse table or query, or Parquet / CSV / JSON / Feather files, one
    file or a folder) into one Parquet file in the lake, a row group per ``chunk_rows`` rows, and
    :func:`plan_shards` splits the rows into contiguous ranges, one per shard;
 2. :func:`score_shard` reads a shard's rows a row group at a time, encodes them with the model's own
@@ -72,7 +72,7 @@ def _sql_text(value: str) -> str:
 
 
 def source_sql(source: str, *, lake: Lake | None = None) -> str:
-    """The DuckDB ``SELECT`` reading ``source``: a query as it is, else the CSV or Parquet file(s) at that path or URL.
+    """The DuckDB ``SELECT`` reading ``source``: a query as it is, else the Parquet, CSV or JSON file(s) at that path or URL.
 
     A folder is read as every ``*.parquet`` file in it (or every ``*.csv*`` file if it holds no Parquet).
     A CSV file's column types are found from the whole file, and ``NA``, ``NaN``, ``null`` and blanks are
@@ -100,7 +100,11 @@ def source_sql(source: str, *, lake: Lake | None = None) -> str:
         return f"SELECT * FROM read_parquet({_sql_text(source)})"
     if re.search(r"\.(csv|tsv)(\.gz|\.zst)?$", lowered):
         return _csv_sql(source)
-    raise ConfigError(f"cannot score {source}: name a .parquet or .csv file (optionally .csv.gz), a folder of them, or a table")
+    if re.search(r"\.(json|jsonl|ndjson)(\.gz|\.zst)?$", lowered):
+        return f"SELECT * FROM read_json({_sql_text(source)}, sample_size=-1)"
+    raise ConfigError(
+        f"cannot score {source}: name a .parquet, .csv, .tsv, .json or .jsonl file (optionally .gz), a folder of them, or a table"
+    )
 
 
 def _csv_sql(pattern: str) -> str:
@@ -119,6 +123,9 @@ def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) 
     if re.match(r"^\s*(SELECT|WITH)\b", source, re.IGNORECASE):
         yield warehouse.batches(source, rows=chunk_rows)
         return
+    if source.lower().endswith((".feather", ".arrow")):
+        yield _feather_batches(source, lake=lake)
+        return
     import duckdb
 
     from hmlcore.storage.warehouse import arrow_reader
@@ -132,6 +139,19 @@ def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) 
         except duckdb.Error as exc:
             raise ConfigError(f"cannot read {source}: {str(exc).splitlines()[0]}") from None
         yield reader
+
+
+def _feather_batches(source: str, *, lake: Lake) -> Any:
+    """The record batches of a Feather (Arrow IPC) file, one at a time."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    try:
+        handle = lake.filesystem(source).open(source, "rb") if "://" in source else pa.memory_map(source)
+        reader = pyarrow.ipc.open_file(handle)
+    except (OSError, pa.ArrowException) as exc:
+        raise ConfigError(f"cannot read {source}: {exc}") from None
+    return pa.RecordBatchReader.from_batches(reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches)))
 
 
 @contextlib.contextmanager
