@@ -28,7 +28,7 @@ from hmlcore.model.container import ModelContainer
 from hmlcore.model.promotion import PromotionRule
 from hmlcore.model.registry import ModelRegistry
 from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
-from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, op
+from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, collected, op, parallel_for
 from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.serving.monitoring import enable_monitoring
 
@@ -54,10 +54,12 @@ __all__ = [
     "RegistryError",
     "StorageError",
     "WarehouseError",
+    "collected",
     "deploy_inference",
     "deploy_op",
     "enable_monitoring",
     "inference",
     "op",
+    "parallel_for",
     "pipeline",
 ]

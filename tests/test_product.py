@@ -40,6 +40,7 @@ MAKE_TARGETS = [
     "audit",
     "update",
     "run-all",
+    "score",
     "serve",
     "serve-prod",
     "compile",

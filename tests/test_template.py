@@ -25,6 +25,7 @@ COMMON_FILES = ORIGIN_FILES | {
     "tests/conftest.py",
     "tests/test_inference.py",
     "tests/test_pipeline.py",
+    "tests/test_scoring.py",
     "tests/test_shared.py",
 }
 CODE_FILES = {"__init__.py", "inference.py", "pipeline.py", "shared.py", "start.py"}

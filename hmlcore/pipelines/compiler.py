@@ -10,10 +10,12 @@ This module imports kfp; nothing on the serving path imports it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,7 @@ import yaml
 from hmlcore._files import write_atomic
 from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
-from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, building, render_value
+from hmlcore.pipelines.ops import KFP_TYPES, Collected, HmlOp, HmlTask, building, render_value
 from hmlcore.storage.config import check_cluster_platform, check_env_name
 
 if TYPE_CHECKING:
@@ -177,12 +179,24 @@ class _KfpBuilder:
             self._components[op.name] = components.load_component_from_text(text)
         return self._components[op.name]
 
+    @contextlib.contextmanager
+    def parallel_for(self, items: Any, parallelism: int) -> Iterator[Any]:
+        """Kubeflow's ``dsl.ParallelFor`` over ``items`` (a step's list output, or a list)."""
+        from kfp import dsl
+
+        value = items.kfp_task.output if isinstance(items, KfpTask) else items
+        with dsl.ParallelFor(items=value, parallelism=parallelism or None) as item:
+            yield item
+
     def add_task(self, op: HmlOp, arguments: dict[str, Any]) -> KfpTask:
         from kfp import dsl
 
         kfp_args = {}
         for key, value in arguments.items():
-            kfp_args[key] = value.kfp_task.output if isinstance(value, KfpTask) else value
+            if isinstance(value, Collected):
+                kfp_args[key] = dsl.Collected(value.task.kfp_task.output)  # type: ignore[attr-defined]
+            else:
+                kfp_args[key] = value.kfp_task.output if isinstance(value, KfpTask) else value
         kfp_task = self.component(op)(**kfp_args, hml_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         kfp_task.set_caching_options(False)
         used = sum(1 for t in self.tasks if t.op is op)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 from collections.abc import Callable, Iterator
@@ -121,6 +122,10 @@ class _TraceBuilder:
         task = HmlTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}")
         self.tasks.append(task)
         return task
+
+    @contextlib.contextmanager
+    def parallel_for(self, items: Any, parallelism: int) -> Iterator[Any]:
+        yield _Placeholder("loop item")
 
 
 class HmlPipeline:

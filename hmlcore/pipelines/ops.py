@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from hmlcore.app import HmlApp
     from hmlcore.storage.warehouse import Warehouse
 
-__all__ = ["HmlOp", "HmlTask", "OpContext", "OpParam", "op", "render_output"]
+__all__ = ["Collected", "HmlOp", "HmlTask", "OpContext", "OpParam", "collected", "op", "parallel_for", "render_output"]
 
 #: the types an op's parameters and return value may have, and their KFP v1-YAML type names
 KFP_TYPES: dict[type, str] = {str: "String", int: "Integer", float: "Float", bool: "Boolean", list: "JsonArray", dict: "JsonObject"}
@@ -56,6 +56,48 @@ def building(builder: Any) -> Iterator[None]:
         yield
     finally:
         _builder.reset(token)
+
+
+@contextlib.contextmanager
+def parallel_for(items: Any, *, parallelism: int = 0) -> Iterator[Any]:
+    """Inside a pipeline function: call the steps in the block once per item of ``items``; yields the item.
+
+    Compiled, the block is Kubeflow's own ``dsl.ParallelFor`` (at most ``parallelism`` iterations at
+    once, 0: no limit); ``run-all`` runs the iterations one after another. A step after the block takes
+    every iteration's output, as a list, through :func:`collected`.
+
+    Example:
+        >>> @pipeline(app.pipelines)  # doctest: +SKIP
+        ... def score():
+        ...     shards = plan()
+        ...     with parallel_for(shards.output, parallelism=4) as shard:
+        ...         part = score_shard(shard=shard)
+        ...     merge(parts=collected(part))
+
+    Raises:
+        PipelineError: used outside a pipeline function, or ``parallelism`` is not a non-negative integer.
+    """
+    builder = _builder.get()
+    if builder is None:
+        raise PipelineError("parallel_for() belongs inside an @hml.pipeline function")
+    if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 0:
+        raise PipelineError(f"parallelism must be a non-negative integer, got {parallelism!r}")
+    with builder.parallel_for(items, parallelism) as item:
+        yield item
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Every iteration's output of a task inside :func:`parallel_for`, as one list input."""
+
+    task: HmlTask
+
+
+def collected(task: HmlTask) -> Collected:
+    """The outputs of ``task`` (called inside a :func:`parallel_for` block) from every iteration, as a list for a later step."""
+    if not isinstance(task, HmlTask) or task.op.return_type is None:
+        raise PipelineError(f"collected() takes a step called inside parallel_for that returns a value, got {task!r}")
+    return Collected(task)
 
 
 @dataclass

@@ -57,7 +57,10 @@ def dag_order(spec: dict[str, Any]) -> list[str]:
         >>> dag_order({"root": {"dag": {"tasks": {"b": {"dependentTasks": ["a"]}, "a": {}, "c": {}}}}})
         ['a', 'c', 'b']
     """
-    tasks = spec["root"]["dag"]["tasks"]
+    return _order(spec["root"]["dag"]["tasks"])
+
+
+def _order(tasks: dict[str, Any]) -> list[str]:
     position = {name: i for i, name in enumerate(tasks)}
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name, task in tasks.items():
@@ -86,16 +89,19 @@ def resolve_command(
     outputs: dict[str, str],
     output_file: str,
     run_id: str,
+    dag: dict[str, Any] | None = None,
 ) -> list[str]:
     """The command line of ``task_name`` with every placeholder filled, as the Kubeflow launcher would.
 
     Args:
-        params: the pipeline's parameter values.
-        outputs: the output file's text of each finished task.
+        params: the pipeline's parameter values (inside a loop: the loop's inputs and its item).
+        outputs: the output file's text of each finished task (a loop's collected outputs under
+            ``<loop>:<output>``).
         output_file: where this task writes its own output.
         run_id: the value of :data:`~hmlcore.pipelines.compiler.RUN_ID_PLACEHOLDER`.
+        dag: the DAG holding the task (default: the pipeline's root; a loop's own DAG for a step inside it).
     """
-    task = spec["root"]["dag"]["tasks"][task_name]
+    task = (dag or spec["root"]["dag"])["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]
     if "executorLabel" not in component:
         raise PipelineError(f"task {task_name} is a sub-DAG (a condition or loop); run-all runs only container steps")
@@ -115,7 +121,7 @@ def resolve_command(
         elif "componentInputParameter" in source:
             values[name] = render_value(params[source["componentInputParameter"]], kind)
         elif "taskOutputParameter" in source:
-            producer = source["taskOutputParameter"]["producerTask"]
+            producer = _output_key(source["taskOutputParameter"], outputs)
             if producer not in outputs:
                 raise PipelineError(f"task {task_name}: input {name} needs the output of {producer}, which has none")
             values[name] = _as_kfp_passes_it(outputs[producer], kind)
@@ -133,13 +139,20 @@ def resolve_command(
 _CLUSTER_ONLY_ENV = ("HML_PLATFORM",)
 
 
-def step_env(spec: dict[str, Any], task_name: str) -> dict[str, str]:
+def _output_key(source: dict[str, Any], outputs: dict[str, str]) -> str:
+    """Where ``outputs`` holds the output ``source`` names: ``<loop>:<output>`` for a loop's, the step's name for a step's own."""
+    producer, key = source["producerTask"], source.get("outputParameterKey", "")
+    gathered = f"{producer}:{key}"
+    return gathered if gathered in outputs else str(producer)
+
+
+def step_env(spec: dict[str, Any], task_name: str, dag: dict[str, Any] | None = None) -> dict[str, str]:
     """The environment variables the compiled spec sets in ``task_name``'s container (``with_env``).
 
     ``HML_PLATFORM`` is left out: it names the platform of the cluster's pods, while a local run stays
     on the platform of the machine it runs on.
     """
-    task = spec["root"]["dag"]["tasks"][task_name]
+    task = (dag or spec["root"]["dag"])["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]
     container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
     return {e["name"]: str(e.get("value", "")) for e in container.get("env", []) if e["name"] not in _CLUSTER_ONLY_ENV}
@@ -323,34 +336,34 @@ def run_all(
     total = len(order)
     echo(f"run {run_id}: {total} steps of {pipeline.name} (folder {folder.path})")
     started_all = time.perf_counter()
-    for i, name in enumerate(order, 1):
-        record = state["tasks"].get(name, {})
-        output_file = folder.output_file(name)
+
+    def run_step(name: str, label: str, position: str, dag: dict[str, Any], params: dict[str, Any], known: dict[str, str]) -> str | None:
+        """Run the container step ``name`` of ``dag`` (recorded as ``label``, shown at ``position``); return its output's text."""
+        record = state["tasks"].get(label, {})
+        output_file = folder.output_file(label)
         if record.get("status") == "succeeded" and (not record.get("output") or os.path.exists(output_file)):
-            if record.get("output"):
-                outputs[name] = _read(output_file)
-            echo(f"[{i}/{total}] {name}: succeeded in an earlier attempt, skipped")
-            continue
-        command = resolve_command(spec, name, params=values, outputs=outputs, output_file=output_file, run_id=run_id)
-        echo(f"[{i}/{total}] {name} ...")
+            echo(f"[{position}] {label}: succeeded in an earlier attempt, skipped")
+            return _read(output_file) if record.get("output") else None
+        command = resolve_command(spec, name, params=params, outputs=known, output_file=output_file, run_id=run_id, dag=dag)
+        echo(f"[{position}] {label} ...")
         started = time.perf_counter()
-        state["tasks"][name] = {"status": "running", "command": command}
+        state["tasks"][label] = {"status": "running", "command": command}
         state["status"] = "running"
         folder.save(state)
-        log_file = folder.log_file(name)
+        log_file = folder.log_file(label)
         failure: BaseException | None = None
         message = ""
         with _step_log(log_file) as log:
             try:
-                with _environment(step_env(spec, name)):
+                with _environment(step_env(spec, name, dag)):
                     execute(command)
-                if _declares_output(spec, name) and not os.path.exists(output_file):
+                if _declares_output(spec, name, dag) and not os.path.exists(output_file):
                     raise PipelineError(f"it wrote no output to {output_file}")
             except BaseException as exc:
                 failure, message = exc, _message(exc)
                 log.write("".join(traceback.format_exception(exc)))
         if failure is not None:
-            state["tasks"][name] = {"status": "failed", "command": command, "error": message, "log": log_file}
+            state["tasks"][label] = {"status": "failed", "command": command, "error": message, "log": log_file}
             state["status"] = "failed"
             folder.save(state)
             if isinstance(failure, KeyboardInterrupt):
@@ -358,24 +371,92 @@ def run_all(
             if debugging():
                 echo("".join(traceback.format_exception(failure)).rstrip())
             raise PipelineError(
-                f"step {name} ({i}/{total}) failed after {time.perf_counter() - started:.1f}s: {message}"
+                f"step {label} ({position}) failed after {time.perf_counter() - started:.1f}s: {message}"
                 f" (log: {log_file}; rerun it alone: {shlex.join(command)}; finish with: run-all --resume {run_id})"
             ) from failure
         seconds = time.perf_counter() - started
         has_output = os.path.exists(output_file)
-        if has_output:
-            outputs[name] = _read(output_file)
-        state["tasks"][name] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}
+        text = _read(output_file) if has_output else None
+        state["tasks"][label] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}
         folder.save(state)
-        echo(f"[{i}/{total}] {name}: ok in {seconds:.1f}s" + (f" -> {_short(outputs[name])}" if name in outputs else ""))
+        echo(f"[{position}] {label}: ok in {seconds:.1f}s" + (f" -> {_short(text)}" if text is not None else ""))
+        return text
+
+    root = spec["root"]["dag"]
+    for i, name in enumerate(order, 1):
+        component = spec["components"][root["tasks"][name]["componentRef"]["name"]]
+        if "dag" not in component:
+            text = run_step(name, name, f"{i}/{total}", root, values, outputs)
+            if text is not None:
+                outputs[name] = text
+            continue
+        outputs.update(_run_loop(spec, name, position=f"{i}/{total}", values=values, outputs=outputs, run_step=run_step))
     state["status"] = "succeeded"
     folder.save(state)
     echo(f"run {run_id}: {total} steps succeeded in {time.perf_counter() - started_all:.1f}s")
     return run_id
 
 
-def _declares_output(spec: dict[str, Any], task_name: str) -> bool:
-    component = spec["components"][spec["root"]["dag"]["tasks"][task_name]["componentRef"]["name"]]
+def _run_loop(
+    spec: dict[str, Any],
+    name: str,
+    *,
+    position: str,
+    values: dict[str, Any],
+    outputs: dict[str, str],
+    run_step: Callable[[str, str, str, dict[str, Any], dict[str, Any], dict[str, str]], str | None],
+) -> dict[str, str]:
+    """Run a ``dsl.ParallelFor`` task: its DAG once per item, one iteration after another; return its collected outputs.
+
+    Each iteration's steps get the loop's inputs and the item, as Kubeflow passes them; an output the
+    loop gathers (``dsl.Collected``) is the list of each iteration's value, in the items' order.
+    """
+    task = spec["root"]["dag"]["tasks"][name]
+    component = spec["components"][task["componentRef"]["name"]]
+    iterator = task.get("parameterIterator")
+    if iterator is None:
+        raise PipelineError(f"task {name} is a sub-DAG that is not a loop (a condition?); run-all runs steps and dsl.ParallelFor loops")
+    definitions = component.get("inputDefinitions", {}).get("parameters", {})
+    inputs: dict[str, Any] = {}
+    for key, source in task.get("inputs", {}).get("parameters", {}).items():
+        kind = _KIND.get(definitions.get(key, {}).get("parameterType", "STRING"), str)
+        if "componentInputParameter" in source:
+            inputs[key] = values[source["componentInputParameter"]]
+        elif "taskOutputParameter" in source:
+            given = outputs[_output_key(source["taskOutputParameter"], outputs)]
+            inputs[key] = given if kind is str else parse_value(given, kind)
+        elif "runtimeValue" in source:
+            inputs[key] = source["runtimeValue"]["constant"]
+    items_source = iterator["items"]
+    items = inputs[items_source["inputParameter"]] if "inputParameter" in items_source else json.loads(items_source["raw"])
+    if not isinstance(items, list):
+        raise PipelineError(f"loop {name} iterates over {_short(repr(items))}, which is not a list")
+    dag = component["dag"]
+    order = _order(dag["tasks"])
+    collected: dict[str, list[Any]] = {key: [] for key in dag.get("outputs", {}).get("parameters", {})}
+    for index, item in enumerate(items):
+        params = {**inputs, iterator["itemInput"]: item}
+        known: dict[str, str] = dict(outputs)
+        for inner in order:
+            output = run_step(inner, f"{name}.{index}.{inner}", f"{position}, item {index + 1}/{len(items)}", dag, params, known)
+            if output is not None:
+                known[inner] = output
+        for key, definition in dag.get("outputs", {}).get("parameters", {}).items():
+            selector = definition.get("valueFromParameter") or {}
+            found = known.get(str(selector.get("producerSubtask")))
+            collected[key].append(None if found is None else _parsed(found))
+    return {f"{name}:{key}": json.dumps(values) for key, values in collected.items()}
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _declares_output(spec: dict[str, Any], task_name: str, dag: dict[str, Any] | None = None) -> bool:
+    component = spec["components"][(dag or spec["root"]["dag"])["tasks"][task_name]["componentRef"]["name"]]
     return bool(component.get("outputDefinitions", {}).get("parameters"))
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._templates import render_page
+from hmlcore.errors import ConfigError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds, FeatureDrift
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from hmlcore.model.container import ModelContainer
 
-__all__ = ["drift_report", "render_html", "render_text"]
+__all__ = ["DriftTally", "drift_report", "render_html", "render_text"]
 
 _COLOURS = {"pending": "#8a8a8a", "ok": "#2e7d32", "warn": "#e08a00", "alert": "#c62828"}
 
@@ -50,6 +51,49 @@ def drift_report(
         data = data.assign(**absent)
     counts = profile.counts(profile.codes_from_frame(data))
     return profile.evaluate(counts, thresholds=DriftThresholds.from_mapping(thresholds))
+
+
+class DriftTally:
+    """The drift report of rows seen a chunk at a time (batch scoring): counts that add up, judged at the end.
+
+    Args:
+        container: the model whose training distributions the rows are judged against.
+        counts: tallies already made (e.g. by each shard), to add up.
+
+    Example:
+        >>> tally = DriftTally(container)  # doctest: +SKIP
+        >>> for chunk in chunks:  # doctest: +SKIP
+        ...     tally.add(chunk)
+        >>> DriftTally(container, counts=[tally.counts]).report().status  # doctest: +SKIP
+        'ok'
+    """
+
+    def __init__(self, container: ModelContainer, *, counts: list[list[int]] | None = None) -> None:
+        self.container = container
+        self.profile = DriftProfile.from_container(container)
+        self._counts = [0] * self.profile.slots
+        for other in counts or []:
+            if len(other) != self.profile.slots:
+                raise ConfigError(f"a drift tally of {len(other)} slots does not fit model {container.name!r} ({self.profile.slots} slots)")
+            self._counts = [a + int(b) for a, b in zip(self._counts, other, strict=True)]
+
+    def add(self, data: pd.DataFrame) -> None:
+        """Count the rows of ``data`` (features the model has defaults for may be absent, as in :func:`drift_report`)."""
+        absent = {f: v for f, v in self.container.defaults.items() if f not in data.columns}
+        counted = self.profile.counts(self.profile.codes_from_frame(data.assign(**absent) if absent else data))
+        self._counts = [a + int(b) for a, b in zip(self._counts, counted.tolist(), strict=True)]
+
+    @property
+    def counts(self) -> list[int]:
+        """The rows counted in each slot, as JSON-able integers."""
+        return list(self._counts)
+
+    def report(self, *, thresholds: Mapping[str, Any] | DriftThresholds | None = None) -> DriftReport:
+        """The drift of every row counted, as :func:`drift_report` judges it."""
+        import numpy as np
+
+        counts = np.asarray(self._counts, dtype=np.int64)
+        return self.profile.evaluate(counts, thresholds=DriftThresholds.from_mapping(thresholds))
 
 
 def _pct(value: float | None) -> str:

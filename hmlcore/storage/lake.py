@@ -84,6 +84,10 @@ class Lake:
         protocol = _protocol(target)
         return self.fs if protocol == _protocol(self.url) else self._filesystem(protocol)
 
+    def filesystem(self, url: str) -> Any:
+        """The fsspec filesystem that reads ``url`` (the lake's own, with its storage options, for the lake's scheme)."""
+        return self._fs_for(url)
+
     def uri(self, *parts: str) -> str:
         """The full URL of ``parts`` joined under the lake root; a full URL is returned as it is."""
         if len(parts) == 1 and self.owns(parts[0]):

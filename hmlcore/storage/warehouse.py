@@ -29,9 +29,15 @@ from hmlcore.storage.lake import Lake
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "open_warehouse", "validate_table_name"]
+__all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "arrow_reader", "open_warehouse", "validate_table_name"]
 
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def arrow_reader(relation: Any, rows: int) -> Any:
+    """A DuckDB relation's rows as a ``pyarrow.RecordBatchReader`` of ``rows`` rows a batch (DuckDB 1.4+ and before)."""
+    read = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+    return read(rows)
 
 
 def validate_table_name(name: str) -> str:
@@ -57,6 +63,16 @@ class Warehouse:
     def select_into(self, sql: str, table: str) -> str:
         """Run ``sql`` and replace ``table`` with its result; return the table name."""
         raise NotImplementedError
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        """Run ``sql`` and return its result as a ``pyarrow.RecordBatchReader`` of at most ``rows`` rows a batch.
+
+        The rows stream: memory holds a batch, not the result.
+
+        Raises:
+            WarehouseError: the query fails, or the engine cannot stream (BigQuery, for now).
+        """
+        raise WarehouseError(f"the warehouse {self.url} cannot stream a query's rows yet: export the rows to Parquet files and name those")
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
         """Replace ``table`` with the rows of ``df``; return the table name."""
@@ -129,6 +145,14 @@ class DuckDBWarehouse(Warehouse):
 
         try:
             return self.con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        import duckdb
+
+        try:
+            return arrow_reader(self.con.sql(sql), rows)
         except duckdb.Error as exc:
             raise WarehouseError(f"warehouse query failed: {str(exc).splitlines()[0]}") from exc
 
@@ -253,6 +277,10 @@ class ParquetWarehouse(DuckDBWarehouse):
     def query(self, sql: str) -> pd.DataFrame:
         self._sync()
         return super().query(sql)
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        self._sync()
+        return super().batches(sql, rows=rows)
 
     def select_into(self, sql: str, table: str) -> str:
         import duckdb

@@ -1,4 +1,5 @@
-"""The training pipeline's steps: extract -> analyze -> build matrix -> train -> evaluate -> publish.
+"""The pipelines' steps. Training: extract -> analyze -> build matrix -> train -> evaluate -> publish;
+batch scoring: plan -> score each shard -> write the predictions.
 
 Each ``@hml.op()`` runs as its own container in Kubeflow and as ``{{ cookiecutter.package_name }} pipelines
 {{ cookiecutter.pipeline_name }} run <step>`` on a laptop. Steps hand each other small values (table
@@ -27,9 +28,11 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from hmlcore import hml
+from hmlcore.model import scoring
 from hmlcore.model.split import ROW_ID, SplitSpec, row_ids, validation_mask
+from hmlcore.serving import report
 
-from {{ cookiecutter.package_name }} import shared
+from {{ cookiecutter.package_name }} import inference, shared
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +59,8 @@ READERS: dict[str, tuple[str, dict[str, Any]]] = {
 DECOMPRESSORS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 #: a source made of letters, digits and underscores names a table already in the warehouse
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: a source starting with SELECT or WITH is a query on the warehouse (batch scoring)
+QUERY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 
 #: the XGBoost objective of each model kind
 OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
@@ -303,3 +308,63 @@ def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: d
     )
     print(f"publish: {container.decision.reason}", file=sys.stderr)
     return uri
+
+
+# ------------------------------------------------------------------ batch scoring
+@hml.op()
+def plan_scoring(ctx: hml.OpContext, source: str = shared.SCORING["source"], shards: int = shared.SCORING["shards"]) -> list:
+    """Copy the rows to score into the lake, shared.SCORING["chunk_rows"] rows at a time, and deal them out to `shards` shards."""
+    location = source if TABLE_NAME.match(source) or QUERY.match(source) else locate(source)
+    staged = scoring.stage(
+        location, warehouse=ctx.warehouse, lake=ctx.lake, url=ctx.artifact_uri("rows.parquet"), chunk_rows=shared.SCORING["chunk_rows"]
+    )
+    plan = scoring.plan_shards(staged, shards=shards)
+    print(f"plan: {staged['rows']} rows from {source} in {len(staged['row_groups'])} chunks, {len(plan)} shards", file=sys.stderr)
+    return plan
+
+
+def model_in_service(ctx: hml.OpContext, version: str = "") -> hml.ModelContainer:
+    """The published model in service, or the published `version` (a training run id)."""
+    container = ctx.get_model(shared.MODEL_NAME)
+    return container.load(hml.ModelRegistry(container).get(version)["reference"] if version else None)
+
+
+@hml.op()
+def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
+    """Score one shard's rows with the model in service (or `version`) as /predict would; refused rows go to the rejects."""
+    container = model_in_service(ctx, version)
+    drift = report.DriftTally(container)
+    part = scoring.score_shard(
+        container,
+        shard,
+        lake=ctx.lake,
+        folder=ctx.artifact_uri("parts"),
+        run_id=ctx.run_id,
+        keys=shared.SCORING["keys"],
+        predict=inference.predict,
+        observe=drift.add,
+    )
+    print(f"score: shard {part['shard']}: {part['scored']} rows scored, {part['rejected']} refused", file=sys.stderr)
+    return {**part, "drift": drift.counts}
+
+
+@hml.op()
+def write_predictions(ctx: hml.OpContext, parts: list, version: str = "") -> dict:
+    """Gather the shards' answers into the predictions table, refused rows into the rejects table; report the scored rows' drift."""
+    merged = scoring.merge_parts(
+        ctx.warehouse, parts, predictions_table=shared.SCORING["predictions_table"], rejects_table=shared.SCORING["rejects_table"]
+    )
+    print(
+        f"predictions: {merged['scored']} of {merged['rows']} rows in table {merged['predictions']},"
+        f" {merged['rejected']} refused in table {merged['rejects']}",
+        file=sys.stderr,
+    )
+    container = model_in_service(ctx, version)
+    drift = report.DriftTally(container, counts=[part["drift"] for part in parts]).report(thresholds=shared.DRIFT_THRESHOLDS)
+    page = report.render_html(drift, model=container.name, version=container.version, source=merged["predictions"])
+    merged["drift"] = {"status": drift.status, "html": ctx.save_artifact("drift.html", page.encode())["uri"]}
+    for name, feature in drift.features.items():
+        if feature.status in ("warn", "alert"):
+            print(f"drift: {name} {feature.status}: {'; '.join(feature.reasons)}", file=sys.stderr)
+    print(f"drift of the scored rows: {drift.status} ({merged['drift']['html']})", file=sys.stderr)
+    return merged

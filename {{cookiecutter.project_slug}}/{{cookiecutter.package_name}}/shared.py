@@ -99,6 +99,21 @@ PROMOTION = {"metric": "log_loss", "min_gain": 0.0}
 PROMOTION = {"metric": "rmse", "min_gain": 0.0}
 {%- endif %}
 
+#: the batch scoring pipeline (`{{ cookiecutter.package_name }}_score`): the rows it scores (a warehouse table, a SELECT
+#: on the warehouse, or the path or URL of a CSV or Parquet file or of a folder of them), the input columns copied
+#: beside each answer (an id to join the predictions back on), how many shards score at once on Kubeflow, how many
+#: rows a shard holds in memory at a time, and the warehouse tables it writes: the predictions, and the rows the
+#: API would refuse with the reason. `run-all --param source=... --param version=...` overrides the source and the
+#: model version (default: the one in service) for one run.
+SCORING = {
+    "source": DATA_SOURCE,
+    "keys": [],
+    "shards": 4,
+    "chunk_rows": 50_000,
+    "predictions_table": f"{MODEL_NAME}_predictions",
+    "rejects_table": f"{MODEL_NAME}_rejects",
+}
+
 #: when /drift, /metrics and `monitor report` call a feature's drift from the training data a warning
 #: or an alert, as (warn, alert): population stability index, share of numbers outside the training
 #: range, share of categories never seen in training; with fewer rows than min_rows it is "pending"

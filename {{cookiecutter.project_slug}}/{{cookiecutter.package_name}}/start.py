@@ -1,4 +1,4 @@
-"""The entry point: builds the HmlApp and registers the model, the pipeline and the inference API.
+"""The entry point: builds the HmlApp and registers the model, the pipelines (training, batch scoring) and the inference API.
 
 ``{{ cookiecutter.package_name }} --help`` lists the commands; ``main`` is the console script.
 """
@@ -87,6 +87,18 @@ def create_app() -> hml.HmlApp:
         pipeline.publish_model(
             model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force
         )
+
+    @hml.pipeline(app.pipelines, cron="0 3 * * *", experiment="{{ cookiecutter.project_slug }}")
+    def {{ cookiecutter.package_name }}_score(
+        source: str = shared.SCORING["source"],
+        version: str = "",
+        shards: int = shared.SCORING["shards"],
+    ):
+        """Score the rows of `source` with the model in service (or `version`); refused rows go to a rejects table."""
+        plan = pipeline.plan_scoring(source=source, shards=shards)
+        with hml.parallel_for(plan.output, parallelism=shared.SCORING["shards"]) as shard:
+            part = pipeline.score_shard(shard=shard, version=version)
+        pipeline.write_predictions(parts=hml.collected(part), version=version)
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
