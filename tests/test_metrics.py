@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from hmlcore.serving.metrics import ServingMetrics
+from hmlcore.serving.metrics import ServingMetrics, SettledFilesCollector
 
 from .conftest import free_port, start_process, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
@@ -182,3 +184,22 @@ def test_several_gunicorn_workers_report_one_consistent_total(lake: Path, tmp_pa
     assert len({(d["rows"], d["status"], d["features"]["age"]["psi"]) for d in drifts}) == 1
     assert drifts[0]["status"] == "ok" and drifts[0]["rows"] == min(sent, 800)
     assert len(pages) == 8
+
+
+def test_a_metrics_file_another_worker_is_creating_does_not_fail_the_scrape(tmp_path: Path):
+    """prometheus_client creates a worker's file empty, then sizes it: a scrape in between must skip it, not 500."""
+    worker = "from prometheus_client import Counter; Counter('hml_seen', 'rows seen').inc(3)"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=60)
+    (tmp_path / "counter_999999.db").touch()  # another worker's file, caught between its creation and its sizing
+
+    with pytest.raises(Exception, match="unpack"):  # what /metrics answered 500 with
+        generate_latest(_registry_of(MultiProcessCollector(None, str(tmp_path))))
+    page = generate_latest(_registry_of(SettledFilesCollector(str(tmp_path)))).decode()
+    assert "hml_seen_total 3.0" in page
+
+
+def _registry_of(collector: object) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -43,6 +44,7 @@ __all__ = [
     "MULTIPROC_ENV",
     "MonitorCollector",
     "ServingMetrics",
+    "SettledFilesCollector",
     "gunicorn_hooks",
     "mark_worker_dead",
     "multiprocess_dir",
@@ -235,15 +237,47 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in Prometheus text format, and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         if self.registry is not None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, multiprocess_dir())
+        registry.register(SettledFilesCollector(multiprocess_dir() or ""))
         for collector in self.collectors:
             registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class SettledFilesCollector:
+    """The workers' metrics files merged, leaving out a file another worker is creating at this instant.
+
+    prometheus_client creates a worker's file empty and only then sizes it: its own collector fails on a file
+    caught in between (``struct.error``), and ``/metrics`` would answer 500. Such a file holds no sample yet,
+    so it is skipped; it is read on the next scrape.
+    """
+
+    #: a file's header (the used length and padding) that prometheus_client writes when it sizes the file
+    HEADER_BYTES = 8
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        return MultiProcessCollector.merge(_settled_files(self.folder, min_bytes=self.HEADER_BYTES), accumulate=True)
+
+
+def _settled_files(folder: str, *, min_bytes: int) -> list[str]:
+    """The ``*.db`` files in ``folder`` of at least ``min_bytes`` (sorted; a file gone meanwhile is left out)."""
+    files = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.db"))):
+        try:
+            if os.path.getsize(path) >= min_bytes:
+                files.append(path)
+        except OSError:
+            continue
+    return files
 
 
 def _class_text(value: Any) -> str:
