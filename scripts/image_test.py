@@ -348,10 +348,14 @@ def check_image(containers: Containers, baked: Path, pipeline: str, work: Path) 
             raise ImageTestError(f"run-prod in the image never answered /readyz within 120s: {sh([*podman, 'logs', server])}")
         time.sleep(0.5)
     log(f"run-prod in the image is ready on {base}")
-    query = re.search(r"curl '(http://127\.0\.0\.1:8000/predict\?[^']+)'", (baked / "README.md").read_text())
-    if query is None:
-        raise ImageTestError("the baked README shows no `curl 'http://127.0.0.1:8000/predict?...'` example to ask")
-    status, answer = get(query.group(1).replace("http://127.0.0.1:8000", base))
+    # the README's example asks the package for a request (`inference example --query`): ask the image the same
+    readme = (baked / "README.md").read_text()
+    example = re.search(r'curl "http://127\.0\.0\.1:8000/predict\?\$\((\S+) inference example --query\)"', readme)
+    if example is None:
+        raise ImageTestError("the baked README shows no `curl` example that asks `<package> inference example --query` for its request")
+    query = containers.run("inference", "example", "--query", options=lake_options).strip()
+    check(bool(query) and "\n" not in query, f"`{example.group(1)} inference example --query` in the image prints one query: {query}")
+    status, answer = get(f"{base}/predict?{query}")
     check(status == 200 and len(answer["predictions"]) == 1, f"/predict with the README's example answers one prediction: {answer}")
     check(answer["model"]["version"] == run_id, f"... from the model run-all published ({answer['model']['version']})")
     status, answer = get(f"{base}/predict?age=not-a-number")
