@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +158,15 @@ class Attack:
         self.sockets.append(sock)
         return sock
 
+    def connections(self) -> Iterator[socket.socket]:
+        """New connections, one at a time, until the attack stops (a refused connect is tried again shortly)."""
+        while not self.stopped.is_set():
+            sock = self.connect()
+            if sock is None:
+                time.sleep(0.2)
+                continue
+            yield sock
+
     def run(self, count: int, body: Callable[[], None]) -> None:
         for _ in range(count):
             self.threads.append(threading.Thread(target=body, daemon=True))
@@ -174,11 +183,7 @@ class Attack:
 
 def slowloris(attack: Attack) -> None:
     def body() -> None:
-        while not attack.stopped.is_set():
-            sock = attack.connect()
-            if sock is None:
-                time.sleep(0.2)
-                continue
+        for sock in attack.connections():
             try:
                 sock.sendall(b"GET /predict HTTP/1.1\r\nHost: x\r\n")
                 for line in range(10_000):
@@ -218,11 +223,7 @@ def _open(sock: socket.socket) -> bool:
 
 def non_closing(attack: Attack) -> None:
     def body() -> None:
-        while not attack.stopped.is_set():
-            sock = attack.connect()
-            if sock is None:
-                time.sleep(0.2)
-                continue
+        for sock in attack.connections():
             try:
                 sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 sock.recv(65536)  # the answer; the socket stays open, no FIN
