@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.cli.main import guard, registered_model
 from hmlcore.serving.reload import smoke_record
 
 if TYPE_CHECKING:
@@ -35,11 +35,7 @@ def add_example_command(group: click.Group, app: HmlApp) -> click.Group:
     @guard
     def example_command(as_query: bool, model: str | None) -> None:
         """Print a valid request for the model in service: its typical training row, as JSON (POST /predict) or a query string."""
-        if model is None:
-            if len(app.models) != 1:
-                raise HmlCliError(f"{len(app.models)} models are registered: name one with --model ({', '.join(app.models) or 'none'})")
-            model = next(iter(app.models))
-        record = smoke_record(app.get_model(model).load())
+        record = smoke_record(registered_model(app, model).load())
         if as_query:
             click.echo(urllib.parse.urlencode({k: "" if v is None else v for k, v in record.items()}))
         else:

@@ -24,8 +24,9 @@ from hmlcore.storage.config import debugging
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
+    from hmlcore.model.container import ModelContainer
 
-__all__ = ["HmlCliError", "build_cli", "guard"]
+__all__ = ["HmlCliError", "build_cli", "guard", "registered_model"]
 
 
 class HmlCliError(click.ClickException):
@@ -50,6 +51,19 @@ def guard(func: Any) -> Any:
     wrapper.__name__ = getattr(func, "__name__", "command")
     wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+def registered_model(app: HmlApp, model: str | None) -> ModelContainer:
+    """The model named by a command's ``--model`` option, or the only one registered.
+
+    Raises:
+        HmlCliError: no name was given and there is not exactly one model.
+    """
+    if model is None:
+        if len(app.models) != 1:
+            raise HmlCliError(f"{len(app.models)} models are registered: name one with --model ({', '.join(app.models) or 'none'})")
+        model = next(iter(app.models))
+    return app.get_model(model)
 
 
 def build_cli(app: HmlApp) -> click.Group:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.cli.main import HmlCliError, guard, registered_model
 from hmlcore.model.registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -32,11 +32,7 @@ _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 
 
 def _registry(app: HmlApp, model: str | None) -> ModelRegistry:
-    if model is None:
-        if len(app.models) != 1:
-            raise HmlCliError(f"{len(app.models)} models are registered: name one with --model ({', '.join(app.models) or 'none'})")
-        model = next(iter(app.models))
-    return ModelRegistry(app.get_model(model))
+    return ModelRegistry(registered_model(app, model))
 
 
 def models_group(app: HmlApp) -> click.Group:
