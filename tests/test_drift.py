@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +15,8 @@ import pytest
 from hmlcore.errors import ConfigError
 from hmlcore.model.distributions import describe_distributions
 from hmlcore.serving.drift import DriftProfile, DriftThresholds
-from hmlcore.serving.drift_window import DriftWindow, read_windows, window_files, window_path
-from hmlcore.serving.metrics import mark_worker_dead
+from hmlcore.serving.drift_window import DriftWindow
+from hmlcore.serving.metrics import ServingMetrics, SettledFilesCollector, mark_worker_dead
 
 
 def profile_of(train: pd.DataFrame, numeric: list[str], categorical: list[str]) -> DriftProfile:
@@ -98,45 +102,77 @@ def test_a_constant_training_feature_flags_any_other_value():
     assert moved.features["k"].out_of_range == 0.5 and moved.status == "alert"
 
 
-def test_the_window_keeps_only_the_latest_rows(train: pd.DataFrame):
+def test_the_window_keeps_only_the_latest_rows_and_says_how_each_slot_changed(train: pd.DataFrame):
     profile = profile_of(train, ["x"], ["c"])
     window = DriftWindow(profile, size=300)
     rows = profile.codes_from_frame(train.head(1000))
+    summed = np.zeros(profile.slots, dtype=np.int64)
     for start in range(0, 1000, 70):  # batches that wrap around the ring at odd places
-        window.add(rows[start : start + 70])
+        for slot, change in window.add(rows[start : start + 70]):
+            summed[slot] += change
     assert window.rows == 300
     np.testing.assert_array_equal(window.counts(), profile.counts(rows[-300:]))
-    window.add(rows[:500])  # a batch larger than the window keeps its last rows
+    np.testing.assert_array_equal(summed, window.counts())
+    for slot, change in window.add(rows[:500]):  # a batch larger than the window keeps its last rows
+        summed[slot] += change
     np.testing.assert_array_equal(window.counts(), profile.counts(rows[200:500]))
+    np.testing.assert_array_equal(summed, window.counts())
 
 
-def test_window_files_of_several_processes_add_up(train: pd.DataFrame, tmp_path: Path):
-    profile = profile_of(train, ["x"], ["c"])
+#: a worker: adds the rows in argv[2] (JSON codes) to a window of the profile in argv[1] and counts it as serving does
+WORKER = """
+import json, os, sys
+from hmlcore.serving.drift import DriftProfile
+from hmlcore.serving.drift_window import DriftWindow
+from hmlcore.serving.metrics import ServingMetrics
+
+profile = DriftProfile(json.loads(sys.argv[1]), ["x"], ["c"])
+window = DriftWindow(profile, size=500)
+ServingMetrics(model="m").observe_window(profile, "v1", window.add(json.loads(sys.argv[2])), window.rows)
+print(os.getpid())
+"""
+
+
+def test_the_windows_of_several_workers_add_up_and_a_dead_worker_is_forgotten(train: pd.DataFrame, tmp_path: Path):
+    distributions = describe_distributions(train, ["x"], ["c"])
+    profile = DriftProfile.from_distributions(distributions, ["x"], ["c"])
     rows = profile.codes_from_frame(train.head(900))
-    first = DriftWindow(profile, size=500, path=str(tmp_path / "a.bin"))
-    second = DriftWindow(profile, size=500, path=str(tmp_path / "b.bin"))
-    first.add(rows[:400])
-    second.add(rows[400:900])
-    other_model = profile_of(train.assign(x=train["x"] * 10), ["x"], ["c"])
-    DriftWindow(other_model, size=50, path=str(tmp_path / "other.bin")).add(other_model.codes_from_frame(train.head(50)))
-    (tmp_path / "garbage.bin").write_bytes(b"not a window")
-    paths = [str(p) for p in sorted(tmp_path.iterdir())]
-    counts, read = read_windows(paths, profile)
-    assert read == 2
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pids = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", WORKER, json.dumps(distributions), json.dumps(part.tolist())],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            ).stdout
+        )
+        for part in (rows[:400], rows[400:900])
+    ]
+
+    def summed(version: str = "v1") -> tuple[np.ndarray, int]:
+        return ServingMetrics(model="m").window_counts(profile, version, list(SettledFilesCollector(str(tmp_path)).collect()))
+
+    counts, workers = summed()
     np.testing.assert_array_equal(counts, profile.counts(rows))
-    second.close()
-    assert not (tmp_path / "b.bin").exists()
-    assert read_windows([str(p) for p in tmp_path.iterdir()], profile)[1] == 1
+    assert workers == 2
+    assert summed("v2")[0].sum() == 0  # another model version's windows are not mixed in
+    mark_worker_dead(pids[1], str(tmp_path))
+    counts, workers = summed()
+    np.testing.assert_array_equal(counts, profile.counts(rows[:400]))
+    assert workers == 1
 
 
-def test_each_worker_window_file_is_found_by_its_pid_and_dropped_when_the_worker_dies(train: pd.DataFrame, tmp_path: Path):
+def test_slots_are_labelled_by_feature_and_training_bin():
+    train = pd.DataFrame({"x": [0.0, 1.0, 2.0, 4.0], "c": ["a", "b", "(unseen)", "a"]})
     profile = profile_of(train, ["x"], ["c"])
-    for pid in (101, 202):
-        DriftWindow(profile, size=10, path=window_path(str(tmp_path), pid)).add(profile.codes_from_frame(train.head(3)))
-    (tmp_path / "hml-drift-notapid.bin").write_bytes(b"")
-    assert window_files(str(tmp_path)) == {101: window_path(str(tmp_path), 101), 202: window_path(str(tmp_path), 202)}
-    mark_worker_dead(101, str(tmp_path))
-    assert list(window_files(str(tmp_path))) == [202]
+    assert len(profile.slot_labels) == profile.slots
+    x = [label for feature, label in profile.slot_labels if feature == "x"]
+    assert x[0] == "< 0" and x[1].startswith("0 to ") and x[-2:] == ["> 4", "(missing)"]
+    c = [label for feature, label in profile.slot_labels if feature == "c"]
+    assert c == ["#0", "#1", "#2", "#3", "#4"]  # a category named like a slot: the slots are numbered instead
 
 
 def test_a_profile_needs_every_feature_in_the_distributions(train: pd.DataFrame):

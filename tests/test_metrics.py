@@ -83,6 +83,30 @@ def test_metrics_count_requests_predictions_refusals_and_drift(lake: Path):
     assert ("hml_drift_unseen_ratio", frozenset({"model": "mon", "feature": "road"}.items())) in page
 
 
+def test_each_training_bin_counts_the_window_and_a_new_model_version_starts_it_afresh(tmp_path: Path):
+    publish_model(tmp_path)
+    app = build_app(tmp_path)
+    client = app.inference.create_app().test_client()
+    assert client.post("/predict", json=records(synthetic_data(200, seed=22))).status_code == 200
+    page = samples(client.get("/metrics").get_data(as_text=True))
+    sex = {dict(k[1])["bin"]: v for k, v in page.items() if k[0] == "hml_drift_window_bin_rows" and dict(k[1])["feature"] == "sex"}
+    assert set(sex) == {"f", "m"} and sum(sex.values()) == 200  # "(unseen)" and "(missing)" never counted: no series
+    assert all(dict(k[1])["version"] == "run-1" for k in page if k[0] == "hml_drift_window_bin_rows")
+
+    publish_model(tmp_path, seed=1, run_id="run-2")
+    app.get_model("mon").load()  # the newest version, as the server's reload loads it
+    assert client.post("/predict", json=records(synthetic_data(50, seed=23))).status_code == 200
+    page = samples(client.get("/metrics").get_data(as_text=True))
+    by_version = {"run-1": 0.0, "run-2": 0.0}
+    for key, count in page.items():
+        if key[0] == "hml_drift_window_bin_rows" and dict(key[1])["feature"] == "age":
+            by_version[dict(key[1])["version"]] += count
+    assert by_version == {"run-1": 0, "run-2": 50}
+    assert value(page, "hml_drift_window_rows", model="mon") == 50
+    assert value(page, "hml_model_info", model="mon", version="run-2") == 1
+    assert client.get("/drift").get_json()["rows"] == 50
+
+
 def test_many_distinct_class_values_are_capped():
     metrics = ServingMetrics(model="m")
     metrics.observe_predictions([{"label": f"id-{i}"} for i in range(100)])

@@ -37,7 +37,7 @@ def container(*, unknown: str = "error", lake: str | None = None) -> hml.ModelCo
     return hml.ModelContainer("mon", "mon-project", NUMERIC, CATEGORICAL, "dead", unknown_category=unknown, lake=lake)
 
 
-def publish_model(lake: Path, *, unknown: str = "error", seed: int = 0) -> pd.DataFrame:
+def publish_model(lake: Path, *, unknown: str = "error", seed: int = 0, run_id: str = "run-1") -> pd.DataFrame:
     """Train a logistic regression on synthetic data and publish it to ``lake``; return the training frame."""
     from sklearn.linear_model import LogisticRegression
 
@@ -46,7 +46,7 @@ def publish_model(lake: Path, *, unknown: str = "error", seed: int = 0) -> pd.Da
     c.analyze_distributions(train)
     X, y = c.build_training_matrix(train)
     c.bind_model(LogisticRegression(max_iter=500).fit(X, y))
-    c.publish(run_id="run-1")
+    c.publish(run_id=run_id)
     return train
 
 

@@ -3,9 +3,9 @@
 Nothing here needs the training data: :class:`DriftProfile` is built from the summaries
 :func:`hmlcore.model.distributions.describe_distributions` stored with the model. Each input row becomes one *slot code*
 per feature (which histogram bin, category, out-of-range side or "missing" it falls in); a
-:class:`~hmlcore.serving.drift_window.DriftWindow` keeps the codes of the most recent rows in a ring buffer,
-optionally in a file so that the workers of one server can read each other's windows. :meth:`DriftProfile.evaluate` turns slot
-counts into a :class:`DriftReport`:
+:class:`~hmlcore.serving.drift_window.DriftWindow` keeps the codes of a worker's most recent rows, whose counts
+per slot every worker adds to a shared Prometheus gauge (:attr:`DriftProfile.slot_labels` names the slots).
+:meth:`DriftProfile.evaluate` turns slot counts into a :class:`DriftReport`:
 
 - numeric feature: the population stability index (PSI) over the training histogram's bins (values
   outside the training range count in the outer bins) and the share of values outside the training range;
@@ -27,8 +27,6 @@ Example:
 from __future__ import annotations
 
 import bisect
-import json
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -243,14 +241,21 @@ class DriftProfile:
             (feature, index, self.offsets[len(self.numeric) + j])
             for j, (feature, index) in enumerate(zip(self.categorical, self._categories, strict=True))
         ]
-        layout = {
-            "n": self.numeric,
-            "c": self.categorical,
-            "e": [e.tolist() for e in self._edges],
-            "k": [sorted(c) for c in self._categories],
-        }
-        #: identifies the slot layout, so windows written for another model version are never mixed in
-        self.fingerprint = zlib.crc32(json.dumps(layout).encode())
+        #: the ``(feature, bin)`` names of the slots, as ``/metrics`` labels the windows' counts
+        self.slot_labels = [
+            (feature, label)
+            for feature, labels in zip(self.features, self._numeric_labels() + self._categorical_labels(), strict=True)
+            for label in labels
+        ]
+
+    def _numeric_labels(self) -> list[list[str]]:
+        return [
+            _unique([f"< {lo:g}", *(f"{a:g} to {b:g}" for a, b in zip(edges[:-1], edges[1:], strict=False)), f"> {hi:g}", "(missing)"])
+            for edges, lo, hi in zip(self._edges, self._lo.tolist(), self._hi.tolist(), strict=True)
+        ]
+
+    def _categorical_labels(self) -> list[list[str]]:
+        return [_unique([*index, "(unseen)", "(missing)"]) for index in self._categories]
 
     @classmethod
     def from_distributions(cls, distributions: Mapping[str, Any], numeric: Sequence[str], categorical: Sequence[str]) -> DriftProfile:
@@ -433,6 +438,11 @@ class DriftProfile:
         drift.labels, drift.expected = [*index, "(unseen)"], [*expected.tolist(), 0.0]
         drift.actual = (c[:-1] / present).tolist() if present else [0.0] * len(drift.labels)
         return drift
+
+
+def _unique(labels: list[str]) -> list[str]:
+    """``labels``, or the slots' numbers if two labels are the same (a category named like a slot, bins closer than 6 digits)."""
+    return labels if len(set(labels)) == len(labels) else [f"#{i}" for i in range(len(labels))]
 
 
 def _share(part: float, whole: float) -> float | None:

@@ -1,6 +1,6 @@
 """Prometheus metrics of the inference API, correct under gunicorn's several workers.
 
-Multiprocess mode: ``prometheus_client`` keeps each worker's counters and histograms in files under
+Multiprocess mode: ``prometheus_client`` keeps each worker's counters, histograms and gauges in files under
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, so any worker answers with the same totals. The
 folder must be in the environment before ``prometheus_client`` is first imported, which is why nothing
 here imports it at module level and why :func:`gunicorn_hooks` (called by the server before it forks its
@@ -8,9 +8,11 @@ workers) creates a fresh folder when none is set, removes it when the server sto
 worker's live figures. Without the variable (the development server: one process) the metrics live in
 memory.
 
-Drift and the model's version are not counted but computed when Prometheus scrapes, by
-:class:`MonitorCollector`, from the windows every worker shares (see :mod:`hmlcore.serving.monitoring`), so they
-are the same whichever worker answers.
+Drift is counted the same way: each worker adds the change of its drift window (see
+:class:`~hmlcore.serving.drift_window.DriftWindow`) to ``hml_drift_window_bin_rows``, a gauge per feature
+and training bin summed over the live workers (``livesum``). The drift figures (PSI, shares, status) and
+the model's version are computed from those sums when Prometheus scrapes (:func:`drift_families`), so
+they are the same whichever worker answers.
 
 Example:
     >>> metrics = ServingMetrics(model="crashed")
@@ -21,30 +23,28 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import logging
 import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hmlcore.serving.drift import STATUSES
-from hmlcore.serving.drift_window import window_path
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer
-    from hmlcore.serving.drift import DriftReport
+    from hmlcore.serving.drift import DriftProfile, DriftReport
 
 __all__ = [
     "MULTIPROC_ENV",
-    "MonitorCollector",
     "ServingMetrics",
     "SettledFilesCollector",
+    "drift_families",
     "gunicorn_hooks",
     "mark_worker_dead",
     "multiprocess_dir",
@@ -85,15 +85,12 @@ def multiprocess_dir() -> str | None:
 
 
 def mark_worker_dead(pid: int, folder: str | None = None) -> None:
-    """Forget what a dead worker ``pid`` kept live: its live gauges and its drift window (its counts stay in the totals)."""
+    """Forget what a dead worker ``pid`` kept live: its live gauges, its drift window among them (its counts stay in the totals)."""
     folder = folder or multiprocess_dir()
-    if not folder:
-        return
-    from prometheus_client import multiprocess
+    if folder:
+        from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, folder)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(window_path(folder, pid))
+        multiprocess.mark_process_dead(pid, folder)
 
 
 def gunicorn_hooks() -> dict[str, Callable[..., None]]:
@@ -132,24 +129,23 @@ def gunicorn_hooks() -> dict[str, Callable[..., None]]:
 
 
 class ServingMetrics:
-    """The counters and histograms of one inference API.
+    """The counters, histograms and drift window gauges of one inference API.
 
     In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set before ``prometheus_client`` was imported) they
     are kept in the shared folder; otherwise in a registry of their own.
 
     Args:
-        model: the model's name, a label of the prediction metrics.
+        model: the model's name, a label of the prediction and drift metrics.
         buckets: the upper bounds of the predicted numbers' histogram (default: probabilities, 0.1 to 1.0;
             :func:`score_buckets` gives a model's own).
     """
 
     def __init__(self, *, model: str, buckets: Sequence[float] = SCORE_BUCKETS) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram, values
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
         self.model = model
         self.multiprocess = values.ValueClass is not values.MutexValue and multiprocess_dir() is not None
         self.registry = None if self.multiprocess else CollectorRegistry()
-        self.collectors: list[Any] = []
         reg = self.registry
         self.requests = Counter("hml_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=reg)
         self.latency = Histogram(
@@ -159,17 +155,20 @@ class ServingMetrics:
         self.scores = Histogram(
             "hml_prediction_score", "Predicted scores by output", ["model", "output"], buckets=tuple(buckets), registry=reg
         )
-        #: the upper bounds of :attr:`scores`' buckets as the Histogram keeps them (+Inf last)
-        self._score_bounds = np.array([float(b) for b in buckets] + ([] if float(buckets[-1]) == np.inf else [np.inf]))
         self.invalid = Counter("hml_validation_failures", "Request features refused, by feature", ["model", "feature"], registry=reg)
+
+        def live(name: str, documentation: str, labels: list[str]) -> Gauge:  # summed over the live workers; a dead one's forgotten
+            return Gauge(name, documentation, labels, multiprocess_mode="livesum", registry=reg)
+
+        self.window_rows = live("hml_drift_window_rows", "Rows in the drift windows of the live workers", ["model"])
+        self.window_workers = live("hml_drift_window_workers", "Workers whose drift windows are summed", ["model"])
+        self.window_bins = live(
+            "hml_drift_window_bin_rows",
+            "Rows of the live workers' drift windows in each training bin or category",
+            ["model", "version", "feature", "bin"],
+        )
         self._children: dict[tuple, Any] = {}
         self._classes: dict[str, set[str]] = {}
-
-    def add_collector(self, collector: Any) -> None:
-        """Add figures computed at scrape time (such as :class:`MonitorCollector`) to :meth:`render`."""
-        self.collectors.append(collector)
-        if self.registry is not None:
-            self.registry.register(collector)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -191,35 +190,20 @@ class ServingMetrics:
         """
         if not predictions or not isinstance(predictions[0], Mapping):
             return
-        if len(predictions) <= 8:  # most requests: one row; numpy would cost more than it saves
-            for prediction in predictions:
-                for output, value in prediction.items():
-                    if isinstance(value, float):
-                        if value == value:  # not NaN
-                            self._child(self.scores, self.model, output).observe(value)
-                    elif isinstance(value, (bool, int, str)):
-                        self._child(self.predictions, self.model, output, self._class_label(output, _class_text(value))).inc()
-                    elif isinstance(value, Mapping):
-                        for key, score in list(value.items())[:MAX_CLASSES]:
-                            if isinstance(score, float) and score == score:
-                                self._child(self.scores, self.model, f"{output}.{key}").observe(score)
-            return
-        for output, first in predictions[0].items():
-            if isinstance(first, Mapping):
-                for key in list(first)[:MAX_CLASSES]:
-                    column = (p.get(output) or {} for p in predictions)
-                    scores = np.fromiter((c.get(key, np.nan) for c in column), dtype=np.float64, count=len(predictions))
-                    _observe_many(self._child(self.scores, self.model, f"{output}.{key}"), self._score_bounds, scores[~np.isnan(scores)])
-                continue
-            if isinstance(first, float):
-                scores = np.fromiter((p.get(output, np.nan) for p in predictions), dtype=np.float64, count=len(predictions))
-                _observe_many(self._child(self.scores, self.model, output), self._score_bounds, scores[~np.isnan(scores)])
-            elif isinstance(first, (bool, int, str)):
-                by_text: Counter[str] = Counter()
-                for value, count in Counter([p.get(output) for p in predictions]).items():  # counted in C, then named
-                    by_text[_class_text(value)] += count
-                for text, count in by_text.items():
-                    self._child(self.predictions, self.model, output, self._class_label(output, text)).inc(count)
+        classes: Counter[tuple[str, str]] = Counter()
+        for prediction in predictions:
+            for output, value in prediction.items():
+                if isinstance(value, float):
+                    if value == value:  # not NaN
+                        self._child(self.scores, self.model, output).observe(value)
+                elif isinstance(value, (bool, int, str)):
+                    classes[output, _class_text(value)] += 1
+                elif isinstance(value, Mapping):
+                    for key, score in list(value.items())[:MAX_CLASSES]:
+                        if isinstance(score, float) and score == score:
+                            self._child(self.scores, self.model, f"{output}.{key}").observe(score)
+        for (output, text), count in classes.items():  # one increment per class, not per row
+            self._child(self.predictions, self.model, output, self._class_label(output, text)).inc(count)
 
     def _class_label(self, output: str, value: str) -> str:
         seen = self._classes.setdefault(output, set())
@@ -235,17 +219,54 @@ class ServingMetrics:
         for feature in {str(d.get("feature") or "(record)") for d in details}:
             self._child(self.invalid, self.model, feature).inc()
 
-    def render(self) -> tuple[bytes, str]:
-        """The metrics in Prometheus text format, and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    def observe_window(self, profile: DriftProfile, version: str, changes: Iterable[tuple[int, int]], rows: int) -> None:
+        """Add the ``(slot, change)`` pairs of this worker's drift window to the gauges; it now holds ``rows`` rows."""
+        for slot, change in changes:
+            self._child(self.window_bins, self.model, version, *profile.slot_labels[slot]).inc(change)
+        self._child(self.window_rows, self.model).set(rows)
+        self._child(self.window_workers, self.model).set(1 if rows else 0)
+
+    def families(self, *, pattern: str = "*.db") -> list[Any]:
+        """The metric families: of every worker (their files matching ``pattern``, merged) or of this process."""
+        from prometheus_client.multiprocess import MultiProcessCollector
 
         if self.registry is not None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        registry = CollectorRegistry()
-        registry.register(SettledFilesCollector(multiprocess_dir() or ""))
-        for collector in self.collectors:
-            registry.register(collector)
+            return list(self.registry.collect())
+        return list(MultiProcessCollector.merge(_settled_files(multiprocess_dir() or "", pattern=pattern), accumulate=True))
+
+    def window_counts(self, profile: DriftProfile, version: str, families: Iterable[Any] | None = None) -> tuple[np.ndarray, int]:
+        """The slot counts of ``version``'s windows summed over the live workers, and how many workers have a window."""
+        slots = {labels: slot for slot, labels in enumerate(profile.slot_labels)}
+        counts, workers = np.zeros(profile.slots, dtype=np.int64), 0
+        for family in self.families(pattern="gauge_livesum_*.db") if families is None else families:
+            for sample in family.samples if family.name in ("hml_drift_window_bin_rows", "hml_drift_window_workers") else ():
+                labels = sample.labels
+                if labels["model"] != self.model:
+                    continue
+                if family.name == "hml_drift_window_workers":
+                    workers += int(sample.value)
+                elif labels["version"] == version and (slot := slots.get((labels["feature"], labels["bin"]))) is not None:
+                    counts[slot] += int(sample.value)
+        return counts, workers
+
+    def render(self, more: Callable[[list[Any]], Iterable[Any]] | None = None) -> tuple[bytes, str]:
+        """The metrics in Prometheus text format, and its content type; ``more`` adds families computed from them."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        families = self.families()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families + (list(more(families)) if more else [])))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Families:
+    """Metric families already collected, for :func:`prometheus_client.generate_latest`."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
 
 
 class SettledFilesCollector:
@@ -256,24 +277,25 @@ class SettledFilesCollector:
     so it is skipped; it is read on the next scrape.
     """
 
-    #: a file's header (the used length and padding) that prometheus_client writes when it sizes the file
-    HEADER_BYTES = 8
-
     def __init__(self, folder: str) -> None:
         self.folder = folder
 
     def collect(self) -> Any:
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        return MultiProcessCollector.merge(_settled_files(self.folder, min_bytes=self.HEADER_BYTES), accumulate=True)
+        return MultiProcessCollector.merge(_settled_files(self.folder), accumulate=True)
 
 
-def _settled_files(folder: str, *, min_bytes: int) -> list[str]:
-    """The ``*.db`` files in ``folder`` of at least ``min_bytes`` (sorted; a file gone meanwhile is left out)."""
+#: a file's header (the used length and padding) that prometheus_client writes when it sizes the file
+_HEADER_BYTES = 8
+
+
+def _settled_files(folder: str, *, pattern: str = "*.db") -> list[str]:
+    """The files matching ``pattern`` in ``folder`` that have their header (sorted; a file gone meanwhile is left out)."""
     files = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.db"))):
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), pattern))):
         try:
-            if os.path.getsize(path) >= min_bytes:
+            if os.path.getsize(path) >= _HEADER_BYTES:
                 files.append(path)
         except OSError:
             continue
@@ -284,73 +306,26 @@ def _class_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _observe_many(child: Any, bounds: np.ndarray, values: np.ndarray) -> None:
-    """``child.observe`` for every value, with one increment per bucket instead of one per value.
+def drift_families(model: str, version: str, report: DriftReport | None) -> list[Any]:
+    """The model's info and its drift figures (none if ``report`` is None) as metric families."""
+    from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
-    prometheus_client has no public call that observes many values at once, and one ``observe`` per row
-    costs 8-17 µs against well under 0.1 µs here (1000 rows, single and multiprocess), so this one place adds
-    the counts to the child's bucket and sum values itself; if they are not there (another version), it
-    observes one by one. A test holds the result equal to one ``observe`` per value.
-    """
-    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)  # no public batch observe
-    if buckets is None or total is None or len(buckets) != len(bounds):
-        for value in values.tolist():
-            child.observe(value)
-        return
-    if len(values) == 0:
-        return
-    per_bucket = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    total.inc(float(values.sum()))
-    for bucket, count in zip(buckets, per_bucket.tolist(), strict=True):
-        if count:
-            bucket.inc(count)
-
-
-class MonitorCollector:
-    """Computes the drift gauges and the model info at scrape time.
-
-    Args:
-        model: the model's name.
-        state: returns ``(version, report, workers)``: the served version, the drift over the shared
-            windows (``None`` if it cannot be computed) and how many workers' windows it covers.
-    """
-
-    def __init__(self, *, model: str, state: Callable[[], tuple[str | None, DriftReport | None, int]]) -> None:
-        self.model = model
-        self.state = state
-
-    def collect(self) -> Iterator[Any]:
-        """Yield the metric families (called by the registry on each scrape)."""
-        from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
-
-        version, report, workers = self.state()
-        info = InfoMetricFamily("hml_model", "The model being served")
-        info.add_metric([], {"model": self.model, "version": version or "unpublished"})
-        yield info
-        if report is None:
-            return
-        rows = GaugeMetricFamily("hml_drift_window_rows", "Rows in the drift windows of the live workers", labels=["model"])
-        rows.add_metric([self.model], report.rows)
-        yield rows
-        live = GaugeMetricFamily("hml_drift_window_workers", "Workers whose drift windows are summed", labels=["model"])
-        live.add_metric([self.model], workers)
-        yield live
-        families = {
-            "psi": GaugeMetricFamily("hml_drift_psi", "Population stability index against training", labels=["model", "feature"]),
-            "out_of_range": GaugeMetricFamily(
-                "hml_drift_out_of_range_ratio", "Share of values outside the training range", labels=["model", "feature"]
-            ),
-            "unseen": GaugeMetricFamily("hml_drift_unseen_ratio", "Share of categories unseen in training", labels=["model", "feature"]),
-            "missing": GaugeMetricFamily("hml_drift_missing_ratio", "Share of missing values", labels=["model", "feature"]),
-        }
-        status = GaugeMetricFamily(
-            "hml_drift_status", "Drift status: -1 pending (too few rows), 0 ok, 1 warn, 2 alert", labels=["model", "feature"]
-        )
-        for name, feature in report.features.items():
-            for check, family in families.items():
-                value = getattr(feature, check)
-                if value is not None:
-                    family.add_metric([self.model, name], value)
-            status.add_metric([self.model, name], STATUSES.index(feature.status) - 1)
-        yield from families.values()
-        yield status
+    info = InfoMetricFamily("hml_model", "The model being served")
+    info.add_metric([], {"model": model, "version": version})
+    if report is None:
+        return [info]
+    labels = ["model", "feature"]
+    families = {
+        "psi": GaugeMetricFamily("hml_drift_psi", "Population stability index against training", labels=labels),
+        "out_of_range": GaugeMetricFamily("hml_drift_out_of_range_ratio", "Share of values outside the training range", labels=labels),
+        "unseen": GaugeMetricFamily("hml_drift_unseen_ratio", "Share of categories unseen in training", labels=labels),
+        "missing": GaugeMetricFamily("hml_drift_missing_ratio", "Share of missing values", labels=labels),
+    }
+    status = GaugeMetricFamily("hml_drift_status", "Drift status: -1 pending (too few rows), 0 ok, 1 warn, 2 alert", labels=labels)
+    for name, feature in report.features.items():
+        for check, family in families.items():
+            value = getattr(feature, check)
+            if value is not None:
+                family.add_metric([model, name], value)
+        status.add_metric([model, name], STATUSES.index(feature.status) - 1)
+    return [info, *families.values(), status]

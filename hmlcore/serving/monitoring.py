@@ -7,37 +7,32 @@ Call :func:`enable_monitoring` from the package's ``@hml.inference`` function::
         inference_app.get_model("crashed").load()
         enable_monitoring(inference_app, thresholds=shared.DRIFT_THRESHOLDS)
 
-It registers a :class:`Monitor` as an observer of every prediction and refused request, counts every
-request and its latency as it is answered (in the multiprocess store shared by the workers, so a worker
-killed right after loses no counted request), and adds the two routes. Predictions, refusals and drift
-rows are buffered and counted in batches, at most ``flush_seconds`` later.
+It registers a :class:`Monitor` as an observer of every prediction and refused request and adds the two
+routes. Every request, its latency, each prediction and refusal are counted as they are answered, in the
+multiprocess store shared by the workers (see :mod:`hmlcore.serving.metrics`), so a worker killed right
+after loses no counted request.
 
-**Several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted rows
-(:class:`~hmlcore.serving.drift_window.DriftWindow`) in a small file of its own in the multiprocess folder
-(:func:`~hmlcore.serving.drift_window.window_path`; ``PROMETHEUS_MULTIPROC_DIR``, see :mod:`hmlcore.serving.metrics`).
-``/drift`` and the drift gauges of
-``/metrics`` sum the windows of every live worker before computing the figures, so every worker answers
-with the same drift, over up to ``window x workers`` recent rows. A dead worker's file is removed by
-the server's ``child_exit`` hook, or skipped and removed by the next reader. Writing a window is a few
-array assignments in a memory-mapped file: no lock between workers and no system call per request.
-With one process (the development server) the window stays in memory.
+**Drift over several workers.** Each gunicorn worker keeps the slot codes of its last ``window`` predicted
+rows (:class:`~hmlcore.serving.drift_window.DriftWindow`) and adds each change of their counts per training
+bin to a Prometheus gauge summed over the live workers. ``/drift`` and the drift gauges of ``/metrics``
+compute the figures from those sums, so every worker answers with the same drift, over up to
+``window x workers`` recent rows. A dead worker's window is forgotten by the server's ``child_exit`` hook.
+With one process (the development server) the gauges stay in memory.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError, HmlError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
-from hmlcore.serving.drift_window import DriftWindow, read_windows, window_files, window_path
+from hmlcore.serving.drift_window import DriftWindow
 from hmlcore.serving.inference import ApiError, HmlInferenceApp, routed
 from hmlcore.storage.config import env_int
 
@@ -56,21 +51,6 @@ log = logging.getLogger("hmlcore.monitoring")
 
 #: rows each worker's drift window keeps unless ``window=`` or ``HML_DRIFT_WINDOW`` says otherwise
 DEFAULT_WINDOW = 1000
-
-
-class _Served(NamedTuple):
-    """A served batch, buffered until :meth:`Monitor.flush` counts it."""
-
-    container: ModelContainer
-    records: Sequence[Mapping[str, Any]]
-    features: np.ndarray
-    predictions: Any
-
-
-class _Refused(NamedTuple):
-    """A refused request's details, buffered until :meth:`Monitor.flush` counts them."""
-
-    details: Sequence[Mapping[str, Any]]
 
 
 def enable_monitoring(
@@ -117,8 +97,8 @@ def find_monitor(inference_app: HmlInferenceApp) -> Monitor | None:
 class Monitor:
     """Watches one inference API: its requests, predictions, refusals and the drift of its inputs.
 
-    Created by :func:`enable_monitoring`. Per-process state (the metrics, this worker's window) is made on
-    first use in each process, after gunicorn forks.
+    Created by :func:`enable_monitoring`. The metrics are made on first use; a forked worker starts a
+    drift window of its own.
     """
 
     def __init__(
@@ -135,50 +115,26 @@ class Monitor:
         self.window_size = window
         self.thresholds = DriftThresholds.from_mapping(thresholds)
         self.model_name = model
-        #: what is buffered is counted when this many rows (or requests) wait, or after ``flush_seconds``
-        self.flush_rows = 64
-        self.flush_seconds = 1.0
         self._lock = threading.Lock()
-        self._profile: tuple[Any, DriftProfile] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
         self._metrics: ServingMetrics | None = None
-        self._window: DriftWindow | None = None
-        self._pending: list[_Served | _Refused] = []
-        self._pending_units = 0
-        self._pending_lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
+        self._profile: tuple[Any, DriftProfile] | None = None
+        self._window: tuple[DriftWindow, str] | None = None
 
-    # ----------------------------------------------------------------- per-process state
     @property
     def container(self) -> ModelContainer:
         """The model watched."""
         return self.inference_app.get_model(self.model_name) if self.model_name else self.inference_app.model
 
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._reset()
-
     @property
     def metrics(self) -> ServingMetrics:
-        """This process's metrics (created on first use, after the fork)."""
-        self._check_fork()
+        """The metrics (created on first use)."""
         if self._metrics is None:
             with self._lock:
                 if self._metrics is None:
-                    from hmlcore.serving.metrics import (  # prometheus_client and numpy: only once enabled
-                        MonitorCollector,
-                        ServingMetrics,
-                        score_buckets,
-                    )
+                    from hmlcore.serving.metrics import ServingMetrics, score_buckets  # prometheus_client: only once enabled
 
                     container = self.container
-                    metrics = ServingMetrics(model=container.name, buckets=score_buckets(container))
-                    metrics.add_collector(MonitorCollector(model=metrics.model, state=self._scrape_state))
-                    self._metrics = metrics
+                    self._metrics = ServingMetrics(model=container.name, buckets=score_buckets(container))
         return self._metrics
 
     def profile(self, container: ModelContainer | None = None) -> DriftProfile:
@@ -189,131 +145,55 @@ class Monitor:
             self._profile = (key, DriftProfile.from_container(container))
         return self._profile[1]
 
-    def _folder(self) -> str | None:
-        from hmlcore.serving.metrics import multiprocess_dir  # prometheus_client and numpy: only once enabled
-
-        return multiprocess_dir()
-
-    def _own_window(self, profile: DriftProfile) -> DriftWindow:
-        self._check_fork()
-        window = self._window
-        if window is None or window.profile is not profile:
-            with self._lock:
-                if self._window is None or self._window.profile is not profile:
-                    if self._window is not None:
-                        self._window.close()
-                    folder = self._folder()
-                    path = window_path(folder, os.getpid()) if folder else None
-                    self._window = DriftWindow(profile, size=self.window_size, path=path)
-                window = self._window
-        return window
-
     # ----------------------------------------------------------------- observer
     def on_predict(self, container: ModelContainer, records: Sequence[Mapping[str, Any]], features: np.ndarray, predictions: Any) -> None:
-        """Buffer a served batch: its predictions are counted and its rows added to the drift window on :meth:`flush`."""
-        self._push(_Served(container, records, features, predictions), len(records))
+        """Count a served batch's predictions and add its rows to this worker's drift window."""
+        metrics = self.metrics
+        metrics.observe_predictions(predictions)
+        if self.model_name and container is not self.container:
+            return
+        try:
+            profile = self.profile(container)
+        except HmlError:
+            return  # no training distributions: nothing to compare with (``/drift`` says why)
+        codes = profile.codes_from_request(features, records, container.defaults, categories=container.encoder.categories)
+        version = _version(container)
+        with self._lock:
+            if self._window is None or self._window[0].profile is not profile or self._window[0].pid != os.getpid():
+                if self._window is not None and self._window[0].pid == os.getpid():  # another model version: forget its rows
+                    old, old_version = self._window
+                    metrics.observe_window(old.profile, old_version, [(s, -c) for s, c in enumerate(old.counts().tolist()) if c], 0)
+                self._window = (DriftWindow(profile, size=self.window_size), version)
+            window = self._window[0]
+            metrics.observe_window(profile, version, window.add(codes), window.rows)
 
     def on_invalid(self, container: ModelContainer, details: Sequence[Mapping[str, Any]]) -> None:
-        """Buffer a refused request, to count under each feature it was refused for."""
-        self._push(_Refused(details), 1)
-
-    # ----------------------------------------------------------------- buffering
-    def _push(self, item: _Served | _Refused, units: int) -> None:
-        """Buffer ``item``: a request pays for an append; the counting runs in batches (numpy, warm caches)."""
-        self._check_fork()
-        with self._pending_lock:
-            self._pending.append(item)
-            self._pending_units += units
-            full = self._pending_units >= self.flush_rows
-        if full:
-            self._flush_quietly()
-        elif self._flusher is None:
-            self._start_flusher()
-
-    def _start_flusher(self) -> None:
-        with self._lock:
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_forever, args=(os.getpid(),), name="hml-monitoring", daemon=True)
-                self._flusher.start()
-                atexit.register(self._flush_quietly)
-
-    def _flush_forever(self, pid: int) -> None:
-        while os.getpid() == pid:
-            time.sleep(self.flush_seconds)
-            self._flush_quietly()
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001 - monitoring must never break serving
-            log.exception("monitoring could not count what it buffered")
-
-    def flush(self) -> None:
-        """Count what this process has buffered: predictions, refusals, drift window rows (requests are counted as they are answered)."""
-        self._check_fork()
-        with self._flush_lock:
-            with self._pending_lock:
-                items, self._pending, self._pending_units = self._pending, [], 0
-            if not items:
-                return
-            metrics = self.metrics
-            batches: dict[int, list[_Served]] = {}
-            for item in items:
-                if isinstance(item, _Refused):
-                    metrics.observe_invalid(item.details)
-                else:
-                    batches.setdefault(id(item.container), []).append(item)
-            for batch in batches.values():
-                container = batch[0].container
-                records = [r for item in batch for r in item.records]
-                metrics.observe_predictions([p for item in batch for p in item.predictions])
-                if self.model_name and container is not self.container:
-                    continue
-                try:
-                    profile = self.profile(container)
-                except HmlError:
-                    continue  # no training distributions: nothing to compare with (``/drift`` says why)
-                features = np.concatenate([item.features for item in batch]) if len(batch) > 1 else batch[0].features
-                self._own_window(profile).add(
-                    profile.codes_from_request(features, records, container.defaults, categories=container.encoder.categories)
-                )
+        """Count a refused request under each feature it was refused for."""
+        self.metrics.observe_invalid(details)
 
     # ----------------------------------------------------------------- drift
-    def window_counts(self, profile: DriftProfile) -> tuple[np.ndarray, int]:
-        """The slot counts summed over every live worker's window, and how many windows were summed."""
-        folder = self._folder()
-        if folder is None:
-            self._check_fork()
-            window = self._window
-            if window is None or window.profile is not profile:
-                return np.zeros(profile.slots, dtype=np.int64), 0
-            return window.counts(), 1
-        paths = []
-        for pid, path in window_files(folder).items():
-            if _alive(pid):
-                paths.append(path)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-        return read_windows(paths, profile)
-
     def report(self) -> tuple[DriftReport, int]:
         """The drift over the recent rows of every live worker, and how many workers' windows it covers.
 
         Raises:
             ConfigError: the model holds no training distributions.
         """
-        profile = self.profile()
-        counts, workers = self.window_counts(profile)
+        return self._report()
+
+    def _report(self, families: list[Any] | None = None) -> tuple[DriftReport, int]:
+        container = self.container
+        profile = self.profile(container)
+        counts, workers = self.metrics.window_counts(profile, _version(container), families)
         return profile.evaluate(counts, thresholds=self.thresholds), workers
 
-    def _scrape_state(self) -> tuple[str | None, DriftReport | None, int]:
-        container = self.container
+    def _drift_families(self, families: list[Any]) -> list[Any]:
+        from hmlcore.serving.metrics import drift_families
+
         try:
-            report, workers = self.report()
+            report: DriftReport | None = self._report(families)[0]
         except HmlError:
-            return container.version, None, 0
-        return container.version, report, workers
+            report = None
+        return drift_families(self.metrics.model, _version(self.container), report)
 
     # ----------------------------------------------------------------- flask
     def install(self, flask_app: Flask) -> None:
@@ -328,7 +208,6 @@ class Monitor:
             if begun is not None:
                 rule = flask.request.url_rule
                 route = rule.rule if rule else "(unmatched)"
-                # counted now, in the shared store: a worker killed a moment later loses no counted request
                 self.metrics.observe_request(route, flask.request.method, response.status_code, time.perf_counter() - begun)
             return response
 
@@ -343,15 +222,13 @@ class Monitor:
     def _metrics_view(self) -> Any:
         import flask
 
-        self.flush()
-        body, content_type = self.metrics.render()
+        body, content_type = self.metrics.render(self._drift_families)
         return flask.Response(body, content_type=content_type)
 
     def _drift_view(self) -> Any:
         import flask
 
         container = self.container
-        self.flush()
         try:
             report, workers = self.report()
         except HmlError as exc:
@@ -364,13 +241,5 @@ class Monitor:
         }
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _version(container: ModelContainer) -> str:
+    return container.version or "unpublished"
