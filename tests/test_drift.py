@@ -107,8 +107,9 @@ def test_the_window_keeps_only_the_latest_rows_and_says_how_each_slot_changed(tr
     window = DriftWindow(profile, size=300)
     rows = profile.codes_from_frame(train.head(1000))
     summed = np.zeros(profile.slots, dtype=np.int64)
-    for start in range(0, 1000, 70):  # batches that wrap around the ring at odd places
-        for slot, change in window.add(rows[start : start + 70]):
+    starts = [*range(0, 700, 70), *range(700, 800, 5), *range(800, 1000)]  # batches that wrap around the ring at odd places
+    for start, end in zip(starts, [*starts[1:], 1000], strict=True):  # of 70 rows (numpy), 5 and 1 (plain Python)
+        for slot, change in window.add(rows[start:end] if end - start > 1 else rows[start:end].tolist()):
             summed[slot] += change
     assert window.rows == 300
     np.testing.assert_array_equal(window.counts(), profile.counts(rows[-300:]))
@@ -128,7 +129,9 @@ from hmlcore.serving.metrics import ServingMetrics
 
 profile = DriftProfile(json.loads(sys.argv[1]), ["x"], ["c"])
 window = DriftWindow(profile, size=500)
-ServingMetrics(model="m").observe_window(profile, "v1", window.add(json.loads(sys.argv[2])), window.rows)
+metrics = ServingMetrics(model="m")
+metrics.start_window()
+metrics.observe_window(profile, "v1", window.add(json.loads(sys.argv[2])), window.rows)
 print(os.getpid())
 """
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from hmlcore.serving.metrics import ServingMetrics, SettledFilesCollector
+from hmlcore.serving.metrics import SCORE_BUCKETS, ServingMetrics, SettledFilesCollector
 
 from .conftest import free_port, start_process, wait_ready
 from .test_monitoring import build_app, publish_model, records, synthetic_data
@@ -116,18 +116,26 @@ def test_many_distinct_class_values_are_capped():
     assert sum(v for k, v in page.items() if k[0] == "hml_predictions_total") == 100
 
 
-def test_batched_score_observation_matches_one_by_one():
-    batched, single = ServingMetrics(model="m"), ServingMetrics(model="m")
+def test_the_score_histogram_matches_prometheus_own_row_by_row_and_in_batches():
+    from prometheus_client import Histogram
+
+    counted = ServingMetrics(model="m")
+    registry = CollectorRegistry()
+    expected = Histogram("hml_prediction_score", "Predicted scores", ["model", "output"], registry=registry, buckets=SCORE_BUCKETS)
     scores = np.random.default_rng(3).uniform(0, 1, 500)
     scores[:5] = [0.1, 0.2, 0.5, 1.0, 0.0]  # on the bucket bounds
-    batched.observe_predictions([{"p": float(s)} for s in scores])  # more than 8 rows: counted per bucket
+    counted.observe_predictions([{"p": float(s)} for s in scores[:20]])  # more than 8 rows: counted with numpy
+    for s in scores[20:30]:
+        counted.observe_predictions([{"p": float(s)}])  # one row: counted in plain Python
+    counted.observe_predictions([{"p": float(s)} for s in scores[30:]] + [{"p": float("nan")}])
     for s in scores:
-        single.scores.labels("m", "p").observe(float(s))
-    got, expected = (samples(m.render()[0].decode()) for m in (batched, single))
-    buckets = {k for k in expected if k[0] in ("hml_prediction_score_bucket", "hml_prediction_score_count")}
-    assert len(buckets) == 12 and {k: got[k] for k in buckets} == {k: expected[k] for k in buckets}
+        expected.labels("m", "p").observe(float(s))
+    got, wanted = samples(counted.render()[0].decode()), samples(generate_latest(registry).decode())
+    buckets = {k for k in wanted if k[0] in ("hml_prediction_score_bucket", "hml_prediction_score_count")}
+    assert len(buckets) == 12 and {k: got[k] for k in buckets} == {k: wanted[k] for k in buckets}
     key = ("hml_prediction_score_sum", frozenset({"model": "m", "output": "p"}.items()))
-    assert got[key] == pytest.approx(expected[key])
+    assert got[key] == pytest.approx(wanted[key])
+    assert not [k for k in got if k[0].startswith(("hml_prediction_score_buckets", "hml_prediction_score_sums"))]
 
 
 POST_OK = {"route": "/predict", "method": "POST", "status": "200"}

@@ -8,6 +8,7 @@ adds to a Prometheus gauge, so that ``/metrics`` and ``/drift`` sum the windows 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ else:
     np = lazy_module("numpy")
 
 __all__ = ["DriftWindow"]
+
+_FEW = 8  # rows up to which a batch is added without numpy
 
 
 class DriftWindow:
@@ -55,6 +58,8 @@ class DriftWindow:
 
     def add(self, codes: np.ndarray | Sequence[Sequence[int]]) -> list[tuple[int, int]]:
         """Add rows' slot codes (a row per input row, a column per feature); return ``(slot, change)`` of each slot whose count changed."""
+        if len(codes) <= _FEW:
+            return self._add_few(codes)
         new = np.asarray(codes, dtype=np.int64).reshape(-1, self._ring.shape[1])[-self.size :]
         n = len(new)
         at = (self._position + np.arange(n)) % self.size
@@ -65,6 +70,18 @@ class DriftWindow:
         self.rows = min(self.size, self.rows + n)
         slots = np.flatnonzero(change)
         return list(zip(slots.tolist(), change[slots].tolist(), strict=True))
+
+    def _add_few(self, codes: np.ndarray | Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+        """:meth:`add` in plain Python: most requests are one row, for which numpy costs more than it saves."""
+        change: Counter[int] = Counter()
+        for row in codes:
+            if self.rows == self.size:
+                change.subtract(self._ring[self._position].tolist())
+            change.update(row)
+            self._ring[self._position] = row
+            self._position = (self._position + 1) % self.size
+            self.rows = min(self.size, self.rows + 1)
+        return sorted((int(slot), n) for slot, n in change.items() if n)
 
     def counts(self) -> np.ndarray:
         """How many of the window's rows fall in each slot."""

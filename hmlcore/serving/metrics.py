@@ -23,8 +23,10 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import glob
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -58,6 +60,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 #: distinct values of one prediction output counted as classes; the rest count as "other"
 MAX_CLASSES = 20
+#: the predicted scores' counts per bucket and sums, shown as the histogram ``hml_prediction_score``
+_SCORE_BUCKETS, _SCORE_SUMS = "hml_prediction_score_buckets", "hml_prediction_score_sums"
 
 
 def score_buckets(container: ModelContainer) -> tuple[float, ...]:
@@ -142,6 +146,7 @@ class ServingMetrics:
 
     def __init__(self, *, model: str, buckets: Sequence[float] = SCORE_BUCKETS) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+        from prometheus_client.utils import floatToGoString
 
         self.model = model
         self.multiprocess = values.ValueClass is not values.MutexValue and multiprocess_dir() is not None
@@ -152,9 +157,12 @@ class ServingMetrics:
             "hml_http_request_duration_seconds", "Time to answer a request", ["route", "method"], buckets=LATENCY_BUCKETS, registry=reg
         )
         self.predictions = Counter("hml_predictions", "Predictions by output and class", ["model", "output", "value"], registry=reg)
-        self.scores = Histogram(
-            "hml_prediction_score", "Predicted scores by output", ["model", "output"], buckets=tuple(buckets), registry=reg
-        )
+        # the predicted numbers' histogram, counted per bucket so that a batch costs one increment per bucket
+        # (a Histogram observes one value at a time); :meth:`render` shows them as the histogram hml_prediction_score
+        self.score_bounds = [float(b) for b in buckets] + ([] if float(buckets[-1]) == math.inf else [math.inf])
+        self._score_les = [floatToGoString(b) for b in self.score_bounds]
+        self.score_buckets = Counter(_SCORE_BUCKETS, "Predicted scores by bucket", ["model", "output", "le"], registry=reg)
+        self.score_sums = Gauge(_SCORE_SUMS, "Sum of the predicted scores", ["model", "output"], multiprocess_mode="sum", registry=reg)
         self.invalid = Counter("hml_validation_failures", "Request features refused, by feature", ["model", "feature"], registry=reg)
 
         def live(name: str, documentation: str, labels: list[str]) -> Gauge:  # summed over the live workers; a dead one's forgotten
@@ -190,20 +198,31 @@ class ServingMetrics:
         """
         if not predictions or not isinstance(predictions[0], Mapping):
             return
-        classes: Counter[tuple[str, str]] = Counter()
-        for prediction in predictions:
-            for output, value in prediction.items():
-                if isinstance(value, float):
-                    if value == value:  # not NaN
-                        self._child(self.scores, self.model, output).observe(value)
-                elif isinstance(value, (bool, int, str)):
-                    classes[output, _class_text(value)] += 1
-                elif isinstance(value, Mapping):
-                    for key, score in list(value.items())[:MAX_CLASSES]:
-                        if isinstance(score, float) and score == score:
-                            self._child(self.scores, self.model, f"{output}.{key}").observe(score)
-        for (output, text), count in classes.items():  # one increment per class, not per row
-            self._child(self.predictions, self.model, output, self._class_label(output, text)).inc(count)
+        for output, first in predictions[0].items():  # the outputs and their types, as the first row has them
+            if isinstance(first, float):
+                self._observe_scores(output, [v for p in predictions if isinstance(v := p.get(output), float)])
+            elif isinstance(first, (bool, int, str)):
+                counts = Counter([p.get(output) for p in predictions]) if len(predictions) > 1 else {first: 1}
+                for value, count in counts.items():  # counted in C, then one increment per class
+                    self._child(self.predictions, self.model, output, self._class_label(output, _class_text(value))).inc(count)
+            elif isinstance(first, Mapping):
+                for key in list(first)[:MAX_CLASSES]:
+                    column = [v for p in predictions if isinstance(v := (p.get(output) or {}).get(key), float)]
+                    self._observe_scores(f"{output}.{key}", column)
+
+    def _observe_scores(self, output: str, values: list[float]) -> None:
+        """Add ``values`` (NaN left out) to the histogram of ``output``: one increment per bucket."""
+        values = [v for v in values if v == v]
+        if not values:
+            return
+        if len(values) <= 8:  # most requests: one row; numpy would cost more than it saves
+            per_bucket = list(Counter(bisect.bisect_left(self.score_bounds, v) for v in values).items())
+        else:
+            counts = np.bincount(np.searchsorted(self.score_bounds, values, side="left"), minlength=len(self.score_bounds))
+            per_bucket = [(int(i), int(counts[i])) for i in np.flatnonzero(counts)]
+        for bucket, count in per_bucket:
+            self._child(self.score_buckets, self.model, output, self._score_les[bucket]).inc(count)
+        self._child(self.score_sums, self.model, output).inc(math.fsum(values))
 
     def _class_label(self, output: str, value: str) -> str:
         seen = self._classes.setdefault(output, set())
@@ -224,7 +243,10 @@ class ServingMetrics:
         for slot, change in changes:
             self._child(self.window_bins, self.model, version, *profile.slot_labels[slot]).inc(change)
         self._child(self.window_rows, self.model).set(rows)
-        self._child(self.window_workers, self.model).set(1 if rows else 0)
+
+    def start_window(self) -> None:
+        """Count this worker among those with a drift window."""
+        self._child(self.window_workers, self.model).set(1)
 
     def families(self, *, pattern: str = "*.db") -> list[Any]:
         """The metric families: of every worker (their files matching ``pattern``, merged) or of this process."""
@@ -254,9 +276,33 @@ class ServingMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         families = self.families()
+        shown = [f for f in families if f.name not in (_SCORE_BUCKETS, _SCORE_SUMS)] + [self._score_histogram(families)]
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(families + (list(more(families)) if more else [])))
+        registry.register(_Families(shown + (list(more(families)) if more else [])))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def _score_histogram(self, families: list[Any]) -> Any:
+        """The histogram ``hml_prediction_score``, from the counts per bucket and the sums."""
+        from prometheus_client.metrics_core import Metric
+
+        per_bucket: dict[tuple[str, str], dict[str, float]] = {}
+        sums: dict[tuple[str, str], float] = {}
+        for family in families:
+            for sample in family.samples if family.name in (_SCORE_BUCKETS, _SCORE_SUMS) else ():
+                key = (sample.labels["model"], sample.labels["output"])
+                if family.name == _SCORE_SUMS:
+                    sums[key] = sample.value
+                elif sample.name.endswith("_total"):
+                    per_bucket.setdefault(key, {})[sample.labels["le"]] = sample.value
+        histogram = Metric("hml_prediction_score", "Predicted scores by output", "histogram")
+        for (model, output), counts in sorted(per_bucket.items()):
+            labels, total = {"model": model, "output": output}, 0.0
+            for le in self._score_les:
+                total += counts.get(le, 0.0)
+                histogram.add_sample("hml_prediction_score_bucket", {**labels, "le": le}, total)
+            histogram.add_sample("hml_prediction_score_count", labels, total)
+            histogram.add_sample("hml_prediction_score_sum", labels, sums.get((model, output), 0.0))
+        return histogram
 
 
 class _Families:

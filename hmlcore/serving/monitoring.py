@@ -164,6 +164,7 @@ class Monitor:
                     old, old_version = self._window
                     metrics.observe_window(old.profile, old_version, [(s, -c) for s, c in enumerate(old.counts().tolist()) if c], 0)
                 self._window = (DriftWindow(profile, size=self.window_size), version)
+                metrics.start_window()
             window = self._window[0]
             metrics.observe_window(profile, version, window.add(codes), window.rows)
 
