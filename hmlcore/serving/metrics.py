@@ -149,6 +149,8 @@ class ServingMetrics:
         from prometheus_client.utils import floatToGoString
 
         self.model = model
+        #: the process the metrics were made in (a forked child makes its own)
+        self.pid = os.getpid()
         self.multiprocess = values.ValueClass is not values.MutexValue and multiprocess_dir() is not None
         self.registry = None if self.multiprocess else CollectorRegistry()
         reg = self.registry

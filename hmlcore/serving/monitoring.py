@@ -29,7 +29,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError, HmlError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
 from hmlcore.serving.drift_window import DriftWindow
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
 
     from hmlcore.model.container import ModelContainer
     from hmlcore.serving.metrics import ServingMetrics
-else:
-    np = lazy_module("numpy")
 
 __all__ = ["DEFAULT_WINDOW", "Monitor", "enable_monitoring", "find_monitor"]
 
@@ -97,8 +94,8 @@ def find_monitor(inference_app: HmlInferenceApp) -> Monitor | None:
 class Monitor:
     """Watches one inference API: its requests, predictions, refusals and the drift of its inputs.
 
-    Created by :func:`enable_monitoring`. The metrics are made on first use; a forked worker starts a
-    drift window of its own.
+    Created by :func:`enable_monitoring`. The metrics and the drift window are made on first use in each
+    process, after gunicorn forks.
     """
 
     def __init__(
@@ -127,10 +124,10 @@ class Monitor:
 
     @property
     def metrics(self) -> ServingMetrics:
-        """The metrics (created on first use)."""
-        if self._metrics is None:
+        """This process's metrics (created on first use)."""
+        if self._metrics is None or self._metrics.pid != os.getpid():
             with self._lock:
-                if self._metrics is None:
+                if self._metrics is None or self._metrics.pid != os.getpid():
                     from hmlcore.serving.metrics import ServingMetrics, score_buckets  # prometheus_client: only once enabled
 
                     container = self.container
@@ -173,15 +170,15 @@ class Monitor:
         self.metrics.observe_invalid(details)
 
     # ----------------------------------------------------------------- drift
-    def report(self) -> tuple[DriftReport, int]:
+    def report(self, families: list[Any] | None = None) -> tuple[DriftReport, int]:
         """The drift over the recent rows of every live worker, and how many workers' windows it covers.
+
+        Args:
+            families: the metric families to read the windows' counts from (default: read them now).
 
         Raises:
             ConfigError: the model holds no training distributions.
         """
-        return self._report()
-
-    def _report(self, families: list[Any] | None = None) -> tuple[DriftReport, int]:
         container = self.container
         profile = self.profile(container)
         counts, workers = self.metrics.window_counts(profile, _version(container), families)
@@ -191,7 +188,7 @@ class Monitor:
         from hmlcore.serving.metrics import drift_families
 
         try:
-            report: DriftReport | None = self._report(families)[0]
+            report: DriftReport | None = self.report(families)[0]
         except HmlError:
             report = None
         return drift_families(self.metrics.model, _version(self.container), report)
