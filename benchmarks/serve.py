@@ -93,7 +93,7 @@ def bench_arguments(description: str | None, *, rounds: int, kinds: bool = False
     parser.add_argument("--rounds", type=int, default=rounds, help="runs per server and case, alternating; the best is kept")
     if kinds:
         parser.add_argument("--kinds", default="binary", help=f"comma-separated model kinds to serve: {', '.join(KINDS)}")
-        parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}")
+        parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS).replace("%", "%%"))
         parser.add_argument("--hide-pandas", action="store_true", help="serve as if pandas were not installed (see above)")
     args = parser.parse_args()
     if kinds:
