@@ -119,7 +119,7 @@ def main() -> int:
     data = synthetic(1000, seed=1)[NUMERIC + CATEGORICAL]
     batch = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in data.to_dict("records")]
     one = batch[:1]
-    for client in (bare, monitored):  # warm up: encoders, metric children, the window file
+    for client in (bare, monitored):  # warm up: encoders, metric children, the drift window
         for _ in range(50):
             assert client.post("/predict", json=one).status_code == 200
         assert client.post("/predict", json=batch).status_code == 200
