@@ -18,17 +18,16 @@ It records every request in :attr:`FakeKubeApiServer.requests` so tests can asse
 from __future__ import annotations
 
 import copy
-import json
 import re
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import kubernetes_validate
 import yaml
+
+from ._fake_api import FakeJsonApi
 
 TOKEN = "test-token"
 FORBIDDEN_TOKEN = "forbidden"
@@ -44,32 +43,17 @@ _KINDS = {
 }
 
 
-class FakeKubeApiServer:
+class FakeKubeApiServer(FakeJsonApi):
     """The fake API server; use it as a context manager. ``url`` is its address."""
 
     def __init__(self, *, rollout: str = "ok") -> None:
+        super().__init__()
         self.rollout = rollout
         self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self._statuses: dict[str, list[dict[str, Any]]] = {}
         self._version = 100
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeKubeApiServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def write_kubeconfig(self, directory: Path, *, token: str = TOKEN, namespace: str = "default") -> Path:
         """A kubeconfig whose current context points at this server with ``token``."""
@@ -185,30 +169,6 @@ class FakeKubeApiServer:
             done = {"observedGeneration": generation, "replicas": wanted, "updatedReplicas": wanted, "readyReplicas": wanted}
             steps.append({**done, "availableReplicas": wanted, "conditions": [{"type": "Available", "status": "True"}]})
         self._statuses[path] = steps
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 10
-
-            def _serve(self) -> None:
-                url = urlsplit(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code, answer = server.handle(self.command, url.path, dict(parse_qsl(url.query)), self.headers, body)
-                data = json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
-                pass
-
-        return Handler
 
 
 def write_kubeconfig(directory: Path, server: str, *, token: str = TOKEN, namespace: str = "default") -> Path:

@@ -17,14 +17,14 @@ import itertools
 import json
 import re
 import threading
-import urllib.parse
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kfp_server_api
+
+from ._fake_api import FakeJsonApi
 
 __all__ = ["FakeKfp"]
 
@@ -74,7 +74,7 @@ def _to_json(model: Any) -> Any:
     return kfp_server_api.ApiClient().sanitize_for_serialization(model)
 
 
-class FakeKfp:
+class FakeKfp(FakeJsonApi):
     """The fake server. Use as a context manager; ``url`` is its address.
 
     Attributes:
@@ -83,6 +83,7 @@ class FakeKfp:
     """
 
     def __init__(self, *, token: str | None = None, tag_name: str = "2.17.0", multi_user: bool = False) -> None:
+        super().__init__()
         self.token = token
         self.tag_name = tag_name
         self.multi_user = multi_user
@@ -95,22 +96,6 @@ class FakeKfp:
         self._failures: list[tuple[str, str, int]] = []
         self._clock = itertools.count()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeKfp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def fail(self, method: str, path_prefix: str, status: int) -> None:
         """Answer the next ``method`` request whose path starts with ``/apis/v2beta1`` + ``path_prefix`` with ``status``."""
@@ -124,52 +109,21 @@ class FakeKfp:
         start = _dt.datetime(2025, 1, 1, tzinfo=_dt.UTC)
         return (start + _dt.timedelta(seconds=next(self._clock))).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-                pass
-
-            def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _dispatch(self, method: str) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                with fake._lock:
-                    fake.requests.append((method, url.path))
-                    if fake.token and self.headers.get("Authorization") != f"Bearer {fake.token}":
-                        return self._answer(401, {"code": 16, "message": "Unauthenticated: no valid bearer token"})
-                    for i, (m, prefix, status) in enumerate(fake._failures):
-                        if m == method and url.path.startswith(prefix):
-                            del fake._failures[i]
-                            return self._answer(status, {"code": 13, "message": f"injected failure {status} for {url.path}"})
-                    try:
-                        status, body = fake._route(method, url.path, query, raw, self.headers.get("Content-Type", ""))
-                    except BadRequest as exc:
-                        status, body = 400, {"code": 3, "message": str(exc)}
-                    except KeyError as exc:
-                        status, body = 404, {"code": 5, "message": f"not found: {exc}"}
-                self._answer(status, body)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._dispatch("GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._dispatch("POST")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                self._dispatch("DELETE")
-
-        return Handler
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> tuple[int, Any]:
+        with self._lock:
+            self.requests.append((method, path))
+            if self.token and headers.get("Authorization") != f"Bearer {self.token}":
+                return 401, {"code": 16, "message": "Unauthenticated: no valid bearer token"}
+            for i, (m, prefix, status) in enumerate(self._failures):
+                if m == method and path.startswith(prefix):
+                    del self._failures[i]
+                    return status, {"code": 13, "message": f"injected failure {status} for {path}"}
+            try:
+                return self._route(method, path, query, body, headers.get("Content-Type", ""))
+            except BadRequest as exc:
+                return 400, {"code": 3, "message": str(exc)}
+            except KeyError as exc:
+                return 404, {"code": 5, "message": f"not found: {exc}"}
 
     def _route(self, method: str, path: str, query: dict[str, str], raw: bytes, content_type: str) -> tuple[int, Any]:
         if not path.startswith(PREFIX):
