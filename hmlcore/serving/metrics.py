@@ -252,11 +252,9 @@ class ServingMetrics:
 
     def families(self, *, pattern: str = "*.db") -> list[Any]:
         """The metric families: of every worker (their files matching ``pattern``, merged) or of this process."""
-        from prometheus_client.multiprocess import MultiProcessCollector
-
         if self.registry is not None:
             return list(self.registry.collect())
-        return list(MultiProcessCollector.merge(_settled_files(multiprocess_dir() or "", pattern=pattern), accumulate=True))
+        return list(SettledFilesCollector(multiprocess_dir() or "", pattern=pattern).collect())
 
     def window_counts(self, profile: DriftProfile, version: str, families: Iterable[Any] | None = None) -> tuple[np.ndarray, int]:
         """The slot counts of ``version``'s windows summed over the live workers, and how many workers have a window."""
@@ -323,31 +321,29 @@ class SettledFilesCollector:
     prometheus_client creates a worker's file empty and only then sizes it: its own collector fails on a file
     caught in between (``struct.error``), and ``/metrics`` would answer 500. Such a file holds no sample yet,
     so it is skipped; it is read on the next scrape.
+
+    Args:
+        folder: the multiprocess folder.
+        pattern: the files to merge (``gauge_livesum_*.db``: only the gauges summed over live workers).
     """
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
+    #: a file's header (the used length and padding) that prometheus_client writes when it sizes the file
+    HEADER_BYTES = 8
+
+    def __init__(self, folder: str, *, pattern: str = "*.db") -> None:
+        self.folder, self.pattern = folder, pattern
 
     def collect(self) -> Any:
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        return MultiProcessCollector.merge(_settled_files(self.folder), accumulate=True)
-
-
-#: a file's header (the used length and padding) that prometheus_client writes when it sizes the file
-_HEADER_BYTES = 8
-
-
-def _settled_files(folder: str, *, pattern: str = "*.db") -> list[str]:
-    """The files matching ``pattern`` in ``folder`` that have their header (sorted; a file gone meanwhile is left out)."""
-    files = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(folder), pattern))):
-        try:
-            if os.path.getsize(path) >= _HEADER_BYTES:
-                files.append(path)
-        except OSError:
-            continue
-    return files
+        files = []
+        for path in sorted(glob.glob(os.path.join(glob.escape(self.folder), self.pattern))):
+            try:
+                if os.path.getsize(path) >= self.HEADER_BYTES:
+                    files.append(path)
+            except OSError:
+                continue  # gone meanwhile
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 def _class_text(value: Any) -> str:
