@@ -246,3 +246,18 @@ def test_changing_only_training_reruns_training_and_what_follows_and_gives_the_s
     pipeline.write_text(code.replace("    model.fit(", "    print('training', file=sys.stderr)\n    model.fit(", 1), encoding="utf-8")
     reused, ran_steps, _ = run_all_baked("--param", "n_estimators=30")
     assert {"train-model", "evaluate-model", "publish-model"} <= set(ran_steps), ran_steps
+
+
+def test_run_all_compiles_once_for_the_same_code_settings_and_environment(tmp_path: Path):
+    from hmlcore.pipelines.compiler import compile_pipeline
+
+    kept = tmp_path / "compiled" / "demo"
+    first, _ = run_all(tmp_path)
+    assert first.exit_code == 0, first.output
+    specs = list(kept.glob("*.json"))
+    assert len(specs) == 1
+    assert json.loads(specs[0].read_text(encoding="utf-8")) == compile_pipeline(create_app().pipelines["demo"]).spec
+    again, _ = run_all(tmp_path)
+    assert again.exit_code == 0 and list(kept.glob("*.json")) == specs
+    other = CliRunner().invoke(create_app().cli(), ["pipelines", "demo", "run-all"], env={"HML_HOME": str(tmp_path), "HMLDEMO_X": "1"})
+    assert other.exit_code == 0 and len(list(kept.glob("*.json"))) == 2  # another environment may configure other steps

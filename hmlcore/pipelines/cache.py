@@ -45,6 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._files import write_atomic
 from hmlcore._version import __version__ as hmlcore_version
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.storage.lake import sha256_bytes
@@ -63,6 +64,7 @@ __all__ = [
     "cache_enabled",
     "code_digest",
     "command_inputs",
+    "compiled_spec",
     "lookup_command",
     "step_key",
 ]
@@ -315,3 +317,55 @@ def lookup_command(pipeline: HmlPipeline, command: Sequence[str], env: Mapping[s
         return None
     key = step_key(pipeline=pipeline.name, op=op, raw=command_inputs(op, command), env=env)
     return StepCache(pipeline.hml_app.lake, pipeline.name).lookup(op.name, key, warn=warn)
+
+
+# ------------------------------------------------------------------ the compiled spec run-all walks
+def compiled_spec(pipeline: HmlPipeline, *, folder: str, compile_spec: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The pipeline's compiled spec: the one ``compile_spec`` returned for the same code, settings and environment, else a fresh one.
+
+    Compiling imports kfp and takes about a second, each ``run-all``; the spec depends only on the code
+    (hmlcore's, the package's and kfp's version), the app's settings, the configurators and the
+    environment, all of which are in the key. Kept in ``folder`` (``$HML_HOME/compiled/<pipeline>/``).
+    """
+    app = pipeline.hml_app
+    configured = [_described(c) for c in pipeline.app.op_configurators]
+    described = {
+        "format": FORMAT,
+        "pipeline": pipeline.name,
+        "code": code_digest(pipeline.func.__module__),
+        "kfp": importlib.metadata.version("kfp"),  # not kfp.__version__: importing kfp is what this saves
+        "app": [app.name, app.image_url, app.package_entrypoint, app.cluster_platform, app.k8s_namespace, sorted(app.env.items())],
+        "function": _described(pipeline.func),
+        "configurators": configured,
+        "environ": sorted(os.environ.items()),
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
+    path = os.path.join(folder, f"{digest}.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            spec = json.load(handle)
+        if isinstance(spec, dict) and "root" in spec:
+            return spec
+    except (OSError, ValueError):
+        pass
+    spec = compile_spec()
+    try:
+        os.makedirs(folder, exist_ok=True)
+        write_atomic(path, json.dumps(spec))
+    except OSError:  # a spec that cannot be kept is compiled again next time
+        pass
+    return spec
+
+
+def _described(func: Any) -> list[Any]:
+    """A function's name and the values its closure holds (``repr``): two closures of one source differ by them."""
+    cells = [repr(cell.cell_contents) for cell in getattr(func, "__closure__", None) or () if _filled(cell)]
+    return [getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(func)), cells]
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises ValueError
+    except ValueError:
+        return False
+    return True

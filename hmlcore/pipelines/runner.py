@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
 from hmlcore.errors import HmlError, PipelineError
-from hmlcore.pipelines.cache import CACHE_ENV, lookup_command
+from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
 from hmlcore.pipelines.ops import parse_value, render_value
 from hmlcore.storage.config import debugging
@@ -326,7 +326,8 @@ def run_all(
         state = folder.load()
         if state.get("pipeline") != pipeline.name:
             raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
-    spec = compile_pipeline(pipeline).spec
+    compiled = os.path.join(home, "compiled", pipeline.name)
+    spec = compiled_spec(pipeline, folder=compiled, compile_spec=lambda: compile_pipeline(pipeline).spec)
     order = dag_order(spec)
     if resume:
         values = state["params"]
