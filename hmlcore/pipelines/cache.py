@@ -6,8 +6,8 @@ A step's key is the sha256 of what decides its output:
   its artifacts with their sha256, so a changed artifact changes the key);
 - the content of every file a string input names (a path in the working folder or in the package);
 - the code it runs: the source of hmlcore and of the step's own package (every ``.py`` file: a feature
-  list changed in ``shared.py`` changes every step's key), the package's version, the versions of the
-  libraries it requires, and Python's version;
+  list changed in ``shared.py`` changes every step's key), the name and version of every installed
+  distribution (the package's own, xgboost's...), and Python's version;
 - the environment variables the compiled spec sets in the step's container (their names are listed in
   ``HML_CACHE_ENV``, which the compiler adds).
 
@@ -37,7 +37,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -107,22 +106,25 @@ def cache_enabled(environ: Mapping[str, str]) -> bool:
     raise PipelineError(f"{CACHE_ENV}={environ.get(CACHE_ENV)!r} is not a boolean: set it to true or false")
 
 
-@functools.cache
 def code_digest(module: str) -> str:
-    """The sha256 of the code a step of ``module`` runs: hmlcore's and the module's package's source, versions.
+    """The sha256 of the code a step of ``module`` runs: hmlcore's and the module's package's source, the libraries.
 
     Every ``.py`` file of both packages counts (a step's module reads the package's shared settings),
-    with the package's version, the versions of the distributions it requires, and Python's version.
-    Computed once per process.
+    with the name and version of every installed distribution (a library upgraded, or the package
+    reinstalled at another version, changes it) and Python's version. Computed once per process.
     """
-    package = module.partition(".")[0]
+    return _code_digest(module.partition(".")[0])
+
+
+@functools.cache
+def _code_digest(package: str) -> str:
     digest = hashlib.sha256(f"format {FORMAT}; python {sys.version}; hmlcore {hmlcore_version}".encode())
     for name in dict.fromkeys(("hmlcore", package)):
         for path, data in _sources(name):
             digest.update(f"\n{name}/{path} {len(data)}\n".encode())
             digest.update(data)
-    for line in _versions(package):
-        digest.update(f"\n{line}".encode())
+    for installed in _installed():
+        digest.update(f"\n{installed}".encode())
     return digest.hexdigest()
 
 
@@ -140,18 +142,20 @@ def _sources(package: str) -> Iterator[tuple[str, bytes]]:
         yield os.path.basename(spec.origin), Path(spec.origin).read_bytes()
 
 
-def _versions(package: str) -> list[str]:
-    """``name version`` of the distributions providing ``package`` and of those they require (installed ones)."""
-    lines = []
-    for dist in sorted(importlib.metadata.packages_distributions().get(package, [])):
-        lines.append(f"{dist} {importlib.metadata.version(dist)}")
-        for requirement in importlib.metadata.requires(dist) or []:
-            name = re.split(r"[\s;<>=!~\[(@]", requirement.strip(), maxsplit=1)[0]
-            try:
-                lines.append(f"{name} {importlib.metadata.version(name)}")
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return sorted(set(lines))
+def _installed() -> list[str]:
+    """The installed distributions, as their metadata folders name them (``xgboost-2.1.4.dist-info``), sorted.
+
+    Reading the folders' names rather than each distribution's metadata keeps this to one listing per
+    ``sys.path`` entry.
+    """
+    found: set[str] = set()
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                found.update(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def _named_file(value: str, package: str) -> str | None:
