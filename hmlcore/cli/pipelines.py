@@ -18,6 +18,7 @@ from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, 
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
+    from hmlcore.pipelines.cache import Hit
     from hmlcore.pipelines.dag import HmlPipeline
 
 __all__ = ["pipelines_group"]
@@ -104,7 +105,7 @@ class _StepCacheHook:
         self.store = StepCache(app.lake, pipeline.name)
         self.key = step_key(pipeline=pipeline.name, op=step, raw=raw, env=os.environ)
 
-    def lookup(self) -> Any:
+    def lookup(self) -> Hit | None:
         """The usable cache entry for this run of the step, if ``HML_CACHE`` allows reuse and one is recorded."""
         from hmlcore.pipelines.cache import cache_enabled
 

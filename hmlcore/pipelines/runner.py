@@ -7,6 +7,8 @@ Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/
 ``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
 (``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
 command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
+A step whose key is in the step cache is not run: its recorded output is reused and shown as cached
+(:mod:`hmlcore.pipelines.cache`); the compiled spec is kept between runs under the same kind of key.
 """
 
 from __future__ import annotations
