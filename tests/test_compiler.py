@@ -90,6 +90,8 @@ def test_configurators_and_app_env_reach_every_step(compiled):
             "APP_WIDE": "yes",
             "GOOGLE_APPLICATION_CREDENTIALS": "/secret/gcp-credentials/user-gcp-sa.json",
             "GCP_PROJECT": "p",
+            # the names whose values are part of the step's cache key (hmlcore.pipelines.cache)
+            "HML_CACHE_ENV": "APP_WIDE,GCP_PROJECT,GOOGLE_APPLICATION_CREDENTIALS",
         }
         resources = container["resources"]
         assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == ("500m", "2")

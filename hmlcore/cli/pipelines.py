@@ -18,6 +18,7 @@ from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, 
 
 if TYPE_CHECKING:
     from hmlcore.app import HmlApp
+    from hmlcore.pipelines.cache import Hit
     from hmlcore.pipelines.dag import HmlPipeline
 
 __all__ = ["pipelines_group"]
@@ -70,17 +71,57 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint=p.option) from exc
         run_id = hml_run_id or os.environ.get("HML_RUN_ID") or new_run_id()
+        cached = _StepCacheHook(app, pipeline, step, {name: text for name, text in raw.items() if text is not None})
+        hit = cached.lookup()
+        if hit is not None:
+            _emit(hit.output, hml_output)
+            return
         context = OpContext(app=app, pipeline=pipeline.name, step=step.name, run_id=run_id)
         result = step.invoke(context, arguments)
-        if step.return_type is None:
-            return
-        text = render_output(result, step.return_type, step=step.name)
-        if hml_output:
-            write_atomic(hml_output, text)
-        else:
-            click.echo(text)
+        text = None if step.return_type is None else render_output(result, step.return_type, step=step.name)
+        _emit(text, hml_output)
+        cached.record(run_id, text)
 
     return click.Command(step.name, callback=callback, params=params, help=step.description or f"Run step {step.name}.")
+
+
+def _emit(text: str | None, output: str | None) -> None:
+    """Write a step's output text to ``output`` (the runner's file), or print it."""
+    if text is None:
+        return
+    if output:
+        write_atomic(output, text)
+    else:
+        click.echo(text)
+
+
+class _StepCacheHook:
+    """The step cache around one step's run (:mod:`hmlcore.pipelines.cache`): the same in a pod as on a laptop."""
+
+    def __init__(self, app: HmlApp, pipeline: HmlPipeline, step: HmlOp, raw: dict[str, str]) -> None:
+        from hmlcore.pipelines.cache import StepCache, step_key  # imported when a step runs: keeps --help light
+
+        self.step = step
+        self.store = StepCache(app.lake, pipeline.name)
+        self.key = step_key(pipeline=pipeline.name, op=step, raw=raw, env=os.environ)
+
+    def lookup(self) -> Hit | None:
+        """The usable cache entry for this run of the step, if ``HML_CACHE`` allows reuse and one is recorded."""
+        from hmlcore.pipelines.cache import cache_enabled
+
+        if not cache_enabled(os.environ):
+            return None
+        hit = self.store.lookup(self.step.name, self.key, warn=lambda line: click.echo(f"warning: {line}", err=True))
+        if hit is not None:
+            click.echo(f"{self.step.name}: cached (from run {hit.run_id})", err=True)
+        return hit
+
+    def record(self, run_id: str, text: str | None) -> None:
+        """Record the succeeded step's output; a cache that cannot be written is a warning, not a failed step."""
+        try:
+            self.store.record(self.step.name, self.key, run_id=run_id, output=text)
+        except HmlError as exc:
+            click.echo(f"warning: {self.step.name}: its output is not cached: {exc}", err=True)
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
@@ -145,12 +186,17 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @click.option("--resume", "resume", metavar="RUN_ID", default=None, help="Finish an earlier run: skip the steps that succeeded.")
     @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A pipeline parameter (repeatable).")
     @click.option("--debug", is_flag=True, default=False, help="Print a failing step's traceback (as HML_DEBUG=1 does).")
+    @click.option(
+        "--no-cache", "no_cache", is_flag=True, default=False, help="Run every step, even one whose inputs and code are unchanged."
+    )
     @guard
-    def run_all_command(resume: str | None, params: tuple[str, ...], debug: bool) -> None:
+    def run_all_command(resume: str | None, params: tuple[str, ...], debug: bool, no_cache: bool) -> None:
         """Run every step locally, in dependency order, the way Kubeflow would.
 
-        Each step's log is kept beside its output in the run folder; a failure names the command that
-        reruns that step alone.
+        A step whose inputs, code and settings are unchanged since a run that succeeded is not run
+        again: its recorded output is reused and it is shown as cached (``--no-cache`` or
+        ``--param cache=false`` runs it anyway). Each step's log is kept beside its output in the run
+        folder; a failure names the command that reruns that step alone.
         """
         from hmlcore.pipelines.runner import run_all  # imported when the command runs: keeps --help light
 
@@ -162,8 +208,15 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
                 raise HmlError(f"step command {command[0]!r} is not this package's entrypoint {app.package_entrypoint!r}")
             app.cli().main(args=list(command[1:]), prog_name=command[0], standalone_mode=False)
 
+        values = _parse_params(params)
+        use_cache = not no_cache
+        if "cache" in values and "cache" not in {p.name for p in pipeline.params}:  # run-all's own switch, unless the pipeline has one
+            try:
+                use_cache = use_cache and bool(parse_value(values.pop("cache"), bool))
+            except ValueError as exc:
+                raise click.BadParameter(f"cache: {exc}", param_hint="--param") from exc
         run_id = run_all(
-            pipeline, params=_parse_params(params), resume=resume, execute=execute, echo=lambda line: click.echo(line, err=True)
+            pipeline, params=values, resume=resume, execute=execute, echo=lambda line: click.echo(line, err=True), cache=use_cache
         )
         click.echo(run_id)
 

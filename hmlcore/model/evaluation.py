@@ -15,7 +15,9 @@ a confusion matrix, ROC, precision-recall and calibration curves (binary), per-c
 (multiclass) or predictions against true values (regression), and the model's feature importances (when
 the estimator offers them) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
 
-The metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating).
+The regression metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating); the
+classification metrics are the same numbers computed in plain numpy (:mod:`hmlcore.model._fast_metrics`),
+as the bootstrap intervals and the gate compute them hundreds of times.
 
 Example:
     >>> container.evaluate(validation)  # doctest: +SKIP
@@ -32,6 +34,7 @@ import numpy as np
 
 from hmlcore._templates import render_page
 from hmlcore.errors import FeatureError
+from hmlcore.model import _fast_metrics as fast
 from hmlcore.model.explain import ExplanationError, global_importance
 
 if TYPE_CHECKING:
@@ -82,34 +85,35 @@ def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -
             }
         )
     k = scores.shape[1]
-    labels = list(range(k))
     probabilities = np.clip(scores, 0.0, 1.0)
+    truth = np.asarray(truth, dtype=np.int64)
     if container.kind == "binary":
         positive = probabilities[:, 1]
         predicted = (positive >= container.threshold).astype(np.int64)
         both = len(np.unique(truth)) == 2
+        scored = fast.class_scores(truth, predicted, 2)
         return _finite(
             {
                 **rows,
-                "auc": sk.roc_auc_score(truth, positive) if both else math.nan,
-                "log_loss": sk.log_loss(truth, probabilities, labels=labels),
-                "accuracy": sk.accuracy_score(truth, predicted),
-                "precision": sk.precision_score(truth, predicted, zero_division=0),
-                "recall": sk.recall_score(truth, predicted, zero_division=0),
-                "f1": sk.f1_score(truth, predicted, zero_division=0),
+                "auc": fast.roc_auc(truth, positive) if both else math.nan,
+                "log_loss": fast.log_loss(truth, probabilities),
+                "accuracy": float(np.mean(truth == predicted)),
+                "precision": scored["precision"][1],
+                "recall": scored["recall"][1],
+                "f1": scored["f1"][1],
             }
         )
     predicted = probabilities.argmax(axis=1)
-    recalls = sk.recall_score(truth, predicted, labels=labels, average=None, zero_division=0)
+    scored = fast.class_scores(truth, predicted, k)
     present = np.bincount(truth, minlength=k) > 0
     names = container.target_info.class_names
-    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(names, recalls, present, strict=True)}
+    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(names, scored["recall"], present, strict=True)}
     return _finite(
         {
             **rows,
-            "accuracy": sk.accuracy_score(truth, predicted),
-            "macro_f1": sk.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0),
-            "log_loss": sk.log_loss(truth, probabilities / probabilities.sum(axis=1, keepdims=True), labels=labels),
+            "accuracy": float(np.mean(truth == predicted)),
+            "macro_f1": float(np.mean(scored["f1"])),
+            "log_loss": fast.log_loss(truth, probabilities / probabilities.sum(axis=1, keepdims=True)),
             **per_class,
         }
     )

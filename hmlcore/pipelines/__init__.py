@@ -7,6 +7,7 @@ pipeline is compiled or deployed, so importing this package does not import it.
 - :mod:`~hmlcore.pipelines.dag`: :func:`pipeline`, :class:`HmlPipeline`, :class:`HmlPipelineApp` (``app.pipelines``).
 - :mod:`~hmlcore.pipelines.compiler`: the Kubeflow Pipelines v2 spec; :mod:`~hmlcore.pipelines.runner`:
   ``run-all``, every step in a process of its own; :mod:`~hmlcore.pipelines.kfp_deploy`: upload and schedule on Kubeflow.
+- :mod:`~hmlcore.pipelines.cache`: the step cache (a step's output reused while its inputs, code and settings are unchanged).
 """
 
 from __future__ import annotations

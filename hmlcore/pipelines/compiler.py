@@ -24,6 +24,7 @@ import yaml
 from hmlcore._files import write_atomic
 from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
+from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV
 from hmlcore.pipelines.ops import KFP_TYPES, Collected, HmlOp, HmlTask, building, render_value
 from hmlcore.storage.config import check_cluster_platform, check_env_name
 
@@ -79,6 +80,8 @@ class KfpTask(HmlTask, ContainerSettings):
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str, kfp_task: Any) -> None:
         super().__init__(op, arguments, name=name)
         self.kfp_task = kfp_task
+        #: the names of the environment variables set in the step's container, in the order they were set
+        self.env_names: list[str] = []
 
     def after(self, *tasks: HmlTask) -> KfpTask:
         super().after(*tasks)
@@ -89,6 +92,7 @@ class KfpTask(HmlTask, ContainerSettings):
     def with_env(self, name: str, value: Any) -> KfpTask:
         """Set environment variable ``name`` in the step's container."""
         self.kfp_task.set_env_variable(check_env_name(name), str(value))
+        self.env_names.append(name)
         return self
 
     def with_secret(self, secret_name: str, mount_path: str) -> KfpTask:
@@ -198,6 +202,9 @@ class _KfpBuilder:
             else:
                 kfp_args[key] = value.kfp_task.output if isinstance(value, KfpTask) else value
         kfp_task = self.component(op)(**kfp_args, hml_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        # Kubeflow's own cache stays off: its fingerprint holds every resolved input, hml_run_id (a new value
+        # each run) included, and trusts the image's tag. The step's own cache decides instead, with a key
+        # computed by the same code in the pod as on a laptop (hmlcore.pipelines.cache).
         kfp_task.set_caching_options(False)
         used = sum(1 for t in self.tasks if t.op is op)
         task = KfpTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}", kfp_task=kfp_task)
@@ -210,6 +217,9 @@ class _KfpBuilder:
             configured = configure(task)
             if configured is not None and not isinstance(configured, KfpTask):
                 raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
+        keyed = sorted({name for name in task.env_names if name not in ("HML_PLATFORM", CACHE_ENV)})
+        if keyed:  # the step's cache key holds these variables' values (HML_PLATFORM: the pods' platform, not the step's work)
+            kfp_task.set_env_variable(KEY_ENV, ",".join(keyed))
         self.tasks.append(task)
         return task
 

@@ -196,10 +196,14 @@ def base_type(annotation: Any) -> Any:
 class HmlOp:
     """A pipeline step made from a typed function. Create it with :func:`op`."""
 
-    def __init__(self, func: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
+    def __init__(self, func: Callable[..., Any], *, name: str | None = None, description: str | None = None, cache: bool = True) -> None:
         if not callable(func):
             raise PipelineError(f"@hml.op needs a function, got {type(func).__name__}")
+        if not isinstance(cache, bool):
+            raise PipelineError(f"@hml.op cache must be True or False, got {cache!r}")
         self.func = func
+        #: whether a run may reuse the step's recorded output when its key matches (see :mod:`hmlcore.pipelines.cache`)
+        self.cache = cache
         self.name = name or func.__name__
         if not self.name.isidentifier():
             raise PipelineError(f"op name {self.name!r} must be a Python identifier")
@@ -314,17 +318,20 @@ class HmlTask:
         return self
 
 
-def op(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+def op(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None, cache: bool = True) -> Any:
     """Make ``func`` a pipeline step. Works bare (``@hml.op``) and called (``@hml.op()``).
 
     Args:
         func: the step's function; parameters typed str/int/float/bool/list/dict.
         name: the step's name (default: the function's name).
         description: shown in ``--help`` and the compiled spec (default: the docstring).
+        cache: whether a run may reuse the step's recorded output when its inputs, code and settings are
+            unchanged (:mod:`hmlcore.pipelines.cache`). Pass ``False`` for a step whose effects go beyond
+            its output (publishing, writing tables) or that reads what its inputs do not name.
     """
     if func is None:
-        return functools.partial(op, name=name, description=description)
-    return HmlOp(func, name=name, description=description)
+        return functools.partial(op, name=name, description=description, cache=cache)
+    return HmlOp(func, name=name, description=description, cache=cache)
 
 
 # ------------------------------------------------------------------ values on the command line

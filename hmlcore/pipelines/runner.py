@@ -7,6 +7,8 @@ Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/
 ``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
 (``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
 command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
+A step whose key is in the step cache is not run: its recorded output is reused and shown as cached
+(:mod:`hmlcore.pipelines.cache`); the compiled spec is kept between runs under the same kind of key.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
 from hmlcore.errors import HmlError, PipelineError
+from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
 from hmlcore.pipelines.ops import parse_value, render_value
 from hmlcore.storage.config import debugging
@@ -288,6 +291,7 @@ def run_all(
     resume: str | None = None,
     execute: Callable[[Sequence[str]], None],
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    cache: bool = True,
 ) -> str:
     """Run every step of ``pipeline`` locally in DAG order and return the run id.
 
@@ -305,6 +309,8 @@ def run_all(
         resume: the id of an earlier run to finish: its succeeded steps are skipped and their outputs reused.
         execute: runs one resolved command line (the package's CLI, in process or as a subprocess).
         echo: where progress lines go.
+        cache: reuse a step's recorded output when its key matches (:mod:`hmlcore.pipelines.cache`);
+            ``False`` runs every step (and still records fresh entries).
 
     Raises:
         PipelineError: a step failed (named in the message); the run folder keeps what finished.
@@ -322,7 +328,8 @@ def run_all(
         state = folder.load()
         if state.get("pipeline") != pipeline.name:
             raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
-    spec = compile_pipeline(pipeline).spec
+    compiled = os.path.join(home, "compiled", pipeline.name)
+    spec = compiled_spec(pipeline, folder=compiled, compile_spec=lambda: compile_pipeline(pipeline).spec)
     order = dag_order(spec)
     if resume:
         values = state["params"]
@@ -345,6 +352,15 @@ def run_all(
             echo(f"[{position}] {label}: succeeded in an earlier attempt, skipped")
             return _read(output_file) if record.get("output") else None
         command = resolve_command(spec, name, params=params, outputs=known, output_file=output_file, run_id=run_id, dag=dag)
+        env = step_env(spec, name, dag)
+        hit = lookup_command(pipeline, command, env, warn=lambda line: echo(f"[{position}] warning: {line}")) if cache else None
+        if hit is not None:
+            if hit.output is not None:
+                write_atomic(output_file, hit.output)
+            state["tasks"][label] = {"status": "succeeded", "command": command, "cached_from": hit.run_id, "output": hit.output is not None}
+            folder.save(state)
+            echo(f"[{position}] {label}: cached (from run {hit.run_id})")
+            return hit.output
         echo(f"[{position}] {label} ...")
         started = time.perf_counter()
         state["tasks"][label] = {"status": "running", "command": command}
@@ -355,7 +371,7 @@ def run_all(
         message = ""
         with _step_log(log_file) as log:
             try:
-                with _environment(step_env(spec, name, dag)):
+                with _environment({**env, CACHE_ENV: "false"}):  # looked up above; the step records its output
                     execute(command)
                 if _declares_output(spec, name, dag) and not os.path.exists(output_file):
                     raise PipelineError(f"it wrote no output to {output_file}")

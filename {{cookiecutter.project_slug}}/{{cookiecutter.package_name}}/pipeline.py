@@ -8,6 +8,11 @@ each row for training or validation (``shared.SPLIT``), loads the rows into the 
 with SQL (the same SQL on DuckDB and BigQuery) and exports each split to the lake as Parquet, where the
 later steps read it.
 
+A run reuses a step's recorded output when its inputs, the package's code and its settings are unchanged
+(``run-all`` prints it as cached; ``--no-cache`` runs it anyway): after changing only ``n_estimators``,
+extract, analyze and build the matrix are not run again. Steps with effects beyond their output, or that
+read what their inputs do not name, are declared ``@hml.op(cache=False)`` and run every time.
+
 pandas, numpy and urllib.request are imported inside the functions that use them: ``{{ cookiecutter.package_name }}
 --help`` and the inference server import this module too (to declare the pipeline) and start faster without them.
 """
@@ -282,7 +287,7 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
     return verdict
 
 
-@hml.op()
+@hml.op(cache=False)  # it changes the registry, and reads the model in service there: run it every time
 def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: dict, tables: dict, force: bool = False) -> str:
     """Publish the model with its lineage; it goes into service only if it beats its baseline and the one in service by shared.PROMOTION.
 
@@ -311,7 +316,7 @@ def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: d
 
 
 # ------------------------------------------------------------------ batch scoring
-@hml.op()
+@hml.op(cache=False)  # its source may be a warehouse query, whose rows the cache's key cannot see
 def plan_scoring(ctx: hml.OpContext, source: str = shared.SCORING["source"], shards: int = shared.SCORING["shards"]) -> list:
     """Copy the rows to score into the lake, shared.SCORING["chunk_rows"] rows at a time, and deal them out to `shards` shards."""
     location = source if TABLE_NAME.match(source) or QUERY.match(source) else locate(source)
@@ -329,7 +334,7 @@ def model_in_service(ctx: hml.OpContext, version: str = "") -> hml.ModelContaine
     return container.load(hml.ModelRegistry(container).get(version)["reference"] if version else None)
 
 
-@hml.op()
+@hml.op(cache=False)  # it reads the model in service from the registry, which its inputs do not name
 def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
     """Score one shard's rows with the model in service (or `version`) as /predict would; refused rows go to the rejects."""
     container = model_in_service(ctx, version)
@@ -348,7 +353,7 @@ def score_shard(ctx: hml.OpContext, shard: dict, version: str = "") -> dict:
     return {**part, "drift": drift.counts}
 
 
-@hml.op()
+@hml.op(cache=False)  # it writes the predictions tables and reads the model in service
 def write_predictions(ctx: hml.OpContext, parts: list, version: str = "") -> dict:
     """Gather the shards' answers into the predictions table, refused rows into the rejects table; report the scored rows' drift."""
     merged = scoring.merge_parts(
