@@ -118,6 +118,47 @@ def test_rows_in_an_s3_bucket_are_scored_into_tables_in_the_bucket(s3_server, tm
     pd.testing.assert_frame_equal(reader.table("refused"), expected_refused.drop(columns="customer"))
 
 
+@pytest.mark.slow
+def test_a_bigquery_table_is_scored_into_bigquery_tables_through_gcs(tmp_path: Path):
+    """The gcp platform: BigQuery (the stand-in of ``tests/bigquery_server.py``) and GCS (the emulator of ``tests/gcs.py``).
+
+    The rows come from a BigQuery table a page at a time (jobs.query, then jobs.getQueryResults with page
+    tokens), the staged file and the parts live in GCS, and one load job reads the parts from GCS into
+    each table: the tables equal the local run's.
+    """
+    pytest.importorskip("google.cloud.bigquery")
+    from hmlcore.storage.bigquery import BigQueryWarehouse
+    from tests.bigquery_server import bigquery_client, bigquery_server
+    from tests.gcs import gcs_emulator
+
+    container = _kinds.trained("multiclass")
+    frame = messy("multiclass", 60)
+    local = tmp_path / "rows.parquet"
+    frame.to_parquet(local)
+    expected = run_scoring(container, str(local), tmp_path, shards=1)
+    with gcs_emulator() as gcs, bigquery_server() as (endpoint, fake):
+        warehouse = BigQueryWarehouse("test-project", "hml", client=bigquery_client(endpoint))
+        warehouse.load_dataframe(frame, "incoming")
+        lake = Lake(gcs.fresh_prefix())
+        fake.calls.clear()
+        staged = scoring.stage("incoming", warehouse=warehouse, lake=lake, url="staged/rows.parquet", chunk_rows=16)
+        assert staged["url"].startswith("gs://") and staged["row_groups"] == [16, 16, 16, 12]
+        pages = [path for method, path in fake.calls if method == "GET" and "/queries/" in path]
+        assert len(pages) >= 3  # the rows came page by page, not in one answer
+        parts = [
+            scoring.score_shard(container, s, lake=lake, folder="parts", run_id="r1", keys=["customer"])
+            for s in scoring.plan_shards(staged, shards=3)
+        ]
+        assert all(p["predictions"].startswith("gs://") for p in parts)
+        fake.calls.clear()
+        scoring.merge_parts(warehouse, parts, predictions_table="scores", rejects_table="refused")
+        assert fake.calls.count(("POST", "/bigquery/v2/projects/test-project/jobs")) == 2  # a load job from GCS per table
+        for table, want in zip(("scores", "refused"), expected, strict=True):
+            got = warehouse.table(table).sort_values("input_row").reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+        warehouse.close()
+
+
 def test_a_csv_folder_and_a_warehouse_query_are_scored_too(tmp_path: Path):
     container = _kinds.trained("binary")
     frame = messy("binary", 40)
