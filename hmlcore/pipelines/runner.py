@@ -7,6 +7,8 @@ Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/
 ``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
 (``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
 command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
+The iterations of a ``dsl.ParallelFor`` loop run side by side as child processes of the package's console
+script when it is installed (as many as the loop's parallelism and the CPUs allow), one after another otherwise.
 """
 
 from __future__ import annotations
@@ -390,7 +392,8 @@ def run_all(
                     raise PipelineError(f"it wrote no output to {output_file}")
             except BaseException as exc:
                 failure, message = exc, _message(exc)
-                log.write("".join(traceback.format_exception(exc)))
+                if argv is None:  # a child process printed its own error above
+                    log.write("".join(traceback.format_exception(exc)))
         if failure is not None:
             save(label, {"status": "failed", "command": command, "error": message, "log": log_file}, "failed")
             if isinstance(failure, KeyboardInterrupt):
