@@ -10,7 +10,9 @@ The model is an XGBoost binary classifier shaped like the template's (300 trees 
 scoring step is :func:`hmlcore.model.scoring.score_shard` on one shard: it reads the staged Parquet a
 row group at a time, validates and encodes each chunk, predicts and writes the predictions part. The
 baseline is the booster's own ``predict_proba`` on the same rows already encoded in memory. Peak RSS is
-measured in a fresh child process that only scores (``ru_maxrss``), so the table's size is the only change;
+measured in a fresh child process that only scores (``VmHWM``: the high-water mark of the child's own memory;
+``ru_maxrss`` would not do, as Linux carries it over from the parent through fork and exec), so the table's size
+is the only change;
 then in another child that only merges the predictions part into the s3 platform's warehouse
 (:class:`~hmlcore.storage.warehouse.ParquetWarehouse`, here on a local folder: the same streaming
 ``select_into`` as on a bucket, without the object store's upload buffers).
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,19 @@ def score_file(model_path: Path, table: Path, folder: Path) -> dict:
     return {**part, "seconds": time.perf_counter() - started}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB since it started (``VmHWM`` of /proc/self/status).
+
+    Not ``getrusage().ru_maxrss``: Linux keeps that across exec, so a child started by a big parent reports
+    the parent's size (the benchmark's parent holds 2 M encoded rows: about 900 MB).
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: this measurement needs Linux")
+
+
 def merge_child(part: str, folder: str) -> None:
     """Merge the predictions part into a ParquetWarehouse table; print the rows and the peak RSS."""
     from hmlcore.storage.warehouse import ParquetWarehouse
@@ -92,12 +106,12 @@ def merge_child(part: str, folder: str) -> None:
     scoring.merge_parts(warehouse, parts, predictions_table="scores", rejects_table="scores_rejects")
     rows = int(warehouse.query("SELECT count(*) AS n FROM scores")["n"][0])
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": rows, "seconds": seconds, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"rows": rows, "seconds": seconds, "max_rss_mb": peak_rss_mb()}))
 
 
 def child(model_path: str, table: str, folder: str) -> None:
     result = score_file(Path(model_path), Path(table), Path(folder))
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["max_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
