@@ -10,9 +10,16 @@ Endpoints (``/bigquery/v2`` prefix):
 
 - ``POST /projects/{p}/queries`` (jobs.query): runs the query in the request's ``defaultDataset``,
   answers ``schema`` + ``rows`` (``{"f": [{"v": "..."}]}``, numbers as strings) with ``jobComplete``;
+  with ``maxResults``, the first page and a ``pageToken``. As BigQuery does, the result is kept in a
+  table of a hidden dataset (the job's ``destinationTable``) that the next pages are read from;
+- ``GET /projects/{p}/queries/{job}`` (jobs.getQueryResults) and ``GET
+  /projects/{p}/datasets/{d}/tables/{t}/data`` (tabledata.list): a page of rows (``maxResults`` rows
+  from ``pageToken`` / ``startIndex``) with ``totalRows`` and the next ``pageToken``;
 - ``GET /projects/{p}/datasets/{d}/tables/{t}`` (tables.get): the table's schema, or 404;
 - ``POST /upload/bigquery/v2/projects/{p}/jobs?uploadType=multipart`` (a load job of Parquet,
-  ``WRITE_TRUNCATE``), and ``GET /projects/{p}/jobs/{id}`` (jobs.get) for its status.
+  ``WRITE_TRUNCATE``); ``POST /projects/{p}/jobs`` (jobs.insert) of a load job of Parquet files in GCS
+  (``sourceUris``, read through gcsfs: the tests' GCS emulator); ``GET /projects/{p}/jobs/{id}``
+  (jobs.get) for a job's status and configuration.
 
 Anything else answers 501, so a client call outside this contract fails the test loudly. It binds
 127.0.0.1 only; :func:`bigquery_server` stops it.
@@ -24,6 +31,7 @@ import email.parser
 import email.policy
 import io
 import json
+import os
 import re
 import threading
 import uuid
@@ -31,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import pyarrow as pa
@@ -44,6 +52,10 @@ _TYPES = [
     (pa.types.is_date, "DATE"),
     (pa.types.is_timestamp, "TIMESTAMP"),
 ]
+
+
+#: the hidden dataset holding each query's result table, as BigQuery keeps one per query for its pages
+ANONYMOUS = "_anonymous"
 
 
 def _bq_type(arrow_type: pa.DataType) -> str:
@@ -72,7 +84,7 @@ class FakeBigQuery:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.queries: list[str] = []
-        for dataset in datasets:
+        for dataset in [*datasets, ANONYMOUS]:
             self.db.execute(f"CREATE SCHEMA {dataset}")
         self.datasets = set(datasets)
 
@@ -92,18 +104,53 @@ class FakeBigQuery:
         job = {"projectId": self.project, "jobId": f"job_{uuid.uuid4().hex}", "location": body.get("location") or "US"}
         if table is None or re.match(r"^\s*(CREATE|DROP|INSERT|DELETE|UPDATE)\b", sql, re.IGNORECASE):
             return 200, {"kind": "bigquery#queryResponse", "jobReference": job, "jobComplete": True, "totalRows": "0"}
-        kinds = [_bq_type(field.type) for field in table.schema]
-        fields = [{"name": field.name, "type": kind, "mode": "NULLABLE"} for field, kind in zip(table.schema, kinds, strict=True)]
-        rows = [{"f": [{"v": _cell(v, k)} for v, k in zip(row.values(), kinds, strict=True)]} for row in table.to_pylist()]
+        destination = {"projectId": self.project, "datasetId": ANONYMOUS, "tableId": f"anon{job['jobId']}"}
+        with self.lock, self.db.cursor() as cursor:  # the result table the next pages are read from
+            cursor.register("result", table)
+            cursor.execute(f"CREATE TABLE {ANONYMOUS}.{destination['tableId']} AS SELECT * FROM result").fetchall()
+        self.jobs[job["jobId"]] = {
+            "kind": "bigquery#job",
+            "id": f"{self.project}:{job['jobId']}",
+            "jobReference": job,
+            "configuration": {"jobType": "QUERY", "query": {"query": sql, "destinationTable": destination}},
+            "status": {"state": "DONE"},
+            "statistics": {"query": {"totalBytesProcessed": "0"}},
+        }
         return 200, {
             "kind": "bigquery#queryResponse",
-            "schema": {"fields": fields},
+            "schema": {"fields": _fields(table.schema)},
             "jobReference": job,
-            "totalRows": str(len(rows)),
-            "rows": rows,
             "jobComplete": True,
             "cacheHit": False,
+            **_page(table, offset=0, size=body.get("maxResults")),
         }
+
+    def query_results(self, job_id: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """jobs.getQueryResults: a finished query's schema and a page of its rows (``maxResults`` rows from ``pageToken``)."""
+        job = self.jobs.get(job_id)
+        if job is None or "query" not in job["configuration"]:
+            return _error(404, f"Not found: Job {self.project}:{job_id}")
+        table = self._table(job["configuration"]["query"]["destinationTable"]["tableId"], ANONYMOUS)
+        return 200, {
+            "kind": "bigquery#getQueryResultsResponse",
+            "schema": {"fields": _fields(table.schema)},
+            "jobReference": job["jobReference"],
+            "jobComplete": True,
+            **_page(table, offset=int(query.get("pageToken", ["0"])[0]), size=query.get("maxResults", [None])[0]),
+        }
+
+    def list_rows(self, dataset: str, table: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """tabledata.list: a page of a table's rows (``maxResults`` rows from ``pageToken`` or ``startIndex``)."""
+        status, found = self.get_table(dataset, table)
+        if status != 200:
+            return status, found
+        start = query.get("pageToken") or query.get("startIndex") or ["0"]
+        page = _page(self._table(table, dataset), offset=int(start[0]), size=query.get("maxResults", [None])[0])
+        return 200, {"kind": "bigquery#tableDataList", **page}
+
+    def _table(self, table: str, dataset: str) -> pa.Table:
+        with self.lock, self.db.cursor() as cursor:
+            return cursor.sql(f"SELECT * FROM {dataset}.{table}").to_arrow_table()
 
     def get_table(self, dataset: str, table: str) -> tuple[int, dict[str, Any]]:
         with self.lock, self.db.cursor() as cursor:
@@ -131,7 +178,31 @@ class FakeBigQuery:
         parts = [part.get_payload(decode=True) for part in message.iter_parts()]  # type: ignore[attr-defined]
         if len(parts) != 2:
             return _error(400, f"a multipart load needs 2 parts, got {len(parts)}")
-        resource = json.loads(parts[0])
+        return self._load(json.loads(parts[0]), lambda: pq.read_table(io.BytesIO(parts[1])))
+
+    def insert_job(self, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """jobs.insert of a load job reading Parquet files from GCS (``sourceUris``), read here through gcsfs."""
+        config = resource.get("configuration", {}).get("load")
+        if config is None or not config.get("sourceUris"):
+            return _error(
+                501, f"the test server runs load jobs from sourceUris only, got {resource.get('configuration')}", reason="notImplemented"
+            )
+        uris = config["sourceUris"]
+        if any(not uri.startswith("gs://") or "*" in uri for uri in uris):
+            return _error(400, f"sourceUris must be gs:// objects (no wildcard here), got {uris}")
+
+        if not os.environ.get("STORAGE_EMULATOR_HOST"):
+            return _error(400, "this server reads sourceUris from the GCS emulator only (tests/gcs.py), and none is running")
+
+        def read() -> pa.Table:
+            import fsspec
+
+            fs = fsspec.filesystem("gs")
+            return pa.concat_tables([pq.read_table(io.BytesIO(fs.cat_file(uri))) for uri in uris], promote_options="permissive")
+
+        return self._load(resource, read)
+
+    def _load(self, resource: dict[str, Any], read: Any) -> tuple[int, dict[str, Any]]:
         config = resource["configuration"]["load"]
         destination = config["destinationTable"]
         if config.get("sourceFormat") != "PARQUET" or config.get("writeDisposition") != "WRITE_TRUNCATE":
@@ -139,7 +210,10 @@ class FakeBigQuery:
         dataset, table = destination["datasetId"], destination["tableId"]
         if dataset not in self.datasets:
             return _error(404, f"Not found: Dataset {self.project}:{dataset}")
-        incoming = pq.read_table(io.BytesIO(parts[1]))
+        try:
+            incoming = read()
+        except FileNotFoundError as exc:
+            return _error(404, f"Not found: URI {exc}")
         with self.lock, self.db.cursor() as cursor:
             cursor.register("incoming", incoming)
             cursor.execute(f"CREATE OR REPLACE TABLE {dataset}.{table} AS SELECT * FROM incoming").fetchall()
@@ -154,6 +228,24 @@ class FakeBigQuery:
         }
         self.jobs[job_id] = job
         return 200, job
+
+
+def _fields(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": field.name, "type": _bq_type(field.type), "mode": "NULLABLE"} for field in schema]
+
+
+def _page(table: pa.Table, *, offset: int, size: Any) -> dict[str, Any]:
+    """``totalRows``, the rows from ``offset`` (at most ``size``, all if None) and the ``pageToken`` of the rest, as BigQuery pages."""
+    stop = table.num_rows if size is None else min(table.num_rows, offset + int(size))
+    kinds = [_bq_type(field.type) for field in table.schema]
+    rows = [
+        {"f": [{"v": _cell(v, k)} for v, k in zip(row.values(), kinds, strict=True)]}
+        for row in table.slice(offset, stop - offset).to_pylist()
+    ]
+    page: dict[str, Any] = {"totalRows": str(table.num_rows), "rows": rows}
+    if stop < table.num_rows:
+        page["pageToken"] = str(stop)
+    return page
 
 
 def _error(status: int, message: str, *, reason: str = "notFound") -> tuple[int, dict[str, Any]]:
@@ -182,8 +274,13 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         path = urlsplit(self.path).path
         fake.calls.append(("GET", path))
+        query = parse_qs(urlsplit(self.path).query)
         if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)", path):
             self._answer(*fake.get_table(m.group(1), m.group(2)))
+        elif m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)/data", path):
+            self._answer(*fake.list_rows(m.group(1), m.group(2), query))
+        elif m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries/([^/]+)", path):
+            self._answer(*fake.query_results(m.group(1), query))
         elif (m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs/([^/]+)", path)) and m.group(1) in fake.jobs:
             self._answer(200, fake.jobs[m.group(1)])
         else:
@@ -196,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries", parts.path):
             self._answer(*fake.run_query(json.loads(body)))
+        elif re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs", parts.path):
+            self._answer(*fake.insert_job(json.loads(body)))
         elif re.fullmatch(r"/upload/bigquery/v2/projects/[^/]+/jobs", parts.path) and "uploadType=multipart" in parts.query:
             self._answer(*fake.load(self.headers.get("Content-Type", ""), body))
         else:

@@ -82,6 +82,16 @@ def test_calls_are_the_bigquery_rest_contract(warehouse, server):
     assert fake.queries[-1].startswith("CREATE OR REPLACE TABLE hml.validation AS SELECT")
 
 
+def test_a_query_streams_page_by_page(warehouse, server):
+    _, fake = server
+    warehouse.load_dataframe(ROWS, "raw")
+    fake.calls.clear()
+    reader = warehouse.batches("SELECT occupant_id, sex FROM raw", rows=64)
+    sizes = [batch.num_rows for batch in reader]
+    assert sizes == [64, 64, 64, 8] and reader.schema.names == ["occupant_id", "sex"]
+    assert len([path for _, path in fake.calls if "/queries/" in path]) >= 3  # later pages asked for one by one
+
+
 def test_exists_is_false_for_a_missing_table(warehouse):
     assert warehouse.exists("never_made") is False
 
@@ -99,8 +109,10 @@ def test_export_writes_parquet_to_the_lake(warehouse, tmp_path):
         (lambda wh: wh.table("missing_table"), WarehouseError, "BigQuery query failed: .*missing_table"),
         (lambda wh: wh.select_into("SELECT nope FROM raw", "t"), WarehouseError, "BigQuery query into t failed"),
         (lambda wh: wh.load_dataframe(ROWS, "bad name"), ConfigError, "invalid table name 'bad name'"),
+        (lambda wh: wh.batches("SELECT nope FROM raw", rows=10), WarehouseError, "BigQuery query failed: .*nope"),
+        (lambda wh: wh.load_parquet(["/tmp/part-0.parquet"], "t"), WarehouseError, "from gs:// URLs, got /tmp/part-0.parquet"),
     ],
-    ids=["bad-column", "missing-table", "bad-select-into", "bad-name"],
+    ids=["bad-column", "missing-table", "bad-select-into", "bad-name", "bad-stream", "load-not-gcs"],
 )
 def test_errors_are_one_line_naming_the_problem(warehouse, call, error, message):
     warehouse.load_dataframe(ROWS, "raw")

@@ -10,6 +10,8 @@ A pipeline with ``hml.parallel_for`` compiles to Kubeflow's own loop, which kfp'
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,47 @@ def test_rows_in_an_s3_bucket_are_scored_into_tables_in_the_bucket(s3_server, tm
     expected_scores, expected_refused = run_scoring(container, str(local), tmp_path, shards=1)
     pd.testing.assert_frame_equal(reader.table("scores"), expected_scores.drop(columns="customer"))
     pd.testing.assert_frame_equal(reader.table("refused"), expected_refused.drop(columns="customer"))
+
+
+@pytest.mark.slow
+def test_a_bigquery_table_is_scored_into_bigquery_tables_through_gcs(tmp_path: Path):
+    """The gcp platform: BigQuery (the stand-in of ``tests/bigquery_server.py``) and GCS (the emulator of ``tests/gcs.py``).
+
+    The rows come from a BigQuery table a page at a time (jobs.query, then jobs.getQueryResults with page
+    tokens), the staged file and the parts live in GCS, and one load job reads the parts from GCS into
+    each table: the tables equal the local run's.
+    """
+    pytest.importorskip("google.cloud.bigquery")
+    from hmlcore.storage.bigquery import BigQueryWarehouse
+    from tests.bigquery_server import bigquery_client, bigquery_server
+    from tests.gcs import gcs_emulator
+
+    container = _kinds.trained("multiclass")
+    frame = messy("multiclass", 60)
+    local = tmp_path / "rows.parquet"
+    frame.to_parquet(local)
+    expected = run_scoring(container, str(local), tmp_path, shards=1)
+    with gcs_emulator() as gcs, bigquery_server() as (endpoint, fake):
+        warehouse = BigQueryWarehouse("test-project", "hml", client=bigquery_client(endpoint))
+        warehouse.load_dataframe(frame, "incoming")
+        lake = Lake(gcs.fresh_prefix())
+        fake.calls.clear()
+        staged = scoring.stage("incoming", warehouse=warehouse, lake=lake, url="staged/rows.parquet", chunk_rows=16)
+        assert staged["url"].startswith("gs://") and staged["row_groups"] == [16, 16, 16, 12]
+        pages = [path for method, path in fake.calls if method == "GET" and "/queries/" in path]
+        assert len(pages) >= 3  # the rows came page by page, not in one answer
+        parts = [
+            scoring.score_shard(container, s, lake=lake, folder="parts", run_id="r1", keys=["customer"])
+            for s in scoring.plan_shards(staged, shards=3)
+        ]
+        assert all(p["predictions"].startswith("gs://") for p in parts)
+        fake.calls.clear()
+        scoring.merge_parts(warehouse, parts, predictions_table="scores", rejects_table="refused")
+        assert fake.calls.count(("POST", "/bigquery/v2/projects/test-project/jobs")) == 2  # a load job from GCS per table
+        for table, want in zip(("scores", "refused"), expected, strict=True):
+            got = warehouse.table(table).sort_values("input_row").reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+        warehouse.close()
 
 
 def test_a_csv_folder_and_a_warehouse_query_are_scored_too(tmp_path: Path):
@@ -228,6 +271,97 @@ def test_run_all_runs_every_iteration_and_gathers_their_outputs_in_order(tmp_pat
     gathered = (tmp_path / "runs" / run_id / "outputs" / "gather" / "output").read_text(encoding="utf-8")
     assert json.loads(gathered) == [{"shard": i, "value": (i + 1) * 10} for i in range(4)]
     assert result.stderr.count("work: ok in") == 4
+
+
+def meeting_app() -> hml.HmlApp:
+    """A loop whose iterations each wait (up to a minute) until another iteration has started: they only all finish at once.
+
+    Run one after another, the first iteration would wait in vain and say so. ``BARRIER`` (a folder) is
+    where the iterations leave their marks; shard 2 fails when ``FAIL_SHARD`` says so.
+    """
+    app = hml.HmlApp(name="meeting", package_entrypoint="meeting", image_url="registry.example/meeting:abc123")
+
+    @hml.op()
+    def plan(count: int = 3) -> list:
+        """Deal out the shards."""
+        return list(range(count))
+
+    @hml.op()
+    def work(shard: int) -> dict:
+        """Wait for company, then answer."""
+        import os
+        import time
+
+        folder = Path(os.environ["BARRIER"])
+        (folder / f"started-{shard}").write_text(str(os.getpid()), encoding="utf-8")
+        print(f"shard {shard} started in process {os.getpid()}")
+        if os.environ.get("FAIL_SHARD") == str(shard):
+            raise hml.PipelineError(f"shard {shard} cannot be scored")
+        deadline = time.monotonic() + 60
+        while len(list(folder.glob("started-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"shard": shard, "pid": os.getpid(), "met": len(list(folder.glob("started-*"))) >= 2}
+
+    @hml.op()
+    def gather(parts: list) -> str:
+        """Merge the parts."""
+        return json.dumps(parts)
+
+    @hml.pipeline(app.pipelines)
+    def meeting(count: int = 3):
+        """Fan out and gather."""
+        shards = plan(count=count)
+        with hml.parallel_for(shards.output, parallelism=2) as shard:
+            part = work(shard=shard)
+        gather(parts=hml.collected(part))
+
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failing", [False, True], ids=["ok", "one-fails"])
+def test_run_all_runs_a_loops_iterations_at_the_same_time_in_child_processes(
+    failing: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With ``spawn`` (what ``run-all`` passes when the package's console script is installed), iterations run in child
+    processes, two at a time here (the loop's parallelism): each one's log holds its own output, the outputs are
+    gathered in the items' order, and a failing iteration fails the run in one line naming the step and its error."""
+    from hmlcore.pipelines.runner import run_all
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: run-all runs the iterations one after another")
+    monkeypatch.setenv("HML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BARRIER", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    if failing:
+        monkeypatch.setenv("FAIL_SHARD", "2")
+    child = "import sys; from tests.test_scoring import meeting_app; meeting_app().start(sys.argv[1:])"
+    app = meeting_app()
+    lines: list[str] = []
+
+    def execute(command):
+        app.cli().main(args=list(command[1:]), prog_name=command[0], standalone_mode=False)
+
+    def run() -> str:
+        spawn = lambda command: [sys.executable, "-c", child, *command[1:]]  # noqa: E731 - the console script's stand-in
+        return run_all(app.pipelines["meeting"], params={"count": 5}, execute=execute, spawn=spawn, echo=lines.append)
+
+    if failing:
+        with pytest.raises(
+            hml.PipelineError, match=r"step for-loop-\d+\.2\.work .*failed .*: shard 2 cannot be scored \(exit code 1\)"
+        ) as info:
+            run()
+        assert "\n" not in str(info.value)
+        return
+    run_id = run()
+    outputs = tmp_path / "home" / "runs" / run_id / "outputs"
+    parts = json.loads((outputs / "gather" / "output").read_text(encoding="utf-8"))
+    assert [p["shard"] for p in parts] == [0, 1, 2, 3, 4] and all(p["met"] for p in parts)
+    assert os.getpid() not in {p["pid"] for p in parts} and len({p["pid"] for p in parts}) == 5
+    for part in parts:
+        (log,) = outputs.glob(f"for-loop-*.{part['shard']}.work/log.txt")
+        assert f"shard {part['shard']} started in process {part['pid']}" in log.read_text(encoding="utf-8")
+    assert sum("work: ok in" in line for line in lines) == 5
 
 
 def test_parallel_for_belongs_in_a_pipeline():

@@ -64,6 +64,24 @@ def test_load_select_into_table_and_query(warehouse):
     assert (int(count["everything"][0]), int(count["held_out"][0])) == (100, len(expected))
 
 
+def test_parquet_files_load_into_a_table_in_their_order(warehouse, tmp_path):
+    folder = warehouse.url.rsplit("/", 1)[0] + "/parts" if "://" in warehouse.url else str(tmp_path / "parts")
+    urls = []
+    for i, rows in enumerate((ROWS.iloc[60:], ROWS.iloc[:25], ROWS.iloc[25:60])):
+        warehouse.load_dataframe(rows, f"piece{i}")
+        urls.append(warehouse.export(f"piece{i}", f"{folder}/piece-{i}.parquet"))
+    assert warehouse.load_parquet(urls, "whole") == "whole"
+    assert warehouse.table("whole")["occupant_id"].tolist() == [*range(61, 101), *range(1, 61)]
+
+
+def test_a_query_that_fails_midway_leaves_the_table_as_it_was(warehouse):
+    """The result streams into the table batch by batch: a failure after the first batches must not publish a part."""
+    warehouse.load_dataframe(pd.DataFrame({"s": [str(i) for i in range(250_000)] + ["not a number"]}), "t")
+    with pytest.raises(WarehouseError, match="query into t failed"):
+        warehouse.select_into("SELECT CAST(s AS INTEGER) AS n FROM t", "t")
+    assert warehouse.query("SELECT count(*) AS c, max(s) AS top FROM t").to_dict("list") == {"c": [250_001], "top": ["not a number"]}
+
+
 def test_the_warehouse_is_a_file_that_outlives_the_connection(tmp_path):
     path = str(tmp_path / "w.duckdb")
     first = DuckDBWarehouse(path)

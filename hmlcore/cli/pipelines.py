@@ -6,7 +6,8 @@ Nothing here imports kfp at start-up: compile, run-all and the deploy commands i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -176,6 +177,18 @@ def _target(app: HmlApp, host: str | None, namespace: str | None, client_id: str
     return KfpTarget(host=host or "", namespace=namespace or app.k8s_namespace, client_id=client_id, existing_token=existing_token)
 
 
+def _spawner(app: HmlApp) -> Callable[[Sequence[str]], list[str]] | None:
+    """How ``run-all`` starts a step as a child process: the package's console script installed beside this Python.
+
+    None when it is not installed there (the code runs from a source folder or a notebook): loops then
+    run their iterations one after another in this process.
+    """
+    script = os.path.join(os.path.dirname(sys.executable), app.package_entrypoint)
+    if not (os.path.isfile(script) and os.access(script, os.X_OK)):
+        return None
+    return lambda command: [script, *command[1:]]
+
+
 def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     group = click.Group(
         pipeline.name, help=f"Pipeline {pipeline.name}. {pipeline.description.splitlines()[0] if pipeline.description else ''}".strip()
@@ -216,7 +229,13 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
             except ValueError as exc:
                 raise click.BadParameter(f"cache: {exc}", param_hint="--param") from exc
         run_id = run_all(
-            pipeline, params=values, resume=resume, execute=execute, echo=lambda line: click.echo(line, err=True), cache=use_cache
+            pipeline,
+            params=values,
+            resume=resume,
+            execute=execute,
+            spawn=_spawner(app),
+            echo=lambda line: click.echo(line, err=True),
+            cache=use_cache,
         )
         click.echo(run_id)
 

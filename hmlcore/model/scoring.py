@@ -9,7 +9,7 @@ A scoring run has three parts, each one pipeline step (``pipelines <package>_sco
    encoder (:meth:`~hmlcore.model.ModelContainer.encode`, what ``/predict`` runs), asks the package's
    predictor for the answers and appends them to a Parquet part: the rows the API would refuse go to a
    rejects part with the API's reason, so a bad row never ends the run and is never dropped silently;
-3. :func:`merge_parts` gathers the parts into a predictions table and a rejects table in the warehouse.
+3. :func:`merge_parts` streams the parts into a predictions table and a rejects table in the warehouse.
 
 Memory stays bounded by the chunk size: no step holds the whole table. Each row keeps its position in
 the input (``input_row``), so the tables are the same whatever the number of shards.
@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -159,21 +158,8 @@ def _parquet_writer(lake: Lake, url: str, schema: Any) -> Iterator[Any]:
     """A ``pyarrow.parquet.ParquetWriter`` to ``url`` in the lake; the file appears only once complete."""
     import pyarrow.parquet as pq
 
-    target = lake.uri(url)
-    if "://" in target:
-        with lake.filesystem(target).open(target, "wb") as handle, pq.ParquetWriter(handle, schema) as writer:
-            yield writer  # an object store publishes the object when the upload completes
-        return
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    descriptor, scratch = tempfile.mkstemp(prefix=".scoring-", suffix=".parquet", dir=os.path.dirname(target))
-    os.close(descriptor)
-    try:
-        with pq.ParquetWriter(scratch, schema) as writer:
-            yield writer
-        os.replace(scratch, target)
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
+    with lake.open_atomic(url) as handle, pq.ParquetWriter(handle, schema) as writer:
+        yield writer
 
 
 def stage(source: str, *, warehouse: Warehouse, lake: Lake, url: str, chunk_rows: int = 50_000) -> dict[str, Any]:
@@ -402,7 +388,10 @@ def score_shard(
 
 
 def merge_parts(warehouse: Warehouse, parts: Sequence[dict[str, Any]], *, predictions_table: str, rejects_table: str) -> dict[str, Any]:
-    """Gather the parts of every shard into the predictions table and the rejects table, ordered by ``input_row``.
+    """Gather the parts of every shard into the predictions table and the rejects table, in ``input_row`` order.
+
+    The parts stream into the tables (:meth:`~hmlcore.storage.warehouse.Warehouse.load_parquet`): on BigQuery
+    one load job reads them from GCS; memory never holds a table.
 
     Both tables are replaced: a run with no rejected row leaves an empty rejects table (with the columns
     every rejects table has), never the rejects of an earlier run.
@@ -410,20 +399,21 @@ def merge_parts(warehouse: Warehouse, parts: Sequence[dict[str, Any]], *, predic
     Returns:
         ``{"predictions", "rejects", "rows", "scored", "rejected"}``: the two tables and the counts.
     """
+    import pandas as pd
+
     fixed = {
         "predictions": [INPUT_ROW, "model", "model_version", "run_id"],
         "rejects": [INPUT_ROW, REASON, RECORD, "model", "model_version", "run_id"],
     }
+    ordered = sorted(parts, key=lambda part: int(part["shard"]))  # each part is in input order: so is the table
     written = {}
     for kind, table in (("predictions", predictions_table), ("rejects", rejects_table)):
-        urls = [str(p[kind]) for p in parts if p.get(kind)]
+        urls = [str(p[kind]) for p in ordered if p.get(kind)]
         if urls:
-            files = ", ".join(_sql_text(u) for u in urls)
-            sql = f"SELECT * FROM read_parquet([{files}]) ORDER BY {INPUT_ROW}"
+            written[kind] = warehouse.load_parquet(urls, table)
         else:
-            columns = ", ".join(f"CAST(NULL AS {'BIGINT' if c == INPUT_ROW else 'VARCHAR'}) AS {c}" for c in fixed[kind])
-            sql = f"SELECT {columns} WHERE false"
-        written[kind] = warehouse.select_into(sql, table)
+            empty = pd.DataFrame({c: pd.Series([], dtype="int64" if c == INPUT_ROW else "string") for c in fixed[kind]})
+            written[kind] = warehouse.load_dataframe(empty, table)
     return {
         **written,
         "rows": sum(int(p["rows"]) for p in parts),

@@ -7,6 +7,8 @@ Every finished step's output is kept in a run folder (``$HML_HOME/runs/<run-id>/
 ``--resume <run-id>`` reruns only what did not finish. Beside each output is the step's log
 (``outputs/<step>/log.txt``: what it printed, and the traceback if it failed); a failure names the
 command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) prints the traceback.
+The iterations of a ``dsl.ParallelFor`` loop run side by side as child processes of the package's console
+script when it is installed (as many as the loop's parallelism and the CPUs allow), one after another otherwise.
 A step whose key is in the step cache is not run: its recorded output is reused and shown as cached
 (:mod:`hmlcore.pipelines.cache`); the compiled spec is kept between runs under the same kind of key.
 """
@@ -21,7 +23,9 @@ import logging
 import os
 import re
 import shlex
+import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -290,6 +294,7 @@ def run_all(
     params: dict[str, Any] | None = None,
     resume: str | None = None,
     execute: Callable[[Sequence[str]], None],
+    spawn: Callable[[Sequence[str]], list[str]] | None = None,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     cache: bool = True,
 ) -> str:
@@ -308,6 +313,10 @@ def run_all(
         params: pipeline parameter values (strings are parsed by type; defaults from the pipeline function otherwise).
         resume: the id of an earlier run to finish: its succeeded steps are skipped and their outputs reused.
         execute: runs one resolved command line (the package's CLI, in process or as a subprocess).
+        spawn: the argument list that runs a resolved command line as a child process (the package's
+            console script). Given it, the iterations of a ``dsl.ParallelFor`` loop run in child processes,
+            as many at a time as the loop's parallelism and the CPUs allow; each step's output goes to
+            its log file only, so the terminal shows whole progress lines.
         echo: where progress lines go.
         cache: reuse a step's recorded output when its key matches (:mod:`hmlcore.pipelines.cache`);
             ``False`` runs every step (and still records fresh entries).
@@ -344,8 +353,28 @@ def run_all(
     echo(f"run {run_id}: {total} steps of {pipeline.name} (folder {folder.path})")
     started_all = time.perf_counter()
 
-    def run_step(name: str, label: str, position: str, dag: dict[str, Any], params: dict[str, Any], known: dict[str, str]) -> str | None:
-        """Run the container step ``name`` of ``dag`` (recorded as ``label``, shown at ``position``); return its output's text."""
+    lock = threading.Lock()  # loop iterations may run in threads, each waiting on its child process
+
+    def save(label: str, record: dict[str, Any], status: str) -> None:
+        with lock:
+            state["tasks"][label] = record
+            state["status"] = status
+            folder.save(state)
+
+    def run_step(
+        name: str,
+        label: str,
+        position: str,
+        dag: dict[str, Any],
+        params: dict[str, Any],
+        known: dict[str, str],
+        *,
+        child: bool = False,
+    ) -> str | None:
+        """Run the container step ``name`` of ``dag`` (recorded as ``label``, shown at ``position``); return its output's text.
+
+        With ``child`` (and ``spawn``), the step runs as a child process whose output goes to its log file.
+        """
         record = state["tasks"].get(label, {})
         output_file = folder.output_file(label)
         if record.get("status") == "succeeded" and (not record.get("output") or os.path.exists(output_file)):
@@ -357,31 +386,31 @@ def run_all(
         if hit is not None:
             if hit.output is not None:
                 write_atomic(output_file, hit.output)
-            state["tasks"][label] = {"status": "succeeded", "command": command, "cached_from": hit.run_id, "output": hit.output is not None}
-            folder.save(state)
+            save(label, {"status": "succeeded", "command": command, "cached_from": hit.run_id, "output": hit.output is not None}, "running")
             echo(f"[{position}] {label}: cached (from run {hit.run_id})")
             return hit.output
         echo(f"[{position}] {label} ...")
         started = time.perf_counter()
-        state["tasks"][label] = {"status": "running", "command": command}
-        state["status"] = "running"
-        folder.save(state)
+        save(label, {"status": "running", "command": command}, "running")
         log_file = folder.log_file(label)
         failure: BaseException | None = None
         message = ""
-        with _step_log(log_file) as log:
+        argv = spawn(command) if child and spawn is not None else None
+        with _step_log(log_file) if argv is None else _child_log(log_file) as log:
             try:
-                with _environment({**env, CACHE_ENV: "false"}):  # looked up above; the step records its output
-                    execute(command)
+                if argv is not None:
+                    _run_child(argv, env={**env, CACHE_ENV: "false"}, log=log)
+                else:
+                    with _environment({**env, CACHE_ENV: "false"}):  # looked up above; the step records its output
+                        execute(command)
                 if _declares_output(spec, name, dag) and not os.path.exists(output_file):
                     raise PipelineError(f"it wrote no output to {output_file}")
             except BaseException as exc:
                 failure, message = exc, _message(exc)
-                log.write("".join(traceback.format_exception(exc)))
+                if argv is None:  # a child process printed its own error above
+                    log.write("".join(traceback.format_exception(exc)))
         if failure is not None:
-            state["tasks"][label] = {"status": "failed", "command": command, "error": message, "log": log_file}
-            state["status"] = "failed"
-            folder.save(state)
+            save(label, {"status": "failed", "command": command, "error": message, "log": log_file}, "failed")
             if isinstance(failure, KeyboardInterrupt):
                 raise failure
             if debugging():
@@ -393,8 +422,7 @@ def run_all(
         seconds = time.perf_counter() - started
         has_output = os.path.exists(output_file)
         text = _read(output_file) if has_output else None
-        state["tasks"][label] = {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}
-        folder.save(state)
+        save(label, {"status": "succeeded", "command": command, "seconds": round(seconds, 3), "output": has_output}, "running")
         echo(f"[{position}] {label}: ok in {seconds:.1f}s" + (f" -> {_short(text)}" if text is not None else ""))
         return text
 
@@ -406,7 +434,8 @@ def run_all(
             if text is not None:
                 outputs[name] = text
             continue
-        outputs.update(_run_loop(spec, name, position=f"{i}/{total}", values=values, outputs=outputs, run_step=run_step))
+        loop = _run_loop(spec, name, position=f"{i}/{total}", values=values, outputs=outputs, run_step=run_step, children=spawn is not None)
+        outputs.update(loop)
     state["status"] = "succeeded"
     folder.save(state)
     echo(f"run {run_id}: {total} steps succeeded in {time.perf_counter() - started_all:.1f}s")
@@ -420,12 +449,15 @@ def _run_loop(
     position: str,
     values: dict[str, Any],
     outputs: dict[str, str],
-    run_step: Callable[[str, str, str, dict[str, Any], dict[str, Any], dict[str, str]], str | None],
+    run_step: Callable[..., str | None],
+    children: bool = False,
 ) -> dict[str, str]:
-    """Run a ``dsl.ParallelFor`` task: its DAG once per item, one iteration after another; return its collected outputs.
+    """Run a ``dsl.ParallelFor`` task: its DAG once per item; return its collected outputs.
 
     Each iteration's steps get the loop's inputs and the item, as Kubeflow passes them; an output the
-    loop gathers (``dsl.Collected``) is the list of each iteration's value, in the items' order.
+    loop gathers (``dsl.Collected``) is the list of each iteration's value, in the items' order. With
+    ``children``, the iterations run at the same time in child processes (:func:`_in_parallel`), else
+    one after another in this process.
     """
     task = spec["root"]["dag"]["tasks"][name]
     component = spec["components"][task["componentRef"]["name"]]
@@ -449,19 +481,76 @@ def _run_loop(
         raise PipelineError(f"loop {name} iterates over {_short(repr(items))}, which is not a list")
     dag = component["dag"]
     order = _order(dag["tasks"])
-    collected: dict[str, list[Any]] = {key: [] for key in dag.get("outputs", {}).get("parameters", {})}
-    for index, item in enumerate(items):
+    workers = _workers(task, len(items)) if children else 1
+
+    def iteration(index: int, item: Any) -> dict[str, str]:
         params = {**inputs, iterator["itemInput"]: item}
         known: dict[str, str] = dict(outputs)
         for inner in order:
-            output = run_step(inner, f"{name}.{index}.{inner}", f"{position}, item {index + 1}/{len(items)}", dag, params, known)
+            where = f"{position}, item {index + 1}/{len(items)}"
+            output = run_step(inner, f"{name}.{index}.{inner}", where, dag, params, known, child=workers > 1)
             if output is not None:
                 known[inner] = output
+        return known
+
+    collected: dict[str, list[Any]] = {key: [] for key in dag.get("outputs", {}).get("parameters", {})}
+    for known in _in_parallel(iteration, items, workers=workers):
         for key, definition in dag.get("outputs", {}).get("parameters", {}).items():
             selector = definition.get("valueFromParameter") or {}
             found = known.get(str(selector.get("producerSubtask")))
             collected[key].append(None if found is None else _parsed(found))
     return {f"{name}:{key}": json.dumps(values) for key, values in collected.items()}
+
+
+def _workers(task: dict[str, Any], items: int) -> int:
+    """How many iterations of a loop run at once: its ``parallelismLimit`` (0: no limit), at most the CPUs and the items."""
+    limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit") or 0)
+    return max(1, min(limit or items, os.cpu_count() or 1, items))
+
+
+def _in_parallel(iteration: Callable[[int, Any], dict[str, str]], items: list[Any], *, workers: int) -> list[dict[str, str]]:
+    """``iteration(index, item)`` for every item, ``workers`` at a time, results in the items' order.
+
+    The first failure (in the items' order) is raised once the iterations already running have ended;
+    the ones not started yet never start.
+    """
+    if workers <= 1:
+        return [iteration(index, item) for index, item in enumerate(items)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hml-loop") as pool:
+        futures = [pool.submit(iteration, index, item) for index, item in enumerate(items)]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+@contextlib.contextmanager
+def _child_log(path: str) -> Iterator[IO[str]]:
+    """The log file of a step run as a child process."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as log:
+        yield log
+
+
+def _run_child(argv: list[str], *, env: dict[str, str], log: IO[str]) -> None:
+    """Run ``argv`` with this process's environment plus ``env``, its output into ``log``.
+
+    Raises:
+        PipelineError: it ended with an exit code other than 0 (the message is the last line it printed: the CLI's error).
+    """
+    log.flush()
+    code = subprocess.run(
+        argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False
+    ).returncode
+    if code != 0:
+        with open(log.name, encoding="utf-8", errors="replace") as written:
+            lines = [line.strip() for line in written if line.strip()]
+        said = lines[-1].removeprefix("Error: ") if lines else "no output"
+        raise PipelineError(f"{said} (exit code {code})")
 
 
 def _parsed(text: str) -> Any:

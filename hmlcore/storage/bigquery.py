@@ -5,7 +5,9 @@ pipeline's SQL names tables without a prefix and runs unchanged on DuckDB and on
 SQL both share: ``MOD``, ``CAST``, ``CASE``, scalar sub-queries, ``count(*)``...).
 
 Tables are written by ``CREATE OR REPLACE TABLE dataset.table AS ...`` (:meth:`select_into`) and by load
-jobs of Parquet (:meth:`load_dataframe`); both replace the table. The dataset itself must exist
+jobs of Parquet, from memory (:meth:`load_dataframe`) or from files in GCS (:meth:`load_parquet`); all
+replace the table. A query's rows stream page by page (:meth:`batches`: jobs.getQueryResults and
+tabledata.list, each page one Arrow record batch), so a table larger than memory can be read. The dataset itself must exist
 (``bq mk --dataset PROJECT:DATASET``): creating datasets needs rights a pipeline should not have.
 
 The client is made on first use with the environment's Google credentials; pass ``client=`` to use one
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -108,13 +111,54 @@ class BigQueryWarehouse(Warehouse):
 
         return bigquery.QueryJobConfig(default_dataset=f"{self.project}.{self.dataset}", use_legacy_sql=False)
 
-    def _run(self, sql: str, what: str) -> Any:
+    def _run(self, sql: str, what: str, *, page_size: int | None = None) -> Any:
         from google.api_core import exceptions
 
         try:
-            return self.client.query_and_wait(sql, job_config=self._job_config(), location=self.location)
+            return self.client.query_and_wait(sql, job_config=self._job_config(), location=self.location, page_size=page_size)
         except exceptions.GoogleAPIError as exc:
             raise WarehouseError(f"{what} failed: {_message(exc)}") from exc
+
+    def batches(self, sql: str, *, rows: int) -> Any:
+        """Run ``sql`` and return its rows as a ``pyarrow.RecordBatchReader``, one result page (at most ``rows`` rows) a batch.
+
+        The pages come one after another over the REST API (the first with the query's answer, the next
+        ones from the query's result table), so memory holds a page, not the result.
+
+        Raises:
+            WarehouseError: the query fails, or a page cannot be fetched.
+        """
+        import pyarrow as pa
+
+        result = self._run(sql, "BigQuery query", page_size=rows)
+        pages = _pages(result.to_arrow_iterable(), self.url)
+        first = next(pages, None)  # a result's first page is there even when it has no rows: it carries the schema
+        if first is None:
+            return pa.RecordBatchReader.from_batches(pa.schema([]), iter(()))
+        return pa.RecordBatchReader.from_batches(first.schema, _chained(first, pages))
+
+    def load_parquet(self, urls: Sequence[str], table: str) -> str:
+        """Replace ``table`` with the rows of the Parquet files at ``urls`` (``gs://`` URLs): one load job reads them all.
+
+        Raises:
+            WarehouseError: a URL is not in GCS, or the load job fails.
+        """
+        from google.api_core import exceptions
+        from google.cloud import bigquery
+
+        table_id = self._table_id(table)
+        elsewhere = [str(url) for url in urls if not str(url).startswith("gs://")]
+        if not urls or elsewhere:
+            named = elsewhere[0] if elsewhere else "no file"
+            raise WarehouseError(f"BigQuery load into {table} failed: it loads Parquet files from gs:// URLs, got {named}")
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE
+        )
+        try:
+            self.client.load_table_from_uri(list(urls), table_id, job_config=config, location=self.location).result()
+        except exceptions.GoogleAPIError as exc:
+            raise WarehouseError(f"BigQuery load into {table} failed: {_message(exc)}") from exc
+        return table
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run ``sql`` (GoogleSQL, tables of the dataset unqualified) and return the rows as a DataFrame.
@@ -172,6 +216,21 @@ class BigQueryWarehouse(Warehouse):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _pages(batches: Iterator[Any], url: str) -> Iterator[Any]:
+    """The record batches of ``batches``, an API error while fetching a page raised as :class:`WarehouseError`."""
+    from google.api_core import exceptions
+
+    try:
+        yield from batches
+    except exceptions.GoogleAPIError as exc:
+        raise WarehouseError(f"reading a query's rows from {url} failed: {_message(exc)}") from exc
+
+
+def _chained(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
 
 
 def _message(exc: Exception) -> str:

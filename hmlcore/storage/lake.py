@@ -12,9 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from typing import Any
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from hmlcore._files import write_atomic
@@ -149,6 +152,54 @@ class Lake:
         except OSError as exc:
             raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return target
+
+    @contextlib.contextmanager
+    def open_atomic(self, path: str) -> Iterator[IO[bytes]]:
+        """A binary file to stream into at ``path``: it appears whole when the block ends, and not at all if it raises.
+
+        Locally the bytes go to a temporary file in the same folder, renamed into place at the end. On an
+        object store the upload completes at the end, or is abandoned (fsspec's ``discard``) on an error,
+        so a reader never sees a part. Memory holds one upload block, not the file.
+
+        Example:
+            >>> lake = Lake(tempfile.mkdtemp())
+            >>> with lake.open_atomic("parts/a.bin") as handle:
+            ...     _ = handle.write(b"streamed")
+            >>> lake.read_bytes("parts/a.bin")
+            b'streamed'
+
+        Raises:
+            StorageError: the file cannot be created there.
+        """
+        target = self.uri(path)
+        if _is_remote(target):
+            try:
+                handle = self._fs_for(target).open(target, "wb")
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
+                raise StorageError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
+            try:
+                yield handle
+            except BaseException:
+                handle.discard()  # abandon the upload: nothing is published
+                handle.closed = True  # and never complete it later (closing at garbage collection would)
+                raise
+            handle.close()  # completes the upload: the object appears whole
+            return
+        target = target[len("file://") :] if target.startswith("file://") else target
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            descriptor, scratch = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target))
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                yield handle
+            os.replace(scratch, target)
+        finally:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
 
     def read_bytes(self, path: str) -> bytes:
         """Read the bytes at ``path`` (inside the lake, or a full URL of any filesystem fsspec knows).

@@ -5,7 +5,9 @@ default), DuckDB over Parquet tables in a lake folder (:class:`ParquetWarehouse`
 so every pod of a cluster sees the same tables) and BigQuery (:mod:`hmlcore.storage.bigquery`, the ``gcp``
 extra). :func:`open_warehouse` picks the engine from a URL. What a pipeline needs: :meth:`~Warehouse.query`, :meth:`~Warehouse.select_into`,
 :meth:`~Warehouse.load_dataframe`, :meth:`~Warehouse.table`, :meth:`~Warehouse.exists` and
-:meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read).
+:meth:`~Warehouse.export` (a table to a Parquet file in the lake, for the next step to read); for tables
+larger than memory, :meth:`~Warehouse.batches` (a query's rows, a batch at a time) and
+:meth:`~Warehouse.load_parquet` (Parquet files in the lake into a table, streamed).
 
 Example:
     >>> import pandas as pd
@@ -21,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, WarehouseError
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "arrow_reader", "open_warehouse", "validate_table_name"]
 
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: rows a batch when a table streams through memory (a row group of the Parquet tables written so)
+_STREAM_ROWS = 100_000
 
 
 def arrow_reader(relation: Any, rows: int) -> Any:
@@ -70,12 +75,22 @@ class Warehouse:
         The rows stream: memory holds a batch, not the result.
 
         Raises:
-            WarehouseError: the query fails, or the engine cannot stream (BigQuery, for now).
+            WarehouseError: the query fails.
         """
-        raise WarehouseError(f"the warehouse {self.url} cannot stream a query's rows yet: export the rows to Parquet files and name those")
+        raise NotImplementedError
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
         """Replace ``table`` with the rows of ``df``; return the table name."""
+        raise NotImplementedError
+
+    def load_parquet(self, urls: Sequence[str], table: str) -> str:
+        """Replace ``table`` with the rows of the Parquet files at ``urls`` (lake URLs), in that order; return the table name.
+
+        The rows stream from the files to the table: memory holds a row group, not the table.
+
+        Raises:
+            WarehouseError: a file cannot be read or the table cannot be written.
+        """
         raise NotImplementedError
 
     def table(self, name: str) -> pd.DataFrame:
@@ -165,6 +180,12 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as exc:
             raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
         return table
+
+    def load_parquet(self, urls: Sequence[str], table: str) -> str:
+        if not urls:
+            raise WarehouseError(f"warehouse load into {table} failed: no Parquet file named")
+        files = ", ".join("'" + str(url).replace("'", "''") + "'" for url in urls)
+        return self.select_into(f"SELECT * FROM read_parquet([{files}])", table)
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
         import duckdb
@@ -283,15 +304,24 @@ class ParquetWarehouse(DuckDBWarehouse):
         return super().batches(sql, rows=rows)
 
     def select_into(self, sql: str, table: str) -> str:
+        """Replace ``table`` with the result of ``sql``, streamed batch by batch into its Parquet file (a query that
+        needs its whole input at once, such as an ``ORDER BY``, holds what DuckDB needs for it)."""
         import duckdb
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         validate_table_name(table)
         self._sync()
         try:
-            result = self.con.sql(sql).to_arrow_table()
-        except duckdb.Error as exc:
+            with self._lake.open_atomic(self._file(table)) as handle:
+                reader = arrow_reader(self.con.sql(sql), _STREAM_ROWS)
+                with pq.ParquetWriter(handle, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # DuckDB's error while streaming reaches pyarrow as OSError
             raise WarehouseError(f"warehouse query into {table} failed: {str(exc).splitlines()[0]}") from exc
-        return self._store(result, table)
+        self._view(table)
+        return table
 
     def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
         import pyarrow as pa
