@@ -55,6 +55,10 @@ TRACKER_READY = "tracker listening"
 COLLECTIVE_TIMEOUT = 300
 
 
+#: fsspec options holding credentials: never written into a job
+_SECRET_OPTIONS = frozenset({"key", "secret", "token", "password", "session_token", "credentials", "account_key"})
+
+
 class TrainingError(PipelineError):
     """Raised if distributed training cannot start or a worker fails; the message names the worker."""
 
@@ -158,10 +162,16 @@ def read_shards(lake: Lake, shards: Sequence[Mapping[str, Any]]) -> tuple[np.nda
 
 
 def training_job(*, lake: Lake, shards: Sequence[Mapping[str, Any]], params: Mapping[str, Any], rounds: int, output: str) -> dict[str, Any]:
-    """What every worker is told, as JSON-ready data: the shards, XGBoost's parameters and rounds, where rank 0 writes the booster."""
+    """What every worker is told, as JSON-ready data: the shards, XGBoost's parameters and rounds, where rank 0 writes the booster.
+
+    The job travels on the workers' command line (and in a TrainJob's spec): the lake's credentials stay
+    out of it; the workers take them from their environment (``AWS_ACCESS_KEY_ID``..., a GCP key file), as
+    every step does.
+    """
+    options = {name: value for name, value in lake.storage_options.items() if name not in _SECRET_OPTIONS}
     return {
         "lake": lake.url,
-        "storage_options": lake.storage_options,
+        "storage_options": options,
         "shards": [dict(shard) for shard in shards],
         "params": dict(params),
         "rounds": int(rounds),
