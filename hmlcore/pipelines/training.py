@@ -1,21 +1,17 @@
-"""A training step on several workers: shard the matrix, start the workers, bind the model they agree on.
+"""A training step's workers on this machine, and the shards they read.
 
 :func:`save_training_shards` (in ``build_training_matrix``) writes the matrix as Parquet shards in the
-lake; :func:`train_distributed` (in ``train_model``) starts the workers of
-:mod:`hmlcore.model.distributed` and returns the estimator rank 0 wrote. On this machine the workers are
-local processes (:func:`run_local_workers`) given exactly the variables a Kubeflow Trainer TrainJob gives
-its nodes, so a laptop runs the very command a cluster runs.
+lake; :func:`run_local_workers` starts the workers of :mod:`hmlcore.model.worker` as local processes
+given exactly the variables a Kubeflow Trainer TrainJob gives its nodes, so a laptop runs the very
+command a cluster runs (:func:`hmlcore.training.train_distributed` chooses between the two).
 
 Example:
     >>> shards = save_training_shards(ctx, features, target, shards=3)  # doctest: +SKIP
-    >>> params = {"objective": "binary:logistic"}
-    >>> model = train_distributed(ctx, shards, workers=3, params=params, rounds=300, kind="binary")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -26,14 +22,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hmlcore.model.distributed import TRACKER_READY, Collective, TrainingError, estimator_from_booster, training_job, write_shards
+from hmlcore.model.distributed import TRACKER_READY, Collective, TrainingError, write_shards
 
 if TYPE_CHECKING:
     import numpy as np
 
     from hmlcore.pipelines.ops import OpContext
 
-__all__ = ["run_local_workers", "save_training_shards", "train_distributed", "worker_command"]
+__all__ = ["run_local_workers", "save_training_shards", "worker_command"]
 
 #: the seconds a worker has to stop after SIGTERM before it is killed
 _GRACE = 10.0
@@ -51,45 +47,6 @@ def save_training_shards(ctx: OpContext, features: np.ndarray, target: np.ndarra
 def worker_command() -> list[str]:
     """The command every worker runs, followed by the job's JSON: this interpreter running :mod:`hmlcore.model.worker`."""
     return [sys.executable, "-m", "hmlcore.model.worker"]
-
-
-def train_distributed(
-    ctx: OpContext,
-    matrix: Mapping[str, Any],
-    *,
-    workers: int,
-    params: Mapping[str, Any],
-    rounds: int,
-    kind: str,
-    echo: Callable[[str], None] | None = None,
-) -> Any:
-    """Train one XGBoost model on ``workers`` workers over ``matrix``'s shards; return it as a scikit-learn estimator.
-
-    Args:
-        matrix: what :func:`save_training_shards` returned.
-        workers: how many workers; each reads ``len(shards) / workers`` of the shards.
-        params: XGBoost's training parameters (``objective``, ``max_depth``, ``eta``, ``num_class``...).
-        rounds: the number of boosting rounds (trees, per class).
-        kind: the model kind: ``regression`` gives an ``XGBRegressor``, else an ``XGBClassifier``.
-
-    Raises:
-        TrainingError: the matrix is not sharded, has fewer shards than workers, or a worker failed.
-    """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise TrainingError(f"workers must be a positive whole number, got {workers!r}")
-    shards = matrix.get("shards") if isinstance(matrix, Mapping) else None
-    if not shards:
-        raise TrainingError("the training matrix is not sharded: run build_training_matrix with the same workers as train_model")
-    if len(shards) < workers:
-        raise TrainingError(f"{workers} workers need at least {workers} shards; the training matrix has {len(shards)}")
-    output = ctx.artifact_uri("booster.ubj")
-    job = training_job(lake=ctx.lake, shards=shards, params=params, rounds=rounds, output=output)
-    run_local_workers([*worker_command(), json.dumps(job)], workers=workers, echo=echo)
-    try:
-        data = ctx.lake.read_bytes(output)
-    except FileNotFoundError:
-        raise TrainingError(f"the workers finished but rank 0 wrote no model to {output}") from None
-    return estimator_from_booster(data, kind)
 
 
 def _free_port() -> int:
