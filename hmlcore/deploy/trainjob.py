@@ -4,7 +4,7 @@
 the package's image, the namespace, the step's own environment, secret references included, and its
 resources); in the cluster the step then submits the TrainJob (:func:`trainjob_manifest`), follows its state
 into the step's log, fails with the TrainJob's own reason, and deletes it when it is done or the step is
-cancelled (:class:`TrainJobRun`). The runtime injects ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``,
+cancelled (:class:`TrainJobRun`); a failed one is kept for its pods' logs. The runtime injects ``DMLC_TRACKER_URI``, ``DMLC_TRACKER_PORT``,
 ``DMLC_TASK_ID`` and ``DMLC_NUM_WORKER`` into each node; the nodes run :mod:`hmlcore.model.worker`.
 
 The step's service account needs the right to create, read and delete TrainJobs in its namespace:
@@ -122,7 +122,7 @@ class TrainJobRun:
         return f"{path}/{name}" if name else path
 
     def run(self, manifest: Mapping[str, Any], *, timeout: float | None = None) -> None:
-        """Create the TrainJob, wait for its ``Complete`` condition, delete it.
+        """Create the TrainJob, wait for its ``Complete`` condition, delete it (also when the step is cancelled; not when it failed).
 
         Raises:
             TrainingError: the TrainJob could not be created (no right to, Kubeflow Trainer or the runtime
@@ -131,13 +131,16 @@ class TrainJobRun:
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         self._create(manifest)
         self.echo(f"trainjob {name}: created in namespace {namespace} ({manifest['spec']['trainer']['numNodes']} nodes of {RUNTIME})")
-        finished = False
         try:
             with _cancel_on_sigterm():
                 self._wait(namespace, name, timeout=timeout)
-            finished = True
-        finally:
-            self._delete(namespace, name, reason="done" if finished else "stopped")
+        except _Failed as failed:  # kept: its pods' logs say why
+            logs = f"kubectl -n {namespace} logs -l jobset.sigs.k8s.io/jobset-name={name}"
+            raise TrainingError(f"{failed} (kept for its logs: {logs}; then kubectl -n {namespace} delete trainjob {name})") from None
+        except BaseException:  # the step was cancelled or gave up waiting: the TrainJob goes too
+            self._delete(namespace, name, reason="stopped")
+            raise
+        self._delete(namespace, name, reason="done")
 
     def _create(self, manifest: Mapping[str, Any]) -> None:
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
@@ -158,7 +161,7 @@ class TrainJobRun:
                 self.echo(f"trainjob {name}: {state}")
                 said = state
             if failure:
-                raise TrainingError(f"trainjob {name} failed: {failure} (kubectl -n {namespace} get jobset {name}; its pods' logs)")
+                raise _Failed(f"trainjob {name} failed: {failure}")
             if done:
                 return
             if deadline is not None and time.monotonic() > deadline:
@@ -171,6 +174,10 @@ class TrainJobRun:
             self.echo(f"trainjob {name}: deleted ({reason})")
         except KubeApiError as exc:
             self.echo(f"trainjob {name}: could not delete it ({exc}); delete it with kubectl -n {namespace} delete trainjob {name}")
+
+
+class _Failed(TrainingError):
+    """The TrainJob reported a ``Failed`` condition."""
 
 
 def describe(trainjob: Mapping[str, Any]) -> tuple[str, bool, str]:
