@@ -39,6 +39,7 @@ def train_distributed(
     params: Mapping[str, Any],
     rounds: int,
     kind: str,
+    external_memory: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> Any:
     """Train one XGBoost model on ``workers`` workers over ``matrix``'s shards; return it as a scikit-learn estimator.
@@ -49,6 +50,7 @@ def train_distributed(
         params: XGBoost's training parameters (``objective``, ``max_depth``, ``eta``, ``num_class``...).
         rounds: the number of boosting rounds (trees, per class).
         kind: the model kind: ``regression`` gives an ``XGBRegressor``, else an ``XGBClassifier``.
+        external_memory: each worker streams its shards through XGBoost's external memory instead of loading them.
         echo: where the workers' progress goes (default: stderr, the step's log).
 
     Raises:
@@ -63,7 +65,8 @@ def train_distributed(
         raise TrainingError(f"{workers} workers need at least {workers} shards; the training matrix has {len(shards)}")
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     output = ctx.artifact_uri("booster.ubj")
-    job = json.dumps(training_job(lake=ctx.lake, shards=shards, params=params, rounds=rounds, output=output), separators=(",", ":"))
+    described = training_job(lake=ctx.lake, shards=shards, params=params, rounds=rounds, output=output, external_memory=external_memory)
+    job = json.dumps(described, separators=(",", ":"))
     trainjob = os.environ.get(TRAINJOB_ENV)
     if trainjob:
         _run_trainjob(trainjob, job, ctx=ctx, workers=workers, echo=say)

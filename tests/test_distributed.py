@@ -124,6 +124,31 @@ def test_workers_train_from_shards_in_an_s3_lake_with_credentials_only_in_their_
     assert ((model.predict_proba(features)[:, 1] > 0.5) == target).mean() > 0.9
 
 
+@pytest.mark.slow
+def test_external_memory_streams_many_shards_and_learns_what_memory_learns(tmp_path: Path):
+    """Two workers stream three shards each through ExtMemQuantileDMatrix: as accurate as loading them."""
+    from hmlcore.model.distributed import estimator_from_booster, training_job
+    from hmlcore.pipelines.training import worker_command
+
+    lake = Lake(str(tmp_path / "lake"))
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(6000, 5))
+    target = (features[:, 0] - features[:, 2] + rng.normal(scale=0.5, size=6000) > 0).astype(float)
+    shards = write_shards(lake, lake.uri("matrix"), features, target, shards=6)
+    params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "tree_method": "hist", "seed": 0}
+    accuracy = {}
+    for external in (False, True):
+        output = lake.uri(f"booster-{external}.ubj")
+        job = training_job(lake=lake, shards=shards, params=params, rounds=30, output=output, external_memory=external)
+        lines: list[str] = []
+        run_local_workers([*worker_command(), json.dumps(job)], workers=2, echo=lines.append)
+        how = "streamed through external memory" if external else "in memory"
+        assert f"worker 1: worker 1 of 2: 3000 rows from 3 shard(s), {how}" in lines
+        model = estimator_from_booster(lake.read_bytes(output), "binary")
+        accuracy[external] = ((model.predict_proba(features)[:, 1] > 0.5) == target).mean()
+    assert accuracy[True] > 0.85 and abs(accuracy[True] - accuracy[False]) < 0.02, accuracy
+
+
 # ------------------------------------------------------------------ baked packages, trained with run-all
 KINDS = {"binary": "dbinary", "multiclass": "dmulti", "regression": "dgems"}
 #: the metric each kind's package is promoted on (shared.PROMOTION), and whether higher is better
@@ -202,6 +227,18 @@ def test_n_workers_train_one_model_as_good_as_one_process(trained: dict, kind: s
     print(f"{kind}: {metric} {value:.4f} on {workers} workers; {single['metrics'][metric]:.4f} ({low:.4f} to {high:.4f}) in one process")
     assert low <= value <= high
     assert "publish:" in done.stderr  # the step published as the one-process run does
+
+
+@pytest.mark.slow
+def test_external_memory_on_workers_trains_as_well_as_one_process(trained: dict):
+    root, home, package = (trained["binary"][key] for key in ("root", "home", "package"))
+    done = run_all(root, package, home, "workers=2", "external_memory=true")
+    assert done.returncode == 0, done.stderr
+    assert "worker 1: worker 1 of 2: " in done.stderr and "streamed through external memory" in done.stderr
+    got = outputs(home, done.stdout.strip().splitlines()[-1])
+    assert got["train-model"]["parameters"]["external_memory"] is True
+    low, high = trained["binary"]["outputs"]["evaluate-model"]["intervals"]["auc"]
+    assert low <= got["evaluate-model"]["metrics"]["auc"] <= high
 
 
 def _worker_pid(group: int, rank: int) -> int | None:

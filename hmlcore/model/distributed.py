@@ -17,9 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ __all__ = [
     "Collective",
     "TrainingError",
     "estimator_from_booster",
+    "external_matrix",
     "read_shards",
     "run_worker",
     "shards_of",
@@ -161,8 +164,19 @@ def read_shards(lake: Lake, shards: Sequence[Mapping[str, Any]]) -> tuple[np.nda
     return np.concatenate(features), np.concatenate(targets)
 
 
-def training_job(*, lake: Lake, shards: Sequence[Mapping[str, Any]], params: Mapping[str, Any], rounds: int, output: str) -> dict[str, Any]:
+def training_job(
+    *,
+    lake: Lake,
+    shards: Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
+    rounds: int,
+    output: str,
+    external_memory: bool = False,
+) -> dict[str, Any]:
     """What every worker is told, as JSON-ready data: the shards, XGBoost's parameters and rounds, where rank 0 writes the booster.
+
+    With ``external_memory`` a worker streams its shards one at a time through XGBoost's external-memory
+    iterator (:func:`external_matrix`) instead of holding them all.
 
     The job travels on the workers' command line (and in a TrainJob's spec): the lake's credentials stay
     out of it; the workers take them from their environment (``AWS_ACCESS_KEY_ID``..., a GCP key file), as
@@ -176,6 +190,7 @@ def training_job(*, lake: Lake, shards: Sequence[Mapping[str, Any]], params: Map
         "params": dict(params),
         "rounds": int(rounds),
         "output": output,
+        "external_memory": bool(external_memory),
     }
 
 
@@ -202,21 +217,60 @@ def run_worker(job: Mapping[str, Any], collective: Collective) -> None:
         )
         tracker.start()
         print(f"{TRACKER_READY} on port {collective.tracker_port}", file=sys.stderr, flush=True)
-    features, target = read_shards(lake, mine)
-    print(f"worker {collective.rank} of {collective.world}: {len(features)} rows from {len(mine)} shard(s)", file=sys.stderr, flush=True)
-    with xgb_collective.CommunicatorContext(
-        dmlc_tracker_uri=collective.tracker_uri,
-        dmlc_tracker_port=collective.tracker_port,
-        dmlc_task_id=str(collective.rank),
-        dmlc_timeout=COLLECTIVE_TIMEOUT,
-    ):
-        matrix = xgboost.QuantileDMatrix(features, label=target)
+    rows = sum(int(shard["rows"]) for shard in mine)
+    how = "streamed through external memory" if job.get("external_memory") else "in memory"
+    print(f"worker {collective.rank} of {collective.world}: {rows} rows from {len(mine)} shard(s), {how}", file=sys.stderr, flush=True)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            xgb_collective.CommunicatorContext(
+                dmlc_tracker_uri=collective.tracker_uri,
+                dmlc_tracker_port=collective.tracker_port,
+                dmlc_task_id=str(collective.rank),
+                dmlc_timeout=COLLECTIVE_TIMEOUT,
+            )
+        )
+        if job.get("external_memory"):
+            cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="hml-xgb-cache-"))
+            matrix = external_matrix(lake, mine, cache_prefix=os.path.join(cache, "pages"))
+        else:
+            features, target = read_shards(lake, mine)
+            matrix = xgboost.QuantileDMatrix(features, label=target)
+            del features, target
         booster = xgboost.train(dict(job["params"]), matrix, num_boost_round=int(job["rounds"]))
         if xgb_collective.get_rank() == 0:
             lake.write_bytes(job["output"], bytes(booster.save_raw("ubj")))
     if tracker is not None:
         tracker.wait_for()
     print(f"worker {collective.rank} of {collective.world}: done", file=sys.stderr, flush=True)
+
+
+def external_matrix(lake: Lake, shards: Sequence[Mapping[str, Any]], *, cache_prefix: str) -> Any:
+    """An ``ExtMemQuantileDMatrix`` over ``shards``, read one shard at a time; XGBoost keeps its pages at ``cache_prefix``.
+
+    Memory holds one shard and the quantile sketch, not the whole share: a share larger than memory trains,
+    at the price of reading every shard again for each tree level (see the README's trade-off).
+    """
+    import xgboost
+
+    class ShardBatches(xgboost.DataIter):
+        """XGBoost's data iterator over the Parquet shards: one batch per shard."""
+
+        def __init__(self) -> None:
+            self._next = 0
+            super().__init__(cache_prefix=cache_prefix)
+
+        def next(self, input_data: Any) -> bool:
+            if self._next == len(shards):
+                return False
+            features, target = read_shards(lake, [shards[self._next]])
+            input_data(data=features, label=target)
+            self._next += 1
+            return True
+
+        def reset(self) -> None:
+            self._next = 0
+
+    return xgboost.ExtMemQuantileDMatrix(ShardBatches())
 
 
 def estimator_from_booster(data: bytes, kind: str) -> Any:

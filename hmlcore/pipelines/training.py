@@ -35,11 +35,22 @@ __all__ = ["run_local_workers", "save_training_shards", "worker_command"]
 _GRACE = 10.0
 
 
-def save_training_shards(ctx: OpContext, features: np.ndarray, target: np.ndarray, *, shards: int) -> dict[str, Any]:
-    """Write the training matrix to this step's lake folder as ``shards`` Parquet files, for ``train_model``'s workers.
+def save_training_shards(
+    ctx: OpContext, features: np.ndarray, target: np.ndarray, *, shards: int, rows_per_shard: int | None = None
+) -> dict[str, Any]:
+    """Write the training matrix to this step's lake folder as Parquet shards, for ``train_model``'s workers.
+
+    Args:
+        shards: at least this many (one per worker).
+        rows_per_shard: and, if given, as many more as keep each shard within this many rows (external memory
+            streams one shard at a time).
 
     Returns ``{"shards": [{"uri", "sha256", "rows"}, ...], "rows", "columns"}``, the step's output.
     """
+    if rows_per_shard is not None:
+        if not isinstance(rows_per_shard, int) or isinstance(rows_per_shard, bool) or rows_per_shard < 1:
+            raise TrainingError(f"rows_per_shard must be a positive whole number, got {rows_per_shard!r}")
+        shards = max(shards, -(-len(features) // rows_per_shard))
     written = write_shards(ctx.lake, ctx.artifact_uri("shards"), features, target, shards=shards)
     return {"shards": written, "rows": int(len(features)), "columns": int(features.shape[1])}
 

@@ -209,15 +209,22 @@ def analyze_features(ctx: hml.OpContext, tables: dict) -> dict:
 
 
 @hml.op()
-def build_training_matrix(ctx: hml.OpContext, tables: dict, analysis: dict, workers: int = shared.TRAINING["workers"]) -> dict:
-    """Encode the training table into the matrix the model learns from: one file, or a Parquet shard per worker."""
+def build_training_matrix(
+    ctx: hml.OpContext,
+    tables: dict,
+    analysis: dict,
+    workers: int = shared.TRAINING["workers"],
+    external_memory: bool = shared.TRAINING["external_memory"],
+) -> dict:
+    """Encode the training table into the matrix the model learns from: one file, or Parquet shards for the workers."""
     import numpy as np
 
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     features, target = container.build_training_matrix(read_split(ctx, tables, "training"))
-    if workers > 1:
-        return hml.save_training_shards(ctx, features, target, shards=workers)
+    if workers > 1 or external_memory:
+        rows_per_shard = shared.TRAINING["shard_rows"] if external_memory else None
+        return hml.save_training_shards(ctx, features, target, shards=workers, rows_per_shard=rows_per_shard)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, features=features, target=target)
     return ctx.save_artifact("training_matrix.npz", buffer.getvalue())
@@ -232,6 +239,7 @@ def train_model(
     max_depth: int = 4,
     learning_rate: float = 0.05,
     workers: int = shared.TRAINING["workers"],
+    external_memory: bool = shared.TRAINING["external_memory"],
 ) -> dict:
     """Train an XGBoost model of the kind in shared.MODEL_KIND on the training matrix, on `workers` workers (see shared.TRAINING)."""
     import numpy as np
@@ -240,13 +248,17 @@ def train_model(
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
-    if workers > 1:
-        booster = {"objective": OBJECTIVES[shared.MODEL_KIND], "max_depth": max_depth, "eta": learning_rate, "tree_method": "hist", "seed": 0}
+    if workers > 1 or external_memory:
+        # the estimator's settings below, in XGBoost's own names: the workers train with xgboost.train
+        params = {"objective": OBJECTIVES[shared.MODEL_KIND], "tree_method": "hist", "seed": 0}
+        params.update(max_depth=max_depth, eta=learning_rate)
         if shared.MODEL_KIND == "multiclass":
-            booster["num_class"] = len(container.classes)
-        model = hml.train_distributed(ctx, matrix, workers=workers, params=booster, rounds=n_estimators, kind=shared.MODEL_KIND)
+            params["num_class"] = len(container.classes)
+        model = hml.train_distributed(
+            ctx, matrix, workers=workers, params=params, rounds=n_estimators, kind=shared.MODEL_KIND, external_memory=external_memory
+        )
         container.bind_model(model)
-        parameters["workers"] = workers
+        parameters.update(workers=workers, external_memory=external_memory)
         return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}
     arrays = np.load(io.BytesIO(ctx.load_artifact(matrix)))
     estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
