@@ -219,6 +219,9 @@ def build_training_matrix(
     """Encode the training table into the matrix the model learns from: one file, or Parquet shards for the workers."""
     import numpy as np
 
+    if workers < 1:
+        raise hml.PipelineError(f"workers must be 1 or more, got {workers}")
+
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     features, target = container.build_training_matrix(read_split(ctx, tables, "training"))
