@@ -247,8 +247,9 @@ def run_worker(job: Mapping[str, Any], collective: Collective) -> None:
 def external_matrix(lake: Lake, shards: Sequence[Mapping[str, Any]], *, cache_prefix: str) -> Any:
     """An ``ExtMemQuantileDMatrix`` over ``shards``, read one shard at a time; XGBoost keeps its pages at ``cache_prefix``.
 
-    Memory holds one shard and the quantile sketch, not the whole share: a share larger than memory trains,
-    at the price of reading every shard again for each tree level (see the README's trade-off).
+    Memory holds one shard, the quantile sketch and XGBoost's per-row state (label, gradient, position), not
+    the share's features: a share larger than memory trains, at the price of reading the cached pages again
+    for each tree (see the README's trade-off).
     """
     import xgboost
 
