@@ -119,7 +119,7 @@ def test_workers_train_from_shards_in_an_s3_lake_with_credentials_only_in_their_
     env = {**os.environ, **{k: v for k, v in s3_server.env.items() if k.startswith("AWS_")}}
     lines: list[str] = []
     run_local_workers([*worker_command(), json.dumps(job)], workers=2, echo=lines.append, environ=env)
-    assert "worker 1: worker 1 of 2: 1500 rows from 2 shard(s)" in lines
+    assert "worker 1: worker 1 of 2: 1500 rows from 2 shard(s), in memory" in lines
     model = estimator_from_booster(lake.read_bytes(lake.uri("booster.ubj")), "binary")
     assert ((model.predict_proba(features)[:, 1] > 0.5) == target).mean() > 0.9
 
