@@ -101,27 +101,41 @@ def test_a_failing_worker_stops_the_others_and_is_named(tmp_path: Path):
     assert "worker 1: no data for me" in lines
 
 
-@pytest.mark.slow
-def test_workers_train_from_shards_in_an_s3_lake_with_credentials_only_in_their_environment(s3_server):
-    """SeaweedFS (a real S3 server) holds the shards and the booster; the job the workers get names no credential."""
+def _train_in(lake: Lake, *, environ: dict[str, str]) -> dict:
+    """Two local workers train on four shards in ``lake``; the job they were given."""
     from hmlcore.model.distributed import estimator_from_booster, training_job
     from hmlcore.pipelines.training import worker_command
 
-    lake = Lake(s3_server.fresh_prefix(), storage_options=s3_server.storage_options())
     rng = np.random.default_rng(0)
     features = rng.normal(size=(3000, 4))
     target = (features[:, 0] + features[:, 1] > 0).astype(float)
     shards = write_shards(lake, lake.uri("matrix"), features, target, shards=4)
     params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "tree_method": "hist"}
     job = training_job(lake=lake, shards=shards, params=params, rounds=20, output=lake.uri("booster.ubj"))
-    assert job["storage_options"] == {"client_kwargs": {"endpoint_url": s3_server.endpoint}}
-    assert s3_server.secret_key not in json.dumps(job)
-    env = {**os.environ, **{k: v for k, v in s3_server.env.items() if k.startswith("AWS_")}}
     lines: list[str] = []
-    run_local_workers([*worker_command(), json.dumps(job)], workers=2, echo=lines.append, environ=env)
+    run_local_workers([*worker_command(), json.dumps(job)], workers=2, echo=lines.append, environ=environ)
     assert "worker 1: worker 1 of 2: 1500 rows from 2 shard(s), in memory" in lines
     model = estimator_from_booster(lake.read_bytes(lake.uri("booster.ubj")), "binary")
     assert ((model.predict_proba(features)[:, 1] > 0.5) == target).mean() > 0.9
+    return job
+
+
+@pytest.mark.slow
+def test_workers_train_from_shards_in_an_s3_lake_with_credentials_only_in_their_environment(s3_server):
+    """SeaweedFS (a real S3 server) holds the shards and the booster; the job the workers get names no credential."""
+    lake = Lake(s3_server.fresh_prefix(), storage_options=s3_server.storage_options())
+    job = _train_in(lake, environ={**os.environ, **{k: v for k, v in s3_server.env.items() if k.startswith("AWS_")}})
+    assert job["storage_options"] == {"client_kwargs": {"endpoint_url": s3_server.endpoint}}
+    assert s3_server.secret_key not in json.dumps(job)
+
+
+@pytest.mark.slow
+def test_workers_train_from_shards_in_a_gcs_lake():
+    """A GCS API (gcp-storage-emulator, which gcsfs reaches through STORAGE_EMULATOR_HOST) holds the shards and the booster."""
+    from .gcs import gcs_emulator
+
+    with gcs_emulator() as emulator:
+        _train_in(Lake(emulator.fresh_prefix()), environ=dict(os.environ))
 
 
 @pytest.mark.slow
