@@ -29,8 +29,10 @@ from hmlcore.model.promotion import PromotionRule
 from hmlcore.model.registry import ModelRegistry
 from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
 from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, collected, op, parallel_for
+from hmlcore.pipelines.training import save_training_shards
 from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
 from hmlcore.serving.monitoring import enable_monitoring
+from hmlcore.training import train_distributed
 
 __all__ = [
     "ConfigError",
@@ -62,4 +64,6 @@ __all__ = [
     "op",
     "parallel_for",
     "pipeline",
+    "save_training_shards",
+    "train_distributed",
 ]

@@ -239,6 +239,27 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         )
         click.echo(run_id)
 
+    @group.command("trainjob-rbac")
+    @click.option(
+        "--service-account",
+        default="default-editor",
+        show_default=True,
+        envvar="HML_SERVICE_ACCOUNT",
+        help="The service account the steps run as (multi-user Kubeflow: default-editor; standalone Pipelines: pipeline-runner).",
+    )
+    @click.option("--namespace", default=None, help="The namespace the steps run in (default: the app's).")
+    @guard
+    def trainjob_rbac_command(service_account: str, namespace: str | None) -> None:
+        """Print the Role and RoleBinding that let the steps submit TrainJobs (training on workers): pipe it to kubectl apply -f -."""
+        import yaml
+
+        from hmlcore.deploy._k8s_names import check_dns_label
+        from hmlcore.deploy.trainjob import rbac_manifests
+
+        where = check_dns_label(namespace or app.k8s_namespace, "namespace")
+        manifests = rbac_manifests(where, service_account=check_dns_label(service_account, "service account"))
+        click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+
     @group.command("compile")
     @click.option(
         "-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="File to write (default: <pipeline>.yaml)."

@@ -24,7 +24,7 @@ from typing import Any
 
 from hmlcore.errors import DeployError
 
-__all__ = ["FIELD_MANAGER", "ApplyResult", "KubeClient", "object_path"]
+__all__ = ["FIELD_MANAGER", "ApplyResult", "KubeApiError", "KubeClient", "object_path"]
 
 FIELD_MANAGER = "hmlcore"
 
@@ -42,6 +42,15 @@ _RESOURCES = {
         "inferenceservice.serving.kserve.io",
     ),
 }
+
+
+class KubeApiError(DeployError):
+    """Raised if the Kubernetes API refused a request: ``status`` is the HTTP status, ``message`` the server's reason."""
+
+    def __init__(self, text: str, *, status: int, message: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.message = message
 
 
 def object_path(manifest: dict[str, Any]) -> tuple[str, str]:
@@ -156,7 +165,8 @@ class KubeClient:
         """Send one request; the JSON answer, or ``None`` for a GET of a missing object.
 
         Raises:
-            DeployError: the server is unreachable or refused the request (the message says its status and reason).
+            KubeApiError: the server refused the request (the message says its status and reason).
+            DeployError: the server is unreachable.
         """
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -179,8 +189,9 @@ class KubeClient:
         except ApiException as exc:
             if exc.status == 404 and method == "GET":
                 return None
-            answer = f"{exc.status} {exc.reason}: {_status_message(exc.body)}"
-            raise DeployError(f"the Kubernetes API at {self.host} refused {method} {path}: {answer}") from None
+            reason = _status_message(exc.body)
+            text = f"the Kubernetes API at {self.host} refused {method} {path}: {exc.status} {exc.reason}: {reason}"
+            raise KubeApiError(text, status=int(exc.status or 0), message=reason) from None
         except (HTTPError, OSError) as exc:
             raise DeployError(f"cannot reach the Kubernetes API at {self.host}: {_network_reason(exc)}") from None
         return json.loads(response.data or b"null")

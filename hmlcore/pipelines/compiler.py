@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hmlcore._files import write_atomic
-from hmlcore._settings import ContainerSettings
+from hmlcore._settings import TRAINJOB_ENV, ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV
 from hmlcore.pipelines.ops import KFP_TYPES, Collected, HmlOp, HmlTask, building, render_value
@@ -80,8 +81,9 @@ class KfpTask(HmlTask, ContainerSettings):
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str, kfp_task: Any) -> None:
         super().__init__(op, arguments, name=name)
         self.kfp_task = kfp_task
-        #: the names of the environment variables set in the step's container, in the order they were set
-        self.env_names: list[str] = []
+        #: the container's environment (Kubernetes ``EnvVar`` dicts) and resources as configured: what a TrainJob's nodes get too
+        self.env: list[dict[str, Any]] = []
+        self.resources: dict[str, dict[str, str]] = {}
 
     def after(self, *tasks: HmlTask) -> KfpTask:
         super().after(*tasks)
@@ -92,7 +94,7 @@ class KfpTask(HmlTask, ContainerSettings):
     def with_env(self, name: str, value: Any) -> KfpTask:
         """Set environment variable ``name`` in the step's container."""
         self.kfp_task.set_env_variable(check_env_name(name), str(value))
-        self.env_names.append(name)
+        self.env = [e for e in self.env if e["name"] != name] + [{"name": name, "value": str(value)}]
         return self
 
     def with_secret(self, secret_name: str, mount_path: str) -> KfpTask:
@@ -107,6 +109,9 @@ class KfpTask(HmlTask, ContainerSettings):
         from kfp import kubernetes
 
         kubernetes.use_secret_as_env(self.kfp_task, secret_name=secret_name, secret_key_to_env=dict(keys_to_env))
+        for key, env in dict(keys_to_env).items():
+            self.env = [e for e in self.env if e["name"] != env]
+            self.env.append({"name": env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}})
         return self
 
     def with_empty_dir(self, name: str, mount_path: str, *, size_limit: str | None = None) -> KfpTask:
@@ -138,6 +143,8 @@ class KfpTask(HmlTask, ContainerSettings):
                 setter(str(value))
             except ValueError as exc:
                 raise ConfigError(f"step {self.name}: {label} {value!r} is invalid: {exc}") from None
+            resource, kind = label.split("_")
+            self.resources.setdefault("requests" if kind == "request" else "limits", {})[resource] = str(value)
         return self
 
     def with_retries(self, count: int, *, backoff: str = "60s") -> KfpTask:
@@ -217,9 +224,14 @@ class _KfpBuilder:
             configured = configure(task)
             if configured is not None and not isinstance(configured, KfpTask):
                 raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
-        keyed = sorted({name for name in task.env_names if name not in ("HML_PLATFORM", CACHE_ENV)})
-        if keyed:  # the step's cache key holds these variables' values (HML_PLATFORM: the pods' platform, not the step's work)
+        # the step's cache key holds these variables' values; HML_PLATFORM (the pods' platform) and the TrainJob
+        # (where the workers run) say where the work happens, not what it computes, so the key is run-all's too
+        keyed = sorted({e["name"] for e in task.env if e["name"] not in ("HML_PLATFORM", CACHE_ENV, TRAINJOB_ENV)})
+        if keyed:
             kfp_task.set_env_variable(KEY_ENV, ",".join(keyed))
+        if any(p.name == "workers" for p in op.params):  # a step that trains on workers starts them as a TrainJob
+            trainjob = {"image": self.image, "namespace": app.k8s_namespace, "env": task.env, "resources": task.resources}
+            task.with_env(TRAINJOB_ENV, json.dumps(trainjob, separators=(",", ":"), sort_keys=True))
         self.tasks.append(task)
         return task
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
+from hmlcore._settings import TRAINJOB_ENV
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
@@ -142,8 +143,8 @@ def resolve_command(
     return [fill(part) for part in container.get("command", [])] + [fill(part) for part in container.get("args", [])]
 
 
-#: set for the pods, not for a local run: run-all stays on this machine's platform
-_CLUSTER_ONLY_ENV = ("HML_PLATFORM",)
+#: set for the pods, not for a local run: run-all stays on this machine's platform, its workers on this machine
+_CLUSTER_ONLY_ENV = ("HML_PLATFORM", TRAINJOB_ENV)
 
 
 def _output_key(source: dict[str, Any], outputs: dict[str, str]) -> str:
@@ -157,7 +158,7 @@ def step_env(spec: dict[str, Any], task_name: str, dag: dict[str, Any] | None = 
     """The environment variables the compiled spec sets in ``task_name``'s container (``with_env``).
 
     ``HML_PLATFORM`` is left out: it names the platform of the cluster's pods, while a local run stays
-    on the platform of the machine it runs on.
+    on the platform of the machine it runs on; so is ``HML_TRAINJOB``: a local run's workers are local processes.
     """
     task = (dag or spec["root"]["dag"])["tasks"][task_name]
     component = spec["components"][task["componentRef"]["name"]]

@@ -214,13 +214,25 @@ def analyze_features(ctx: hml.OpContext, tables: dict) -> dict:
 
 
 @hml.op()
-def build_training_matrix(ctx: hml.OpContext, tables: dict, analysis: dict) -> dict:
-    """Encode the training table into the matrix the model learns from."""
+def build_training_matrix(
+    ctx: hml.OpContext,
+    tables: dict,
+    analysis: dict,
+    workers: int = shared.TRAINING["workers"],
+    external_memory: bool = shared.TRAINING["external_memory"],
+) -> dict:
+    """Encode the training table into the matrix the model learns from: one file, or Parquet shards for the workers."""
     import numpy as np
+
+    if workers < 1:
+        raise hml.PipelineError(f"workers must be 1 or more, got {workers}")
 
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     features, target = container.build_training_matrix(read_split(ctx, tables, "training"))
+    if workers > 1 or external_memory:
+        rows_per_shard = shared.TRAINING["shard_rows"] if external_memory else None
+        return hml.save_training_shards(ctx, features, target, shards=workers, rows_per_shard=rows_per_shard)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, features=features, target=target)
     return ctx.save_artifact("training_matrix.npz", buffer.getvalue())
@@ -234,13 +246,28 @@ def train_model(
     n_estimators: int = 300,
     max_depth: int = 4,
     learning_rate: float = 0.05,
+    workers: int = shared.TRAINING["workers"],
+    external_memory: bool = shared.TRAINING["external_memory"],
 ) -> dict:
-    """Train an XGBoost model of the kind in shared.MODEL_KIND on the training matrix."""
+    """Train an XGBoost model of the kind in shared.MODEL_KIND on the training matrix, on `workers` workers (see shared.TRAINING)."""
     import numpy as np
     from xgboost import XGBClassifier, XGBRegressor
 
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
+    parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
+    if workers > 1 or external_memory:
+        # the estimator's settings below, in XGBoost's own names: the workers train with xgboost.train
+        params = {"objective": OBJECTIVES[shared.MODEL_KIND], "tree_method": "hist", "seed": 0}
+        params.update(max_depth=max_depth, eta=learning_rate)
+        if shared.MODEL_KIND == "multiclass":
+            params["num_class"] = len(container.classes)
+        model = hml.train_distributed(
+            ctx, matrix, workers=workers, params=params, rounds=n_estimators, kind=shared.MODEL_KIND, external_memory=external_memory
+        )
+        container.bind_model(model)
+        parameters.update(workers=workers, external_memory=external_memory)
+        return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}
     arrays = np.load(io.BytesIO(ctx.load_artifact(matrix)))
     estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
     model = estimator(
@@ -253,7 +280,6 @@ def train_model(
     )
     model.fit(arrays["features"], arrays["target"])
     container.bind_model(model)
-    parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
     return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}  # the registry records them
 
 

@@ -99,6 +99,14 @@ PROMOTION = {"metric": "log_loss", "min_gain": 0.0}
 PROMOTION = {"metric": "rmse", "min_gain": 0.0}
 {%- endif %}
 
+#: how the model trains. `workers`: 1 trains in the step's own process; N > 1 trains one model with XGBoost's
+#: collective on N workers, each reading 1/N of the training matrix (written as Parquet shards): N local
+#: processes with `run-all`, a Kubeflow Trainer TrainJob of N nodes on the cluster (see the README).
+#: `external_memory`: each worker streams its shards, `shard_rows` rows at a time, through XGBoost's external
+#: memory instead of loading them: slower, but a table larger than the memory trains at all.
+#: `run-all --param workers=3 --param external_memory=true` overrides them for one run.
+TRAINING = {"workers": 1, "external_memory": False, "shard_rows": 100_000}
+
 #: the batch scoring pipeline (`{{ cookiecutter.package_name }}_score`): the rows it scores (a warehouse table, a SELECT
 #: on the warehouse, or the path or URL of a CSV or Parquet file or of a folder of them), the input columns copied
 #: beside each answer (an id to join the predictions back on), how many shards score at once on Kubeflow, how many

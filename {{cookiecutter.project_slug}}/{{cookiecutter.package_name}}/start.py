@@ -70,18 +70,24 @@ def create_app() -> hml.HmlApp:
         n_estimators: int = 300,
         max_depth: int = 4,
         learning_rate: float = 0.05,
+        workers: int = shared.TRAINING["workers"],
+        external_memory: bool = shared.TRAINING["external_memory"],
         force: bool = False,
     ):
         """Train the model on the rows of `source`, evaluate it, publish it; it goes into service if it beats the one in service."""
         tables = pipeline.extract(source=source, validation_share=validation_share, seed=seed)
         analysis = pipeline.analyze_features(tables=tables.output)
-        matrix = pipeline.build_training_matrix(tables=tables.output, analysis=analysis.output)
+        matrix = pipeline.build_training_matrix(
+            tables=tables.output, analysis=analysis.output, workers=workers, external_memory=external_memory
+        )
         model = pipeline.train_model(
             matrix=matrix.output,
             analysis=analysis.output,
             n_estimators=n_estimators,
             max_depth=max_depth,
             learning_rate=learning_rate,
+            workers=workers,
+            external_memory=external_memory,
         )
         evaluation = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
         pipeline.publish_model(
