@@ -224,9 +224,10 @@ class _KfpBuilder:
             configured = configure(task)
             if configured is not None and not isinstance(configured, KfpTask):
                 raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
-        # the step's cache key holds these variables' values; HML_PLATFORM (the pods' platform) and the TrainJob
-        # (where the workers run) say where the work happens, not what it computes, so the key is run-all's too
-        keyed = sorted({e["name"] for e in task.env if e["name"] not in ("HML_PLATFORM", CACHE_ENV, TRAINJOB_ENV)})
+        # the step's cache key holds these variables' values; HML_PLATFORM (the pods' platform), the TrainJob (where
+        # the workers run) and secrets (credentials) say where and as whom the work happens, not what it computes
+        unkeyed = ("HML_PLATFORM", CACHE_ENV, TRAINJOB_ENV)
+        keyed = sorted({e["name"] for e in task.env if "value" in e and e["name"] not in unkeyed})
         if keyed:
             kfp_task.set_env_variable(KEY_ENV, ",".join(keyed))
         if any(p.name == "workers" for p in op.params):  # a step that trains on workers starts them as a TrainJob
