@@ -122,6 +122,13 @@ def test_caching_can_be_turned_on_and_the_image_overridden(tmp_path: Path):
     [
         (lambda op: op.with_env("1BAD", "x"), hml.ConfigError, "invalid environment variable name '1BAD'"),
         (lambda op: op.with_resources(cpu_request="lots"), hml.ConfigError, "step count_up: .*lots"),
+        # the same rules as the inference Deployment's resources (hmlcore._resources)
+        (lambda op: op.with_resources(cpu_limit="NaN"), hml.ConfigError, "step count_up: .*'NaN'"),
+        (
+            lambda op: op.with_resources(memory_request="3Gi", memory_limit="2Gi"),
+            hml.ConfigError,
+            "step count_up: memory request 3Gi is more than its limit 2Gi",
+        ),
         (lambda op: op.with_retries(-1), hml.ConfigError, "non-negative integer, got -1"),
         (lambda op: "oops", hml.PipelineError, "must return the task or None"),
     ],

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from hmlcore import hml
-from hmlcore.deploy._k8s_names import k8s_name, parse_quantity
+from hmlcore._resources import parse_quantity
+from hmlcore.deploy._k8s_names import k8s_name
 from hmlcore.deploy.k8s import HmlInferenceDeployment, inference_deployment
 from hmlcore.errors import ConfigError
 
@@ -282,6 +283,9 @@ BAD = {
     "cpu-word": (lambda d: d.with_resources(cpu_request="lots"), "invalid resource quantity 'lots'"),
     "memory-unit": (lambda d: d.with_resources(memory_limit="1GB"), "'1GB'"),
     "negative": (lambda d: d.with_resources(cpu_limit="-1"), "'-1'"),
+    # the kubernetes client's parser reads these; the API server refuses them, so they are refused before
+    "not-a-number": (lambda d: d.with_resources(cpu_limit="NaN"), "'NaN'"),
+    "binary-nano": (lambda d: d.with_resources(memory_limit="1ni"), "'1ni'"),
     "request-over-limit": (
         lambda d: d.with_resources(memory_request="3Gi", memory_limit="2Gi"),
         "memory request 3Gi is more than its limit 2Gi",

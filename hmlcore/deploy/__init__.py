@@ -4,7 +4,7 @@ It imports :mod:`hmlcore.serving` (the server's settings the pod runs with) and 
 never the pipelines or CLI layers; the kubernetes client is imported only to build or apply objects.
 
 - :mod:`~hmlcore.deploy.k8s`: :class:`HmlInferenceDeployment`, what ``@hml.deploy_inference`` configures;
-  :mod:`~hmlcore.deploy._k8s_build`: the manifests; :mod:`~hmlcore.deploy._k8s_names`: names and quantities.
+  :mod:`~hmlcore.deploy._k8s_build`: the manifests; :mod:`~hmlcore.deploy._k8s_names`: names.
 - :mod:`~hmlcore.deploy.k8s_apply`: server-side apply and waiting for the rollout.
 """
 

@@ -1,17 +1,14 @@
-"""Kubernetes names and quantities: sanitise the names hmlcore makes, refuse the ones a user gives wrongly.
+"""Kubernetes names: sanitise the names hmlcore makes, refuse the ones a user gives wrongly (quantities: :mod:`hmlcore._resources`).
 
 Example:
     >>> k8s_name("Car_Crashes", "inference")
     'car-crashes-inference'
-    >>> float(parse_quantity("500m")), int(parse_quantity("1Gi"))
-    (0.5, 1073741824)
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from decimal import Decimal, InvalidOperation
 
 from hmlcore.errors import ConfigError
 
@@ -19,29 +16,13 @@ __all__ = [
     "check_dns_label",
     "check_dns_subdomain",
     "check_label",
-    "check_quantity",
     "k8s_name",
-    "parse_quantity",
 ]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_RULE = "at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUANTITY = re.compile(r"^(?P<number>\d+(\.\d*)?|\.\d+)(?P<suffix>[eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-_SUFFIXES = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    **{f"{p}i": Decimal(2) ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")},
-}
 
 
 def k8s_name(*parts: str, max_length: int = 63) -> str:
@@ -91,32 +72,3 @@ def check_label(key: object, value: object, what: str) -> tuple[str, str]:
     if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
         raise ConfigError(f"{what} value {value!r} is invalid: {_LABEL_RULE}")
     return key, value
-
-
-def parse_quantity(value: object) -> Decimal:
-    """The amount a Kubernetes resource quantity (``"250m"``, ``"1Gi"``, ``"2"``, ``"1e3"``) stands for.
-
-    Raises:
-        ConfigError: ``value`` is not a non-negative Kubernetes quantity.
-    """
-    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-    match = _QUANTITY.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ConfigError(f"invalid resource quantity {value!r}: use a number with an optional suffix, like 500m, 2, 512Mi or 1Gi")
-    suffix = match["suffix"] or ""
-    try:
-        number = Decimal(match["number"])
-        if suffix[:1] in ("e", "E"):
-            return number * Decimal(10) ** int(suffix[1:])
-        return number * _SUFFIXES[suffix]
-    except (InvalidOperation, ValueError):  # pragma: no cover - the pattern admits only numbers
-        raise ConfigError(f"invalid resource quantity {value!r}") from None
-
-
-def check_quantity(value: object, what: str) -> str:
-    """Return ``value`` as the string Kubernetes expects if it is a valid quantity, else raise ConfigError."""
-    try:
-        parse_quantity(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
-    return str(value)

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._resources import check_quantity, merge_resources
 from hmlcore._settings import ContainerSettings
 from hmlcore.deploy._k8s_names import (
     check_dns_label,
     check_dns_subdomain,
     check_label,
-    check_quantity,
     k8s_name,
-    parse_quantity,
 )
 from hmlcore.errors import ConfigError
 from hmlcore.storage.config import check_env_name
@@ -151,15 +150,9 @@ class HmlInferenceDeployment(ContainerSettings):
         memory_limit: str | None = None,
     ) -> HmlInferenceDeployment:
         """Set CPU and memory requests and limits (``"500m"``, ``"2"``, ``"1Gi"``...); a request may not exceed its limit."""
-        given = {("requests", "cpu"): cpu_request, ("limits", "cpu"): cpu_limit}
-        given.update({("requests", "memory"): memory_request, ("limits", "memory"): memory_limit})
-        for (kind, resource), value in given.items():
-            if value is not None:
-                self.resources[kind][resource] = check_quantity(value, f"{resource} {kind[:-1]}")
-        for resource in ("cpu", "memory"):
-            request, limit = self.resources["requests"].get(resource), self.resources["limits"].get(resource)
-            if request and limit and parse_quantity(request) > parse_quantity(limit):
-                raise ConfigError(f"{resource} request {request} is more than its limit {limit}")
+        self.resources = merge_resources(
+            self.resources, cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request, memory_limit=memory_limit
+        )
         return self
 
     def with_replicas(self, replicas: int) -> HmlInferenceDeployment:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hmlcore._files import write_atomic
+from hmlcore._resources import merge_resources
 from hmlcore._settings import TRAINJOB_ENV, ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV
@@ -129,22 +130,26 @@ class KfpTask(HmlTask, ContainerSettings):
         memory_request: str | None = None,
         memory_limit: str | None = None,
     ) -> KfpTask:
-        """Set CPU and memory requests and limits (``"500m"``, ``"2"``, ``"1Gi"``...)."""
+        """Set CPU and memory requests and limits (``"500m"``, ``"2"``, ``"1Gi"``...); a request may not exceed its limit."""
+        given = {"cpu_request": cpu_request, "cpu_limit": cpu_limit, "memory_request": memory_request, "memory_limit": memory_limit}
+        try:
+            merged = merge_resources(self.resources, **given)
+        except ConfigError as exc:
+            raise ConfigError(f"step {self.name}: {exc}") from None
         setters = {
-            "cpu_request": (cpu_request, self.kfp_task.set_cpu_request),
-            "cpu_limit": (cpu_limit, self.kfp_task.set_cpu_limit),
-            "memory_request": (memory_request, self.kfp_task.set_memory_request),
-            "memory_limit": (memory_limit, self.kfp_task.set_memory_limit),
+            "cpu_request": self.kfp_task.set_cpu_request,
+            "cpu_limit": self.kfp_task.set_cpu_limit,
+            "memory_request": self.kfp_task.set_memory_request,
+            "memory_limit": self.kfp_task.set_memory_limit,
         }
-        for label, (value, setter) in setters.items():
+        for label, value in given.items():
             if value is None:
                 continue
             try:
-                setter(str(value))
+                setters[label](str(value))
             except ValueError as exc:
                 raise ConfigError(f"step {self.name}: {label} {value!r} is invalid: {exc}") from None
-            resource, kind = label.split("_")
-            self.resources.setdefault("requests" if kind == "request" else "limits", {})[resource] = str(value)
+        self.resources = {kind: values for kind, values in merged.items() if values}
         return self
 
     def with_retries(self, count: int, *, backoff: str = "60s") -> KfpTask:
