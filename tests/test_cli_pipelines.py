@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,17 @@ def test_compile_refuses_the_pod_local_platform_and_writes_nothing(tmp_path: Pat
     allowed = CliRunner().invoke(app.cli(), ["pipelines", "greet", "compile", "-o", str(target)], env={"HML_ALLOW_POD_LOCAL": "1"})
     assert allowed.exit_code == 0, allowed.output
     assert target.exists()
+
+
+def test_help_names_the_environment_variable_each_option_reads():
+    result = invoke("pipelines", "demo", "deploy-prod", "--help")
+    assert result.exit_code == 0, result.output
+    entries = {entry.split()[0]: entry for entry in re.split(r" (?=--[a-z])", " ".join(result.output.split()))}
+    for option, variable in [
+        ("--host", "KFP_HOST"),
+        ("--namespace", "KFP_NAMESPACE"),
+        ("--image", "HML_IMAGE"),
+        ("--version", "HML_VERSION"),
+    ]:
+        assert f"env var: {variable}" in entries[option], result.output
+    assert "[env: " not in result.output  # once, in click's own words

@@ -20,9 +20,17 @@ __all__ = ["inference_group"]
 def inference_group(app: HmlApp) -> click.Group:
     """The ``inference`` group: serve the model (and deploy it)."""
     group = click.Group("inference", help="Serve predictions from the trained model.")
-    host_option = click.option("--host", default="0.0.0.0", envvar="HML_HOST", show_default=True, help="Address to listen on.")
+    host_option = click.option(
+        "--host", default="0.0.0.0", envvar="HML_HOST", show_envvar=True, show_default=True, help="Address to listen on."
+    )
     port_option = click.option(
-        "--port", type=click.IntRange(1, 65535), default=app.inference_port, envvar="HML_PORT", show_default=True, help="Port to listen on."
+        "--port",
+        type=click.IntRange(1, 65535),
+        default=app.inference_port,
+        envvar="HML_PORT",
+        show_envvar=True,
+        show_default=True,
+        help="Port to listen on.",
     )
 
     @group.command("run-dev")
@@ -52,6 +60,7 @@ def inference_group(app: HmlApp) -> click.Group:
         type=click.IntRange(1, 256),
         default=DEFAULT_THREADS,
         envvar="HML_THREADS",
+        show_envvar=True,
         show_default=True,
         help="Threads per worker, for the app's own routes and answers still leaving; requests are gathered "
         "whole by the worker's main loop, which serves the API's own routes itself.",
@@ -61,6 +70,7 @@ def inference_group(app: HmlApp) -> click.Group:
         type=click.FloatRange(0, 3600),
         default=DEFAULT_DRAIN_SECONDS,
         envvar="HML_DRAIN_SECONDS",
+        show_envvar=True,
         show_default=True,
         help="Seconds to keep serving after SIGTERM while /readyz answers 503, before stopping.",
     )
@@ -69,6 +79,7 @@ def inference_group(app: HmlApp) -> click.Group:
         type=click.FloatRange(0, 3600, min_open=True),
         default=10,
         envvar="HML_HEADER_TIMEOUT",
+        show_envvar=True,
         show_default=True,
         help="Seconds a client has to send a request's headers (then 408).",
     )
@@ -77,6 +88,7 @@ def inference_group(app: HmlApp) -> click.Group:
         type=click.FloatRange(0, 3600, min_open=True),
         default=30,
         envvar="HML_BODY_TIMEOUT",
+        show_envvar=True,
         show_default=True,
         help="Seconds a client has to send a request's body (then 408).",
     )
@@ -84,6 +96,7 @@ def inference_group(app: HmlApp) -> click.Group:
         "--log-query/--no-log-query",
         default=False,
         envvar="HML_LOG_QUERY",
+        show_envvar=True,
         show_default=True,
         help="Write query strings (feature values: maybe personal data) to the access log.",
     )

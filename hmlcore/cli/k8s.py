@@ -36,12 +36,15 @@ def _manifests(app: HmlApp, *, image: str | None, namespace: str | None, kserve:
 
 def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
     """Add ``manifest`` and ``deploy`` to the ``inference`` group of ``app``."""
-    image_option = click.option("--image", default=None, envvar="HML_IMAGE", help="The image to run (default: the app's image).")
+    image_option = click.option(
+        "--image", default=None, envvar="HML_IMAGE", show_envvar=True, help="The image to run (default: the app's image)."
+    )
     namespace_option = click.option(
         "--namespace",
         "-n",
         default=None,
         envvar="K8S_NAMESPACE",
+        show_envvar=True,
         help=f"The namespace to deploy into (default: {app.k8s_namespace}).",
     )
     kserve_option = click.option("--kserve", is_flag=True, help="A KServe InferenceService (custom predictor) instead.")
@@ -49,7 +52,8 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
         "--allow-pod-local",
         is_flag=True,
         envvar="HML_ALLOW_POD_LOCAL",
-        help="Deploy a pod-local platform (local) anyway: only for one node whose pods share HML_HOME [env: HML_ALLOW_POD_LOCAL].",
+        show_envvar=True,
+        help="Deploy a pod-local platform (local) anyway: only for one node whose pods share HML_HOME.",
     )
 
     @group.command("manifest")
@@ -78,7 +82,9 @@ def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
     @click.option(
         "--kubeconfig", type=click.Path(dir_okay=False), default=None, help="The kubeconfig (default: KUBECONFIG or ~/.kube/config)."
     )
-    @click.option("--context", default=None, envvar="HML_K8S_CONTEXT", help="The kubeconfig context (default: its current context).")
+    @click.option(
+        "--context", default=None, envvar="HML_K8S_CONTEXT", show_envvar=True, help="The kubeconfig context (default: its current context)."
+    )
     @allow_pod_local_option
     @guard
     def deploy_command(

@@ -39,7 +39,9 @@ def monitor_group(app: HmlApp) -> click.Group:
     @click.option("--table", help="A warehouse table of requests instead of a file.")
     @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write the report as a self-contained HTML page here.")
     @click.option("--model", help="The registered model to compare with (default: the one /predict serves).")
-    @click.option("--reference", envvar="HML_MODEL_REFERENCE", help="The model version's reference (default: the newest published).")
+    @click.option(
+        "--reference", envvar="HML_MODEL_REFERENCE", show_envvar=True, help="The model version's reference (default: the newest published)."
+    )
     @click.option(
         "--fail-on",
         type=click.Choice(_FAIL_ON),

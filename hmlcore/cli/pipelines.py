@@ -141,7 +141,8 @@ def _allow_pod_local_option(func: Any) -> Any:
         "--allow-pod-local",
         is_flag=True,
         envvar="HML_ALLOW_POD_LOCAL",
-        help="Send a pod-local platform (local) anyway: only for one node whose pods share HML_HOME [env: HML_ALLOW_POD_LOCAL].",
+        show_envvar=True,
+        help="Send a pod-local platform (local) anyway: only for one node whose pods share HML_HOME.",
     )(func)
 
 
@@ -150,20 +151,19 @@ def _kfp_options(func: Any) -> Any:
     options = [
         _allow_pod_local_option,
         click.option(
-            "--host", envvar="KFP_HOST", default=None, help="Kubeflow Pipelines API endpoint URL (backend 2.5 or newer) [env: KFP_HOST]."
+            "--host", envvar="KFP_HOST", show_envvar=True, default=None, help="Kubeflow Pipelines API endpoint URL (backend 2.5 or newer)."
         ),
         click.option(
             "--namespace",
             envvar="KFP_NAMESPACE",
+            show_envvar=True,
             default=None,
-            help="Kubernetes namespace the experiment and runs go to (default: the app's k8s_namespace) [env: KFP_NAMESPACE].",
+            help="Kubernetes namespace the experiment and runs go to (default: the app's k8s_namespace).",
         ),
-        click.option("--client-id", envvar="KFP_CLIENT_ID", default=None, help="OAuth client id of an IAP endpoint [env: KFP_CLIENT_ID]."),
+        click.option("--client-id", envvar="KFP_CLIENT_ID", show_envvar=True, default=None, help="OAuth client id of an IAP endpoint."),
+        click.option("--existing-token", envvar="KFP_EXISTING_TOKEN", show_envvar=True, default=None, help="A bearer token to send."),
         click.option(
-            "--existing-token", envvar="KFP_EXISTING_TOKEN", default=None, help="A bearer token to send [env: KFP_EXISTING_TOKEN]."
-        ),
-        click.option(
-            "--image", envvar="HML_IMAGE", default=None, help="The image steps run in (default: the app's image) [env: HML_IMAGE]."
+            "--image", envvar="HML_IMAGE", show_envvar=True, default=None, help="The image steps run in (default: the app's image)."
         ),
     ]
     for option in reversed(options):
@@ -245,6 +245,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
         default="default-editor",
         show_default=True,
         envvar="HML_SERVICE_ACCOUNT",
+        show_envvar=True,
         help="The service account the steps run as (multi-user Kubeflow: default-editor; standalone Pipelines: pipeline-runner).",
     )
     @click.option("--namespace", default=None, help="The namespace the steps run in (default: the app's).")
@@ -264,7 +265,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @click.option(
         "-o", "--output", "output", type=click.Path(dir_okay=False), default=None, help="File to write (default: <pipeline>.yaml)."
     )
-    @click.option("--image", default=None, envvar="HML_IMAGE", help="The image steps run in (default: the app's image).")
+    @click.option("--image", default=None, envvar="HML_IMAGE", show_envvar=True, help="The image steps run in (default: the app's image).")
     @_allow_pod_local_option
     @guard
     def compile_command(output: str | None, image: str | None, allow_pod_local: bool) -> None:
@@ -307,7 +308,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @group.command("deploy-prod")
     @_kfp_options
     @click.option(
-        "--version", "version", envvar="HML_VERSION", default=None, help="Version name (default: the image tag) [env: HML_VERSION]."
+        "--version", "version", envvar="HML_VERSION", show_envvar=True, default=None, help="Version name (default: the image tag)."
     )
     @click.option("--cron", default=None, help="Schedule, 5- or 6-field cron (default: the one in @hml.pipeline).")
     @guard
