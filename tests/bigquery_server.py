@@ -37,13 +37,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ._fake_api import FakeJsonApi
 
 _TYPES = [
     (pa.types.is_boolean, "BOOLEAN"),
@@ -74,10 +74,13 @@ def _cell(value: Any, kind: str) -> Any:
     return str(value)
 
 
-class FakeBigQuery:
+class FakeBigQuery(FakeJsonApi):
     """The server's state: one DuckDB, the datasets, the finished jobs and a log of the calls made."""
 
+    content_type = "application/json; charset=UTF-8"
+
     def __init__(self, project: str, datasets: list[str]) -> None:
+        super().__init__()
         self.project = project
         self.db = duckdb.connect(":memory:")
         self.lock = threading.Lock()
@@ -87,6 +90,27 @@ class FakeBigQuery:
         for dataset in [*datasets, ANONYMOUS]:
             self.db.execute(f"CREATE SCHEMA {dataset}")
         self.datasets = set(datasets)
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> tuple[int, Any]:
+        """Route a request to the endpoint it calls; anything else answers 501."""
+        self.calls.append((method, path))
+        if method == "GET":
+            if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)", path):
+                return self.get_table(m.group(1), m.group(2))
+            if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)/data", path):
+                return self.list_rows(m.group(1), m.group(2), query)
+            if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries/([^/]+)", path):
+                return self.query_results(m.group(1), query)
+            if (m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs/([^/]+)", path)) and m.group(1) in self.jobs:
+                return 200, self.jobs[m.group(1)]
+        elif method == "POST":
+            if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries", path):
+                return self.run_query(json.loads(body))
+            if re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs", path):
+                return self.insert_job(json.loads(body))
+            if re.fullmatch(r"/upload/bigquery/v2/projects/[^/]+/jobs", path) and query.get("uploadType") == "multipart":
+                return self.load(headers.get("Content-Type", ""), body)
+        return _error(501, f"the test server does not implement {method} {path}", reason="notImplemented")
 
     def run_query(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         dataset = (body.get("defaultDataset") or {}).get("datasetId")
@@ -125,7 +149,7 @@ class FakeBigQuery:
             **_page(table, offset=0, size=body.get("maxResults")),
         }
 
-    def query_results(self, job_id: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def query_results(self, job_id: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """jobs.getQueryResults: a finished query's schema and a page of its rows (``maxResults`` rows from ``pageToken``)."""
         job = self.jobs.get(job_id)
         if job is None or "query" not in job["configuration"]:
@@ -136,16 +160,16 @@ class FakeBigQuery:
             "schema": {"fields": _fields(table.schema)},
             "jobReference": job["jobReference"],
             "jobComplete": True,
-            **_page(table, offset=int(query.get("pageToken", ["0"])[0]), size=query.get("maxResults", [None])[0]),
+            **_page(table, offset=int(query.get("pageToken", "0")), size=query.get("maxResults")),
         }
 
-    def list_rows(self, dataset: str, table: str, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def list_rows(self, dataset: str, table: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """tabledata.list: a page of a table's rows (``maxResults`` rows from ``pageToken`` or ``startIndex``)."""
         status, found = self.get_table(dataset, table)
         if status != 200:
             return status, found
-        start = query.get("pageToken") or query.get("startIndex") or ["0"]
-        page = _page(self._table(table, dataset), offset=int(start[0]), size=query.get("maxResults", [None])[0])
+        start = query.get("pageToken") or query.get("startIndex") or "0"
+        page = _page(self._table(table, dataset), offset=int(start), size=query.get("maxResults"))
         return 200, {"kind": "bigquery#tableDataList", **page}
 
     def _table(self, table: str, dataset: str) -> pa.Table:
@@ -253,75 +277,14 @@ def _error(status: int, message: str, *, reason: str = "notFound") -> tuple[int,
     return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        return
-
-    def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.server.fake
-        path = urlsplit(self.path).path
-        fake.calls.append(("GET", path))
-        query = parse_qs(urlsplit(self.path).query)
-        if m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)", path):
-            self._answer(*fake.get_table(m.group(1), m.group(2)))
-        elif m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/datasets/([^/]+)/tables/([^/]+)/data", path):
-            self._answer(*fake.list_rows(m.group(1), m.group(2), query))
-        elif m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries/([^/]+)", path):
-            self._answer(*fake.query_results(m.group(1), query))
-        elif (m := re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs/([^/]+)", path)) and m.group(1) in fake.jobs:
-            self._answer(200, fake.jobs[m.group(1)])
-        else:
-            self._answer(*_error(501, f"the test server does not implement GET {path}", reason="notImplemented"))
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        fake = self.server.fake
-        parts = urlsplit(self.path)
-        fake.calls.append(("POST", parts.path))
-        body = self._body()
-        if re.fullmatch(r"/bigquery/v2/projects/[^/]+/queries", parts.path):
-            self._answer(*fake.run_query(json.loads(body)))
-        elif re.fullmatch(r"/bigquery/v2/projects/[^/]+/jobs", parts.path):
-            self._answer(*fake.insert_job(json.loads(body)))
-        elif re.fullmatch(r"/upload/bigquery/v2/projects/[^/]+/jobs", parts.path) and "uploadType=multipart" in parts.query:
-            self._answer(*fake.load(self.headers.get("Content-Type", ""), body))
-        else:
-            self._answer(*_error(501, f"the test server does not implement POST {parts.path}?{parts.query}", reason="notImplemented"))
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeBigQuery) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
 @contextmanager
 def bigquery_server(project: str = "test-project", datasets: tuple[str, ...] = ("hml",)) -> Iterator[tuple[str, FakeBigQuery]]:
     """Serve a fake BigQuery on 127.0.0.1; yield ``(endpoint URL, state)``; shut it down on exit."""
     fake = FakeBigQuery(project, list(datasets))
-    server = _Server(fake)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+        with fake:
+            yield fake.url, fake
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         fake.db.close()
 
 
