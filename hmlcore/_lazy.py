@@ -1,4 +1,8 @@
-"""numpy on first use, so ``<package> --help`` starts without it (see ``benchmarks/cli_startup.py``).
+"""Modules and names on first use, so ``<package> --help`` starts without what it does not need.
+
+:func:`lazy_names` gives a package PEP 562's ``__getattr__``/``__dir__``: ``hmlcore`` and ``hmlcore.hml``
+name everything, but importing them (or a layer below, like ``hmlcore.storage``) loads no layer until one
+of its names is read. :func:`lazy_module` does the same for numpy (see ``benchmarks/cli_startup.py``).
 
 The modules the CLI imports to declare a model (the container, its encoder and target, monitoring)
 use numpy only inside their functions. They bind it lazily::
@@ -19,9 +23,10 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["lazy_module"]
+__all__ = ["lazy_module", "lazy_names"]
 
 
 class _LazyModule(types.ModuleType):
@@ -41,3 +46,33 @@ def lazy_module(name: str) -> types.ModuleType:
         '[1]'
     """
     return sys.modules.get(name) or _LazyModule(name)
+
+
+def lazy_names(package: str, where: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """PEP 562's ``__getattr__`` and ``__dir__`` for ``package``: each name of ``where`` imported from its module on first use.
+
+    ``where`` maps a name to the module that defines it; a name mapped to ``f"{package}.{name}"`` is that
+    submodule itself. The name is then stored in the package, so the next read costs nothing.
+
+    Example:
+        >>> getattr_, dir_ = lazy_names("mine", {"dumps": "json"})
+        >>> getattr_("dumps")([1])
+        '[1]'
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, name)
+        namespace = sys.modules.get(package)
+        if namespace is not None:
+            setattr(namespace, name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        namespace = sys.modules.get(package)
+        return sorted({*(vars(namespace) if namespace is not None else ()), *where})
+
+    return __getattr__, __dir__

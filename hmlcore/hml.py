@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from hmlcore.app import HmlApp
-from hmlcore.deploy.k8s import HmlInferenceDeployment
+import typing
+
+from hmlcore._lazy import lazy_names as _lazy_names
 from hmlcore.errors import (
     ConfigError,
     DeployError,
@@ -24,15 +25,47 @@ from hmlcore.errors import (
     StorageError,
     WarehouseError,
 )
-from hmlcore.model.container import ModelContainer
-from hmlcore.model.promotion import PromotionRule
-from hmlcore.model.registry import ModelRegistry
-from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
-from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, collected, op, parallel_for
-from hmlcore.pipelines.training import save_training_shards
-from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
-from hmlcore.serving.monitoring import enable_monitoring
-from hmlcore.training import train_distributed
+
+if typing.TYPE_CHECKING:  # the names as type checkers and IDEs see them; at run time, read on first use (_WHERE)
+    from hmlcore.app import HmlApp
+    from hmlcore.deploy.k8s import HmlInferenceDeployment
+    from hmlcore.model.container import ModelContainer
+    from hmlcore.model.promotion import PromotionRule
+    from hmlcore.model.registry import ModelRegistry
+    from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
+    from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, collected, op, parallel_for
+    from hmlcore.pipelines.training import save_training_shards
+    from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
+    from hmlcore.serving.monitoring import enable_monitoring
+    from hmlcore.training import train_distributed
+
+#: where each name is defined: ``hml.<name>`` imports that module when it is first read (PEP 562)
+_WHERE = {
+    "HmlApp": "hmlcore.app",
+    "HmlInferenceDeployment": "hmlcore.deploy.k8s",
+    "ModelContainer": "hmlcore.model.container",
+    "PromotionRule": "hmlcore.model.promotion",
+    "ModelRegistry": "hmlcore.model.registry",
+    "HmlPipeline": "hmlcore.pipelines.dag",
+    "HmlPipelineApp": "hmlcore.pipelines.dag",
+    "deploy_op": "hmlcore.pipelines.dag",
+    "pipeline": "hmlcore.pipelines.dag",
+    "HmlOp": "hmlcore.pipelines.ops",
+    "HmlTask": "hmlcore.pipelines.ops",
+    "OpContext": "hmlcore.pipelines.ops",
+    "collected": "hmlcore.pipelines.ops",
+    "op": "hmlcore.pipelines.ops",
+    "parallel_for": "hmlcore.pipelines.ops",
+    "save_training_shards": "hmlcore.pipelines.training",
+    "HmlInferenceApp": "hmlcore.serving.inference",
+    "deploy_inference": "hmlcore.serving.inference",
+    "inference": "hmlcore.serving.inference",
+    "enable_monitoring": "hmlcore.serving.monitoring",
+    "train_distributed": "hmlcore.training",
+}
+
+if not typing.TYPE_CHECKING:  # hidden from type checkers, which would accept any name through it
+    __getattr__, __dir__ = _lazy_names(__name__, _WHERE)
 
 __all__ = [
     "ConfigError",

@@ -31,8 +31,27 @@ HEAVY = ["kfp", "flask", "kubernetes", "xgboost", "prometheus_client"]
 
 @pytest.mark.parametrize(("module", "extra"), [(hmlcore, {"hml", "__version__"}), (hml, set())], ids=["hmlcore", "hmlcore.hml"])
 def test_all_lists_every_public_name(module, extra):
-    public = {name for name, value in vars(module).items() if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    public = {name for name in dir(module) if not name.startswith("_") and not isinstance(getattr(module, name), types.ModuleType)}
     assert set(module.__all__) == (public - {"annotations"}) | extra
+    assert all(getattr(module, name) is not None for name in module.__all__)  # each resolves, read on first use or not
+
+
+def test_importing_a_layer_loads_only_that_layer_and_those_below_it():
+    """``hmlcore`` and ``hmlcore.hml`` resolve their names on first use (PEP 562): a layer's import loads no other."""
+    probe = (
+        "import sys; import hmlcore.storage; print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules if m.startswith('hmlcore.')}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(result.stdout.replace("'", '"')) == [
+        "hmlcore._files",
+        "hmlcore._lazy",
+        "hmlcore._version",
+        "hmlcore.errors",
+        "hmlcore.storage",
+    ]
+    probe = "import sys; from hmlcore import hml; hml.ModelContainer; print(sorted(m for m in sys.modules if m.startswith(('hmlcore.pipelines', 'hmlcore.deploy', 'hmlcore.cli'))))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_seed_decorators_and_classes_are_in_the_hml_namespace():
