@@ -49,7 +49,8 @@ def test_importing_a_layer_loads_only_that_layer_and_those_below_it():
         "hmlcore.errors",
         "hmlcore.storage",
     ]
-    probe = "import sys; from hmlcore import hml; hml.ModelContainer; print(sorted(m for m in sys.modules if m.startswith(('hmlcore.pipelines', 'hmlcore.deploy', 'hmlcore.cli'))))"
+    layers = ("hmlcore.pipelines", "hmlcore.deploy", "hmlcore.cli")
+    probe = f"import sys; from hmlcore import hml; hml.ModelContainer; print(sorted(m for m in sys.modules if m.startswith({layers!r})))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
