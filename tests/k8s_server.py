@@ -9,7 +9,10 @@ against the Kubernetes 1.30 schemas (422 on an unknown field), keeps ``uid`` acr
 ``resourceVersion`` and ``generation`` only on change, defaults ``spec.replicas`` and a Service's
 ``clusterIP``, and answers errors with a ``Status`` body. A Deployment's status then moves one step per
 ``GET`` through a rollout (``rollout="ok"``), stays short of available (``"stuck"``) or reports
-``ProgressDeadlineExceeded`` (``"fail"``). It binds 127.0.0.1 only and runs until the ``with`` block ends.
+``ProgressDeadlineExceeded`` (``"fail"``). The client finds where each kind lives by API discovery, so the
+server answers the discovery documents too (``/version``, ``/api``, ``/api/v1``, ``/apis`` and
+``/apis/<group>/<version>``: ``APIVersions``, ``APIGroupList``, ``APIResourceList``), for the kinds it serves
+(``kserve=False``: a cluster without KServe). It binds 127.0.0.1 only and runs until the ``with`` block ends.
 
 It records every request in :attr:`FakeKubeApiServer.requests` so tests can assert what was sent
 (and that nothing was deleted or replaced).
@@ -46,9 +49,10 @@ _KINDS = {
 class FakeKubeApiServer(FakeJsonApi):
     """The fake API server; use it as a context manager. ``url`` is its address."""
 
-    def __init__(self, *, rollout: str = "ok") -> None:
+    def __init__(self, *, rollout: str = "ok", kserve: bool = True) -> None:
         super().__init__()
         self.rollout = rollout
+        self.kinds = {key: value for key, value in _KINDS.items() if kserve or value[1] != "InferenceService"}
         self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self._statuses: dict[str, list[dict[str, Any]]] = {}
@@ -69,10 +73,12 @@ class FakeKubeApiServer(FakeJsonApi):
         token = (headers.get("Authorization") or "").removeprefix("Bearer ")
         if token not in (TOKEN, FORBIDDEN_TOKEN):
             return self._status(401, "Unauthorized", "Unauthorized")
+        if method == "GET" and (found := self._discovery(path)) is not None:
+            return 200, found
         match = _PATH.match(path)
-        if not match or (match["group"], match["plural"]) not in _KINDS:
+        if not match or (match["group"], match["plural"]) not in self.kinds:
             return self._status(404, "NotFound", "the server could not find the requested resource")
-        api_version, kind = _KINDS[(match["group"], match["plural"])]
+        api_version, kind = self.kinds[(match["group"], match["plural"])]
         resource = f"{match['plural']}.{match['group'].split('/')[1] if match['group'].startswith('apis/') else ''}".rstrip(".")
         if token == FORBIDDEN_TOKEN:
             verb = {"GET": "get", "PATCH": "patch"}.get(method, method.lower())
@@ -85,6 +91,33 @@ class FakeKubeApiServer(FakeJsonApi):
             if method == "PATCH":
                 return self._apply(path, resource, match, api_version, kind, query, headers, body)
         return self._status(405, "MethodNotAllowed", f"{method} is not supported by this test server")
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        """The discovery documents (``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/<group>/<version>``), or None."""
+        versions: dict[str, list[tuple[str, str]]] = {}
+        for (prefix, plural), (_, kind) in self.kinds.items():
+            versions.setdefault(prefix, []).append((plural, kind))
+        if path == "/version":
+            return {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "platform": "linux/amd64"}
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            groups = []
+            for prefix in versions:
+                if prefix.startswith("apis/"):
+                    group, version = prefix.removeprefix("apis/").split("/")
+                    entry = {"groupVersion": f"{group}/{version}", "version": version}
+                    groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        served = versions.get(path.lstrip("/"))
+        if served is None:
+            return None
+        resources = []
+        for plural, kind in served:
+            verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+            resources.append({"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind, "verbs": verbs})
+            resources.append({"name": f"{plural}/status", "singularName": "", "namespaced": True, "kind": kind, "verbs": ["get", "patch"]})
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": path.split("/", 2)[-1], "resources": resources}
 
     def _get(self, path: str, resource: str, name: str) -> tuple[int, dict[str, Any]]:
         stored = self.objects.get(path)

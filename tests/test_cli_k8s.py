@@ -150,6 +150,28 @@ def test_wait_for_a_kserve_inference_service_until_ready(server: FakeKubeApiServ
     assert "PredictorNotReady" in result.output and result.output.splitlines()[-1] == "inferenceservice/demo-inference is ready"
 
 
+def test_where_each_kind_lives_comes_from_the_clusters_api_discovery(server: FakeKubeApiServer, kubeconfig: str) -> None:
+    result = deploy(make_app(lambda d: d.with_autoscaling(2, 4)), kubeconfig)
+    assert result.exit_code == 0, result.output
+    asked = [r["path"] for r in server.requests if r["method"] == "GET" and "/namespaces/" not in r["path"]]
+    assert {"/apis", "/apis/apps/v1", "/api/v1", "/apis/autoscaling/v2"} <= set(asked)
+    assert len(asked) == len(set(asked))  # once per deploy
+
+
+def test_a_kind_the_cluster_does_not_serve_is_one_line_and_nothing_is_applied(tmp_path: Path) -> None:
+    with FakeKubeApiServer(kserve=False) as server:
+        result = deploy(make_app(), str(server.write_kubeconfig(tmp_path)), "--kserve")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "cannot deploy a InferenceService of apiVersion serving.kserve.io/v1beta1: the cluster at http://127.0.0.1:" in result.output
+    assert [r for r in server.requests if r["method"] != "GET"] == [] and server.objects == {}
+
+
+def test_a_token_the_cluster_refuses_is_one_line(server: FakeKubeApiServer, tmp_path: Path) -> None:
+    result = deploy(make_app(), str(server.write_kubeconfig(tmp_path, token="expired")))
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "refused API discovery: 401 Unauthorized" in result.output
+
+
 @pytest.mark.parametrize(("rollout", "message"), [("stuck", "is not ready after 1s"), ("fail", "rollout failed: ReplicaSet timed out")])
 def test_a_rollout_that_does_not_finish_fails_with_one_line(tmp_path: Path, rollout: str, message: str) -> None:
     with FakeKubeApiServer(rollout=rollout) as server:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,24 +26,9 @@ from typing import Any
 
 from hmlcore.errors import DeployError
 
-__all__ = ["FIELD_MANAGER", "ApplyResult", "KubeApiError", "KubeClient", "object_path"]
+__all__ = ["FIELD_MANAGER", "ApplyResult", "KubeApiError", "KubeClient"]
 
 FIELD_MANAGER = "hmlcore"
-
-#: (apiVersion, kind) -> (collection path in a namespace, kubectl's resource name)
-_RESOURCES = {
-    ("apps/v1", "Deployment"): ("/apis/apps/v1/namespaces/{ns}/deployments", "deployment.apps"),
-    ("v1", "Service"): ("/api/v1/namespaces/{ns}/services", "service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
-        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
-        "horizontalpodautoscaler.autoscaling",
-    ),
-    ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", "ingress.networking.k8s.io"),
-    ("serving.kserve.io/v1beta1", "InferenceService"): (
-        "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices",
-        "inferenceservice.serving.kserve.io",
-    ),
-}
 
 
 class KubeApiError(DeployError):
@@ -51,16 +38,6 @@ class KubeApiError(DeployError):
         super().__init__(text)
         self.status = status
         self.message = message
-
-
-def object_path(manifest: dict[str, Any]) -> tuple[str, str]:
-    """The API path of ``manifest``'s object and its kubectl-style name (``deployment.apps/NAME``)."""
-    key = (manifest.get("apiVersion"), manifest.get("kind"))
-    if key not in _RESOURCES:
-        raise DeployError(f"cannot deploy a {key[1]} of apiVersion {key[0]}")
-    collection, resource = _RESOURCES[key]  # type: ignore[index]
-    meta = manifest["metadata"]
-    return f"{collection.format(ns=meta['namespace'])}/{meta['name']}", f"{resource}/{meta['name']}"
 
 
 def _changes(wanted: Any, current: Any, path: str) -> list[str]:
@@ -124,6 +101,8 @@ class KubeClient:
     def __init__(self, api_client: Any, *, timeout: float = 30) -> None:
         self.api = api_client
         self.timeout = timeout
+        self._discovered: Any = None
+        self._cache: str | None = None
 
     @classmethod
     def from_config(cls, *, kubeconfig: str | None = None, context: str | None = None, timeout: float = 30) -> KubeClient:
@@ -158,6 +137,43 @@ class KubeClient:
 
     def close(self) -> None:
         self.api.close()
+        if self._cache is not None:
+            shutil.rmtree(self._cache, ignore_errors=True)
+
+    def object_path(self, manifest: dict[str, Any]) -> tuple[str, str]:
+        """The API path of ``manifest``'s object and its kubectl-style name (``deployment.apps/NAME``).
+
+        The cluster says where each kind lives (API discovery, through ``kubernetes.dynamic.DynamicClient``):
+        asked once per client, kept in a cache file of this client's own that :meth:`close` removes, so a
+        kind installed since (KServe...) is found at the next deploy.
+
+        Raises:
+            DeployError: the cluster does not serve that kind (a KServe InferenceService without KServe...),
+                or is unreachable.
+            KubeApiError: the cluster refused discovery.
+        """
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic import DynamicClient
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+        from urllib3.exceptions import HTTPError
+
+        api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
+        try:
+            if self._discovered is None:
+                self._cache = tempfile.mkdtemp(prefix="hml-k8s-discovery-")
+                self._discovered = DynamicClient(self.api, cache_file=os.path.join(self._cache, "discovery.json"))
+            resource = self._discovered.resources.get(api_version=api_version, kind=kind)
+        except (ResourceNotFoundError, ResourceNotUniqueError, ValueError):
+            raise DeployError(f"cannot deploy a {kind} of apiVersion {api_version}: the cluster at {self.host} does not serve it") from None
+        except ApiException as exc:
+            reason = _status_message(exc.body)
+            text = f"the Kubernetes API at {self.host} refused API discovery: {exc.status} {exc.reason}: {reason}"
+            raise KubeApiError(text, status=int(exc.status or 0), message=reason) from None
+        except (HTTPError, OSError) as exc:
+            raise DeployError(f"cannot reach the Kubernetes API at {self.host}: {_network_reason(exc)}") from None
+        meta = manifest["metadata"]
+        name = f"{resource.singular_name}.{resource.group}" if resource.group else resource.singular_name
+        return resource.path(name=meta["name"], namespace=meta["namespace"]), f"{name}/{meta['name']}"
 
     def request(
         self, method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str | None = None
@@ -198,7 +214,7 @@ class KubeClient:
 
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> ApplyResult:
         """Create or patch ``manifest``'s object by server-side apply; report what changed."""
-        path, name = object_path(manifest)
+        path, name = self.object_path(manifest)
         before = self.request("GET", path)
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
         after = self.request("PATCH", path, body=manifest, query=query, content_type="application/apply-patch+yaml")
@@ -219,7 +235,7 @@ class KubeClient:
         Raises:
             DeployError: the rollout failed (its progress deadline passed) or is not done after ``timeout`` seconds.
         """
-        path, name = object_path(manifest)
+        path, name = self.object_path(manifest)
         check = _deployment_status if manifest["kind"] == "Deployment" else _condition_status
         deadline = time.monotonic() + timeout
         delay = min(0.25, interval)  # look often at first, then every ``interval`` seconds
