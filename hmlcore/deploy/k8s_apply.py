@@ -163,8 +163,10 @@ class KubeClient:
                 self._cache = tempfile.mkdtemp(prefix="hml-k8s-discovery-")
                 self._discovered = DynamicClient(self.api, cache_file=os.path.join(self._cache, "discovery.json"))
             resource = self._discovered.resources.get(api_version=api_version, kind=kind)
-        except (ResourceNotFoundError, ResourceNotUniqueError, ValueError):
+        except (ResourceNotFoundError, ResourceNotUniqueError):
             raise DeployError(f"cannot deploy a {kind} of apiVersion {api_version}: the cluster at {self.host} does not serve it") from None
+        except ValueError as exc:  # the library's words for an http:// host that speaks https, or a malformed apiVersion
+            raise DeployError(f"cannot deploy a {kind} of apiVersion {api_version} to {self.host}: {_one_line(exc)}") from None
         except ApiException as exc:
             reason = _status_message(exc.body)
             text = f"the Kubernetes API at {self.host} refused API discovery: {exc.status} {exc.reason}: {reason}"
