@@ -12,8 +12,9 @@ is a finite number (a metric the rows cannot define, such as the AUC of rows of 
 out), so the dict can be published with the model and written as JSON. :func:`evaluation_report`
 renders the metrics beside their baseline with bootstrap intervals (see :mod:`hmlcore.model.assessment`),
 a confusion matrix, ROC, precision-recall and calibration curves (binary), per-class precision and recall
-(multiclass) or predictions against true values (regression), and the model's feature importances (when
-the estimator offers them) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
+(multiclass) or predictions against true values (regression), and the model's feature importances (an
+XGBoost model's mean absolute SHAP contributions, on a seeded sample of :data:`IMPORTANCE_ROWS` rows of a larger
+frame; else what the estimator offers) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
 
 The regression metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating); the
 classification metrics are the same numbers computed in plain numpy (:mod:`hmlcore.model._fast_metrics`),
@@ -48,6 +49,11 @@ __all__ = ["evaluate", "evaluation_report", "feature_importances"]
 
 #: the most classes a confusion matrix is drawn for
 MAX_MATRIX_CLASSES = 20
+#: the most rows the report's SHAP importances are computed on (a seeded sample of larger frames): as costly
+#: as training on every validation row, and the usual practice for a SHAP summary
+IMPORTANCE_ROWS = 1000
+#: the seed of that sample: the same rows, hence the same figures, for the same frame
+IMPORTANCE_SEED = 0
 
 
 def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -167,15 +173,21 @@ def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, floa
 
 
 def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
-    """XGBoost: each feature's mean absolute contribution on ``df`` (the numbers ``/explain`` answers with);
-    other models: :func:`feature_importances`."""
+    """XGBoost: each feature's mean absolute contribution on ``df``, or on a seeded sample of
+    :data:`IMPORTANCE_ROWS` of its rows if it holds more (the numbers ``/explain`` answers with); other models:
+    :func:`feature_importances`."""
     if container.model is None:
         return [], "no model"
+    rows = "these rows"
+    if len(df) > IMPORTANCE_ROWS:
+        picked = np.random.default_rng(IMPORTANCE_SEED).choice(len(df), size=IMPORTANCE_ROWS, replace=False)
+        rows = f"a random sample of {IMPORTANCE_ROWS:,} of these {len(df):,} rows (seed {IMPORTANCE_SEED})"
+        df = df.iloc[np.sort(picked)]
     try:
         importance = global_importance(container, df)
     except ExplanationError:
         return feature_importances(container)
-    return list(importance.items()), "each feature's mean absolute contribution on these rows (the numbers /explain answers with)"
+    return list(importance.items()), f"each feature's mean absolute contribution on {rows} (the numbers /explain answers with)"
 
 
 def _width(container: ModelContainer, feature: str) -> int:
