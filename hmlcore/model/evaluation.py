@@ -125,6 +125,38 @@ def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -
     )
 
 
+def _resampled_metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """A classifier's :func:`_metrics` (but ``rows``) of each bootstrap resample of ``counts`` (see
+    :func:`~hmlcore.model._fast_metrics.resample_counts`) at once: one array per metric, NaN where a resample
+    cannot define it (where :func:`_metrics` leaves the metric out)."""
+    k = scores.shape[1]
+    n = len(truth)
+    probabilities = np.clip(scores, 0.0, 1.0)
+    truth = np.asarray(truth, dtype=np.int64)
+    if container.kind == "binary":
+        positive = probabilities[:, 1]
+        predicted = (positive >= container.threshold).astype(np.int64)
+        scored = fast.scores_of_counts(**fast.resampled_class_counts(truth, predicted, 2, counts))
+        return {
+            "auc": fast.resampled_roc_auc(truth, positive, counts),
+            "log_loss": counts @ fast.true_class_losses(truth, probabilities) / n,
+            "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
+            "precision": scored["precision"][:, 1],
+            "recall": scored["recall"][:, 1],
+            "f1": scored["f1"][:, 1],
+        }
+    predicted = probabilities.argmax(axis=1)
+    counted = fast.resampled_class_counts(truth, predicted, k, counts)
+    scored = fast.scores_of_counts(**counted)
+    recalls = np.where(counted["actual"] > 0, scored["recall"], np.nan)
+    return {
+        "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
+        "macro_f1": scored["f1"].mean(axis=1),
+        "log_loss": counts @ fast.true_class_losses(truth, probabilities / probabilities.sum(axis=1, keepdims=True)) / n,
+        **{f"recall_{name}": recalls[:, c] for c, name in enumerate(container.target_info.class_names)},
+    }
+
+
 def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
     """The kind's metrics of ``container``'s model on the labelled rows of ``df`` (see the module's docstring).
 
