@@ -97,10 +97,11 @@ def resampled_roc_auc(truth: np.ndarray, positive: np.ndarray, counts: np.ndarra
 
 def resampled_class_counts(truth: np.ndarray, predicted: np.ndarray, k: int, counts: np.ndarray) -> dict[str, np.ndarray]:
     """Per resample of ``counts`` and class of ``0..k-1`` (``(resamples, k)``): ``true_positive``, ``actual``, ``guessed``."""
-    classes = np.arange(k)
-    actual = (truth[:, None] == classes).astype(np.float64)
-    guessed = (predicted[:, None] == classes).astype(np.float64)
-    return {"true_positive": counts @ (actual * guessed), "actual": counts @ actual, "guessed": counts @ guessed}
+
+    def drawn(rows: np.ndarray) -> np.ndarray:  # per resample, the draws of the rows marked, class by class
+        return np.stack([counts[:, rows == c].sum(axis=1) for c in range(k)], axis=1)
+
+    return {"true_positive": drawn(np.where(truth == predicted, truth, -1)), "actual": drawn(truth), "guessed": drawn(predicted)}
 
 
 def scores_of_counts(true_positive: np.ndarray, actual: np.ndarray, guessed: np.ndarray) -> dict[str, np.ndarray]:
