@@ -80,7 +80,7 @@ def test_the_report_computes_importances_on_a_seeded_sample_of_a_large_frame_and
     frame = _serving.training_frame(rows=200, seed=5)
     monkeypatch.setattr(evaluation, "IMPORTANCE_ROWS", 50)
     report = container.evaluation_report(frame)
-    assert "mean absolute contribution on a random sample of 50 of these 200 rows (seed 0)" in report
+    assert "mean absolute contribution on a random sample of 50 of these 200 rows drawn with seed 0 (the numbers" in report
     sample = frame.iloc[np.sort(np.random.default_rng(0).choice(200, size=50, replace=False))]
     for feature, value in global_importance(container, sample).items():
         assert f">{feature}<" in report and f"{value:.4g}" in report

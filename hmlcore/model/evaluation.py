@@ -213,7 +213,7 @@ def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tupl
     rows = "these rows"
     if len(df) > IMPORTANCE_ROWS:
         picked = np.random.default_rng(IMPORTANCE_SEED).choice(len(df), size=IMPORTANCE_ROWS, replace=False)
-        rows = f"a random sample of {IMPORTANCE_ROWS:,} of these {len(df):,} rows (seed {IMPORTANCE_SEED})"
+        rows = f"a random sample of {IMPORTANCE_ROWS:,} of these {len(df):,} rows drawn with seed {IMPORTANCE_SEED}"
         df = df.iloc[np.sort(picked)]
     try:
         importance = global_importance(container, df)
