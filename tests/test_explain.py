@@ -73,6 +73,21 @@ def test_global_importance_ranks_raw_features_from_the_same_numbers(binary):
     assert "mean absolute contribution" in report and report.index(">road<") < report.index(">sex<")
 
 
+def test_the_report_computes_importances_on_a_seeded_sample_of_a_large_frame_and_says_so(binary, monkeypatch):
+    from hmlcore.model import evaluation
+
+    container, _ = binary
+    frame = _serving.training_frame(rows=200, seed=5)
+    monkeypatch.setattr(evaluation, "IMPORTANCE_ROWS", 50)
+    report = container.evaluation_report(frame)
+    assert "mean absolute contribution on a random sample of 50 of these 200 rows drawn with seed 0 (the numbers" in report
+    sample = frame.iloc[np.sort(np.random.default_rng(0).choice(200, size=50, replace=False))]
+    for feature, value in global_importance(container, sample).items():
+        assert f">{feature}<" in report and f"{value:.4g}" in report
+    monkeypatch.setattr(evaluation, "IMPORTANCE_ROWS", 200)
+    assert "mean absolute contribution on these rows" in container.evaluation_report(frame)
+
+
 def test_multiclass_explanations_have_one_set_of_contributions_per_class():
     import xgboost
     from xgboost import XGBClassifier

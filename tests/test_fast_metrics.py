@@ -46,3 +46,39 @@ def test_no_positive_prediction_scores_zero_as_scikit_learn_does():
     truth, predicted = np.array([0, 1, 1]), np.array([0, 0, 0])
     scores = fast.class_scores(truth, predicted, 2)
     assert (scores["precision"][1], scores["recall"][1], scores["f1"][1]) == (0.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    """A binary and a multiclass container that learnt their classes (the metrics read the kind, classes and threshold)."""
+    from ._kinds import container, generated
+
+    out = {}
+    for kind in ("binary", "multiclass"):
+        out[kind] = container(kind)
+        out[kind].analyze_distributions(generated(kind, 60))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+@pytest.mark.parametrize("seed", range(6))
+def test_resamples_computed_together_equal_each_resample_computed_alone(analysed, kind, seed, monkeypatch):
+    from hmlcore.model import assessment
+    from hmlcore.model.evaluation import _metrics
+
+    container = analysed[kind]
+    k = len(container.target_info.class_names)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 12)) if seed % 2 else int(rng.integers(50, 300))  # small: resamples of one class
+    truth = rng.integers(0, k, n)
+    raw = np.round(rng.random((n, k)), 1)  # coarse: tied scores
+    raw[rng.random(n) < 0.1, 0] = rng.choice([0.0, 1.0])
+    scores = raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-9) if kind == "multiclass" else np.column_stack([1 - raw[:, 1], raw[:, 1]])
+    chosen = [rng.integers(0, n, n) for _ in range(40)]
+    monkeypatch.setattr(assessment, "_BLOCK_CELLS", 7 * n)  # blocks of 7 resamples
+    together = assessment._resampled(container, truth, scores, chosen)
+    alone = [_metrics(container, truth[rows], scores[rows]) for rows in chosen]
+    assert {name for got in alone for name in got} - {"rows"} <= set(together)
+    for name, values in together.items():
+        expected = np.asarray([got.get(name, np.nan) for got in alone])
+        assert values == pytest.approx(expected, rel=1e-12, abs=1e-15, nan_ok=True), name

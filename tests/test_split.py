@@ -88,3 +88,12 @@ def test_config_from_shared_py_refuses_unknown_keys_and_takes_overrides():
     assert SplitSpec.from_config({"validation_share": 0.2, "seed": 7, "key": None, "time": None}, seed=3).seed == 3
     with pytest.raises(ConfigError, match="unknown key"):
         SplitSpec.from_config({"share": 0.2})
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_a_text_is_the_same_identity_in_a_text_column_and_in_a_mixed_one_and_blanks_are_missing(dtype):
+    texts = pd.DataFrame({"road": pd.Series(["1", "city", None, "", "  ", "\u2003", "b ", "1"], dtype=dtype)})
+    mixed = pd.DataFrame({"road": pd.Series([1, "city", np.nan, None, None, None, "b ", 1.0], dtype=object)})  # not all text
+    assert np.array_equal(row_ids(texts, ["road"]), row_ids(mixed, ["road"]))
+    ids = row_ids(texts, ["road"])
+    assert len(set(ids[[0, 1, 6]])) == 3 and ids[0] != ids[7]  # the second "1" is another copy: another row

@@ -44,6 +44,8 @@ __all__ = ["RESAMPLES", "assess", "baseline_name", "compare", "scorable"]
 RESAMPLES = 200
 #: the interval's coverage
 LEVEL = 0.95
+#: the most draw counts (resamples x rows) computed on at once
+_BLOCK_CELLS = 2_000_000
 
 
 def baseline_name(kind: str) -> str:
@@ -122,20 +124,40 @@ def _interval(values: list[float]) -> list[float] | None:
 def _bootstrap(
     container: ModelContainer, truth: np.ndarray, scores: np.ndarray, names: list[str], resamples: int, seed: int
 ) -> dict[str, list[float]]:
-    from hmlcore.model.evaluation import _metrics
-
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(resamples):
-        chosen = rng.integers(0, len(truth), len(truth))
-        got = _metrics(container, truth[chosen], scores[chosen])
-        for name in names:
-            draws[name].append(float(got.get(name, math.nan)))
+    chosen = [rng.integers(0, len(truth), len(truth)) for _ in range(resamples)]
+    got = _resampled(container, truth, scores, chosen)
+    draws = {name: got[name].tolist() if name in got else [math.nan] * resamples for name in names}
     out = {}
     for name, values in draws.items():
         interval = _interval(values)
         if interval is not None:
             out[name] = interval
+    return out
+
+
+def _resampled(container: ModelContainer, truth: np.ndarray, scores: np.ndarray, chosen: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each metric of ``container``'s kind on each resample (row indices) in ``chosen``, NaN where it is undefined.
+
+    A classifier's resamples are computed together, a block of them at a time (a block's draw counts hold at
+    most :data:`_BLOCK_CELLS` numbers); a regression's one by one.
+    """
+    from hmlcore.model import _fast_metrics as fast
+    from hmlcore.model.evaluation import _metrics, _resampled_metrics
+
+    if container.kind == "regression":
+        each = [_metrics(container, truth[rows], scores[rows]) for rows in chosen]
+        names = {name for got in each for name in got if name != "rows"}
+        return {name: np.asarray([got.get(name, math.nan) for got in each], dtype=np.float64) for name in names}
+    block = max(1, _BLOCK_CELLS // max(1, len(truth)))
+    parts = [
+        _resampled_metrics(container, truth, scores, fast.resample_counts(chosen[start : start + block], len(truth)))
+        for start in range(0, len(chosen), block)
+    ]
+    out = {}
+    for name in parts[0] if parts else {}:
+        joined = np.concatenate([part[name] for part in parts])
+        out[name] = np.where(np.isfinite(joined), joined, np.nan)
     return out
 
 
@@ -202,12 +224,11 @@ def compare(
     if new is None or old is None:  # e.g. an AUC on rows of one class
         return {"rows": int(len(rows)), "challenger": new, "champion": old, "gain": None, "interval": None}
     rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(resamples):
-        chosen = rng.integers(0, len(rows), len(rows))
-        a = _metrics(challenger, truth_new[chosen], scores_new[chosen]).get(rule.metric, math.nan)
-        b = _metrics(champion, truth_old[chosen], scores_old[chosen]).get(rule.metric, math.nan)
-        gains.append(rule.gain(new=a, old=b))
+    chosen = [rng.integers(0, len(rows), len(rows)) for _ in range(resamples)]
+    nan = np.full(resamples, math.nan)
+    ours = _resampled(challenger, truth_new, scores_new, chosen).get(rule.metric, nan)
+    theirs = _resampled(champion, truth_old, scores_old, chosen).get(rule.metric, nan)
+    gains = [rule.gain(new=a, old=b) for a, b in zip(ours.tolist(), theirs.tolist(), strict=True)]
     return {
         "rows": int(len(rows)),
         "challenger": float(new),

@@ -12,8 +12,9 @@ is a finite number (a metric the rows cannot define, such as the AUC of rows of 
 out), so the dict can be published with the model and written as JSON. :func:`evaluation_report`
 renders the metrics beside their baseline with bootstrap intervals (see :mod:`hmlcore.model.assessment`),
 a confusion matrix, ROC, precision-recall and calibration curves (binary), per-class precision and recall
-(multiclass) or predictions against true values (regression), and the model's feature importances (when
-the estimator offers them) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
+(multiclass) or predictions against true values (regression), and the model's feature importances (an
+XGBoost model's mean absolute SHAP contributions, on a seeded sample of :data:`IMPORTANCE_ROWS` rows of a larger
+frame; else what the estimator offers) as a self-contained HTML page: inline CSS and SVG, nothing fetched.
 
 The regression metrics are scikit-learn's (a dependency of hmlcore, imported only when evaluating); the
 classification metrics are the same numbers computed in plain numpy (:mod:`hmlcore.model._fast_metrics`),
@@ -48,6 +49,11 @@ __all__ = ["evaluate", "evaluation_report", "feature_importances"]
 
 #: the most classes a confusion matrix is drawn for
 MAX_MATRIX_CLASSES = 20
+#: the most rows the report's SHAP importances are computed on (a seeded sample of larger frames): as costly
+#: as training on every validation row, and the usual practice for a SHAP summary
+IMPORTANCE_ROWS = 1000
+#: the seed of that sample: the same rows, hence the same figures, for the same frame
+IMPORTANCE_SEED = 0
 
 
 def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +125,38 @@ def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -
     )
 
 
+def _resampled_metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """A classifier's :func:`_metrics` (but ``rows``) of each bootstrap resample of ``counts`` (see
+    :func:`~hmlcore.model._fast_metrics.resample_counts`) at once: one array per metric, NaN where a resample
+    cannot define it (where :func:`_metrics` leaves the metric out)."""
+    k = scores.shape[1]
+    n = len(truth)
+    probabilities = np.clip(scores, 0.0, 1.0)
+    truth = np.asarray(truth, dtype=np.int64)
+    if container.kind == "binary":
+        positive = probabilities[:, 1]
+        predicted = (positive >= container.threshold).astype(np.int64)
+        scored = fast.scores_of_counts(**fast.resampled_class_counts(truth, predicted, 2, counts))
+        return {
+            "auc": fast.resampled_roc_auc(truth, positive, counts),
+            "log_loss": counts @ fast.true_class_losses(truth, probabilities) / n,
+            "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
+            "precision": scored["precision"][:, 1],
+            "recall": scored["recall"][:, 1],
+            "f1": scored["f1"][:, 1],
+        }
+    predicted = probabilities.argmax(axis=1)
+    counted = fast.resampled_class_counts(truth, predicted, k, counts)
+    scored = fast.scores_of_counts(**counted)
+    recalls = np.where(counted["actual"] > 0, scored["recall"], np.nan)
+    return {
+        "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
+        "macro_f1": scored["f1"].mean(axis=1),
+        "log_loss": counts @ fast.true_class_losses(truth, probabilities / probabilities.sum(axis=1, keepdims=True)) / n,
+        **{f"recall_{name}": recalls[:, c] for c, name in enumerate(container.target_info.class_names)},
+    }
+
+
 def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
     """The kind's metrics of ``container``'s model on the labelled rows of ``df`` (see the module's docstring).
 
@@ -167,15 +205,21 @@ def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, floa
 
 
 def _importances(container: ModelContainer, df: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
-    """XGBoost: each feature's mean absolute contribution on ``df`` (the numbers ``/explain`` answers with);
-    other models: :func:`feature_importances`."""
+    """XGBoost: each feature's mean absolute contribution on ``df``, or on a seeded sample of
+    :data:`IMPORTANCE_ROWS` of its rows if it holds more (the numbers ``/explain`` answers with); other models:
+    :func:`feature_importances`."""
     if container.model is None:
         return [], "no model"
+    rows = "these rows"
+    if len(df) > IMPORTANCE_ROWS:
+        picked = np.random.default_rng(IMPORTANCE_SEED).choice(len(df), size=IMPORTANCE_ROWS, replace=False)
+        rows = f"a random sample of {IMPORTANCE_ROWS:,} of these {len(df):,} rows drawn with seed {IMPORTANCE_SEED}"
+        df = df.iloc[np.sort(picked)]
     try:
         importance = global_importance(container, df)
     except ExplanationError:
         return feature_importances(container)
-    return list(importance.items()), "each feature's mean absolute contribution on these rows (the numbers /explain answers with)"
+    return list(importance.items()), f"each feature's mean absolute contribution on {rows} (the numbers /explain answers with)"
 
 
 def _width(container: ModelContainer, feature: str) -> int:

@@ -71,7 +71,12 @@ def _column_hash(series: pd.Series) -> np.ndarray:
         floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         floats = np.where(np.isnan(floats), np.nan, floats + 0.0)  # one NaN, and -0.0 as 0.0
         return pd.util.hash_array(floats)
-    texts = np.array(["\0missing" if _missing(v) else category_text(v) for v in series.to_numpy(dtype=object)], dtype=object)
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":  # text and missing values only: the same texts, without a loop
+        blank = pd.Series(values, dtype=object).str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+        texts = np.where(pd.isna(values) | blank, "\0missing", values).astype(object)
+    else:
+        texts = np.array(["\0missing" if _missing(v) else category_text(v) for v in values], dtype=object)
     return pd.util.hash_array(texts)
 
 

@@ -198,11 +198,11 @@ def extract(
     }
 
 
-def read_split(ctx: hml.OpContext, tables: dict, split: str) -> pd.DataFrame:
-    """The ``training`` or ``validation`` rows that ``extract`` exported to the lake."""
+def read_split(ctx: hml.OpContext, tables: dict, split: str, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """The ``training`` or ``validation`` rows that ``extract`` exported to the lake (only ``columns``, if given)."""
     import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(ctx.lake.read_bytes(tables[f"{split}_url"])))
+    return pd.read_parquet(io.BytesIO(ctx.lake.read_bytes(tables[f"{split}_url"])), columns=columns)
 
 
 @hml.op()
@@ -335,7 +335,7 @@ def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: d
             "split": tables.get("split", {}),
             "evaluation": evaluation,
         },
-        training_rows=read_split(ctx, tables, "training")[ROW_ID].to_numpy(),
+        training_rows=read_split(ctx, tables, "training", columns=[ROW_ID])[ROW_ID].to_numpy(),
     )
     print(f"publish: {container.decision.reason}", file=sys.stderr)
     return uri
