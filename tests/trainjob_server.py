@@ -28,12 +28,13 @@ import socket
 import subprocess
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jsonschema
 
+from ._fake_api import FakeJsonApi
 from .k8s_server import FORBIDDEN_TOKEN, TOKEN, write_kubeconfig
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "trainjob-v1alpha1.schema.json").read_text(encoding="utf-8"))
@@ -50,7 +51,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeTrainerServer:
+class FakeTrainerServer(FakeJsonApi):
     """The fake API server; use it as a context manager. ``url`` is its address."""
 
     def __init__(
@@ -64,21 +65,10 @@ class FakeTrainerServer:
         self.logs: dict[str, list[str]] = {}
         self._nodes: dict[tuple[str, str], list[subprocess.Popen]] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeTrainerServer:
-        self._thread.start()
-        return self
+        super().__init__()
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__exit__(*exc)
         for key in list(self._nodes):
             self._kill(key)
 
@@ -98,12 +88,12 @@ class FakeTrainerServer:
             "code": code,
         }
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
-        self.requests.append((method, path))
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        self.requests.append((method, f"{path}?{urlencode(query)}" if query else path))
         token = (headers.get("Authorization") or "").removeprefix("Bearer ")
         if token not in (TOKEN, FORBIDDEN_TOKEN):
             return self._status(401, "Unauthorized", "Unauthorized")
-        match = _PATH.match(path.split("?")[0])
+        match = _PATH.match(path)
         if not match:
             return self._status(404, "NotFound", "the server could not find the requested resource")
         namespace, name = match["ns"], match["name"]
@@ -223,24 +213,3 @@ class FakeTrainerServer:
             if process.poll() is None:
                 process.kill()
             process.wait()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code, answer = server.handle(self.command, self.path, self.headers, body)
-                data = json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
