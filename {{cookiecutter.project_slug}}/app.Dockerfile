@@ -9,7 +9,8 @@ COPY build/wheels/ /src/wheels/
 WORKDIR /src/wheels
 # hmlcore's wheel and this package's other requirements (requirements.txt, from `make wheels`) with every
 # dependency as wheels, so the runtime stage installs without an index or a compiler
-RUN pip wheel --wheel-dir /wheels --requirement requirements.txt
+RUN pip wheel --wheel-dir /wheels --requirement requirements.txt \
+    && sha256sum /wheels/*.whl /src/wheels/*.whl > /wheels.sha256
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,6 +19,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HML_HOME=/tmp/hml
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin hml
+# the digests of the wheels installed below: a layer cache (podman's, buildah's) that keys the install on its
+# command alone would otherwise keep an image of older code; copying them makes new wheels a new layer
+COPY --from=build /wheels.sha256 /usr/local/share/{{ cookiecutter.package_name }}/wheels.sha256
 # those wheels, then the package's own without its dependencies (its pyproject may name hmlcore by a git URL)
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,from=build,source=/src/wheels,target=/src/wheels \
