@@ -256,10 +256,11 @@ def train_model(
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
+    estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
+    model = estimator(**parameters, objective=OBJECTIVES[shared.MODEL_KIND], tree_method="hist", random_state=0)
     if workers > 1 or external_memory:
-        # the estimator's settings below, in XGBoost's own names: the workers train with xgboost.train
-        params = {"objective": OBJECTIVES[shared.MODEL_KIND], "tree_method": "hist", "seed": 0}
-        params.update(max_depth=max_depth, eta=learning_rate)
+        # the workers train with xgboost.train: the estimator's settings, as XGBoost's own parameters
+        params = {name: value for name, value in model.get_xgb_params().items() if value is not None}
         if shared.MODEL_KIND == "multiclass":
             params["num_class"] = len(container.classes)
         model = hml.train_distributed(
@@ -269,15 +270,6 @@ def train_model(
         parameters.update(workers=workers, external_memory=external_memory)
         return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}
     arrays = np.load(io.BytesIO(ctx.load_artifact(matrix)))
-    estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
-    model = estimator(
-        n_estimators=n_estimators,
-        max_depth=max_depth,
-        learning_rate=learning_rate,
-        objective=OBJECTIVES[shared.MODEL_KIND],
-        tree_method="hist",
-        random_state=0,
-    )
     model.fit(arrays["features"], arrays["target"])
     container.bind_model(model)
     return {**ctx.save_artifact("model.bin", container.serialize_model()), "parameters": parameters}  # the registry records them
