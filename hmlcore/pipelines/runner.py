@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from hmlcore._files import write_atomic
+from hmlcore._machine import available_cores
 from hmlcore._settings import TRAINJOB_ENV
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
@@ -506,7 +507,7 @@ def _run_loop(
 def _workers(task: dict[str, Any], items: int) -> int:
     """How many iterations of a loop run at once: its ``parallelismLimit`` (0: no limit), at most the CPUs and the items."""
     limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit") or 0)
-    return max(1, min(limit or items, os.cpu_count() or 1, items))
+    return max(1, min(limit or items, available_cores(), items))
 
 
 def _in_parallel(iteration: Callable[[int, Any], dict[str, str]], items: list[Any], *, workers: int) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._machine import available_cores
 from hmlcore.model.distributed import TRACKER_READY, Collective, TrainingError, write_shards
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def run_local_workers(
     port = _free_port()
     base = dict(os.environ if environ is None else environ)
     # the workers share this machine's cores: each gets its part (OpenMP threads spinning on busy cores stall the collective)
-    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    base.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
     processes: list[subprocess.Popen[str]] = []
     last_lines: list[str] = [""] * workers
     relays: list[threading.Thread] = []

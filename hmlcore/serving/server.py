@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore._machine import available_cores
 from hmlcore.errors import ConfigError
 from hmlcore.storage.config import env_int
 
@@ -60,19 +61,6 @@ DEFAULT_THREADS = 4
 DEFAULT_CONNECTIONS = 4000
 #: seconds the server keeps serving after SIGTERM, ``/readyz`` answering 503 (``--drain`` / ``HML_DRAIN_SECONDS``)
 DEFAULT_DRAIN_SECONDS = 5
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container's limit)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as handle:
-            quota, period = handle.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def default_workers() -> int:
