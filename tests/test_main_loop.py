@@ -22,8 +22,9 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
 from hmlcore import hml
+from hmlcore.serving._client_socket import ClientSocket, ReadTimeout
 from hmlcore.serving._framing import Refused, frame
-from hmlcore.serving._gunicorn import HmlWorker, ReadTimeout, _ClientSocket
+from hmlcore.serving._gunicorn import HmlWorker
 from hmlcore.serving.server import _builtin_route
 
 #: an answer far larger than the socket buffers the test leaves the server
@@ -239,7 +240,7 @@ def test_a_request_waiting_too_long_for_a_thread_gets_a_503(worker: HmlWorker, l
 def test_the_client_socket_reads_only_what_has_arrived_and_writes_inline_without_waiting(listener):
     client = _client(listener)
     server, _ = listener.accept()
-    sock = _ClientSocket(server, send_timeout=BODY_TIMEOUT)
+    sock = ClientSocket(server, send_timeout=BODY_TIMEOUT)
     assert sock.receive(100) is None  # nothing yet
     sock.pending += b"GET / HTTP/1.1\r\n"
     assert sock.recv(100) == b"GET / HTTP/1.1\r\n"

@@ -119,7 +119,7 @@ SERVE = """
 import json, sys
 sys.modules["pandas"] = None
 from hmlcore import hml
-import hmlcore.serving._gunicorn, hmlcore.serving.metrics, hmlcore.serving.server
+import hmlcore.serving._access_log, hmlcore.serving._draining, hmlcore.serving._gunicorn, hmlcore.serving.metrics, hmlcore.serving.server
 
 spec = json.loads(sys.argv[1])
 app = hml.HmlApp(name="zoo", package_entrypoint="zoo")

@@ -1,4 +1,4 @@
-"""The gunicorn parts of ``inference run-prod``: a threaded worker slow clients cannot stall, and a draining stop.
+"""The gunicorn worker of ``inference run-prod``: a threaded worker slow clients cannot stall.
 
 :class:`HmlWorker` is gunicorn's ``gthread`` worker (gunicorn 25.2 and later) whose main loop never waits for a
 client, nor lets a pool thread wait for one:
@@ -36,9 +36,8 @@ client, nor lets a pool thread wait for one:
 - **native threads sized after the fork**: OpenMP and BLAS get ``native_threads`` in every thread of the
   worker (the master kept them to one: see :func:`hmlcore.serving.server.limit_threads`).
 
-:class:`DrainingArbiter` stops in two steps on SIGTERM: first ``/readyz`` answers 503 (see
-:func:`readiness_gate`) while everything else is still served for ``drain`` seconds, then gunicorn's
-graceful stop (a second SIGTERM skips the rest of the drain; SIGINT and SIGQUIT stop at once).
+The client socket it hands gunicorn is :mod:`hmlcore.serving._client_socket`; the draining stop that sets
+``drain_flag`` is :mod:`hmlcore.serving._draining`; the access log is :mod:`hmlcore.serving._access_log`.
 
 Imported by :func:`hmlcore.serving.server.run_prod` only.
 """
@@ -47,165 +46,26 @@ from __future__ import annotations
 
 import errno
 import io
-import json
-import mmap
 import resource
 import selectors
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent import futures
 from functools import partial
 from typing import Any
 
 from gunicorn import util
-from gunicorn.arbiter import Arbiter
-from gunicorn.glogging import Logger, SafeAtoms
 from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers.gthread import TConn, ThreadWorker
-from werkzeug.exceptions import RequestTimeout
 
+from hmlcore.serving._client_socket import CONTINUE, ClientSocket, JsonErrorSocket, ReadTimeout, json_response
+from hmlcore.serving._draining import DrainFlag
 from hmlcore.serving._framing import Refused, frame
 from hmlcore.serving.server import size_native_pools
 
-__all__ = ["AccessLogger", "DrainFlag", "DrainingArbiter", "HmlWorker", "ReadTimeout", "readiness_gate"]
-
-
-class DrainFlag:
-    """One byte of memory shared by the gunicorn master and the workers it forks: set while the server drains."""
-
-    def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, 1)
-
-    def set(self) -> None:
-        """Mark the server as draining (every process sees it at once)."""
-        self._memory[0] = 1
-
-    def __bool__(self) -> bool:
-        return self._memory[0] == 1
-
-
-class ReadTimeout(RequestTimeout):
-    """Raised when a client has not sent its request headers or body in time: answered 408."""
-
-
-#: gunicorn's answer to ``Expect: 100-continue``
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class _ClientSocket:
-    """A client socket that never waits for the client to send: gunicorn's parser reads what the main loop gathered.
-
-    The socket stays non-blocking whatever gunicorn sets. ``pending`` holds what has arrived and the parser
-    has not read; reads take from it, and past it, only what has arrived (nothing: the request is cut
-    short, :class:`ReadTimeout`). Writes in the main loop (``inline``) never wait either: what the client
-    does not take at once is kept in ``unsent`` for a pool thread. A pool thread's writes wait at most
-    ``send_timeout`` seconds (then the client is cut off).
-    """
-
-    def __init__(self, sock: Any, *, send_timeout: float) -> None:
-        self._sock = sock
-        self.send_timeout = send_timeout
-        self._timeout: float | None = None
-        #: bytes that have arrived and that gunicorn's parser has not read yet
-        self.pending = bytearray()
-        #: set while the worker's main loop serves a request: writes never wait
-        self.inline = False
-        #: what the client did not take at once while ``inline``, for a pool thread to send
-        self.unsent = bytearray()
-        #: the main loop answered ``Expect: 100-continue`` already (gunicorn's own answer is left out)
-        self.continued = False
-        self._shut = False
-        sock.setblocking(False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout  # recorded for gunicorn; the socket itself never blocks on a read
-
-    def setblocking(self, flag: bool) -> None:
-        self.settimeout(None if flag else 0.0)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def receive(self, size: int) -> bytes | None:
-        """What has arrived, up to ``size`` bytes, into nothing (``None`` if nothing has; ``b""`` if the client closed or reset)."""
-        try:
-            return self._sock.recv(size)  # type: ignore[no-any-return]
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError:
-            return b""
-
-    def recv(self, size: int, *flags: int) -> bytes:
-        if self._shut:
-            return b""  # gunicorn's close_graceful: the main loop waits for the client's FIN, not a thread
-        if self.pending:
-            data = bytes(self.pending[:size])
-            del self.pending[:size]
-            return data
-        try:
-            return self._sock.recv(size)  # type: ignore[no-any-return]
-        except BlockingIOError:
-            raise ReadTimeout("the request did not arrive whole") from None
-
-    def shutdown(self, how: int) -> None:
-        self._shut = True
-        self._sock.shutdown(how)
-
-    def send(self, data: bytes, *flags: int) -> int:
-        if self.continued and bytes(data) == CONTINUE:
-            return len(data)
-        self.sendall(data)
-        return len(data)
-
-    def sendall(self, data: bytes, *flags: int) -> None:
-        if not self.inline:
-            self._sock.settimeout(self.send_timeout)
-            try:
-                self._sock.sendall(data)
-            except TimeoutError:
-                raise BrokenPipeError(errno.EPIPE, f"the client did not take its answer in {self.send_timeout:g}s") from None
-            finally:
-                self._sock.settimeout(0.0)
-            return
-        view = memoryview(data)
-        while view and not self.unsent:
-            try:
-                view = view[self._sock.send(view) :]
-            except BlockingIOError:
-                break
-        self.unsent += view
-
-
-class _JsonErrorSocket:
-    """Stands in for the client socket while gunicorn writes an error page: writes the same status as JSON.
-
-    A client error's message is the error gunicorn found (the request line is too long, ...); a server
-    error's says only where to look, as the app's own 500s do.
-    """
-
-    def __init__(self, sock: Any, message: str) -> None:
-        self._sock = sock
-        self._message = message
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    def sendall(self, data: bytes) -> None:
-        status = data.split(b"\r\n", 1)[0].split(b" ", 1)[1].decode("latin-1")
-        message = "internal error; the server log has the details" if status.startswith("5") else self._message
-        self._sock.sendall(json_response(status, message))
-
-
-def json_response(status: str, message: str) -> bytes:
-    """A complete HTTP/1.1 response with ``{"error": message, "details": []}`` that closes the connection."""
-    body = json.dumps({"error": message, "details": []}).encode()
-    head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode("latin-1") + body
+__all__ = ["HmlWorker"]
 
 
 class HmlWorker(ThreadWorker):
@@ -276,7 +136,7 @@ class HmlWorker(ThreadWorker):
         if len(self.waiting) + len(self.closing) >= self.max_connections:
             self._shed()
         conn = TConn(self.cfg, sock, address, listener.getsockname())
-        conn.sock = _ClientSocket(sock, send_timeout=self.body_timeout)
+        conn.sock = ClientSocket(sock, send_timeout=self.body_timeout)
         conn.phase = "headers"
         self._wait(conn, self.header_timeout)  # silent: closed at the header deadline
         return True
@@ -524,74 +384,4 @@ class HmlWorker(ThreadWorker):
             except OSError:
                 pass
             return
-        super().handle_error(req, _JsonErrorSocket(client, str(exc)), addr, exc)
-
-
-class AccessLogger(Logger):
-    """gunicorn's logger, with an access line built from the atoms the server's formats use.
-
-    gunicorn builds ~40 atoms per request (every request and response header, every environ entry, a
-    formatted date); :data:`hmlcore.serving.server.ACCESS_LOG_FORMAT` and its ``--log-query`` twin use eight.
-    Values are escaped as gunicorn escapes them (:class:`gunicorn.glogging.SafeAtoms`), and an atom the
-    format names but this logger does not build is written as ``-``.
-    """
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
-            return
-        status = resp.status
-        method, protocol = environ.get("REQUEST_METHOD", "-"), environ.get("SERVER_PROTOCOL", "-")
-        atoms = {
-            "h": environ.get("REMOTE_ADDR", "-"),
-            "m": method,
-            "U": environ.get("PATH_INFO", "-"),
-            "r": f"{method} {environ.get('RAW_URI', '-')} {protocol}",
-            "H": protocol,
-            "s": status.split(None, 1)[0] if isinstance(status, str) else status,
-            "B": getattr(resp, "sent", None),
-            "M": request_time.seconds * 1000 + request_time.microseconds // 1000,
-            "a": environ.get("HTTP_USER_AGENT", "-"),
-        }
-        try:
-            self.access_log.info(self.cfg.access_log_format, SafeAtoms(atoms))
-        except Exception:
-            self.exception("could not write an access log line")
-
-
-class DrainingArbiter(Arbiter):
-    """gunicorn's arbiter that, on the first SIGTERM, sets ``drain_flag`` and keeps serving ``drain`` seconds before stopping."""
-
-    drain: float = 0.0
-    drain_flag: DrainFlag | None = None
-
-    def __init__(self, app: Any) -> None:
-        super().__init__(app)
-        self._drain_until: float | None = None
-
-    def handle_term(self) -> None:
-        if self._drain_until is None and self.drain > 0 and self.drain_flag is not None:
-            self.drain_flag.set()
-            self._drain_until = time.monotonic() + self.drain
-            self.log.info("SIGTERM: /readyz answers 503; serving %gs more, then stopping", self.drain)
-            return
-        raise StopIteration
-
-    def manage_workers(self) -> None:
-        if self._drain_until is not None and time.monotonic() >= self._drain_until:
-            self.log.info("drained: stopping")
-            raise StopIteration
-        super().manage_workers()
-
-
-def readiness_gate(wsgi_app: Callable[..., Iterable[bytes]], flag: DrainFlag, path: str = "/readyz") -> Callable[..., Iterable[bytes]]:
-    """``wsgi_app``, except that ``GET path`` answers 503 ``{"status": "draining"}`` once ``flag`` is set."""
-    body = json.dumps({"status": "draining"}).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if flag and environ.get("PATH_INFO") == path:
-            start_response("503 SERVICE UNAVAILABLE", headers)
-            return [body]
-        return wsgi_app(environ, start_response)
-
-    return app
+        super().handle_error(req, JsonErrorSocket(client, str(exc)), addr, exc)

@@ -228,7 +228,9 @@ def run_prod(
     """
     from gunicorn.app.base import BaseApplication
 
-    from hmlcore.serving._gunicorn import AccessLogger, DrainFlag, DrainingArbiter, HmlWorker, readiness_gate  # gunicorn: run-prod only
+    from hmlcore.serving._access_log import AccessLogger  # gunicorn: run-prod only
+    from hmlcore.serving._draining import DrainFlag, DrainingArbiter, readiness_gate
+    from hmlcore.serving._gunicorn import HmlWorker
     from hmlcore.serving.metrics import gunicorn_hooks  # numpy and prometheus_client: run-prod only
 
     if drain < 0:
