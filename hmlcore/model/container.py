@@ -434,8 +434,11 @@ class ModelContainer:
                 ``data`` (e.g. ``{"source": ..., "digest": ...}``), ``split`` (how the rows were split, see
                 :class:`~hmlcore.model.split.SplitSpec`), ``evaluation`` (the verdict on the validation rows,
                 see :func:`~hmlcore.model.assessment.assess`), ``image`` (default ``$HML_IMAGE``), ``notes``.
-            training_rows: the identities of the rows the model trained on (:data:`~hmlcore.model.split.ROW_ID`);
-                the gate then scores this version, once it is the champion, only on rows it never saw.
+            training_rows: the rows the model trained on: a frame with their identities
+                (:data:`~hmlcore.model.split.ROW_ID`) and the features, whose values the registry hashes; the
+                gate then scores this version and any later one only on rows whose feature values neither
+                saw (a copy of a training row is not unseen). Identities alone are accepted too: then only
+                those rows are left out, not copies of them, and the gate's line says so.
 
         Raises:
             ModelLoadError: no model is bound.
@@ -510,7 +513,7 @@ class ModelContainer:
             raise
         registry = ModelRegistry(self)
         if training_rows is not None:
-            record["training_rows"] = registry.record_training_rows(run_id, training_rows)
+            record["training_rows"] = registry.record_training_rows(run_id, training_rows, features=self.features)
         self.decision = decide(
             self, version=run_id, rule=rule, verdict=verdict, holdout=holdout, record=record, force=force, promote=promote is not False
         )

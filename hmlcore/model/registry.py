@@ -82,7 +82,9 @@ class Decision:
         reason: one line saying why, fit to print.
         champion: the version in service before (None for a first model).
         scores: the rule's metric for ``challenger``, ``champion`` and ``baseline``; with a champion, the ``rows``
-            both were scored on (rows neither trained on), the ``gain`` and its 95% ``interval``.
+            both were scored on (rows whose feature values neither trained on) out of ``validation_rows``,
+            how many were ``seen_by_champion`` and ``seen_by_challenger``, how each model's training rows were
+            ``matched_by`` (``values``, or ``identity`` for an older record), the ``gain`` and its 95% ``interval``.
         rule: the rule applied (None when no rule was).
         forced: whether the promotion was forced.
     """
@@ -243,20 +245,46 @@ class ModelRegistry:
         body = {k: v for k, v in record.items() if k not in ("status", "serving")}
         return self.lake.write_bytes(f"{self.versions_folder}/{_file_name(version)}", _json(body))
 
-    def record_training_rows(self, version: str, ids: Any) -> dict[str, Any]:
-        """Keep the identities of the rows ``version`` trained on (see :mod:`hmlcore.model.split`), sorted, as one
-        ``.npy`` object; return what its record names (``uri``, ``sha256``, ``rows``)."""
+    def record_training_rows(self, version: str, rows: Any, *, features: list[str] | None = None) -> dict[str, Any]:
+        """Keep what ``version`` trained on; return what its record names (``uri``, ``sha256``, ``rows``, ``values``).
+
+        Args:
+            version: the version.
+            rows: the training rows: a frame holding :data:`~hmlcore.model.split.ROW_ID` and the ``features``,
+                or only their identities (a version published so names no values, and the gate can then
+                leave out only those rows, not copies of them).
+            features: the model's features, whose values are hashed (:func:`~hmlcore.model.split.values_ids`).
+
+        Two sorted ``.npy`` objects: the rows' identities (see :mod:`hmlcore.model.split`), and, from a
+        frame, the hashes of their feature values (``values``, with the ``columns`` hashed), by which the
+        gate knows a copy of a training row when it sees one.
+
+        Raises:
+            ConfigError: the frame lacks the identity column or a feature.
+        """
+        import pandas as pd
+
+        from hmlcore.model.split import ROW_ID, as_ids, values_ids
+
+        stem = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}"
+        if not isinstance(rows, pd.DataFrame):
+            return self._write_ids(f"{stem}.npy", as_ids(rows))
+        if ROW_ID not in rows.columns:
+            raise ConfigError(f"the training rows lack their identity column {ROW_ID!r} (see hmlcore.model.split.row_ids)")
+        columns = list(features or [])
+        written = self._write_ids(f"{stem}.npy", as_ids(rows[ROW_ID].to_numpy()))
+        written["values"] = {**self._write_ids(f"{stem}.values.npy", values_ids(rows, columns)), "columns": columns}
+        return written
+
+    def _write_ids(self, path: str, ids: Any) -> dict[str, Any]:
         import io
 
         import numpy as np
 
-        from hmlcore.model.split import as_ids
-
-        unique = np.unique(as_ids(ids))
+        unique = np.unique(ids)
         buffer = io.BytesIO()
         np.save(buffer, unique, allow_pickle=False)
         data = buffer.getvalue()
-        path = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}.npy"
         return {"path": path, "uri": self.lake.write_bytes(path, data), "sha256": sha256_bytes(data), "rows": len(unique)}
 
     def training_rows(self, record: Mapping[str, Any]) -> Any:
@@ -265,12 +293,28 @@ class ModelRegistry:
         Raises:
             RegistryError: the record names rows that cannot be read or whose digest changed.
         """
+        named = record.get("training_rows")
+        return self._read_ids(named, record) if isinstance(named, Mapping) else None
+
+    def training_values(self, record: Mapping[str, Any]) -> tuple[Any, list[str]] | None:
+        """The sorted hashes of the feature values the version of ``record`` trained on and the columns hashed,
+        or None if it names none (a version published before they were recorded).
+
+        Raises:
+            RegistryError: the record names values that cannot be read or whose digest changed.
+        """
+        named = (record.get("training_rows") or {}).get("values")
+        if not isinstance(named, Mapping) or not isinstance(named.get("columns"), list):
+            return None
+        hashes = self._read_ids(named, record)
+        return None if hashes is None else (hashes, [str(c) for c in named["columns"]])
+
+    def _read_ids(self, named: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
         import io
 
         import numpy as np
 
-        named = record.get("training_rows")
-        if not isinstance(named, Mapping) or not isinstance(named.get("path"), str):
+        if not isinstance(named.get("path"), str):
             return None
         try:
             data = self.lake.read_bytes(named["path"])
@@ -397,9 +441,10 @@ def decide(
     see :func:`~hmlcore.model.assessment.assess`) is rejected; a first model is promoted; a challenger
     trained on the same inputs as the champion (the same model, or the same data, split, parameters and
     code: ``record`` against the champion's record) is ``unchanged``; otherwise the champion is loaded into
-    a copy of ``container`` and both are scored on the ``holdout`` rows the champion never trained on
-    (rows whose :data:`~hmlcore.model.split.ROW_ID` is not among the training rows its record names),
-    and the challenger is promoted only if its gain passes the rule. When no such row is left the gate
+    a copy of ``container`` and both are scored on the ``holdout`` rows whose feature values neither the
+    champion nor this version trained on (the hashes their records name, see :func:`_unseen_by`; for a
+    record from before those, the rows whose :data:`~hmlcore.model.split.ROW_ID` it names), and the
+    challenger is promoted only if its gain passes the rule; the line says how many rows were compared. When no such row is left the gate
     refuses and says what to do. ``force`` promotes in every case; a champion that can no longer be
     loaded or scored (other features, a broken artifact) is replaced, and the reason says so.
     """
@@ -441,37 +486,43 @@ def decide(
                 f"no change: version {version} has the same data, split, parameters and code as {champion}, which stays in service",
             )
         incumbent = copy.copy(container).load(champion_record["reference"] if champion_record else None)
-        rows, excluded = _unseen_by(registry, champion_record, holdout)
-        if rows is not None and len(rows) == 0:
+        unseen = _unseen_by(registry, champion_record, record, holdout)
+        if unseen.rows is not None and len(unseen.rows) == 0:
             if force:
                 return made("champion", f"version {version} promoted: forced (no validation row is unseen by the champion {champion})")
             split = (champion_record.get("split") or {}) if champion_record else {}
             shown = ", ".join(f"{k} {split[k]}" for k in ("seed", "validation_share", "key", "time") if split.get(k) is not None)
+            who = (
+                f"the champion {champion} trained on all {unseen.total} validation rows of this run (or on copies of them)"
+                if unseen.champion == unseen.total
+                else f"each of the {unseen.total} validation rows of this run holds feature values the champion {champion} "
+                f"({unseen.champion} rows) or this version ({unseen.challenger} rows) trained on"
+            )
             return made(
                 "rejected",
-                f"version {version} not promoted: the champion {champion} trained on all {excluded} validation rows of this run, "
-                f"so they cannot be compared fairly; train with the champion's split ({shown or 'see models show'}) "
-                "and data, or pass --param force=true",
+                f"version {version} not promoted: {who}, so they cannot be compared fairly; train with the champion's split "
+                f"({shown or 'see models show'}) and data, or pass --param force=true",
             )
-        compared = compare(container, incumbent, rows if rows is not None else holdout, rule)
+        compared = compare(container, incumbent, unseen.rows if unseen.rows is not None else holdout, rule)
     except (HmlError, KeyError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return made("champion", f"version {version} promoted: the champion {champion} cannot be scored on these rows ({detail})")
+    scores.update(unseen.counts())
     if compared["gain"] is None:
         if force:
             return made("champion", f"version {version} promoted: forced ({rule.metric} cannot be compared on these rows)")
         return made(
             "rejected",
             f"version {version} not promoted: {rule.metric} is not defined on the {compared['rows']} validation rows neither "
-            f"it nor the champion {champion} trained on; train with a larger validation_share or the champion's split, "
-            "or pass --param force=true",
+            f"it nor the champion {champion} trained on{unseen.describe()}; train with a larger validation_share or the "
+            "champion's split, or pass --param force=true",
         )
     scores.update({key: compared[key] for key in ("challenger", "champion", "gain", "interval", "rows")})
     interval = compared["interval"]
     gain = f"a gain of {compared['gain']:+.4g}" + (f" (95% interval {interval[0]:+.4g} to {interval[1]:+.4g})" if interval else "")
     shown = (
         f"{rule.metric} {compared['challenger']:.4g} vs {compared['champion']:.4g} for the champion {champion} "
-        f"on the {compared['rows']} validation rows neither trained on, {gain}"
+        f"on the {compared['rows']} validation rows neither trained on{unseen.describe()}, {gain}"
     )
     if force:
         return made("champion", f"version {version} promoted: {shown}: forced")
@@ -500,20 +551,95 @@ def _same_inputs(record: Mapping[str, Any], champion: Mapping[str, Any]) -> bool
     )
 
 
-def _unseen_by(registry: ModelRegistry, record: Mapping[str, Any], holdout: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
-    """The ``holdout`` rows the champion of ``record`` never trained on (None when either side does not name
-    its rows: then every row is compared), and how many rows were there."""
-    from hmlcore.model.split import ROW_ID, as_ids
+_WHO = {"champion": "the champion", "challenger": "this version"}
 
-    if holdout is None or ROW_ID not in holdout.columns:
-        return None, 0 if holdout is None else len(holdout)
-    trained = registry.training_rows(record) if record else None
-    if trained is None:
-        return None, len(holdout)
+
+@dataclass
+class _Unseen:
+    """The holdout rows neither model trained on, and how many each model's training left out.
+
+    Attributes:
+        rows: those rows; None when neither model names what it trained on (every row is compared).
+        total: the holdout's rows.
+        champion: rows whose feature values (or, for a record without values, whose identity) the champion
+            trained on.
+        challenger: rows whose feature values the new version trained on.
+        by_identity: who of the two names only its rows' identities (a record from before value hashes):
+            copies of its training rows could not be recognised.
+    """
+
+    rows: pd.DataFrame | None
+    total: int
+    champion: int = 0
+    challenger: int = 0
+    by_identity: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        """What the decision's scores record about the rows."""
+        return {
+            "validation_rows": self.total,
+            "seen_by_champion": self.champion,
+            "seen_by_challenger": self.challenger,
+            "matched_by": {who: "identity" if shown in self.by_identity else "values" for who, shown in _WHO.items()},
+        }
+
+    def describe(self) -> str:
+        """`` (of N: ...)``, for the gate's line; empty when every row was compared."""
+        if self.rows is None:
+            return ""
+        told = (
+            f" (of {self.total}: {self.champion} hold feature values the champion trained on, "
+            f"{self.challenger} values this version trained on"
+        )
+        if self.by_identity:
+            names = "name only their" if len(self.by_identity) > 1 else "names only its"
+            told += (
+                f"; {' and '.join(self.by_identity)} {names} training rows, not their values (published before value "
+                "hashes were recorded), so copies of those rows could not be left out"
+            )
+        return told + ")"
+
+
+def _unseen_by(
+    registry: ModelRegistry, champion: Mapping[str, Any], challenger: Mapping[str, Any] | None, holdout: pd.DataFrame | None
+) -> _Unseen:
+    """The ``holdout`` rows whose feature values neither the champion (of record ``champion``) nor the new
+    version (of record ``challenger``) trained on.
+
+    A model's prediction for a row depends on its features alone, so a row is "seen" when a training row had
+    the same feature values, whatever its target: the selection never looks at the label (leaving out
+    only the (features, target) pairs a model saw would keep exactly the rows whose label surprised it).
+    A record from before value hashes names only its rows' identities: then the rows it trained on are
+    left out, not copies of them, and the gate's line says so.
+    """
     import numpy as np
 
-    seen = np.isin(as_ids(holdout[ROW_ID].to_numpy()), trained)
-    return holdout.loc[~seen], len(holdout)
+    from hmlcore.model.split import ROW_ID, as_ids, values_ids
+
+    if holdout is None:
+        return _Unseen(None, 0)
+    keep = np.ones(len(holdout), dtype=bool)
+    checked = False
+    seen = {"champion": 0, "challenger": 0}
+    by_identity = []
+    for who, record in (("champion", champion), ("challenger", challenger)):
+        if not record:
+            continue
+        values = registry.training_values(record)
+        if values is not None and all(column in holdout.columns for column in values[1]):
+            hit = np.isin(values_ids(holdout, values[1]), values[0])
+        else:
+            trained = registry.training_rows(record)
+            if trained is None or ROW_ID not in holdout.columns:
+                continue
+            hit = np.isin(as_ids(holdout[ROW_ID].to_numpy()), trained)
+            by_identity.append(_WHO[who])
+        checked = True
+        seen[who] = int(hit.sum())
+        keep &= ~hit
+    if not checked:
+        return _Unseen(None, len(holdout))
+    return _Unseen(holdout.loc[keep], len(holdout), seen["champion"], seen["challenger"], by_identity)
 
 
 def _recorded(registry: ModelRegistry, version: str) -> bool:
