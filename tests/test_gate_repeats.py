@@ -95,7 +95,7 @@ def test_the_gate_scores_both_models_only_on_rows_whose_values_neither_trained_o
     )
     assert (
         f"on the {len(unseen)} validation rows neither trained on (of {len(validation)}: {int(seen_by_champion.sum())} hold "
-        f"feature values the champion trained on, {int(seen_by_challenger.sum())} values this version trained on)"
+        f"feature values the champion trained on, {int(seen_by_challenger.sum())} hold feature values this version trained on)"
     ) in reason
     assert scores["matched_by"] == {"champion": "values", "challenger": "values"}
 
@@ -125,5 +125,6 @@ def test_a_champion_recorded_without_value_hashes_still_works_and_the_line_says_
     scores, reason = challenger.decision.scores, challenger.decision.reason
     assert scores["rows"] == int((~seen_by_champion & ~seen_by_challenger).sum())
     assert scores["matched_by"] == {"champion": "identity", "challenger": "values"}
+    assert f"{int(seen_by_champion.sum())} were the champion's training rows" in reason
     assert "the champion names only its training rows, not their values" in reason
     assert "copies of those rows could not be left out" in reason and "\n" not in reason

@@ -587,10 +587,13 @@ class _Unseen:
         """`` (of N: ...)``, for the gate's line; empty when every row was compared."""
         if self.rows is None:
             return ""
-        told = (
-            f" (of {self.total}: {self.champion} hold feature values the champion trained on, "
-            f"{self.challenger} values this version trained on"
-        )
+        said = []
+        for who, count in (("champion", self.champion), ("challenger", self.challenger)):
+            if _WHO[who] in self.by_identity:
+                said.append(f"{count} were {'the champion' if who == 'champion' else 'this version'}'s training rows")
+            else:
+                said.append(f"{count} hold feature values {_WHO[who]} trained on")
+        told = f" (of {self.total}: {', '.join(said)}"
         if self.by_identity:
             names = "name only their" if len(self.by_identity) > 1 else "names only its"
             told += (

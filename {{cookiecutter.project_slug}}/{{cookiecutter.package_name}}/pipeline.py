@@ -175,16 +175,16 @@ def extract(
     except hml.ConfigError as exc:
         raise hml.PipelineError(str(exc)) from None
     rows[ROW_ID] = ids.view(np.int64)  # warehouses hold signed 64-bit integers
+    raw_table = warehouse.load_dataframe(rows, f"{shared.MODEL_NAME}_raw_{digest[:16]}")
+    print(f"extract: {len(rows)} rows from {source} (sha256 {digest[:12]})", file=sys.stderr)
     inputs, held_out = values_ids(rows, [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL]), rows[VALIDATION].to_numpy()
     repeats = int(np.isin(inputs[held_out], inputs[~held_out]).sum())
-    if repeats:
+    if repeats and spec.method == "random":
         print(
             f"extract: {repeats} of {int(held_out.sum())} validation rows repeat a training row's feature values; if they are "
             "copies of one customer's, session's or patient's row, keep those together with shared.SPLIT's key",
             file=sys.stderr,
         )
-    raw_table = warehouse.load_dataframe(rows, f"{shared.MODEL_NAME}_raw_{digest[:16]}")
-    print(f"extract: {len(rows)} rows from {source} (sha256 {digest[:12]})", file=sys.stderr)
     warehouse.select_into(split_sql(raw_table, validation=False), TRAINING_TABLE)
     warehouse.select_into(split_sql(raw_table, validation=True), VALIDATION_TABLE)
     counts = warehouse.query(
