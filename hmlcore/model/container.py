@@ -403,19 +403,14 @@ class ModelContainer:
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
-        Artifacts (the model as ``<name>.ubj`` or ``<name>.skops``, see :mod:`hmlcore.model.model_io`;
-        ``<name>.metadata.json`` with the encoder and its column order; ``<name>.distributions.json``) go
-        under ``models/<project>/<commit>/<run-id>/``, each written atomically. The reference (artifact
-        URIs, sha256, sizes, the model's format, created-at, git commit, run id, hmlcore version, metrics)
-        is written last, so a reference never names an artifact that is not fully written; if any write
-        fails, the artifacts already written are removed again. With a signing key configured
-        (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.model.signing`) the reference is
-        signed. The version is recorded in the model registry (:mod:`hmlcore.model.registry`) with its lineage,
-        and ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
-        ``promote=True``; never with ``promote=False`` (a challenger); with a promotion rule (a
-        :class:`~hmlcore.model.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
-        the new model beats the version in service on the rule's metric, both scored on ``holdout``.
-        :attr:`decision` says what happened and why.
+        The artifacts go under ``models/<project>/<commit>/<run-id>/`` in formats that cannot run code when
+        read, and the reference naming them with their sha256 is written last, signed when a key is
+        configured (see :func:`hmlcore.model.artifacts.save`). The version is recorded in the registry
+        (:mod:`hmlcore.model.registry`) with its lineage, and ``models/<project>/<name>/current.json`` points
+        at it if it is promoted: always with ``promote=True``; never with ``promote=False`` (a challenger);
+        with a promotion rule (a :class:`~hmlcore.model.promotion.PromotionRule` or the dict
+        ``shared.PROMOTION`` declares), only if the gate (:func:`hmlcore.model.gate.decide`) finds that the
+        new model beats the version in service on ``holdout``. :attr:`decision` says what happened and why.
 
         Args:
             run_id: the pipeline run id (default ``$HML_RUN_ID``, else a fresh ``local-...`` id).
@@ -479,22 +474,19 @@ class ModelContainer:
         return self
 
     def load(self, reference: str | None = None) -> ModelContainer:
-        """Load the model named by ``reference`` (a URL or lake path of a reference JSON).
+        """Load the model named by ``reference`` (a URL or lake path of a reference JSON), verified first.
 
-        Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest
-        published reference of this model in the lake. In this order, each step before anything later
-        is read: the pointer and the reference must lie in the lake; with a signing key configured the
-        reference's signature must match; every artifact must lie in the lake, and its sha256 must match
-        the reference; then the model file is parsed in its recorded format (a pickle only with
-        ``HML_ALLOW_PICKLE``, see :mod:`hmlcore.model.model_io`).
+        Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest published
+        reference of this model in the lake. Nothing outside the lake is read, a signature is checked when a
+        key is configured and every artifact's sha256 before the model is parsed (see
+        :func:`hmlcore.model.artifacts.load`).
 
         Raises:
             UntrustedModelError: the pointer, the reference or an artifact lies outside the lake; the
                 reference is unsigned or wrongly signed while a key is configured; or the model is a
                 pickle and pickles are not allowed.
-            ModelLoadError: the reference is missing or malformed, an artifact is missing, an artifact's
-                digest differs from the reference (the message names the file and both digests), or the
-                model was trained on other features than this container declares.
+            ModelLoadError: the reference is missing or malformed, an artifact is missing or differs from
+                the reference, or the model was trained on other features than this container declares.
 
         Example:
             >>> shared.model_container().load("gs://bucket/hml/models/.../crashed.reference.json")  # doctest: +SKIP
