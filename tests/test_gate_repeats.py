@@ -128,3 +128,37 @@ def test_a_champion_recorded_without_value_hashes_still_works_and_the_line_says_
     assert f"{int(seen_by_champion.sum())} were the champion's training rows" in reason
     assert "the champion names only its training rows, not their values" in reason
     assert "copies of those rows could not be left out" in reason and "\n" not in reason
+
+
+def test_when_every_input_repeats_across_the_split_the_gate_refuses_in_one_line_and_force_still_works(tmp_path):
+    """A passenger list of 12 distinct feature rows: both models trained on every input, so no validation row is new
+    to both; the gate says so (instead of scoring the champion on rows it memorised) and force still promotes."""
+    from xgboost import XGBClassifier
+
+    from ._repeated import repeated
+
+    frame, declared = repeated("binary")
+    frame = frame.assign(**{ROW_ID: row_ids(frame, list(frame.columns)).view(np.int64)})
+    lake, target = str(tmp_path / "lake"), declared["TARGET"]
+
+    def publish_passengers(run_id: str, trees: int, *, force: bool = False) -> hml.ModelContainer:
+        mask = validation_mask(frame, SplitSpec(seed=trees), ids=as_ids(frame[ROW_ID]), stratify=frame[target])
+        training, validation = frame[~mask], frame[mask]
+        c = hml.ModelContainer("voyage", "ship", [], declared["FEATURES_CATEGORICAL"], target, lake=lake).analyze_distributions(training)
+        features, labels = c.build_training_matrix(training)
+        c.bind_model(XGBClassifier(n_estimators=trees, max_depth=3, random_state=0).fit(features, labels))
+        c.publish(run_id=run_id, git_commit="c0ffee", metrics=c.evaluate(validation), promote=RULE, holdout=validation, force=force,
+                  lineage={"split": SplitSpec(seed=trees).to_dict()}, training_rows=training)  # fmt: skip
+        return c
+
+    assert publish_passengers("run-1", 20).decision.promoted
+    refused = publish_passengers("run-2", 40)
+    validation_rows = int(validation_mask(frame, SplitSpec(seed=40), ids=as_ids(frame[ROW_ID]), stratify=frame[target]).sum())
+    assert refused.decision.status == "rejected" and "\n" not in refused.decision.reason
+    assert f"each of the {validation_rows} validation rows holds feature values the champion run-1 ({validation_rows} rows)" in (
+        refused.decision.reason
+    )
+    assert "shared.SPLIT's key" in refused.decision.reason and "--param force=true" in refused.decision.reason
+    assert ModelRegistry(refused).champion() == "run-1"
+    forced = publish_passengers("run-3", 40, force=True)
+    assert forced.decision.promoted and "forced" in forced.decision.reason

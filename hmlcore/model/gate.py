@@ -132,16 +132,19 @@ def decide(
                 return made("champion", f"version {version} promoted: forced (no validation row is unseen by the champion {champion})")
             split = (champion_record.get("split") or {}) if champion_record else {}
             shown = ", ".join(f"{k} {split[k]}" for k in ("seed", "validation_share", "key", "time") if split.get(k) is not None)
-            who = (
-                f"the champion {champion} trained on all {unseen.total} validation rows of this run (or on copies of them)"
-                if unseen.champion == unseen.total
-                else f"each of the {unseen.total} validation rows of this run holds feature values the champion {champion} "
-                f"({unseen.champion} rows) or this version ({unseen.challenger} rows) trained on"
-            )
+            if unseen.challenger == 0:
+                return made(
+                    "rejected",
+                    f"version {version} not promoted: the champion {champion} trained on all {unseen.total} validation rows "
+                    f"of this run (or on copies of them), so they cannot be compared fairly; train with the champion's split "
+                    f"({shown or 'see models show'}) and data, or pass --param force=true",
+                )
             return made(
                 "rejected",
-                f"version {version} not promoted: {who}, so they cannot be compared fairly; train with the champion's split "
-                f"({shown or 'see models show'}) and data, or pass --param force=true",
+                f"version {version} not promoted: each of the {unseen.total} validation rows holds feature values the champion "
+                f"{champion} ({unseen.champion} rows) or this version ({unseen.challenger} rows) trained on, so none is new to both: "
+                "the data's inputs repeat across the split; if the repeats are one customer's or session's rows, name that "
+                "column as shared.SPLIT's key, else compare them with models show and promote by hand, or pass --param force=true",
             )
         compared = compare(container, incumbent, unseen.rows if unseen.rows is not None else holdout, rule)
     except (HmlError, KeyError, ValueError) as exc:
