@@ -90,7 +90,7 @@ class HmlApp(EnvSettings):
         """Register ``container`` under ``name``; pipelines and the inference API find it there."""
         if name in self.models and self.models[name] is not container:
             raise ConfigError(f"model {name!r} is registered twice")
-        container.app = self
+        container.attach(lake=lambda: self.lake, image=self.image_url)
         self.models[name] = container
         return container
 

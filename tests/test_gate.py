@@ -41,7 +41,7 @@ def publish(
         holdout=validation,
         force=force,
         lineage={"data": {"sha256": str(pd.util.hash_pandas_object(frame).sum())}, "split": split.to_dict(), "parameters": {"n": 15}},
-        training_rows=training[ROW_ID],
+        training_rows=training,
     )
     return c
 
@@ -118,6 +118,6 @@ def test_rows_that_cannot_define_the_metric_are_a_refusal_not_a_promotion(tmp_pa
     fresh = data(200, seed=4)
     one_class = fresh[fresh["adopted"] == "yes"].head(5)  # unseen by the champion, all of one class: no AUC
     holdout = pd.concat([frame[[int(i) in trained_on for i in as_ids(frame[ROW_ID])]].head(40), one_class])
-    refused = publish(lake, "run-2", pd.concat([frame, fresh]), holdout=holdout, seed=5)
+    refused = publish(lake, "run-2", frame, holdout=holdout, seed=5)  # the fresh rows: unseen by both
     assert refused.decision.status == "rejected"
     assert "auc is not defined on the 5 validation rows neither it nor the champion run-1 trained on" in refused.decision.reason

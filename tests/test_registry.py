@@ -173,3 +173,21 @@ def test_the_registry_works_on_gcs_with_only_puts_gets_and_listings(monkeypatch)
         reg.rollback(reason="on gcs")
         assert _serving.container(lake).load().version == "run-1"
         assert [m["to"] for m in reg.moves()] == ["run-1", "run-3", "run-1"]
+
+
+def test_a_registered_container_publishes_to_its_apps_lake_and_records_its_image_without_a_pointer_to_the_app(tmp_path, monkeypatch):
+    from xgboost import XGBClassifier
+
+    monkeypatch.setenv("HML_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HML_IMAGE", raising=False)
+    app = hml.HmlApp(name="demo-models", package_entrypoint="demo", image_url="registry.example/demo:7")
+    c = app.register_model(
+        _serving.MODEL, hml.ModelContainer(_serving.MODEL, _serving.PROJECT, _serving.NUMERIC, _serving.CATEGORICAL, "hurt")
+    )
+    assert not hasattr(c, "app")  # the container knows its lake and image, not the app
+    frame = _serving.training_frame()
+    features, target = c.analyze_distributions(frame).build_training_matrix(frame)
+    c.bind_model(XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1, random_state=0).fit(features, target))
+    c.publish(run_id="run-1", git_commit="c0ffee")
+    assert c.lake is app.lake and c.reference_uri.startswith(app.lake.url)
+    assert ModelRegistry(c).get("run-1")["image"] == "registry.example/demo:7"

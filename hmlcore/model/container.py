@@ -1,14 +1,16 @@
-"""The ModelContainer: a model together with everything needed to use it again.
+"""The ModelContainer: a model together with what it needs to answer again: its spec, encoder and target.
 
 A container knows its features (numeric and categorical), its target and the kind of model
 (``binary``, ``multiclass`` or ``regression``: see :mod:`hmlcore.model.target`), the distributions seen in
 training, the encoder, and the trained model. :meth:`ModelContainer.predict` answers in the kind's
 shape; :meth:`ModelContainer.evaluate` scores the model with the kind's metrics.
-:meth:`ModelContainer.publish` writes the model in a format that cannot run code when loaded
-(XGBoost's own, or skops: see :mod:`hmlcore.model.model_io`) and its metadata to the lake, then a *reference*
-JSON that names every artifact with its sha256 and, with a signing key configured, signs it (see
-:mod:`hmlcore.model.signing`); :meth:`ModelContainer.load` refuses a reference that is unsigned, wrongly signed
-or that leaves the lake, and verifies each artifact before it parses the model.
+
+The rest is done by functions beside it, which the container's methods call: :meth:`ModelContainer.publish`
+(:mod:`hmlcore.model.publishing`) saves the artifacts and a signed reference (:mod:`hmlcore.model.artifacts`,
+:mod:`hmlcore.model.signing`), records the version (:mod:`hmlcore.model.registry`) and asks the promotion
+gate (:mod:`hmlcore.model.gate`); :meth:`ModelContainer.load` (:mod:`hmlcore.model.artifacts`) refuses a
+reference that is unsigned, wrongly signed or that leaves the lake, and verifies each artifact before it
+parses the model.
 
 Example:
     >>> container = ModelContainer("crashed", "car-crashes", ["age"], ["sex"], "dead")
@@ -18,54 +20,35 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
 import re
-import subprocess
 import sys
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._lazy import lazy_module
-from hmlcore._version import __version__
-from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
+from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError
+from hmlcore.model import artifacts, publishing
 from hmlcore.model._estimators import check_model, fast_predictor
 from hmlcore.model.distributions import describe_distributions
 from hmlcore.model.encoding import FeatureEncoder
-from hmlcore.model.model_io import dump_model, load_model
-from hmlcore.model.promotion import PromotionRule
-from hmlcore.model.registry import Decision, ModelRegistry, decide, decision_dict, score
-from hmlcore.model.registry import lineage as registry_lineage
-from hmlcore.model.signing import sign, signing_key, verify
 from hmlcore.model.target import KINDS, Target, missing_target
-from hmlcore.storage.lake import Lake, sha256_bytes
+from hmlcore.storage.lake import Lake
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from hmlcore.app import HmlApp
+    from hmlcore.model.gate import Decision
+    from hmlcore.model.promotion import PromotionRule
 else:
     np = lazy_module("numpy")
 
 __all__ = ["ModelContainer"]
 
-#: the version of the reference JSON's layout
-REFERENCE_SCHEMA = 1
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-#: the first bytes of :meth:`ModelContainer.serialize_model`'s output, before the format's name
-_MODEL_HEADER = b"hml-model:"
-#: the model file's extension by format
-_EXTENSIONS = {"xgboost": "ubj", "skops": "skops", "joblib": "joblib"}
 #: the keys of a classifier's answer besides the target's own
 _ANSWER_KEYS = ("probability", "probabilities")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class ModelContainer:
@@ -85,7 +68,8 @@ class ModelContainer:
         missing_category: the policy for a missing categorical value: ``"ignore"`` (default, all zeros),
             ``"error"`` or ``"other"``. A missing numeric value is always NaN. See :mod:`hmlcore.model.encoding`.
         defaults: values used for features a request leaves out (none by default: a missing feature is an error).
-        lake: where to publish; defaults to the lake of the app the container is registered with.
+        lake: where to publish; defaults to the lake the container is given when it is registered (see
+            :meth:`attach`).
 
     Example:
         >>> c = ModelContainer("m", "p", ["x"], [], "y", kind="regression")
@@ -147,8 +131,10 @@ class ModelContainer:
         self.reference_uri: str | None = None
         #: what the registry decided when this container last published (see :meth:`publish`)
         self.decision: Decision | None = None
-        self.app: HmlApp | None = None
+        #: the image the model is trained and served in, recorded in the registry (see :meth:`attach`)
+        self.image: str | None = None
         self._lake = Lake(lake) if isinstance(lake, str) else lake
+        self._lake_source: Callable[[], Lake] | None = None
 
     def __repr__(self) -> str:
         version = self.version or "unpublished"
@@ -174,13 +160,26 @@ class ModelContainer:
         """The published version (the pipeline run id), if any."""
         return self.reference.get("version") if self.reference else None
 
+    def attach(self, *, lake: Callable[[], Lake], image: str | None = None) -> ModelContainer:
+        """Give the container the lake it publishes to and loads from when it was made without one, and the
+        image it runs in; ``HmlApp.register_model`` does, with its own.
+
+        Args:
+            lake: returns the lake, called on first use (a package's CLI registers its models before it
+                knows its platform's settings, and may never touch the lake).
+            image: the image recorded with each published version (``$HML_IMAGE`` takes precedence).
+        """
+        self._lake_source = lake
+        self.image = image
+        return self
+
     @property
     def lake(self) -> Lake:
         """The lake the container publishes to and loads from."""
         if self._lake is None:
-            if self.app is None:
+            if self._lake_source is None:
                 raise ConfigError(f"model {self.name!r} has no lake: pass lake= or register it with app.register_model")
-            self._lake = self.app.lake
+            self._lake = self._lake_source()
         return self._lake
 
     # ----------------------------------------------------------------- training
@@ -277,12 +276,12 @@ class ModelContainer:
         """The bound model as bytes, to hand from one pipeline step to the next (see :meth:`deserialize_model`).
 
         The bytes are a header line naming the format, then the model in that format (see
-        :func:`hmlcore.model.model_io.dump_model`): never a pickle unless ``HML_ALLOW_PICKLE`` allows it.
+        :func:`hmlcore.model.artifacts.model_bytes`): never a pickle unless ``HML_ALLOW_PICKLE`` allows it.
+
+        Raises:
+            ModelLoadError: no model is bound.
         """
-        if self.model is None:
-            raise ModelLoadError(f"model {self.name!r} has nothing to serialize: call bind_model() first")
-        data, fmt = dump_model(self.model)
-        return _MODEL_HEADER + fmt.encode() + b"\n" + data
+        return artifacts.model_bytes(self)
 
     def deserialize_model(self, data: bytes) -> ModelContainer:
         """Bind the model that :meth:`serialize_model` wrote.
@@ -291,11 +290,7 @@ class ModelContainer:
             UntrustedModelError: the bytes are a pickle (or have no header) and ``HML_ALLOW_PICKLE`` is not set.
             ModelLoadError: the bytes are not a model :meth:`serialize_model` wrote.
         """
-        fmt, body = "joblib", data  # written before the header existed: a joblib pickle
-        if data.startswith(_MODEL_HEADER):
-            line, _, body = data[len(_MODEL_HEADER) :].partition(b"\n")
-            fmt = line.decode("ascii", errors="replace")
-        return self.bind_model(load_model(body, fmt, source=f"the serialized model {self.name!r}"))
+        return self.bind_model(artifacts.model_from_bytes(self, data))
 
     # ----------------------------------------------------------------- predicting
     def encode(self, data: Any) -> np.ndarray:
@@ -393,7 +388,7 @@ class ModelContainer:
 
         return evaluation_report(self, df, metrics=metrics, verdict=verdict, run_id=run_id, split=split)
 
-    # ----------------------------------------------------------------- publishing
+    # ----------------------------------------------------------------- publishing and loading
     def publish(
         self,
         *,
@@ -408,19 +403,14 @@ class ModelContainer:
     ) -> str:
         """Write the model and its metadata to the lake, then the reference JSON; return the reference URL.
 
-        Artifacts (the model as ``<name>.ubj`` or ``<name>.skops``, see :mod:`hmlcore.model.model_io`;
-        ``<name>.metadata.json`` with the encoder and its column order; ``<name>.distributions.json``) go
-        under ``models/<project>/<commit>/<run-id>/``, each written atomically. The reference (artifact
-        URIs, sha256, sizes, the model's format, created-at, git commit, run id, hmlcore version, metrics)
-        is written last, so a reference never names an artifact that is not fully written; if any write
-        fails, the artifacts already written are removed again. With a signing key configured
-        (``HML_SIGNING_KEY`` or ``HML_SIGNING_KEY_FILE``, see :mod:`hmlcore.model.signing`) the reference is
-        signed. The version is recorded in the model registry (:mod:`hmlcore.model.registry`) with its lineage,
-        and ``models/<project>/<name>/current.json`` points at it if it is promoted: always with
-        ``promote=True``; never with ``promote=False`` (a challenger); with a promotion rule (a
-        :class:`~hmlcore.model.promotion.PromotionRule` or the dict ``shared.PROMOTION`` declares), only if
-        the new model beats the version in service on the rule's metric, both scored on ``holdout``.
-        :attr:`decision` says what happened and why.
+        The artifacts go under ``models/<project>/<commit>/<run-id>/`` in formats that cannot run code when
+        read, and the reference naming them with their sha256 is written last, signed when a key is
+        configured (see :func:`hmlcore.model.artifacts.save`). The version is recorded in the registry
+        (:mod:`hmlcore.model.registry`) with its lineage, and ``models/<project>/<name>/current.json`` points
+        at it if it is promoted: always with ``promote=True``; never with ``promote=False`` (a challenger);
+        with a promotion rule (a :class:`~hmlcore.model.promotion.PromotionRule` or the dict
+        ``shared.PROMOTION`` declares), only if the gate (:func:`hmlcore.model.gate.decide`) finds that the
+        new model beats the version in service on ``holdout``. :attr:`decision` says what happened and why.
 
         Args:
             run_id: the pipeline run id (default ``$HML_RUN_ID``, else a fresh ``local-...`` id).
@@ -434,8 +424,11 @@ class ModelContainer:
                 ``data`` (e.g. ``{"source": ..., "digest": ...}``), ``split`` (how the rows were split, see
                 :class:`~hmlcore.model.split.SplitSpec`), ``evaluation`` (the verdict on the validation rows,
                 see :func:`~hmlcore.model.assessment.assess`), ``image`` (default ``$HML_IMAGE``), ``notes``.
-            training_rows: the identities of the rows the model trained on (:data:`~hmlcore.model.split.ROW_ID`);
-                the gate then scores this version, once it is the champion, only on rows it never saw.
+            training_rows: the rows the model trained on: a frame with their identities
+                (:data:`~hmlcore.model.split.ROW_ID`) and the features, whose values the registry hashes; the
+                gate then scores this version and any later one only on rows whose feature values neither
+                saw (a copy of a training row is not unseen). Identities alone are accepted too: then only
+                those rows are left out, not copies of them, and the gate's line says so.
 
         Raises:
             ModelLoadError: no model is bound.
@@ -447,78 +440,20 @@ class ModelContainer:
             >>> container.publish(run_id="run-1", metrics={"auc": 0.8})  # doctest: +SKIP
             '.hml/lake/models/car-crashes/unversioned/run-1/crashed.reference.json'
         """
-        if self.model is None:
-            raise ModelLoadError(f"model {self.name!r} has nothing to publish: call bind_model() first")
-        if not self.distributions:
-            raise ConfigError(f"model {self.name!r} has no feature analysis to publish: call analyze_distributions() first")
-        if not self.target_info.fitted:
-            raise ConfigError(
-                f"model {self.name!r} has no analysis of its target {self.target!r} to publish: "
-                "call analyze_distributions() on the training rows"
-            )
-        if metrics:
-            self.metrics = _numeric_metrics(metrics)
-        rule = None if isinstance(promote, bool) else PromotionRule.from_config(promote, kind=self.kind)
-        verdict = score(self, holdout) if rule else None  # a bad rule or holdout fails before anything is written
-        evaluated = (verdict or {}).get("metrics") or {}
-        if rule and rule.metric not in evaluated:
-            raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(evaluated)}")
-        run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
-        git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
-        folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
-        key = signing_key()
-        model_bytes, model_format = dump_model(self.model)
-        payloads = {
-            "model": (f"{folder}/{self.name}.{_EXTENSIONS[model_format.split(':')[0]]}", model_bytes),
-            "metadata": (f"{folder}/{self.name}.metadata.json", _json(self._metadata(with_distributions=False))),
-            "distributions": (f"{folder}/{self.name}.distributions.json", _json(self.distributions)),
-        }
-        artifacts: dict[str, dict[str, Any]] = {}
-        written: list[str] = []
-        try:
-            for name, (path, data) in payloads.items():
-                uri = self.lake.write_bytes(path, data)
-                written.append(path)
-                artifacts[name] = {"uri": uri, "path": path, "sha256": sha256_bytes(data), "size": len(data)}
-            artifacts["model"]["format"] = model_format
-            reference = {
-                "schema": REFERENCE_SCHEMA,
-                "name": self.name,
-                "project": self.project_name,
-                "version": run_id,
-                "run_id": run_id,
-                "git_commit": git_commit,
-                "created_at": _now(),
-                "hmlcore_version": __version__,
-                "target": self.target,
-                "kind": self.kind,
-                "classes": self.classes,
-                "features_numeric": self.features_numeric,
-                "features_categorical": self.features_categorical,
-                "columns": self.encoder.columns,
-                "metrics": self.metrics,
-                "artifacts": artifacts,
-            }
-            if key is not None:
-                reference = sign(reference, key)
-            reference_bytes = _json(reference)
-            uri = self.lake.write_bytes(f"{folder}/{self.name}.reference.json", reference_bytes)
-            record = registry_lineage(self, reference, uri, reference_bytes, lineage)
-        except BaseException:
-            for path in written:
-                self.lake.delete(path)
-            raise
-        registry = ModelRegistry(self)
-        if training_rows is not None:
-            record["training_rows"] = registry.record_training_rows(run_id, training_rows)
-        self.decision = decide(
-            self, version=run_id, rule=rule, verdict=verdict, holdout=holdout, record=record, force=force, promote=promote is not False
+        published = publishing.publish(
+            self,
+            run_id=run_id,
+            git_commit=git_commit,
+            metrics=metrics,
+            promote=promote,
+            holdout=holdout,
+            force=force,
+            lineage_given=lineage,
+            training_rows=training_rows,
         )
-        registry.record({**record, "decision": decision_dict(self.decision)})
-        if self.decision.promoted:
-            registry.move(run_id, action="publish", reason=self.decision.reason, verify=False)
-        self.reference, self.reference_uri = reference, uri
-        return uri
+        self.decision = published.decision
+        self.reference, self.reference_uri = published.reference, published.uri
+        return published.uri
 
     @property
     def current_path(self) -> str:
@@ -527,7 +462,7 @@ class ModelContainer:
 
     def dump_analysis(self) -> bytes:
         """The learnt encoder and distributions as JSON, to hand from one pipeline step to the next."""
-        return json.dumps(self._metadata(), sort_keys=True).encode()
+        return json.dumps(artifacts.metadata(self), sort_keys=True).encode()
 
     def load_analysis(self, data: bytes) -> ModelContainer:
         """Take back what :meth:`dump_analysis` wrote.
@@ -535,195 +470,34 @@ class ModelContainer:
         Raises:
             ModelLoadError: ``data`` is not an analysis of this container's features.
         """
-        try:
-            metadata = json.loads(data)
-            encoder = FeatureEncoder.from_dict(metadata["encoder"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"the feature analysis is malformed: {exc}") from exc
-        if encoder.features != self.features:
-            raise ModelLoadError(f"the feature analysis covers {encoder.features}, but this container declares {self.features}")
-        target = self._saved_target(metadata, "the feature analysis")
-        self.encoder = encoder
-        self.distributions = metadata.get("distributions", {})
-        self.target_info = target
+        self.encoder, self.distributions, self.target_info = artifacts.read_analysis(self, data)
         return self
 
-    def _saved_target(self, metadata: dict[str, Any], source: str, model: Any = None) -> Target:
-        """The target saved in ``metadata``, checked against this container's kind and target."""
-        kind = metadata.get("kind", "binary")  # published before the kind was saved: binary was the only kind
-        if kind != self.kind:
-            raise ModelKindError(f"{source}: a {kind} model, but the container {self.name!r} is of kind {self.kind!r}")
-        saved = metadata.get("target_info") or {"name": metadata.get("target", self.target), "kind": kind}
-        try:
-            target = Target.from_dict(saved)
-        except ValueError as exc:
-            raise ModelLoadError(f"{source} has a malformed target: {exc}") from exc
-        if target.name != self.target:
-            raise ModelLoadError(f"{source} predicts {target.name!r}, but the container's target is {self.target!r}")
-        if target.is_classifier and not target.classes and model is not None and getattr(model, "classes_", None) is not None:
-            target.classes = [c.item() if isinstance(c, np.generic) else c for c in np.asarray(model.classes_).tolist()]
-        return target
-
-    def _metadata(self, *, with_distributions: bool = True) -> dict[str, Any]:
-        metadata = {
-            "encoder": self.encoder.to_dict(),
-            "columns": self.encoder.columns,
-            "defaults": self.defaults,
-            "target": self.target,
-            "kind": self.kind,
-            "target_info": self.target_info.to_dict(),
-        }
-        if with_distributions:
-            metadata["distributions"] = self.distributions
-        return metadata
-
-    # ----------------------------------------------------------------- loading
     def load(self, reference: str | None = None) -> ModelContainer:
-        """Load the model named by ``reference`` (a URL or lake path of a reference JSON).
+        """Load the model named by ``reference`` (a URL or lake path of a reference JSON), verified first.
 
-        Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest
-        published reference of this model in the lake. In this order, each step before anything later
-        is read: the pointer and the reference must lie in the lake; with a signing key configured the
-        reference's signature must match; every artifact must lie in the lake, and its sha256 must match
-        the reference; then the model file is parsed in its recorded format (a pickle only with
-        ``HML_ALLOW_PICKLE``, see :mod:`hmlcore.model.model_io`).
+        Without ``reference``: the ``HML_MODEL_REFERENCE`` environment variable, else the newest published
+        reference of this model in the lake. Nothing outside the lake is read, a signature is checked when a
+        key is configured and every artifact's sha256 before the model is parsed (see
+        :func:`hmlcore.model.artifacts.load`).
 
         Raises:
             UntrustedModelError: the pointer, the reference or an artifact lies outside the lake; the
                 reference is unsigned or wrongly signed while a key is configured; or the model is a
                 pickle and pickles are not allowed.
-            ModelLoadError: the reference is missing or malformed, an artifact is missing, an artifact's
-                digest differs from the reference (the message names the file and both digests), or the
-                model was trained on other features than this container declares.
+            ModelLoadError: the reference is missing or malformed, an artifact is missing or differs from
+                the reference, or the model was trained on other features than this container declares.
 
         Example:
             >>> shared.model_container().load("gs://bucket/hml/models/.../crashed.reference.json")  # doctest: +SKIP
             ModelContainer('crashed', version='run-1')
         """
-        key = signing_key()
-        uri = reference or os.environ.get("HML_MODEL_REFERENCE") or self._current_reference()
-        ref = self._read_json(self._in_lake(uri, "reference"), "reference")
-        if key is not None:
-            verify(ref, key, source=uri)
-        entries = _artifact_entries(ref, uri)
-        for artifact_uri, _ in entries.values():
-            self._in_lake(artifact_uri, f"artifact of {uri}")
-        blobs = {key: self._verified(artifact_uri, expected, uri) for key, (artifact_uri, expected) in entries.items()}
-        try:
-            metadata = json.loads(blobs["metadata"])
-            encoder = FeatureEncoder.from_dict(metadata["encoder"])
-            distributions = json.loads(blobs["distributions"]) if "distributions" in blobs else metadata.get("distributions", {})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"metadata of {uri} is malformed: {type(exc).__name__}: {exc}") from exc
-        if encoder.features != self.features:
-            raise ModelLoadError(f"model {uri} was trained on features {encoder.features}, but this container declares {self.features}")
-        if metadata.get("kind", "binary") != self.kind:  # before unpickling anything
-            self._saved_target(metadata, f"model {uri}")
-        model = load_model(blobs["model"], _model_format(ref), source=f"model file {entries['model'][0]}")
-        target = self._saved_target(metadata, f"model {uri}", model)
-        check_model(model, name=self.name, kind=self.kind, classes=target.classes, columns=len(encoder.columns))
-        self.encoder = encoder
-        self.distributions = distributions
-        self.target_info = target
-        self.metrics = dict(ref.get("metrics") or {})
-        self.model = model
-        self._fast = fast_predictor(model, self.kind)
-        self.reference, self.reference_uri = ref, uri
+        loaded = artifacts.load(self, reference)
+        self.encoder = loaded.encoder
+        self.distributions = loaded.distributions
+        self.target_info = loaded.target
+        self.metrics = loaded.metrics
+        self.model = loaded.model
+        self._fast = fast_predictor(loaded.model, self.kind)
+        self.reference, self.reference_uri = loaded.reference, loaded.uri
         return self
-
-    def _verified(self, artifact_uri: str, expected: str, reference_uri: str) -> bytes:
-        try:
-            data = self.lake.read_bytes(artifact_uri)
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"artifact {artifact_uri} named by {reference_uri} does not exist") from exc
-        except OSError as exc:
-            raise ModelLoadError(f"artifact {artifact_uri} named by {reference_uri} cannot be read: {exc}") from exc
-        actual = sha256_bytes(data)
-        if actual != expected:
-            raise ModelLoadError(
-                f"artifact {artifact_uri} fails verification: its sha256 is {actual}, the reference {reference_uri} expects {expected}"
-            )
-        return data
-
-    def _current_reference(self) -> str:
-        if not self.lake.exists(self.current_path):
-            raise ModelLoadError(
-                f"no published model {self.name!r} in {self.lake.url}: run the training pipeline first or set HML_MODEL_REFERENCE"
-            )
-        pointer = self._read_json(self.current_path, "pointer")
-        if not isinstance(pointer.get("reference"), str):
-            raise ModelLoadError(f"{self.lake.uri(self.current_path)} is malformed: no 'reference'")
-        return self._in_lake(str(pointer["reference"]), f"reference named by {self.lake.uri(self.current_path)}")
-
-    def _in_lake(self, uri: str, what: str) -> str:
-        """``uri`` if it lies in the lake; refused before anything is read from it otherwise."""
-        if not self.lake.contains(uri):
-            raise UntrustedModelError(f"the {what} {uri} lies outside the lake {self.lake.url}: it was not read")
-        return uri
-
-    def _read_json(self, uri: str, what: str) -> dict[str, Any]:
-        try:
-            data = json.loads(self.lake.read_bytes(uri))
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"model {what} {uri} does not exist") from exc
-        except OSError as exc:
-            raise ModelLoadError(f"model {what} {uri} cannot be read: {exc}") from exc
-        except ValueError as exc:
-            raise ModelLoadError(f"model {what} {uri} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ModelLoadError(f"model {what} {uri} is not a JSON object")
-        return data
-
-
-def _artifact_entries(ref: dict[str, Any], uri: str) -> dict[str, tuple[str, str]]:
-    """``{key: (artifact uri, sha256)}`` of a reference, checked for shape; ``model`` and ``metadata`` are required."""
-    artifacts = ref.get("artifacts")
-    if not isinstance(artifacts, dict):
-        raise ModelLoadError(f"reference {uri} is malformed: 'artifacts' must be an object, got {type(artifacts).__name__}")
-    entries: dict[str, tuple[str, str]] = {}
-    for key in ("model", "metadata", "distributions"):
-        entry = artifacts.get(key)
-        if entry is None and key == "distributions":
-            continue
-        if not isinstance(entry, dict):
-            raise ModelLoadError(f"reference {uri} is malformed: no artifacts.{key}")
-        artifact_uri, digest = entry.get("uri"), entry.get("sha256")
-        if not isinstance(artifact_uri, str) or not artifact_uri:
-            raise ModelLoadError(f"reference {uri} is malformed: artifacts.{key}.uri is {artifact_uri!r}")
-        if not isinstance(digest, str) or not _SHA256_RE.match(digest):
-            raise ModelLoadError(f"reference {uri} is malformed: artifacts.{key}.sha256 is {digest!r}, not a hex sha256")
-        entries[key] = (artifact_uri, digest)
-    return entries
-
-
-def _model_format(ref: dict[str, Any]) -> str:
-    """The model file's format recorded in a reference; references written before formats were recorded hold a pickle."""
-    fmt = ref["artifacts"]["model"].get("format", "joblib")
-    return fmt if isinstance(fmt, str) else repr(fmt)
-
-
-def _numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ConfigError(f"metric {key!r} must be a number, got {value!r}")
-        out[str(key)] = float(value)
-    return out
-
-
-def _json(data: Any) -> bytes:
-    return json.dumps(data, indent=2, sort_keys=True).encode()
-
-
-def _git_head() -> str | None:
-    """The current git commit of the working directory, if it is a git checkout."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    head = done.stdout.strip()
-    return head[:12] if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", head) else None
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", str(text))[:80] or "x"

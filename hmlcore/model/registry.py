@@ -7,14 +7,16 @@ atomically, so the registry works the same on a local folder, ``gs://`` and ``s3
     models/<project>/<name>/registry/versions/<version>.json    one record per published version, written once
     models/<project>/<name>/registry/moves/<time>-<id>.json     one record per pointer move, written once
     models/<project>/<name>/registry/training-rows/<version>.npy the identities of the rows a version trained on
+    models/<project>/<name>/registry/training-rows/<version>.values.npy   and the hashes of their feature values
 
 A version record holds the lineage (run id, git commit, image, pipeline parameters, data source and
 digest, the split, metrics with their baseline and intervals, model kind, who and when) and the gate's
-decision (champion, challenger, unchanged or rejected, with the scores and the gain's interval). A move
-record says who moved the pointer, when, from which version to which and why. Nothing is ever rewritten
-except the pointer, and that is one put; readers list a folder and read whole objects, so no reader
-sees a half-written record and no two writers edit the same object (two people promoting at the same
-moment both get their move logged; the later pointer write wins).
+decision (champion, challenger, unchanged or rejected, with the scores and the gain's interval: see
+:mod:`hmlcore.model.gate`, which reads this registry). A move record says who moved the pointer, when,
+from which version to which and why. Nothing is ever rewritten except the pointer, and that is one put;
+readers list a folder and read whole objects, so no reader sees a half-written record and no two writers
+edit the same object (two people promoting at the same moment both get their move logged; the later
+pointer write wins).
 
 Example:
     >>> registry = ModelRegistry(shared.model_container())  # doctest: +SKIP
@@ -33,22 +35,20 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, HmlError, RegistryError
-from hmlcore.model.promotion import PromotionRule
 from hmlcore.storage.lake import sha256_bytes
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from hmlcore.model.container import ModelContainer
 
-__all__ = ["Decision", "ModelRegistry", "current_user", "decide"]
+__all__ = ["LINEAGE_KEYS", "ModelRegistry", "check_lineage", "current_user", "lineage"]
 
 #: the version of the records' layout
 RECORD_SCHEMA = 1
+#: what a publisher may add to a version's record besides the reference (see :func:`lineage`)
+LINEAGE_KEYS = ("parameters", "data", "split", "evaluation", "image", "notes")
 _ACTIONS = ("publish", "promote", "rollback")
 
 
@@ -69,36 +69,6 @@ def _now() -> _dt.datetime:
 
 def _file_name(version: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", version)[:120] + ".json"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the gate decided about a newly published version.
-
-    Attributes:
-        version: the new version.
-        status: ``champion`` (promoted), ``challenger`` (published without a promotion), ``unchanged`` (the
-            same inputs as the champion) or ``rejected``.
-        reason: one line saying why, fit to print.
-        champion: the version in service before (None for a first model).
-        scores: the rule's metric for ``challenger``, ``champion`` and ``baseline``; with a champion, the ``rows``
-            both were scored on (rows neither trained on), the ``gain`` and its 95% ``interval``.
-        rule: the rule applied (None when no rule was).
-        forced: whether the promotion was forced.
-    """
-
-    version: str
-    status: str
-    reason: str
-    champion: str | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
-    rule: dict[str, Any] | None = None
-    forced: bool = False
-
-    @property
-    def promoted(self) -> bool:
-        """Whether the pointer now names this version."""
-        return self.status == "champion"
 
 
 class ModelRegistry:
@@ -243,20 +213,46 @@ class ModelRegistry:
         body = {k: v for k, v in record.items() if k not in ("status", "serving")}
         return self.lake.write_bytes(f"{self.versions_folder}/{_file_name(version)}", _json(body))
 
-    def record_training_rows(self, version: str, ids: Any) -> dict[str, Any]:
-        """Keep the identities of the rows ``version`` trained on (see :mod:`hmlcore.model.split`), sorted, as one
-        ``.npy`` object; return what its record names (``uri``, ``sha256``, ``rows``)."""
+    def record_training_rows(self, version: str, rows: Any, *, features: list[str] | None = None) -> dict[str, Any]:
+        """Keep what ``version`` trained on; return what its record names (``uri``, ``sha256``, ``rows``, ``values``).
+
+        Args:
+            version: the version.
+            rows: the training rows: a frame holding :data:`~hmlcore.model.split.ROW_ID` and the ``features``,
+                or only their identities (a version published so names no values, and the gate can then
+                leave out only those rows, not copies of them).
+            features: the model's features, whose values are hashed (:func:`~hmlcore.model.split.values_ids`).
+
+        Two sorted ``.npy`` objects: the rows' identities (see :mod:`hmlcore.model.split`), and, from a
+        frame, the hashes of their feature values (``values``, with the ``columns`` hashed), by which the
+        gate knows a copy of a training row when it sees one.
+
+        Raises:
+            ConfigError: the frame lacks the identity column or a feature.
+        """
+        import pandas as pd
+
+        from hmlcore.model.split import ROW_ID, as_ids, values_ids
+
+        stem = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}"
+        if not isinstance(rows, pd.DataFrame):
+            return self._write_ids(f"{stem}.npy", as_ids(rows))
+        if ROW_ID not in rows.columns:
+            raise ConfigError(f"the training rows lack their identity column {ROW_ID!r} (see hmlcore.model.split.row_ids)")
+        columns = list(features or [])
+        written = self._write_ids(f"{stem}.npy", as_ids(rows[ROW_ID].to_numpy()))
+        written["values"] = {**self._write_ids(f"{stem}.values.npy", values_ids(rows, columns)), "columns": columns}
+        return written
+
+    def _write_ids(self, path: str, ids: Any) -> dict[str, Any]:
         import io
 
         import numpy as np
 
-        from hmlcore.model.split import as_ids
-
-        unique = np.unique(as_ids(ids))
+        unique = np.unique(ids)
         buffer = io.BytesIO()
         np.save(buffer, unique, allow_pickle=False)
         data = buffer.getvalue()
-        path = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}.npy"
         return {"path": path, "uri": self.lake.write_bytes(path, data), "sha256": sha256_bytes(data), "rows": len(unique)}
 
     def training_rows(self, record: Mapping[str, Any]) -> Any:
@@ -265,12 +261,28 @@ class ModelRegistry:
         Raises:
             RegistryError: the record names rows that cannot be read or whose digest changed.
         """
+        named = record.get("training_rows")
+        return self._read_ids(named, record) if isinstance(named, Mapping) else None
+
+    def training_values(self, record: Mapping[str, Any]) -> tuple[Any, list[str]] | None:
+        """The sorted hashes of the feature values the version of ``record`` trained on and the columns hashed,
+        or None if it names none (a version published before they were recorded).
+
+        Raises:
+            RegistryError: the record names values that cannot be read or whose digest changed.
+        """
+        named = (record.get("training_rows") or {}).get("values")
+        if not isinstance(named, Mapping) or not isinstance(named.get("columns"), list):
+            return None
+        hashes = self._read_ids(named, record)
+        return None if hashes is None else (hashes, [str(c) for c in named["columns"]])
+
+    def _read_ids(self, named: Mapping[str, Any], record: Mapping[str, Any]) -> Any:
         import io
 
         import numpy as np
 
-        named = record.get("training_rows")
-        if not isinstance(named, Mapping) or not isinstance(named.get("path"), str):
+        if not isinstance(named.get("path"), str):
             return None
         try:
             data = self.lake.read_bytes(named["path"])
@@ -379,174 +391,28 @@ class ModelRegistry:
         return self.move(history[-2], action="rollback", reason=reason)
 
 
-# --------------------------------------------------------------------- the gate
-def decide(
-    container: ModelContainer,
-    *,
-    version: str,
-    rule: PromotionRule | None,
-    verdict: Mapping[str, Any] | None,
-    holdout: pd.DataFrame | None,
-    record: Mapping[str, Any] | None = None,
-    force: bool = False,
-    promote: bool = True,
-) -> Decision:
-    """Decide whether the newly published ``version`` of ``container`` replaces the champion.
-
-    Under a ``rule``, in this order: a challenger whose metric does not beat its baseline (``verdict``,
-    see :func:`~hmlcore.model.assessment.assess`) is rejected; a first model is promoted; a challenger
-    trained on the same inputs as the champion (the same model, or the same data, split, parameters and
-    code: ``record`` against the champion's record) is ``unchanged``; otherwise the champion is loaded into
-    a copy of ``container`` and both are scored on the ``holdout`` rows the champion never trained on
-    (rows whose :data:`~hmlcore.model.split.ROW_ID` is not among the training rows its record names),
-    and the challenger is promoted only if its gain passes the rule. When no such row is left the gate
-    refuses and says what to do. ``force`` promotes in every case; a champion that can no longer be
-    loaded or scored (other features, a broken artifact) is replaced, and the reason says so.
-    """
-    from hmlcore.model.assessment import compare
-
-    registry = ModelRegistry(container)
-    champion = registry.champion()
-    rule_dict = rule.to_dict() if rule else None
-    metrics = dict((verdict or {}).get("metrics") or {})
-    baseline = dict((verdict or {}).get("baseline") or {})
-    new = float(metrics[rule.metric]) if rule and rule.metric in metrics else None
-    scores: dict[str, Any] = {"challenger": new, "champion": None}
-    if rule and rule.metric in baseline:
-        scores["baseline"] = float(baseline[rule.metric])
-
-    def made(status: str, reason: str) -> Decision:
-        return Decision(version, status, reason, champion, scores, rule_dict, force)
-
-    if not promote:
-        return made("challenger", f"version {version} published as a challenger; {champion or 'no version'} stays in service")
-    beats = ""
-    if rule is not None and new is not None and "baseline" in scores:
-        old = scores["baseline"]
-        versus = f"{rule.metric} {new:.4g} vs {old:.4g} for {(verdict or {}).get('baseline_name', 'the baseline')}"
-        if rule.gain(new=new, old=old) <= 0:
-            if force:
-                return made("champion", f"version {version} promoted: it does not beat its baseline ({versus}): forced")
-            return made("rejected", f"version {version} not promoted: it does not beat its baseline ({versus} on the same rows)")
-        beats = f", and beats its baseline ({versus})"
-    if champion is None:
-        return made("champion", f"version {version} promoted: it is the first model{beats}")
-    if rule is None or new is None:
-        return made("champion", f"version {version} promoted over {champion}: {'forced' if force else 'no promotion rule'}")
-    try:
-        champion_record = registry.get(champion) if _recorded(registry, champion) else {}
-        if not force and record is not None and _same_inputs(record, champion_record):
-            return made(
-                "unchanged",
-                f"no change: version {version} has the same data, split, parameters and code as {champion}, which stays in service",
-            )
-        incumbent = copy.copy(container).load(champion_record["reference"] if champion_record else None)
-        rows, excluded = _unseen_by(registry, champion_record, holdout)
-        if rows is not None and len(rows) == 0:
-            if force:
-                return made("champion", f"version {version} promoted: forced (no validation row is unseen by the champion {champion})")
-            split = (champion_record.get("split") or {}) if champion_record else {}
-            shown = ", ".join(f"{k} {split[k]}" for k in ("seed", "validation_share", "key", "time") if split.get(k) is not None)
-            return made(
-                "rejected",
-                f"version {version} not promoted: the champion {champion} trained on all {excluded} validation rows of this run, "
-                f"so they cannot be compared fairly; train with the champion's split ({shown or 'see models show'}) "
-                "and data, or pass --param force=true",
-            )
-        compared = compare(container, incumbent, rows if rows is not None else holdout, rule)
-    except (HmlError, KeyError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return made("champion", f"version {version} promoted: the champion {champion} cannot be scored on these rows ({detail})")
-    if compared["gain"] is None:
-        if force:
-            return made("champion", f"version {version} promoted: forced ({rule.metric} cannot be compared on these rows)")
-        return made(
-            "rejected",
-            f"version {version} not promoted: {rule.metric} is not defined on the {compared['rows']} validation rows neither "
-            f"it nor the champion {champion} trained on; train with a larger validation_share or the champion's split, "
-            "or pass --param force=true",
-        )
-    scores.update({key: compared[key] for key in ("challenger", "champion", "gain", "interval", "rows")})
-    interval = compared["interval"]
-    gain = f"a gain of {compared['gain']:+.4g}" + (f" (95% interval {interval[0]:+.4g} to {interval[1]:+.4g})" if interval else "")
-    shown = (
-        f"{rule.metric} {compared['challenger']:.4g} vs {compared['champion']:.4g} for the champion {champion} "
-        f"on the {compared['rows']} validation rows neither trained on, {gain}"
-    )
-    if force:
-        return made("champion", f"version {version} promoted: {shown}: forced")
-    if rule.passes(new=compared["challenger"], old=compared["champion"]):
-        return made("champion", f"version {version} promoted: {shown} (rule: {rule.describe()})")
-    return made("rejected", f"version {version} not promoted: {shown} (rule: {rule.describe()})")
-
-
-def _same_inputs(record: Mapping[str, Any], champion: Mapping[str, Any]) -> bool:
-    """Whether two version records were trained on the same inputs: the same model, or the same data, split,
-    parameters, code and hmlcore."""
-    model, other = record.get("model_sha256"), champion.get("model_sha256")
-    if model and model == other:
-        return True
-    data, other_data = record.get("data") or {}, champion.get("data") or {}
-    if not data.get("sha256") or data.get("sha256") != other_data.get("sha256"):
-        return False
-    params = {k: v for k, v in (record.get("parameters") or {}).items() if k != "force"}
-    other_params = {k: v for k, v in (champion.get("parameters") or {}).items() if k != "force"}
-    return bool(
-        params == other_params
-        and record.get("split") == champion.get("split")
-        and record.get("git_commit") not in (None, "unversioned")
-        and record.get("git_commit") == champion.get("git_commit")
-        and record.get("hmlcore_version") == champion.get("hmlcore_version")
-    )
-
-
-def _unseen_by(registry: ModelRegistry, record: Mapping[str, Any], holdout: pd.DataFrame | None) -> tuple[pd.DataFrame | None, int]:
-    """The ``holdout`` rows the champion of ``record`` never trained on (None when either side does not name
-    its rows: then every row is compared), and how many rows were there."""
-    from hmlcore.model.split import ROW_ID, as_ids
-
-    if holdout is None or ROW_ID not in holdout.columns:
-        return None, 0 if holdout is None else len(holdout)
-    trained = registry.training_rows(record) if record else None
-    if trained is None:
-        return None, len(holdout)
-    import numpy as np
-
-    seen = np.isin(as_ids(holdout[ROW_ID].to_numpy()), trained)
-    return holdout.loc[~seen], len(holdout)
-
-
-def _recorded(registry: ModelRegistry, version: str) -> bool:
-    try:
-        registry.get(version)
-    except RegistryError:
-        return False
-    return True
-
-
-def score(container: ModelContainer, holdout: pd.DataFrame | None) -> dict[str, Any]:
-    """The verdict on ``container``'s model on ``holdout``: metrics, baseline and intervals (see
-    :func:`~hmlcore.model.assessment.assess`).
+def check_lineage(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``given`` as a dict, checked to hold only :data:`LINEAGE_KEYS` (before anything is written).
 
     Raises:
-        ConfigError: no held-out rows were given.
+        ConfigError: an unknown key.
     """
-    from hmlcore.model.assessment import assess
-
-    if holdout is None:
-        raise ConfigError("a promotion rule compares models on held-out rows: pass holdout= (e.g. the validation split)")
-    return assess(container, holdout, resamples=0)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(LINEAGE_KEYS))
+    if unknown:
+        raise ConfigError(f"lineage has unknown key(s) {', '.join(unknown)}: use {', '.join(LINEAGE_KEYS)}")
+    return given
 
 
 def lineage(
     container: ModelContainer, reference: Mapping[str, Any], uri: str, data: bytes, given: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """The version record of a just-published reference, before the gate's decision is added."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - {"parameters", "data", "split", "evaluation", "image", "notes"})
-    if unknown:
-        raise ConfigError(f"lineage has unknown key(s) {', '.join(unknown)}: use parameters, data, split, evaluation, image, notes")
-    app = container.app
+    """The version record of a just-published reference, before the gate's decision is added.
+
+    Raises:
+        ConfigError: ``given`` has an unknown key (see :func:`check_lineage`).
+    """
+    given = check_lineage(given)
     return {
         "schema": RECORD_SCHEMA,
         "version": reference["version"],
@@ -556,7 +422,7 @@ def lineage(
         "reference_sha256": sha256_bytes(data),
         "run_id": reference.get("run_id"),
         "git_commit": reference.get("git_commit"),
-        "image": given.get("image") or os.environ.get("HML_IMAGE") or (app.image_url if app is not None else None),
+        "image": given.get("image") or os.environ.get("HML_IMAGE") or container.image,
         "parameters": dict(given.get("parameters") or {}),
         "data": dict(given.get("data") or {}),
         "split": dict(given.get("split") or {}),
@@ -570,13 +436,6 @@ def lineage(
         "created_by": current_user(),
         "created_at": _now().isoformat(timespec="microseconds"),
     }
-
-
-def decision_dict(decision: Decision) -> dict[str, Any]:
-    """The decision as the version record keeps it."""
-    out = asdict(decision)
-    out.pop("version")
-    return out
 
 
 def _json(data: Any) -> bytes:

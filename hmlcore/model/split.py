@@ -3,7 +3,8 @@
 Every row gets an identity, :func:`row_ids`: a hash of its values, combined with how many identical rows
 came before it (the third copy of the same values is another row than the first). The identity does not
 depend on the file's order or on its other rows, so the rows a version trained on can be found again
-in later data: the promotion gate scores a champion only on rows it never trained on.
+in later data. The promotion gate goes further: it scores two models only on rows whose feature values
+(:func:`values_ids`) neither trained on, so a copy of a training row never counts as unseen.
 
 :func:`validation_mask` then chooses the validation rows by a :class:`SplitSpec`:
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 else:
     np = lazy_module("numpy")
 
-__all__ = ["ROW_ID", "SplitSpec", "as_ids", "row_ids", "validation_mask"]
+__all__ = ["ROW_ID", "SplitSpec", "as_ids", "row_ids", "validation_mask", "values_ids"]
 
 #: the column holding each row's identity in the training and validation tables
 ROW_ID = "_row_id"
@@ -86,6 +87,25 @@ def _missing(value: Any) -> bool:
     return bool(is_missing(value))
 
 
+def values_ids(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Each row's values in ``columns`` as one uint64: identical rows get the same number, wherever they are.
+
+    The gate compares models only on rows whose feature values neither trained on (a copy of a training row
+    is not a new row to a model); :func:`row_ids` adds the copy's rank to tell the copies apart.
+
+    Raises:
+        ConfigError: a column is not in ``df``.
+    """
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(f"cannot identify rows by column(s) {', '.join(missing)}: the data lacks them")
+    content = np.zeros(len(df), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            content = _mix(content * np.uint64(_GOLDEN) + _column_hash(df[column]))
+    return content
+
+
 def row_ids(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """Each row's identity (uint64): its values in ``columns`` and how many identical rows came before it.
 
@@ -94,13 +114,8 @@ def row_ids(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """
     import pandas as pd
 
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ConfigError(f"cannot identify rows by column(s) {', '.join(missing)}: the data lacks them")
-    content = np.zeros(len(df), dtype=np.uint64)
+    content = values_ids(df, columns)
     with np.errstate(over="ignore"):
-        for column in columns:
-            content = _mix(content * np.uint64(_GOLDEN) + _column_hash(df[column]))
         copies = pd.Series(content).groupby(content).cumcount().to_numpy(dtype=np.uint64)
         return _mix(content ^ _mix(copies + np.uint64(_GOLDEN)))
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore import hml
 from hmlcore.model import scoring
-from hmlcore.model.split import ROW_ID, SplitSpec, row_ids, validation_mask
+from hmlcore.model.split import ROW_ID, SplitSpec, row_ids, validation_mask, values_ids
 from hmlcore.serving import report
 
 from {{ cookiecutter.package_name }} import inference, shared
@@ -177,6 +177,14 @@ def extract(
     rows[ROW_ID] = ids.view(np.int64)  # warehouses hold signed 64-bit integers
     raw_table = warehouse.load_dataframe(rows, f"{shared.MODEL_NAME}_raw_{digest[:16]}")
     print(f"extract: {len(rows)} rows from {source} (sha256 {digest[:12]})", file=sys.stderr)
+    inputs, held_out = values_ids(rows, [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL]), rows[VALIDATION].to_numpy()
+    repeats = int(np.isin(inputs[held_out], inputs[~held_out]).sum())
+    if repeats and spec.method == "random":
+        print(
+            f"extract: {repeats} of {int(held_out.sum())} validation rows repeat a training row's feature values; if they are "
+            "copies of one customer's, session's or patient's row, keep those together with shared.SPLIT's key",
+            file=sys.stderr,
+        )
     warehouse.select_into(split_sql(raw_table, validation=False), TRAINING_TABLE)
     warehouse.select_into(split_sql(raw_table, validation=True), VALIDATION_TABLE)
     counts = warehouse.query(
@@ -309,8 +317,8 @@ def evaluate_model(ctx: hml.OpContext, model: dict, analysis: dict, tables: dict
 def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: dict, tables: dict, force: bool = False) -> str:
     """Publish the model with its lineage; it goes into service only if it beats its baseline and the one in service by shared.PROMOTION.
 
-    Both are scored on the validation rows neither trained on. A first model goes into service if it beats
-    its baseline; ``force`` puts this one in service anyway. A model that is not promoted stays in the
+    Both are scored on the validation rows whose feature values neither trained on. A first model goes into
+    service if it beats its baseline; ``force`` puts this one in service anyway. A model that is not promoted stays in the
     registry (``models list``).
     """
     container = _load_model(ctx, model, analysis)
@@ -327,7 +335,7 @@ def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: d
             "split": tables.get("split", {}),
             "evaluation": evaluation,
         },
-        training_rows=read_split(ctx, tables, "training", columns=[ROW_ID])[ROW_ID].to_numpy(),
+        training_rows=read_split(ctx, tables, "training", columns=[ROW_ID, *container.features]),
     )
     print(f"publish: {container.decision.reason}", file=sys.stderr)
     return uri

@@ -80,13 +80,14 @@ THRESHOLD = 0.5
 #: how `extract` holds rows out for validation (the evaluation, the gate and the package's tests judge the
 #: model on them): by default a random `validation_share` of the rows drawn from `seed`, stratified by class
 #: for a classifier. Name a `key` column when rows come in groups (a user's or a patient's rows, a session's
-#: events) and the model will meet new groups: a group then stays on one side. Name a `time` column when the
+#: events) and the model will meet new groups: a group then stays on one side (`extract` prints how many
+#: validation rows repeat a training row's values: copies of one customer's row call for a key). Name a `time` column when the
 #: model will predict the future from the past: the latest `validation_share` of the rows is validation.
 #: `run-all --param validation_share=0.25 --param seed=3` overrides the share and the seed for one run.
 SPLIT = {"validation_share": 0.2, "seed": 7, "key": None, "time": None}
 
 #: when a newly trained model replaces the one in service: the publish step scores both on the validation
-#: rows neither trained on and promotes the new one only if its `metric` is better by more than 0 and by at
+#: rows whose feature values neither trained on and promotes the new one only if its `metric` is better by more than 0 and by at
 #: least `min_gain` ("direction": "higher" or "lower" says which way is better; known metrics need none). A
 #: model that does not beat its baseline (the class prior, or the training mean) is never promoted; a first
 #: model that does is; `run-all --param force=true` promotes anyway; `{{ cookiecutter.package_name }} models` lists,
