@@ -200,3 +200,19 @@ def test_the_readme_and_the_help_speak_of_requests_and_workers(cookies):
         helps += 1
         pending += [([*path, name], sub) for name, sub in getattr(command, "commands", {}).items()]
     assert helps > 10
+
+
+def test_pipeline_py_holds_the_steps_and_their_pipelines_and_start_py_only_wires(cookies):
+    """Reading files, decompressing, URLs and digests are hmlcore's (hml.read_rows); each DAG sits next to its steps."""
+    result = cookies.bake()
+    package = Path(result.project_path) / "crashed"
+    pipeline, start = ((package / name).read_text(encoding="utf-8") for name in ("pipeline.py", "start.py"))
+    imported = set(re.findall(r"^\s*(?:import|from) ([\w.]+)", pipeline, re.M))
+    assert not imported & {"bz2", "gzip", "lzma", "hashlib", "urllib.parse", "urllib.request", "fsspec", "os", "re", "importlib"}
+    assert "hml.read_rows(" in pipeline
+    assert re.findall(r"^@hml\.pipeline\((.*)\)$", pipeline, re.M) == [
+        'cron="0 0 * * *", experiment=shared.PROJECT_NAME',
+        'cron="0 3 * * *", experiment=shared.PROJECT_NAME',
+    ]
+    assert "@hml.pipeline" not in start and "@hml.op" not in start
+    assert re.findall(r"app\.pipelines\.register\(pipeline\.(\w+)\)", start) == ["crashed_pipeline", "crashed_score"]

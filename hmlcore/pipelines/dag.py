@@ -151,7 +151,7 @@ class HmlPipeline:
         self, func: Callable[..., Any], app: HmlPipelineApp | None, *, cron: str | None, experiment: str | None, name: str | None
     ) -> None:
         self.func = func
-        self.app = app
+        self._app = app  # None while declared only: app.pipelines.register gives each app a copy of its own
         self.name = name or func.__name__
         self.description = inspect.getdoc(func) or ""
         self.cron = normalise_cron(cron) if cron else None
@@ -199,9 +199,25 @@ class HmlPipeline:
         raise PipelineError(f"pipeline {self.name} has no step {name!r}; its steps are: {', '.join(o.name for o in self.ops)}")
 
     @property
+    def app(self) -> HmlPipelineApp:
+        """The pipelines of the app that runs this pipeline.
+
+        Raises:
+            PipelineError: the pipeline is declared but no app registered it.
+        """
+        if self._app is None:
+            raise PipelineError(
+                f"pipeline {self.name} is declared but no app runs it: register it with app.pipelines.register({self.name})"
+            )
+        return self._app
+
+    @property
+    def registered(self) -> bool:
+        """Whether an app registered this pipeline (a pipeline only declared has no app to run it)."""
+        return self._app is not None
+
+    @property
     def hml_app(self) -> HmlApp:
-        if self.app is None:
-            raise PipelineError(f"pipeline {self.name} is declared but no app runs it: register it with app.pipelines.register({self.name})")
         return self.app.app
 
 
@@ -250,9 +266,9 @@ class HmlPipelineApp:
             raise ConfigError(f"app.pipelines.register takes a pipeline declared with @hml.pipeline, got {type(pipeline).__name__}")
         if pipeline.name in self.pipelines:
             raise PipelineError(f"pipeline {pipeline.name!r} is registered twice")
-        if pipeline.app is not self:
+        if pipeline._app is not self:
             pipeline = copy.copy(pipeline)
-            pipeline.app = self
+            pipeline._app = self
         self.pipelines[pipeline.name] = pipeline
         return pipeline
 
