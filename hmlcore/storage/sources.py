@@ -17,16 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
+import importlib
 import io
-import lzma
 import os
 import re
 import urllib.parse
-from collections.abc import Callable
-from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hmlcore.errors import DataSourceError
@@ -49,8 +45,9 @@ READERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".ndjson": ("read_json", {"lines": True}),
     ".feather": ("read_feather", {}),
 }
-#: a further ending after the reader's (``rows.csv.gz``): the file is decompressed with this first
-DECOMPRESSORS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+#: a further ending after the reader's (``rows.csv.gz``): the file is first decompressed by the ``decompress``
+#: function of this standard module (imported when such a file is read: ``--help`` loads this module too)
+DECOMPRESSORS: dict[str, str] = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 #: how long reading an http(s) URL may wait for the server before it fails, in seconds
 URL_TIMEOUT = 120.0
 #: a string longer than this is no file's path (Linux's PATH_MAX): the step cache does not look for it
@@ -104,6 +101,8 @@ def local_file(path: str, *, package: str | None = None) -> str | None:
             return path
         if package is None:
             return None
+        from importlib import resources  # only a path not in the working folder needs it
+
         packaged = resources.files(package).joinpath(path)
         return str(packaged) if packaged.is_file() else None
     except (OSError, ValueError, TypeError, ModuleNotFoundError):
@@ -219,7 +218,7 @@ def _parse(data: bytes, name: str) -> pd.DataFrame:
         raise DataSourceError(f"cannot read {name}: name a file ending in {', '.join(READERS)} (optionally .gz, .bz2 or .xz)")
     try:
         if compression in DECOMPRESSORS:
-            data = DECOMPRESSORS[compression](data)
+            data = importlib.import_module(DECOMPRESSORS[compression]).decompress(data)
         reader, options = READERS[suffix]
         return getattr(pd, reader)(io.BytesIO(data), **options)
     except Exception as exc:  # each reader and decompressor raises its own errors: name the file and the reason
