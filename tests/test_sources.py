@@ -164,3 +164,15 @@ def test_scoring_sources_pass_through_and_paths_are_found():
     assert locate_source("crashes") == "crashes" and locate_source("with recent as (select 1) select * from recent").startswith("with")
     assert locate_source("s3://bucket/rows.parquet") == "s3://bucket/rows.parquet"
     assert locate_source("py.typed", package="hmlcore").endswith("py.typed")
+
+
+@pytest.mark.slow
+def test_an_s3_url_is_read_through_the_lakes_own_endpoint_and_keys(s3_server):
+    """SeaweedFS (a real S3 server) on 127.0.0.1: the URL is read with the lake's storage options, as batch scoring reads it."""
+    from hmlcore.storage.lake import Lake
+
+    lake = Lake(s3_server.fresh_prefix(), storage_options=s3_server.storage_options())
+    url = lake.write_bytes("data/rows.csv.gz", gzip.compress(csv_bytes()))
+    loaded = read_rows(url, lake=lake)
+    pd.testing.assert_frame_equal(loaded.frame, ROWS, check_dtype=False)
+    assert loaded.location == url and loaded.sha256 == hashlib.sha256(lake.read_bytes(url)).hexdigest()

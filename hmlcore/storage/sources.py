@@ -30,6 +30,7 @@ from hmlcore.errors import DataSourceError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hmlcore.storage.lake import Lake
     from hmlcore.storage.warehouse import Warehouse
 
 __all__ = ["DECOMPRESSORS", "READERS", "SourceRows", "is_query", "is_table_name", "local_file", "locate_source", "read_rows"]
@@ -138,17 +139,26 @@ def locate_source(source: str, *, package: str | None = None) -> str:
     return found
 
 
-def read_rows(source: str, *, warehouse: Warehouse | None = None, package: str | None = None, timeout: float = URL_TIMEOUT) -> SourceRows:
+def read_rows(
+    source: str,
+    *,
+    warehouse: Warehouse | None = None,
+    lake: Lake | None = None,
+    package: str | None = None,
+    timeout: float = URL_TIMEOUT,
+) -> SourceRows:
     """The rows of ``source``, with the sha256 of their content (a changed file or table is a new digest).
 
     A file is read by its name's ending (see :data:`READERS`), decompressed first if a further ``.gz``,
     ``.bz2`` or ``.xz`` ends it; its digest is that of its bytes as stored. A table's digest is that
-    of its columns and values. URLs are read with ``urllib`` (http, https) or fsspec (``s3://``, ``gs://``...:
-    the filesystem's own credentials from the environment).
+    of its columns and values. URLs are read with ``urllib`` (http, https) or fsspec (``s3://``, ``gs://``...):
+    a URL of the lake's scheme through the lake's own filesystem (its endpoint and keys), any other with
+    the filesystem's credentials from the environment.
 
     Args:
         source: a warehouse table's name, a URL, or a path found as :func:`locate_source` finds it.
         warehouse: where a table's name is looked up.
+        lake: the lake whose filesystem reads URLs of its scheme (an S3 bucket on its own endpoint, say).
         package: the package whose files a relative path may name.
         timeout: how long reading an http(s) URL may wait for the server, in seconds.
 
@@ -167,7 +177,7 @@ def read_rows(source: str, *, warehouse: Warehouse | None = None, package: str |
         raise DataSourceError(f"cannot read rows from the query {source!r}: name a warehouse table, a file's path or a URL")
     if is_table_name(location):
         return _table_rows(location, warehouse)
-    data = _read_bytes(location, timeout=timeout)
+    data = _read_bytes(location, lake=lake, timeout=timeout)
     return SourceRows(_parse(data, location), hashlib.sha256(data).hexdigest(), location)
 
 
@@ -184,7 +194,7 @@ def _table_rows(table: str, warehouse: Warehouse | None) -> SourceRows:
     return SourceRows(frame, digest, table)
 
 
-def _read_bytes(location: str, *, timeout: float) -> bytes:
+def _read_bytes(location: str, *, lake: Lake | None, timeout: float) -> bytes:
     """The bytes of a local file or of a URL (http(s), or any fsspec URL such as ``s3://`` or ``gs://``)."""
     try:
         if location.startswith(("http://", "https://")):
@@ -192,6 +202,9 @@ def _read_bytes(location: str, *, timeout: float) -> bytes:
 
             with urllib.request.urlopen(location, timeout=timeout) as response:
                 return response.read()
+        if "://" in location and lake is not None:
+            with lake.filesystem(location).open(location, "rb") as remote:
+                return remote.read()
         if "://" in location:
             import fsspec
 

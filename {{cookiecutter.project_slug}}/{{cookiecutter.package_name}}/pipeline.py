@@ -66,7 +66,7 @@ def extract(
     except hml.ConfigError as exc:
         raise hml.PipelineError(str(exc)) from None
     warehouse = ctx.warehouse
-    loaded = hml.read_rows(source, warehouse=warehouse, package=__package__)
+    loaded = hml.read_rows(source, warehouse=warehouse, lake=ctx.lake, package=__package__)
     rows, digest = loaded.frame, loaded.sha256
     wanted = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL, shared.TARGET]
     columns = [*wanted, *(c for c in (spec.key, spec.time) if c and c not in wanted)]
