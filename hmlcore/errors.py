@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigError",
+    "DataSourceError",
     "DeployError",
     "FeatureError",
     "HmlError",
@@ -70,6 +71,10 @@ class StorageError(HmlError):
 
 class WarehouseError(HmlError):
     """Raised if the warehouse (DuckDB, Parquet tables, BigQuery) cannot be opened or fails a query, a load or an export."""
+
+
+class DataSourceError(HmlError):
+    """Raised if a data source (a file's path, a URL, a warehouse table) names nothing, or holds rows that cannot be read."""
 
 
 class PipelineError(HmlError):

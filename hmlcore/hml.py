@@ -15,6 +15,7 @@ import typing
 from hmlcore._lazy import lazy_names as _lazy_names
 from hmlcore.errors import (
     ConfigError,
+    DataSourceError,
     DeployError,
     FeatureError,
     HmlError,
@@ -37,6 +38,7 @@ if typing.TYPE_CHECKING:  # the names as type checkers and IDEs see them; at run
     from hmlcore.pipelines.training import save_training_shards
     from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
     from hmlcore.serving.monitoring import enable_monitoring
+    from hmlcore.storage.sources import SourceRows, locate_source, read_rows
     from hmlcore.training import train_distributed
 
 #: where each name is defined: ``hml.<name>`` imports that module when it is first read (PEP 562)
@@ -61,6 +63,9 @@ _WHERE = {
     "deploy_inference": "hmlcore.serving.inference",
     "inference": "hmlcore.serving.inference",
     "enable_monitoring": "hmlcore.serving.monitoring",
+    "SourceRows": "hmlcore.storage.sources",
+    "locate_source": "hmlcore.storage.sources",
+    "read_rows": "hmlcore.storage.sources",
     "train_distributed": "hmlcore.training",
 }
 
@@ -69,6 +74,7 @@ if not typing.TYPE_CHECKING:  # hidden from type checkers, which would accept an
 
 __all__ = [
     "ConfigError",
+    "DataSourceError",
     "DeployError",
     "FeatureError",
     "HmlApp",
@@ -87,6 +93,7 @@ __all__ = [
     "PipelineError",
     "PromotionRule",
     "RegistryError",
+    "SourceRows",
     "StorageError",
     "WarehouseError",
     "collected",
@@ -94,9 +101,11 @@ __all__ = [
     "deploy_op",
     "enable_monitoring",
     "inference",
+    "locate_source",
     "op",
     "parallel_for",
     "pipeline",
+    "read_rows",
     "save_training_shards",
     "train_distributed",
 ]

@@ -28,6 +28,14 @@ FREE_TEXT = ("project_name", "description", "author_name", "author_email")
 NOT_ONE_LINE = {"Cc", "Cs", "Zl", "Zp"}
 RESERVED_PACKAGES = {"hmlcore", "test", "tests", "setup", "site"}
 MODEL_KINDS = ("binary", "multiclass", "regression")
+# the names the baked pipeline.py defines or imports beside the training pipeline's function, which a
+# pipeline_name equal to one of them would replace (tests/test_hooks.py checks the list against the file)
+PIPELINE_MODULE_NAMES = {
+    "annotations", "io", "sys", "TYPE_CHECKING", "pd", "hml", "scoring", "ROW_ID", "SplitSpec", "row_ids", "validation_mask",
+    "report", "inference", "shared", "TRAINING_TABLE", "VALIDATION_TABLE", "VALIDATION", "split_sql", "extract", "read_split",
+    "analyze_features", "build_training_matrix", "train_model", "evaluate_model", "publish_model", "plan_scoring",
+    "model_in_service", "score_shard", "write_predictions", "_load_model",
+}  # fmt: skip
 
 
 def check_package_name(name: str) -> str | None:
@@ -66,6 +74,11 @@ def check_answers(answers: dict[str, str]) -> list[str]:
     for key in ("model_name", "pipeline_name"):
         if not IDENTIFIER.match(answers[key]) or keyword.iskeyword(answers[key]):
             problems.append(f"{key} {answers[key]!r} must be a Python identifier: type lower-case letters, digits and '_', e.g. 'crashed'")
+    if answers["pipeline_name"] in PIPELINE_MODULE_NAMES or answers["pipeline_name"] == f"{answers['package_name']}_score":
+        problems.append(
+            f"pipeline_name {answers['pipeline_name']!r} is taken by a step or the scoring pipeline in pipeline.py:"
+            f" type another name, e.g. '{answers['package_name']}_pipeline'"
+        )
     if not IMAGE.match(answers["docker_image"]):
         problems.append(
             f"docker_image {answers['docker_image']!r} is not an image repository: type e.g. 'ghcr.io/acme/car-crashes' (no tag)"

@@ -166,3 +166,10 @@ def test_help_names_the_environment_variable_each_option_reads():
     ]:
         assert f"env var: {variable}" in entries[option], result.output
     assert "[env: " not in result.output  # once, in click's own words
+
+
+def test_the_pipelines_listing_says_what_each_pipeline_does():
+    result = invoke("pipelines", "--help")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^\s+demo\s+Numbers in, a summary out\.$", result.output, re.M), result.output
+    assert re.search(r"^\s+tiny\s+Two steps counting up\.$", result.output, re.M), result.output

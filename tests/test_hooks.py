@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from hooks.origin import (
     write_pyproject_pin,
 )
 from hooks.post_gen_project import KIND_DATA, remove_unchosen_ci, remove_unused_data
-from hooks.pre_gen_project import check_answers, check_package_name, check_slug
+from hooks.pre_gen_project import PIPELINE_MODULE_NAMES, check_answers, check_package_name, check_slug
 
 
 @pytest.mark.parametrize("name", ["crashed", "car_crashes", "model2", "_private"])
@@ -91,6 +93,32 @@ def test_pre_gen_refuses_an_unknown_model_kind():
     }
     assert check_answers(answers) == ["model_kind 'ranking' is not a model kind: type one of binary, multiclass, regression"]
     assert check_answers({**answers, "model_kind": "regression"}) == []
+    for taken in ("extract", "crashed_score"):
+        assert check_answers({**answers, "model_kind": "binary", "pipeline_name": taken}) == [
+            f"pipeline_name {taken!r} is taken by a step or the scoring pipeline in pipeline.py: type another name, e.g. 'crashed_pipeline'"
+        ]
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_the_names_a_pipeline_name_may_not_take_are_those_the_baked_pipeline_module_defines(cookies, kind):
+    """The training pipeline's function lives in pipeline.py: a pipeline_name the hook lets through replaces no other name there."""
+    result = cookies.bake(extra_context={"model_kind": kind})
+    assert result.exit_code == 0, result.exception
+    package = {"binary": "crashed", "multiclass": "penguins", "regression": "diamonds"}[kind]
+    tree = ast.parse((Path(result.project_path) / package / "pipeline.py").read_text(encoding="utf-8"))
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            defined |= {target.id for target in ast.walk(node) if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)}
+        elif isinstance(node, ast.If):  # if TYPE_CHECKING: the names type checkers see
+            defined |= {(alias.asname or alias.name).split(".")[0] for n in node.body if isinstance(n, ast.Import) for alias in n.names}
+    pipelines = {f"{package}_pipeline", f"{package}_score"}
+    assert pipelines <= defined
+    assert defined - pipelines == PIPELINE_MODULE_NAMES
 
 
 # ---------------------------------------------------------------------------------- the hmlcore pin and the origin record

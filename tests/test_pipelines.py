@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hmlcore import hml
@@ -98,5 +100,43 @@ def test_pipeline_mistakes_are_named():
         def empty():  # noqa: F811
             pass
 
-    with pytest.raises(hml.ConfigError, match="takes app.pipelines"):
+    with pytest.raises(hml.ConfigError, match="takes app.pipelines or nothing"):
         hml.pipeline(app)  # type: ignore[arg-type]
+
+
+@hml.op()
+def _greet(name: str = "world") -> str:
+    return f"hello {name}"
+
+
+@hml.pipeline(cron="0 0 * * *", experiment="greetings")
+def nightly(name: str = "world"):
+    """Greet once a night."""
+    _greet(name=name)
+
+
+def test_a_pipeline_declared_beside_its_steps_runs_in_each_app_that_registers_it(tmp_path):
+    """pipeline.py declares the DAG with no app; start.py registers it: each app gets its own copy, the declared one stays free."""
+    assert isinstance(nightly, hml.HmlPipeline) and nightly.cron == "0 0 0 * * *" and nightly.experiment == "greetings"
+    with pytest.raises(hml.PipelineError, match=r"declared but no app runs it: register it with app.pipelines.register\(nightly\)"):
+        nightly.hml_app  # noqa: B018
+    first, second = hml.HmlApp(name="one", image_url="reg/one:1"), hml.HmlApp(name="two", image_url="reg/two:2")
+    registered = first.pipelines.register(nightly)
+    assert registered is first.pipelines["nightly"] and registered.hml_app is first
+    assert hml.pipeline(second.pipelines)(nightly.func).hml_app is second  # the seed's form takes the same function
+    assert not nightly.registered and registered.registered and [o.name for o in registered.ops] == ["_greet"]
+
+    from hmlcore.pipelines.compiler import compile_pipeline
+
+    specs = [compile_pipeline(app.pipelines["nightly"]).spec for app in (first, second)]
+    images = [json.dumps(spec["deploymentSpec"]["executors"]) for spec in specs]
+    assert "reg/one:1" in images[0] and "reg/two:2" in images[1] and "reg/one:1" not in images[1]
+
+
+def test_registering_what_is_not_a_pipeline_is_refused():
+    app = hml.HmlApp(name="x")
+    with pytest.raises(hml.ConfigError, match="takes a pipeline declared with @hml.pipeline, got function"):
+        app.pipelines.register(nightly.func)  # type: ignore[arg-type]
+    app.pipelines.register(nightly)
+    with pytest.raises(hml.PipelineError, match="registered twice"):
+        app.pipelines.register(nightly)

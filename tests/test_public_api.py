@@ -201,6 +201,6 @@ def _importable(module: str, name: str) -> bool:
 
 def test_every_name_the_template_scripts_and_benchmarks_import_from_hmlcore_exists():
     imports = _consumer_imports()
-    assert ("{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/pipeline.py", "hmlcore.storage", "Warehouse") in imports
+    assert ("{{cookiecutter.project_slug}}/{{cookiecutter.package_name}}/pipeline.py", "hmlcore.model.split", "ROW_ID") in imports
     missing = [f"{where}: from {module} import {name}" for where, module, name in imports if not _importable(module, name)]
     assert missing == []

@@ -36,6 +36,12 @@ CI_FILES = {"github": {".github/workflows/ci.yml"}, "gitlab": {".gitlab-ci.yml"}
 UNRENDERED = re.compile(r"{{\s*cookiecutter\.|{%\s*(raw|endraw|if|for)")
 
 
+#: how gunicorn and its workers run inside: not the words a data scientist serving a model needs
+SERVER_INTERNALS = re.compile(r"event loop|main loop|arbiter|keepalive|poller|gthread|fork", re.IGNORECASE)
+#: what a baked package's tests and code may not ask at run time: the model kind is rendered at bake time
+KIND_AT_RUN_TIME = re.compile(r"MODEL_KIND\s*(==|!=|in\b)|if .*\bkind\b.*:")
+
+
 def tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
@@ -92,7 +98,8 @@ def test_renamed_package_uses_its_names_everywhere(cookies):
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"] == {"fraud": "fraud.start:main"}
     assert pyproject["tool"]["setuptools"]["package-data"] == {"fraud": ["data/**/*"]}
-    assert "def nightly(" in (root / "fraud" / "start.py").read_text()
+    assert "def nightly(" in (root / "fraud" / "pipeline.py").read_text()
+    assert "app.pipelines.register(pipeline.nightly)" in (root / "fraud" / "start.py").read_text()
 
 
 @pytest.mark.parametrize("platform", ["s3", "gcp"], ids=lambda platform: f"cluster_platform={platform}")
@@ -157,3 +164,55 @@ def test_bad_answers_fail_with_a_message(cookies, capfd, answers, message):
     assert message in err
     assert "Traceback" not in err
     assert result.project_path is None or not Path(result.project_path).exists()
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_the_baked_code_and_tests_hold_only_the_chosen_kind(cookies, kind):
+    """A binary package's tests read as binary tests: the kind's code is rendered, not chosen at run time."""
+    result = cookies.bake(extra_context={"model_kind": kind})
+    assert result.exit_code == 0, result.exception
+    root = Path(result.project_path)
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert not KIND_AT_RUN_TIME.search(text), f"{path.relative_to(root)} asks the model kind at run time"
+    others = {"binary": ["probabilities", "XGBRegressor"], "multiclass": ['"probability"', "XGBRegressor"], "regression": ["probabilit"]}
+    for path in [root / "tests" / "conftest.py", next(root.glob("*/pipeline.py"))]:
+        assert not [word for word in others[kind] if word in path.read_text(encoding="utf-8")], path.name
+
+
+def test_the_readme_and_the_help_speak_of_requests_and_workers(cookies):
+    """What a data scientist reads (the baked README, every command's --help) leaves the server's inner workings out."""
+    from click.testing import CliRunner
+
+    from hmlcore import hml
+
+    result = cookies.bake()
+    readme = (Path(result.project_path) / "README.md").read_text(encoding="utf-8")
+    assert "--workers" in readme and not SERVER_INTERNALS.findall(readme)
+    root = hml.HmlApp(name="zoo", package_entrypoint="zoo").cli()
+    pending: list[tuple[list[str], object]] = [([], root)]
+    helps = 0
+    while pending:
+        path, command = pending.pop()
+        shown = CliRunner().invoke(root, [*path, "--help"])
+        assert shown.exit_code == 0, (path, shown.output)
+        assert not SERVER_INTERNALS.findall(shown.output), (path, SERVER_INTERNALS.findall(shown.output))
+        helps += 1
+        pending += [([*path, name], sub) for name, sub in getattr(command, "commands", {}).items()]
+    assert helps > 10
+
+
+def test_pipeline_py_holds_the_steps_and_their_pipelines_and_start_py_only_wires(cookies):
+    """Reading files, decompressing, URLs and digests are hmlcore's (hml.read_rows); each DAG sits next to its steps."""
+    result = cookies.bake()
+    package = Path(result.project_path) / "crashed"
+    pipeline, start = ((package / name).read_text(encoding="utf-8") for name in ("pipeline.py", "start.py"))
+    imported = set(re.findall(r"^\s*(?:import|from) ([\w.]+)", pipeline, re.M))
+    assert not imported & {"bz2", "gzip", "lzma", "hashlib", "urllib.parse", "urllib.request", "fsspec", "os", "re", "importlib"}
+    assert "hml.read_rows(" in pipeline
+    assert re.findall(r"^@hml\.pipeline\((.*)\)$", pipeline, re.M) == [
+        'cron="0 0 * * *", experiment=shared.PROJECT_NAME',
+        'cron="0 3 * * *", experiment=shared.PROJECT_NAME',
+    ]
+    assert "@hml.pipeline" not in start and "@hml.op" not in start
+    assert re.findall(r"app\.pipelines\.register\(pipeline\.(\w+)\)", start) == ["crashed_pipeline", "crashed_score"]

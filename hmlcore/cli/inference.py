@@ -62,8 +62,8 @@ def inference_group(app: HmlApp) -> click.Group:
         envvar="HML_THREADS",
         show_envvar=True,
         show_default=True,
-        help="Threads per worker, for the app's own routes and answers still leaving; requests are gathered "
-        "whole by the worker's main loop, which serves the API's own routes itself.",
+        help="Threads per worker: they serve the routes you add to the app and finish sending answers to slow clients; "
+        "/predict and the API's other routes are answered by the worker itself once the whole request has arrived.",
     )
     @click.option(
         "--drain",
@@ -112,7 +112,7 @@ def inference_group(app: HmlApp) -> click.Group:
         body_timeout: float,
         log_query: bool,
     ) -> None:
-        """Serve with gunicorn: models load once, then the workers fork; SIGTERM drains, then stops gracefully."""
+        """Serve in production: the models load once, then --workers processes answer the requests; SIGTERM drains, then stops."""
         workers = workers or default_workers()
         native_threads = limit_threads(workers)  # before the models load: the master must start no native thread
         run_prod(

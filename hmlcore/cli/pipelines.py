@@ -190,9 +190,9 @@ def _spawner(app: HmlApp) -> Callable[[Sequence[str]], list[str]] | None:
 
 
 def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
-    group = click.Group(
-        pipeline.name, help=f"Pipeline {pipeline.name}. {pipeline.description.splitlines()[0] if pipeline.description else ''}".strip()
-    )
+    summary = pipeline.description.splitlines()[0] if pipeline.description else ""
+    # the listing shows the summary (click's own short help would stop at "Pipeline <name>.")
+    group = click.Group(pipeline.name, help=f"Pipeline {pipeline.name}. {summary}".strip(), short_help=summary or None)
     group.add_command(_StepGroup(app, pipeline, name="run", help="Run one step, exactly as its container in the cluster runs it."))
 
     @group.command("run-all")

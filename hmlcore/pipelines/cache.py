@@ -40,7 +40,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,7 @@ from hmlcore._files import write_atomic
 from hmlcore._version import __version__ as hmlcore_version
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.storage.lake import sha256_bytes
+from hmlcore.storage.sources import local_file
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.dag import HmlPipeline
@@ -158,19 +158,6 @@ def _installed() -> list[str]:
     return sorted(found)
 
 
-def _named_file(value: str, package: str) -> str | None:
-    """The local file a string input names (in the working folder, or inside ``package``), if any."""
-    if not value or "\n" in value or len(value) > 4096:
-        return None
-    try:
-        if os.path.isfile(value):
-            return value
-        packaged = resources.files(package).joinpath(value)
-        return str(packaged) if packaged.is_file() else None
-    except (OSError, ValueError, TypeError, ModuleNotFoundError):
-        return None
-
-
 def _file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -198,7 +185,7 @@ def step_key(*, pipeline: str, op: HmlOp, raw: Mapping[str, str], env: Mapping[s
             continue
         if "://" in value:
             return StepKey(None, f"input {param.name} is the URL {value}, whose content the cache cannot see")
-        path = _named_file(value, package)
+        path = local_file(value, package=package)  # found as the step's own read_rows finds it
         if path is not None:
             files[param.name] = _file_sha256(path)
     names = sorted(n for n in env.get(KEY_ENV, "").split(",") if n and n not in (KEY_ENV, CACHE_ENV))

@@ -15,11 +15,20 @@ Example:
     ...     hello()
     >>> [o.name for o in app.pipelines["greet"].ops]
     ['hello']
+
+A pipeline can also be declared beside its steps, with no app, and registered by the app that runs it:
+
+    >>> @hml.pipeline(cron="0 0 * * *")
+    ... def nightly():
+    ...     hello()
+    >>> app.pipelines.register(nightly).cron
+    '0 0 0 * * *'
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import typing
 from collections.abc import Callable, Iterator
@@ -129,7 +138,7 @@ class _TraceBuilder:
 
 
 class HmlPipeline:
-    """A registered pipeline. Create it with :func:`pipeline`.
+    """A pipeline: declared with :func:`pipeline`, run by the app that registers it.
 
     Attributes:
         name: the pipeline's name (the function's name), used on the command line.
@@ -139,10 +148,10 @@ class HmlPipeline:
     """
 
     def __init__(
-        self, func: Callable[..., Any], app: HmlPipelineApp, *, cron: str | None, experiment: str | None, name: str | None
+        self, func: Callable[..., Any], app: HmlPipelineApp | None, *, cron: str | None, experiment: str | None, name: str | None
     ) -> None:
         self.func = func
-        self.app = app
+        self._app = app  # None while declared only: app.pipelines.register gives each app a copy of its own
         self.name = name or func.__name__
         self.description = inspect.getdoc(func) or ""
         self.cron = normalise_cron(cron) if cron else None
@@ -190,6 +199,24 @@ class HmlPipeline:
         raise PipelineError(f"pipeline {self.name} has no step {name!r}; its steps are: {', '.join(o.name for o in self.ops)}")
 
     @property
+    def app(self) -> HmlPipelineApp:
+        """The pipelines of the app that runs this pipeline.
+
+        Raises:
+            PipelineError: the pipeline is declared but no app registered it.
+        """
+        if self._app is None:
+            raise PipelineError(
+                f"pipeline {self.name} is declared but no app runs it: register it with app.pipelines.register({self.name})"
+            )
+        return self._app
+
+    @property
+    def registered(self) -> bool:
+        """Whether an app registered this pipeline (a pipeline only declared has no app to run it)."""
+        return self._app is not None
+
+    @property
     def hml_app(self) -> HmlApp:
         return self.app.app
 
@@ -226,8 +253,22 @@ class HmlPipelineApp:
         return len(self.pipelines)
 
     def register(self, pipeline: HmlPipeline) -> HmlPipeline:
+        """Run ``pipeline`` (declared with ``@hml.pipeline(...)``) in this app; returns the app's own copy of it.
+
+        A declared pipeline is never changed: each app registering it gets a copy of its own, so two apps
+        (one per test, say) never share one.
+
+        Raises:
+            ConfigError: ``pipeline`` is not a pipeline.
+            PipelineError: a pipeline of the same name is registered already.
+        """
+        if not isinstance(pipeline, HmlPipeline):
+            raise ConfigError(f"app.pipelines.register takes a pipeline declared with @hml.pipeline, got {type(pipeline).__name__}")
         if pipeline.name in self.pipelines:
             raise PipelineError(f"pipeline {pipeline.name!r} is registered twice")
+        if pipeline._app is not self:
+            pipeline = copy.copy(pipeline)
+            pipeline._app = self
         self.pipelines[pipeline.name] = pipeline
         return pipeline
 
@@ -238,25 +279,32 @@ class HmlPipelineApp:
 
 
 def pipeline(
-    pipelines: HmlPipelineApp,
+    pipelines: HmlPipelineApp | None = None,
     *,
     cron: str | None = None,
     experiment: str | None = None,
     name: str | None = None,
 ) -> Callable[[Callable[..., Any]], HmlPipeline]:
-    """Register the decorated function as a pipeline of ``pipelines`` (``app.pipelines``).
+    """Declare the decorated function as a pipeline; with ``app.pipelines``, register it there too.
+
+    Without ``pipelines`` the pipeline is declared beside its steps and an app runs it once it is
+    registered: ``app.pipelines.register(nightly)``. Either way its cron is checked here.
 
     Args:
-        pipelines: the app's pipeline registry.
+        pipelines: the app's pipeline registry, or ``None`` to declare the pipeline only.
         cron: the production schedule, 5-field (``"0 0 * * *"``) or 6-field cron.
         experiment: the Kubeflow experiment of production runs (default: the pipeline's name).
         name: the pipeline's name (default: the function's name).
+
+    Raises:
+        ConfigError: ``pipelines`` is not ``app.pipelines``, or ``cron`` is not a valid cron expression.
     """
-    if not isinstance(pipelines, HmlPipelineApp):
-        raise ConfigError(f"@hml.pipeline takes app.pipelines, got {type(pipelines).__name__}")
+    if pipelines is not None and not isinstance(pipelines, HmlPipelineApp):
+        raise ConfigError(f"@hml.pipeline takes app.pipelines or nothing, got {type(pipelines).__name__}")
 
     def decorate(func: Callable[..., Any]) -> HmlPipeline:
-        return pipelines.register(HmlPipeline(func, pipelines, cron=cron, experiment=experiment, name=name))
+        declared = HmlPipeline(func, pipelines, cron=cron, experiment=experiment, name=name)
+        return declared if pipelines is None else pipelines.register(declared)
 
     return decorate
 

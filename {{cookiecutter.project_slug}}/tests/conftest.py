@@ -1,18 +1,19 @@
 """Fixtures: the app on the local platform, a model trained once per session in a scratch HML_HOME, and
-rows of the data in shared.DATA_SOURCE to ask it about. Nothing here knows what the data is about."""
+rows of the data in shared.DATA_SOURCE to ask it about. Nothing here knows what the data is about: only
+that the model is {{ {'binary': 'a binary classifier', 'multiclass': 'a multiclass classifier', 'regression': 'a regression model'}[cookiecutter.model_kind] }}."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hmlcore import hml
 
-from {{ cookiecutter.package_name }} import pipeline, shared
+from {{ cookiecutter.package_name }} import shared
 from {{ cookiecutter.package_name }}.start import create_app
 
 PIPELINE = "{{ cookiecutter.pipeline_name }}"
@@ -57,8 +58,7 @@ def model(app, trained: str):
 @pytest.fixture
 def data(app) -> pd.DataFrame:
     """Every row of shared.DATA_SOURCE, read as the extract step reads it."""
-    rows, _ = pipeline.load_source(shared.DATA_SOURCE, app.warehouse)
-    return rows
+    return hml.read_rows(shared.DATA_SOURCE, warehouse=app.warehouse, package="{{ cookiecutter.package_name }}").frame
 
 
 def as_json(value: Any) -> Any:
@@ -82,30 +82,49 @@ def records(data: pd.DataFrame, model) -> list[dict[str, Any]]:
 @pytest.fixture
 def record(records: list[dict[str, Any]]) -> dict[str, Any]:
     return records[0]
+{%- if cookiecutter.model_kind == "regression" %}
 
 
 @pytest.fixture
-def check_answer(model, data: pd.DataFrame) -> Callable[[dict[str, Any]], None]:
-    """Assert that one prediction has the shape and the values of shared.MODEL_KIND's answer."""
-    return partial(_check_answer, model=model, data=data)
+def check_answer(data: pd.DataFrame) -> Callable[[dict[str, Any]], None]:
+    """Assert that one prediction is a number of the target, within a tenth of its range around the data's values."""
+    low, high = data[shared.TARGET].min(), data[shared.TARGET].max()
+    margin = (high - low) / 10
 
-
-def _check_answer(answer: dict[str, Any], *, model, data: pd.DataFrame) -> None:
-    if shared.MODEL_KIND == "regression":
+    def check(answer: dict[str, Any]) -> None:
         assert set(answer) == {shared.TARGET}
-        low, high = data[shared.TARGET].min(), data[shared.TARGET].max()
-        margin = (high - low) / 10
         assert low - margin <= answer[shared.TARGET] <= high + margin, answer
-        return
-    assert answer[shared.TARGET] in model.classes, answer
-    if shared.MODEL_KIND == "binary":
+
+    return check
+{%- elif cookiecutter.model_kind == "binary" %}
+
+
+@pytest.fixture
+def check_answer(model) -> Callable[[dict[str, Any]], None]:
+    """Assert that one prediction is one of the two classes with its probability, the second class above the threshold."""
+
+    def check(answer: dict[str, Any]) -> None:
         assert set(answer) == {shared.TARGET, "probability"}
+        assert answer[shared.TARGET] in model.classes, answer
         assert 0.0 <= answer["probability"] <= 1.0
         assert (answer["probability"] >= model.threshold) == (answer[shared.TARGET] == model.classes[1])
-    else:
+
+    return check
+{%- else %}
+
+
+@pytest.fixture
+def check_answer(model) -> Callable[[dict[str, Any]], None]:
+    """Assert that one prediction is the most probable class, with each class's probability summing to one."""
+
+    def check(answer: dict[str, Any]) -> None:
         assert set(answer) == {shared.TARGET, "probabilities"}
+        assert answer[shared.TARGET] in model.classes, answer
         probabilities = answer["probabilities"]
         assert list(probabilities) == [str(c) for c in model.classes] or list(probabilities) == list(model.classes)
         assert abs(sum(probabilities.values()) - 1) < 1e-4
         assert all(0.0 <= p <= 1.0 for p in probabilities.values())
         assert str(answer[shared.TARGET]) == str(max(probabilities, key=probabilities.get))
+
+    return check
+{%- endif %}

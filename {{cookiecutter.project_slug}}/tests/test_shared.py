@@ -8,12 +8,13 @@ from {{ cookiecutter.package_name }} import shared
 def test_the_data_has_every_feature_and_the_target(data):
     assert set(shared.FEATURES_NUMERIC + shared.FEATURES_CATEGORICAL + [shared.TARGET]) <= set(data.columns)
     target = data[shared.TARGET].dropna()
-    if shared.MODEL_KIND == "regression":
-        assert pd.api.types.is_numeric_dtype(target) and target.nunique() > 1
-    elif shared.MODEL_KIND == "binary":
-        assert target.nunique() == 2
-    else:
-        assert target.nunique() > 2
+{%- if cookiecutter.model_kind == "regression" %}
+    assert pd.api.types.is_numeric_dtype(target) and target.nunique() > 1
+{%- elif cookiecutter.model_kind == "binary" %}
+    assert target.nunique() == 2
+{%- else %}
+    assert target.nunique() > 2
+{%- endif %}
 
 
 def test_the_numeric_features_are_numbers(data):

@@ -1,36 +1,30 @@
-"""The pipelines' steps. Training: extract -> analyze -> build matrix -> train -> evaluate -> publish;
-batch scoring: plan -> score each shard -> write the predictions.
+"""The pipelines and their steps.
+
+Training (``{{ cookiecutter.pipeline_name }}``): extract -> analyze -> build the matrix -> train -> evaluate -> publish.
+Batch scoring (``{{ cookiecutter.package_name }}_score``): plan -> score each shard -> write the predictions.
 
 Each ``@hml.op()`` runs as its own container in Kubeflow and as ``{{ cookiecutter.package_name }} pipelines
 {{ cookiecutter.pipeline_name }} run <step>`` on a laptop. Steps hand each other small values (table
 names, artifact URIs, metrics); the data itself stays in the warehouse and the lake: ``extract`` marks
 each row for training or validation (``shared.SPLIT``), loads the rows into the warehouse, splits them
 with SQL (the same SQL on DuckDB and BigQuery) and exports each split to the lake as Parquet, where the
-later steps read it.
+later steps read it. Each ``@hml.pipeline`` calls its steps in order, handing one's output to the next;
+start.py registers the pipelines with the app.
 
 A run reuses a step's recorded output when its inputs, the package's code and its settings are unchanged
 (``run-all`` prints it as cached; ``--no-cache`` runs it anyway): after changing only ``n_estimators``,
 extract, analyze and build the matrix are not run again. Steps with effects beyond their output, or that
 read what their inputs do not name, are declared ``@hml.op(cache=False)`` and run every time.
 
-pandas, numpy and urllib.request are imported inside the functions that use them: ``{{ cookiecutter.package_name }}
---help`` and the inference server import this module too (to declare the pipeline) and start faster without them.
+pandas, numpy and xgboost are imported inside the steps that use them: ``{{ cookiecutter.package_name }} --help``
+and the inference server import this module too (to declare the pipelines) and start faster without them.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import hashlib
 import io
-import lzma
-import os
-import re
 import sys
-import urllib.parse
-from collections.abc import Callable
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hmlcore import hml
 from hmlcore.model import scoring
@@ -41,102 +35,12 @@ from {{ cookiecutter.package_name }} import inference, shared
 
 if TYPE_CHECKING:
     import pandas as pd
-    from hmlcore.storage import Warehouse
 
 TRAINING_TABLE = f"{shared.MODEL_NAME}_training"
 VALIDATION_TABLE = f"{shared.MODEL_NAME}_validation"
 #: the column ``extract`` adds to every row: True for a validation row (ROW_ID, the other column it adds, is
 #: each row's identity: the registry keeps those a model trained on, so no later model is judged on them)
 VALIDATION = "_validation"
-
-#: how a file is read, by its name's ending: the pandas reader and its options; a further .gz, .bz2 or
-#: .xz ending is decompressed first
-READERS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".csv": ("read_csv", {}),
-    ".tsv": ("read_csv", {"sep": "\t"}),
-    ".parquet": ("read_parquet", {}),
-    ".pq": ("read_parquet", {}),
-    ".json": ("read_json", {}),
-    ".jsonl": ("read_json", {"lines": True}),
-    ".ndjson": ("read_json", {"lines": True}),
-    ".feather": ("read_feather", {}),
-}
-DECOMPRESSORS: dict[str, Callable[[bytes], bytes]] = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
-#: a source made of letters, digits and underscores names a table already in the warehouse
-TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: a source starting with SELECT or WITH is a query on the warehouse (batch scoring)
-QUERY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
-
-#: the XGBoost objective of each model kind
-OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
-
-
-def locate(source: str) -> str:
-    """Where the file ``source`` is: a URL as it is, a path found in the current folder, else in this package."""
-    if "://" in source or os.path.isabs(source) or os.path.exists(source):
-        return source
-    packaged = resources.files(__package__).joinpath(source)
-    if packaged.is_file():
-        return str(packaged)
-    raise hml.PipelineError(f"no data at {source!r}: it is neither in {os.getcwd()} nor in the package {__package__}")
-
-
-def read_bytes(location: str) -> bytes:
-    """The bytes of a local file or of a URL (http(s), or any fsspec URL such as s3:// or gs://)."""
-    import urllib.request
-
-    try:
-        if location.startswith(("http://", "https://")):
-            with urllib.request.urlopen(location, timeout=120) as response:
-                return response.read()
-        if "://" in location:
-            import fsspec
-
-            with fsspec.open(location, "rb") as remote:
-                return remote.read()
-        with open(location, "rb") as local:
-            return local.read()
-    except FileNotFoundError:
-        raise hml.PipelineError(f"no data at {location}: there is no such file") from None
-    except (OSError, ValueError, ImportError) as exc:
-        raise hml.PipelineError(f"cannot read {location}: {exc}") from None
-
-
-def parse(data: bytes, name: str) -> pd.DataFrame:
-    """The rows of the file ``name`` holding ``data``, read by its name's ending (see :data:`READERS`)."""
-    import pandas as pd
-
-    path = (urllib.parse.urlsplit(name).path if "://" in name else name).lower()
-    stem, compression = os.path.splitext(path)
-    if compression not in DECOMPRESSORS:
-        stem = path
-    suffix = os.path.splitext(stem)[1]
-    if suffix not in READERS:
-        raise hml.PipelineError(f"cannot read {name}: name a file ending in {', '.join(READERS)} (optionally .gz, .bz2 or .xz)")
-    try:
-        if compression in DECOMPRESSORS:
-            data = DECOMPRESSORS[compression](data)
-        reader, options = READERS[suffix]
-        return getattr(pd, reader)(io.BytesIO(data), **options)
-    except Exception as exc:  # each reader and decompressor raises its own errors: name the file and the reason
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise hml.PipelineError(f"cannot read {name} as {suffix[1:]}{compression if stem != path else ''}: {reason}") from None
-
-
-def load_source(source: str, warehouse: Warehouse) -> tuple[pd.DataFrame, str]:
-    """The rows of ``source`` (see :data:`shared.DATA_SOURCE`) and the sha256 of their content."""
-    import pandas as pd
-
-    if TABLE_NAME.match(source):
-        if not warehouse.exists(source):
-            raise hml.PipelineError(f"no table {source!r} in the warehouse {warehouse.url}: name a table there, or a file path or URL")
-        rows = warehouse.table(source)
-        hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
-        digest = hashlib.sha256(repr(list(rows.columns)).encode() + hashed.tobytes()).hexdigest()
-        return rows, digest
-    location = locate(source)
-    data = read_bytes(location)
-    return parse(data, location), hashlib.sha256(data).hexdigest()
 
 
 def split_sql(raw_table: str, *, validation: bool) -> str:
@@ -151,7 +55,10 @@ def extract(
     validation_share: float = shared.SPLIT["validation_share"],
     seed: int = shared.SPLIT["seed"],
 ) -> dict:
-    """Load the source's rows into the warehouse and split them into a training and a validation table (see shared.SPLIT)."""
+    """Load the source's rows into the warehouse and split them into a training and a validation table (see shared.SPLIT).
+
+    ``source`` is a file's path (in the current folder, else in this package), a URL or a warehouse table: see shared.DATA_SOURCE.
+    """
     import numpy as np
 
     try:
@@ -159,7 +66,8 @@ def extract(
     except hml.ConfigError as exc:
         raise hml.PipelineError(str(exc)) from None
     warehouse = ctx.warehouse
-    rows, digest = load_source(source, warehouse)
+    loaded = hml.read_rows(source, warehouse=warehouse, lake=ctx.lake, package=__package__)
+    rows, digest = loaded.frame, loaded.sha256
     wanted = [*shared.FEATURES_NUMERIC, *shared.FEATURES_CATEGORICAL, shared.TARGET]
     columns = [*wanted, *(c for c in (spec.key, spec.time) if c and c not in wanted)]
     missing = [column for column in columns if column not in rows.columns]
@@ -169,7 +77,11 @@ def extract(
         )
     rows = rows[columns].copy()
     ids = row_ids(rows, columns)
-    stratify = rows[shared.TARGET] if shared.MODEL_KIND != "regression" and spec.method == "random" else None
+{%- if cookiecutter.model_kind == "regression" %}
+    stratify = None  # a number has no classes to keep the shares of
+{%- else %}
+    stratify = rows[shared.TARGET] if spec.method == "random" else None  # each class keeps its share on both sides
+{%- endif %}
     try:
         rows[VALIDATION] = validation_mask(rows, spec, ids=ids, stratify=stratify)
     except hml.ConfigError as exc:
@@ -257,20 +169,30 @@ def train_model(
     workers: int = shared.TRAINING["workers"],
     external_memory: bool = shared.TRAINING["external_memory"],
 ) -> dict:
-    """Train an XGBoost model of the kind in shared.MODEL_KIND on the training matrix, on `workers` workers (see shared.TRAINING)."""
+    """Train an XGBoost {{ {'binary': 'binary classifier', 'multiclass': 'multiclass classifier', 'regression': 'regressor'}[cookiecutter.model_kind] }} on the training matrix, on `workers` workers (see shared.TRAINING)."""
     import numpy as np
-    from xgboost import XGBClassifier, XGBRegressor
+{%- if cookiecutter.model_kind == "regression" %}
+    from xgboost import XGBRegressor
+{%- else %}
+    from xgboost import XGBClassifier
+{%- endif %}
 
     container = ctx.get_model(shared.MODEL_NAME)
     container.load_analysis(ctx.load_artifact(analysis))
     parameters = {"n_estimators": n_estimators, "max_depth": max_depth, "learning_rate": learning_rate}
-    estimator = XGBRegressor if shared.MODEL_KIND == "regression" else XGBClassifier
-    model = estimator(**parameters, objective=OBJECTIVES[shared.MODEL_KIND], tree_method="hist", random_state=0)
+{%- if cookiecutter.model_kind == "regression" %}
+    model = XGBRegressor(**parameters, objective="reg:squarederror", tree_method="hist", random_state=0)
+{%- elif cookiecutter.model_kind == "multiclass" %}
+    model = XGBClassifier(**parameters, objective="multi:softprob", tree_method="hist", random_state=0)
+{%- else %}
+    model = XGBClassifier(**parameters, objective="binary:logistic", tree_method="hist", random_state=0)
+{%- endif %}
     if workers > 1 or external_memory:
         # the workers train with xgboost.train: the estimator's settings, as XGBoost's own parameters
         params = {name: value for name, value in model.get_xgb_params().items() if value is not None}
-        if shared.MODEL_KIND == "multiclass":
-            params["num_class"] = len(container.classes)
+{%- if cookiecutter.model_kind == "multiclass" %}
+        params["num_class"] = len(container.classes)
+{%- endif %}
         model = hml.train_distributed(
             ctx, matrix, workers=workers, params=params, rounds=n_estimators, kind=shared.MODEL_KIND, external_memory=external_memory
         )
@@ -341,11 +263,40 @@ def publish_model(ctx: hml.OpContext, model: dict, analysis: dict, evaluation: d
     return uri
 
 
+@hml.pipeline(cron="0 0 * * *", experiment=shared.PROJECT_NAME)
+def {{ cookiecutter.pipeline_name }}(
+    source: str = shared.DATA_SOURCE,
+    validation_share: float = shared.SPLIT["validation_share"],
+    seed: int = shared.SPLIT["seed"],
+    n_estimators: int = 300,
+    max_depth: int = 4,
+    learning_rate: float = 0.05,
+    workers: int = shared.TRAINING["workers"],
+    external_memory: bool = shared.TRAINING["external_memory"],
+    force: bool = False,
+):
+    """Train the model on the rows of `source`, evaluate it, publish it; it goes into service if it beats the one in service."""
+    tables = extract(source=source, validation_share=validation_share, seed=seed)
+    analysis = analyze_features(tables=tables.output)
+    matrix = build_training_matrix(tables=tables.output, analysis=analysis.output, workers=workers, external_memory=external_memory)
+    model = train_model(
+        matrix=matrix.output,
+        analysis=analysis.output,
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        learning_rate=learning_rate,
+        workers=workers,
+        external_memory=external_memory,
+    )
+    evaluation = evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
+    publish_model(model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force)
+
+
 # ------------------------------------------------------------------ batch scoring
 @hml.op(cache=False)  # its source may be a warehouse query, whose rows the cache's key cannot see
 def plan_scoring(ctx: hml.OpContext, source: str = shared.SCORING["source"], shards: int = shared.SCORING["shards"]) -> list:
     """Copy the rows to score into the lake, shared.SCORING["chunk_rows"] rows at a time, and deal them out to `shards` shards."""
-    location = source if TABLE_NAME.match(source) or QUERY.match(source) else locate(source)
+    location = hml.locate_source(source, package=__package__)  # a table, a query, a URL, or the path of a file here or in the package
     staged = scoring.stage(
         location, warehouse=ctx.warehouse, lake=ctx.lake, url=ctx.artifact_uri("rows.parquet"), chunk_rows=shared.SCORING["chunk_rows"]
     )
@@ -399,3 +350,16 @@ def write_predictions(ctx: hml.OpContext, parts: list, version: str = "") -> dic
             print(f"drift: {name} {feature.status}: {'; '.join(feature.reasons)}", file=sys.stderr)
     print(f"drift of the scored rows: {drift.status} ({merged['drift']['html']})", file=sys.stderr)
     return merged
+
+
+@hml.pipeline(cron="0 3 * * *", experiment=shared.PROJECT_NAME)
+def {{ cookiecutter.package_name }}_score(
+    source: str = shared.SCORING["source"],
+    version: str = "",
+    shards: int = shared.SCORING["shards"],
+):
+    """Score the rows of `source` with the model in service (or `version`); refused rows go to a rejects table."""
+    plan = plan_scoring(source=source, shards=shards)
+    with hml.parallel_for(plan.output, parallelism=shared.SCORING["shards"]) as shard:
+        part = score_shard(shard=shard, version=version)
+    write_predictions(parts=hml.collected(part), version=version)

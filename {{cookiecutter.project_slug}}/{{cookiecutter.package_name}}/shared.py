@@ -7,7 +7,8 @@ from hmlcore import hml
 MODEL_NAME = "{{ cookiecutter.model_name }}"
 PROJECT_NAME = "{{ cookiecutter.project_slug }}"
 
-#: what the model predicts: "binary" (one of two classes), "multiclass" (one of several) or "regression" (a number)
+#: what the model predicts, chosen when this package was made: "binary" (one of two classes), "multiclass" (one of
+#: several) or "regression" (a number). pipeline.train_model and the tests are written for it.
 MODEL_KIND = "{{ cookiecutter.model_kind }}"
 
 #: the rows the pipeline trains on: the path or URL (s3://, gs://, https://) of a CSV, Parquet or JSON file, or

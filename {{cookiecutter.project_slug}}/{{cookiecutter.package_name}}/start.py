@@ -1,4 +1,4 @@
-"""The entry point: builds the HmlApp and registers the model, the pipelines (training, batch scoring) and the inference API.
+"""The entry point: builds the HmlApp and registers the model, the pipelines of pipeline.py and the inference API.
 
 ``{{ cookiecutter.package_name }} --help`` lists the commands; ``main`` is the console script.
 """
@@ -62,49 +62,8 @@ def create_app() -> hml.HmlApp:
 {%- endif %}
     app.register_model(shared.MODEL_NAME, shared.model_container())
 
-    @hml.pipeline(app.pipelines, cron="0 0 * * *", experiment="{{ cookiecutter.project_slug }}")
-    def {{ cookiecutter.pipeline_name }}(
-        source: str = shared.DATA_SOURCE,
-        validation_share: float = shared.SPLIT["validation_share"],
-        seed: int = shared.SPLIT["seed"],
-        n_estimators: int = 300,
-        max_depth: int = 4,
-        learning_rate: float = 0.05,
-        workers: int = shared.TRAINING["workers"],
-        external_memory: bool = shared.TRAINING["external_memory"],
-        force: bool = False,
-    ):
-        """Train the model on the rows of `source`, evaluate it, publish it; it goes into service if it beats the one in service."""
-        tables = pipeline.extract(source=source, validation_share=validation_share, seed=seed)
-        analysis = pipeline.analyze_features(tables=tables.output)
-        matrix = pipeline.build_training_matrix(
-            tables=tables.output, analysis=analysis.output, workers=workers, external_memory=external_memory
-        )
-        model = pipeline.train_model(
-            matrix=matrix.output,
-            analysis=analysis.output,
-            n_estimators=n_estimators,
-            max_depth=max_depth,
-            learning_rate=learning_rate,
-            workers=workers,
-            external_memory=external_memory,
-        )
-        evaluation = pipeline.evaluate_model(model=model.output, analysis=analysis.output, tables=tables.output)
-        pipeline.publish_model(
-            model=model.output, analysis=analysis.output, evaluation=evaluation.output, tables=tables.output, force=force
-        )
-
-    @hml.pipeline(app.pipelines, cron="0 3 * * *", experiment="{{ cookiecutter.project_slug }}")
-    def {{ cookiecutter.package_name }}_score(
-        source: str = shared.SCORING["source"],
-        version: str = "",
-        shards: int = shared.SCORING["shards"],
-    ):
-        """Score the rows of `source` with the model in service (or `version`); refused rows go to a rejects table."""
-        plan = pipeline.plan_scoring(source=source, shards=shards)
-        with hml.parallel_for(plan.output, parallelism=shared.SCORING["shards"]) as shard:
-            part = pipeline.score_shard(shard=shard, version=version)
-        pipeline.write_predictions(parts=hml.collected(part), version=version)
+    app.pipelines.register(pipeline.{{ cookiecutter.pipeline_name }})
+    app.pipelines.register(pipeline.{{ cookiecutter.package_name }}_score)
 
     @hml.deploy_op(app.pipelines)
     def op_configurator(op):
