@@ -22,16 +22,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import typing
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, OpParam, base_type, building
 
 if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
+    from hmlcore.model.container import ModelContainer
+    from hmlcore.storage.store import DataStore
 
-__all__ = ["HmlPipeline", "HmlPipelineApp", "deploy_op", "pipeline"]
+__all__ = ["HmlPipeline", "HmlPipelineApp", "PipelineHost", "deploy_op", "pipeline"]
 
 #: the fields of Kubeflow's 6-field cron (robfig/cron with seconds): name, lowest, highest, names
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
@@ -139,10 +140,11 @@ class HmlPipeline:
     """
 
     def __init__(
-        self, func: Callable[..., Any], app: HmlPipelineApp, *, cron: str | None, experiment: str | None, name: str | None
+        self, func: Callable[..., Any], owner: HmlPipelineApp, *, cron: str | None, experiment: str | None, name: str | None
     ) -> None:
         self.func = func
-        self.app = app
+        #: the :class:`HmlPipelineApp` (``app.pipelines``) the pipeline is registered in: its image, entrypoint and configurators
+        self.owner = owner
         self.name = name or func.__name__
         self.description = inspect.getdoc(func) or ""
         self.cron = normalise_cron(cron) if cron else None
@@ -189,10 +191,6 @@ class HmlPipeline:
                 return candidate
         raise PipelineError(f"pipeline {self.name} has no step {name!r}; its steps are: {', '.join(o.name for o in self.ops)}")
 
-    @property
-    def hml_app(self) -> HmlApp:
-        return self.app.app
-
 
 class _Placeholder:
     """Stands for a required pipeline parameter while tracing."""
@@ -204,11 +202,44 @@ class _Placeholder:
         return f"<pipeline parameter {self.name}>"
 
 
-class HmlPipelineApp:
-    """The pipelines of one app, and the configurators applied to every step (``app.pipelines``)."""
+class PipelineHost(Protocol):
+    """What the pipelines read of the app that holds them, once, when :class:`HmlPipelineApp` is made (``HmlApp`` is one)."""
 
-    def __init__(self, app: HmlApp) -> None:
-        self.app = app
+    @property
+    def name(self) -> str: ...
+    @property
+    def image_url(self) -> str: ...
+    @property
+    def package_entrypoint(self) -> str: ...
+    @property
+    def cluster_platform(self) -> str | None: ...
+    @property
+    def k8s_namespace(self) -> str: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    @property
+    def store(self) -> DataStore: ...
+    @property
+    def models(self) -> Mapping[str, ModelContainer]: ...
+
+
+class HmlPipelineApp:
+    """The pipelines of one app, and the configurators applied to every step (``app.pipelines``).
+
+    Args:
+        host: the app. Its settings are read here; its environment, data store and models are shared, so
+            what ``with_env`` and ``register_model`` add later reaches every step.
+    """
+
+    def __init__(self, host: PipelineHost) -> None:
+        self.name = host.name
+        self.image_url = host.image_url
+        self.package_entrypoint = host.package_entrypoint
+        self.cluster_platform = host.cluster_platform
+        self.k8s_namespace = host.k8s_namespace
+        self.env = host.env
+        self.store = host.store
+        self.models = host.models
         self.pipelines: dict[str, HmlPipeline] = {}
         self.op_configurators: list[Callable[[Any], Any]] = []
 
