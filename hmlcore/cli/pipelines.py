@@ -107,7 +107,7 @@ class _StepCacheHook:
 
     def lookup(self) -> Hit | None:
         """The usable cache entry for this run of the step, if ``HML_CACHE`` allows reuse and one is recorded."""
-        from hmlcore.pipelines.cache import cache_enabled
+        from hmlcore.pipelines.cache import cache_enabled  # imported when a step runs: keeps --help light
 
         if not cache_enabled(os.environ):
             return None
@@ -251,10 +251,10 @@ def _pipeline_group(app: CliApp, pipeline: HmlPipeline) -> click.Group:
     @guard
     def trainjob_rbac_command(service_account: str, namespace: str | None) -> None:
         """Print the Role and RoleBinding that let the steps submit TrainJobs (training on workers): pipe it to kubectl apply -f -."""
-        import yaml
+        import yaml  # imported when the command runs: keeps --help light
 
-        from hmlcore.deploy._k8s_names import check_dns_label
-        from hmlcore.deploy.trainjob import rbac_manifests
+        from hmlcore.deploy._k8s_names import check_dns_label  # likewise
+        from hmlcore.deploy.trainjob import rbac_manifests  # likewise
 
         where = check_dns_label(namespace or app.k8s_namespace, "namespace")
         manifests = rbac_manifests(where, service_account=check_dns_label(service_account, "service account"))

@@ -146,8 +146,6 @@ class OpContext:
 
         Hand the returned dict to the next step, which reads it back with :meth:`load_artifact`.
         """
-        from hmlcore.storage.lake import sha256_bytes
-
         uri = self.lake.write_bytes(self.artifact_uri(name), data)
         return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
 
