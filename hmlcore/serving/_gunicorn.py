@@ -34,7 +34,7 @@ client, nor lets a pool thread wait for one:
   burst of new connections can all land on one worker while another idles; the client's reconnection is
   accepted by whichever worker is least busy (an idle worker wakes first);
 - **native threads sized after the fork**: OpenMP and BLAS get ``native_threads`` in every thread of the
-  worker (the master kept them to one: see :func:`hmlcore.serving.server.limit_threads`).
+  worker (the master kept them to one: see :func:`hmlcore.serving.native_threads.limit_threads`).
 
 :class:`DrainingArbiter` stops in two steps on SIGTERM: first ``/readyz`` answers 503 (see
 :func:`readiness_gate`) while everything else is still served for ``drain`` seconds, then gunicorn's
@@ -67,7 +67,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import RequestTimeout
 
 from hmlcore.serving._framing import Refused, frame
-from hmlcore.serving.server import size_native_pools
+from hmlcore.serving.native_threads import size_native_pools
 
 __all__ = ["AccessLogger", "DrainFlag", "DrainingArbiter", "HmlWorker", "ReadTimeout", "readiness_gate"]
 
