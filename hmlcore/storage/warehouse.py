@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, WarehouseError
-from hmlcore.storage.bigquery import BigQueryWarehouse
 from hmlcore.storage.lake import Lake
 from hmlcore.storage.tables import TABLE_NAME, Warehouse, validate_table_name, write_parquet
 
@@ -283,6 +282,8 @@ def open_warehouse(url: str, *, location: str | None = None, storage_options: di
     if url.startswith("duckdb://"):
         url = url[len("duckdb://") :] or ":memory:"
     if url.startswith("bigquery://"):
+        from hmlcore.storage.bigquery import BigQueryWarehouse  # only for a BigQuery URL: --help and DuckDB never load it
+
         return BigQueryWarehouse.from_url(url, location=location)
     if url.startswith(("s3://", "s3a://")):
         return ParquetWarehouse(url, storage_options=storage_options)
