@@ -93,7 +93,7 @@ class Warehouse:
         return write_parquet(self._arrow(table), lake_url)
 
     def _arrow(self, table: str) -> Any:
-        import pyarrow as pa
+        import pyarrow as pa  # pyarrow: only when a table is exported
 
         return pa.Table.from_pandas(self.table(table), preserve_index=False)
 
