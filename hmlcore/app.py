@@ -1,5 +1,8 @@
 """``HmlApp``: one per package. It holds the pipelines, the inference API and the models, and owns the CLI.
 
+It is where the layers meet: the pipelines, the inference API and the deployment each get what they use
+(the data store, the models, the name and settings) when they are made, and none of them keeps the app.
+
 Example:
     >>> from hmlcore import hml
     >>> app = hml.HmlApp(name="car-crashes", package_entrypoint="crashed", image_url="crashed:dev")
@@ -9,17 +12,18 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._settings import EnvSettings
 from hmlcore.deploy._k8s_names import check_dns_label
 from hmlcore.errors import ConfigError
+from hmlcore.model.lookup import find_model
 from hmlcore.pipelines.dag import HmlPipelineApp
 from hmlcore.serving.inference import HmlInferenceApp
 from hmlcore.storage.config import PLATFORMS, PlatformSettings, check_env_name
 from hmlcore.storage.lake import Lake
-from hmlcore.storage.warehouse import Warehouse, open_warehouse
+from hmlcore.storage.store import DataStore
+from hmlcore.storage.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import click
@@ -75,11 +79,10 @@ class HmlApp(EnvSettings):
         self.k8s_namespace = k8s_namespace
         self.env: dict[str, str] = {}
         self.models: dict[str, ModelContainer] = {}
+        #: the settings, lake and warehouse, made on first use; ``self.env`` gives its defaults
+        self.store = DataStore(platform, defaults=self.env)
         self.pipelines = HmlPipelineApp(self)
-        self.inference = HmlInferenceApp(self)
-        self._settings: PlatformSettings | None = None
-        self._lake: Lake | None = None
-        self._warehouse: Warehouse | None = None
+        self.inference = HmlInferenceApp(name=name, import_name=self.package_entrypoint, models=self.models)
         self._cli: click.Group | None = None
 
     def __repr__(self) -> str:
@@ -96,10 +99,7 @@ class HmlApp(EnvSettings):
 
     def get_model(self, name: str) -> ModelContainer:
         """The model container registered as ``name``."""
-        try:
-            return self.models[name]
-        except KeyError:
-            raise ConfigError(f"no model {name!r} registered; known: {', '.join(self.models) or 'none'}") from None
+        return find_model(self.models, name)
 
     # ----------------------------------------------------------------- environment
     def with_env(self, name: str, value: Any) -> HmlApp:
@@ -118,27 +118,17 @@ class HmlApp(EnvSettings):
         Raises:
             ConfigError: a GCP setting is missing or malformed (see :class:`~hmlcore.storage.config.PlatformSettings`).
         """
-        if self._settings is None:
-            self._settings = PlatformSettings.from_env(self.platform, environ={**self.env, **os.environ})
-        return self._settings
+        return self.store.settings
 
     @property
     def lake(self) -> Lake:
         """Where artifacts go (a folder locally, an S3 bucket on s3, a GCS bucket on GCP)."""
-        if self._lake is None:
-            settings = self.settings
-            self._lake = Lake(settings.lake_url, storage_options=settings.storage_options)
-        return self._lake
+        return self.store.lake
 
     @property
     def warehouse(self) -> Warehouse:
         """The SQL warehouse (DuckDB locally, DuckDB over Parquet in the bucket on s3, BigQuery on GCP)."""
-        if self._warehouse is None:
-            settings = self.settings
-            self._warehouse = open_warehouse(
-                settings.warehouse_url, location=settings.gcp_location, storage_options=settings.storage_options
-            )
-        return self._warehouse
+        return self.store.warehouse
 
     # ----------------------------------------------------------------- command line
     def cli(self) -> click.Group:

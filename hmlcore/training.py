@@ -80,8 +80,8 @@ def train_distributed(
 
 
 def _run_trainjob(spec_text: str, job: str, *, ctx: OpContext, workers: int, echo: Callable[[str], None]) -> None:
-    from hmlcore.deploy.k8s_apply import KubeClient
-    from hmlcore.deploy.trainjob import TrainJobRun, trainjob_manifest, trainjob_name
+    from hmlcore.deploy.k8s_apply import KubeClient  # the kubernetes client: only a step whose workers run as a TrainJob
+    from hmlcore.deploy.trainjob import TrainJobRun, trainjob_manifest, trainjob_name  # likewise
 
     try:
         spec = json.loads(spec_text)

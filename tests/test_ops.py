@@ -55,18 +55,20 @@ def test_a_step_returning_the_wrong_type_is_an_error_naming_it():
     def bad() -> dict:
         return ["not", "a", "dict"]  # type: ignore[return-value]
 
-    context = OpContext(app=hml.HmlApp(name="x"), pipeline="p", step="bad", run_id="r")
+    app = hml.HmlApp(name="x")
+    context = OpContext(store=app.store, models=app.models, pipeline="p", step="bad", run_id="r")
     with pytest.raises(hml.PipelineError, match="step bad returned list .* declared to return dict"):
         bad.invoke(context, {})
 
 
 def test_artifact_uri_is_the_step_folder_save_artifact_writes_to(tmp_path, monkeypatch):
     monkeypatch.setenv("HML_HOME", str(tmp_path))
-    context = OpContext(app=hml.HmlApp(name="x"), pipeline="p", step="extract", run_id="r1")
+    app = hml.HmlApp(name="x")
+    context = OpContext(store=app.store, models=app.models, pipeline="p", step="extract", run_id="r1")
     saved = context.save_artifact("rows.bin", b"abc")
     assert saved["uri"] == context.artifact_uri("rows.bin")
     assert context.lake.contains(saved["uri"]) and saved["uri"].endswith("/runs/p/r1/extract/rows.bin")
-    other_step = OpContext(app=context.app, pipeline="p", step="train", run_id="r1")
+    other_step = OpContext(store=app.store, models=app.models, pipeline="p", step="train", run_id="r1")
     assert other_step.artifact_uri("rows.bin") != saved["uri"]
 
 

@@ -119,11 +119,11 @@ def test_a_pipeline_declared_beside_its_steps_runs_in_each_app_that_registers_it
     """pipeline.py declares the DAG with no app; start.py registers it: each app gets its own copy, the declared one stays free."""
     assert isinstance(nightly, hml.HmlPipeline) and nightly.cron == "0 0 0 * * *" and nightly.experiment == "greetings"
     with pytest.raises(hml.PipelineError, match=r"declared but no app runs it: register it with app.pipelines.register\(nightly\)"):
-        nightly.hml_app  # noqa: B018
+        nightly.owner  # noqa: B018
     first, second = hml.HmlApp(name="one", image_url="reg/one:1"), hml.HmlApp(name="two", image_url="reg/two:2")
     registered = first.pipelines.register(nightly)
-    assert registered is first.pipelines["nightly"] and registered.hml_app is first
-    assert hml.pipeline(second.pipelines)(nightly.func).hml_app is second  # the seed's form takes the same function
+    assert registered is first.pipelines["nightly"] and registered.owner is first.pipelines
+    assert hml.pipeline(second.pipelines)(nightly.func).owner is second.pipelines  # the seed's form takes the same function
     assert not nightly.registered and registered.registered and [o.name for o in registered.ops] == ["_greet"]
 
     from hmlcore.pipelines.compiler import compile_pipeline

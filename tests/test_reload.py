@@ -82,7 +82,7 @@ def test_the_watcher_swaps_in_new_versions_and_refuses_bad_ones(tmp_path: Path, 
     publish_model(tmp_path, run_id="run-1")
     app = serving_app(tmp_path)
     client = app.inference.create_app().test_client()
-    watcher = ModelWatcher(app.inference, interval=3600, smoke=app.inference.smoke_failure)
+    watcher = ModelWatcher(app.inference.models, interval=3600, smoke=app.inference.smoke_failure)
     assert watcher.check() == [] and client.get("/model").json["version"] == "run-1"
 
     publish_model(tmp_path, run_id="run-2")

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from hmlcore.model.container import ModelContainer
 from hmlcore.serving.report import drift_report, render_html
-from hmlcore.storage.config import PlatformSettings
 
 from .test_monitoring import NUMERIC, build_app, publish_model, synthetic_data
 
@@ -25,8 +24,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def invoke(lake: Path, home: Path, *args: str, **monitoring: object):
     app = build_app(lake, **monitoring)
-    app._settings = PlatformSettings.from_env("local", environ={"HML_HOME": str(home)})
-    return app, CliRunner().invoke(app.cli(), ["monitor", "report", *args])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HML_HOME", str(home))
+        return app, CliRunner().invoke(app.cli(), ["monitor", "report", *args])
 
 
 def feature_line(output: str, feature: str) -> list[str]:
@@ -62,9 +62,9 @@ def test_html_report_is_self_contained_with_a_chart_per_feature(lake: Path, tmp_
     assert page.index('id="f-road"') < page.index('id="f-age"')  # the alert first
 
 
-def test_report_of_a_warehouse_table_and_fail_on(lake: Path, tmp_path: Path):
+def test_report_of_a_warehouse_table_and_fail_on(lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HML_HOME", str(tmp_path))
     app = build_app(lake)
-    app._settings = PlatformSettings.from_env("local", environ={"HML_HOME": str(tmp_path)})
     fine = synthetic_data(300, seed=43)
     app.warehouse.load_dataframe(fine, "requests_ok")
     shifted = fine.assign(age=fine["age"] - 30)

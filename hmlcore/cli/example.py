@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import TYPE_CHECKING
 
 import click
 
-from hmlcore.cli.main import guard, registered_model
+from hmlcore.cli._common import CliApp, guard, registered_model
 from hmlcore.serving.reload import smoke_record
-
-if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
 
 __all__ = ["add_example_command"]
 
 
-def add_example_command(group: click.Group, app: HmlApp) -> click.Group:
+def add_example_command(group: click.Group, app: CliApp) -> click.Group:
     """Add ``example`` to the ``inference`` group; return the group."""
 
     @group.command("example")

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
+from hmlcore.cli._common import CliApp, guard
 from hmlcore.cli.example import add_example_command
 from hmlcore.cli.k8s import add_k8s_commands
-from hmlcore.cli.main import guard
 from hmlcore.serving.server import DEFAULT_DRAIN_SECONDS, DEFAULT_THREADS, default_workers, limit_threads, run_dev, run_prod
-
-if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
 
 __all__ = ["inference_group"]
 
 
-def inference_group(app: HmlApp) -> click.Group:
+def inference_group(app: CliApp) -> click.Group:
     """The ``inference`` group: serve the model (and deploy it)."""
     group = click.Group("inference", help="Serve predictions from the trained model.")
     host_option = click.option(

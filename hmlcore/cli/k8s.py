@@ -12,29 +12,26 @@ runs, so ``--help`` stays fast. Nothing here imports kfp.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from hmlcore._files import write_atomic
-from hmlcore.cli.main import guard
+from hmlcore.cli._common import CliApp, guard
 from hmlcore.deploy.k8s import inference_deployment, to_yaml
 from hmlcore.storage.config import check_cluster_platform
-
-if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
 
 __all__ = ["add_k8s_commands"]
 
 
-def _manifests(app: HmlApp, *, image: str | None, namespace: str | None, kserve: bool, allow_pod_local: bool) -> list[dict[str, Any]]:
+def _manifests(app: CliApp, *, image: str | None, namespace: str | None, kserve: bool, allow_pod_local: bool) -> list[dict[str, Any]]:
     deployment = inference_deployment(app, image=image, namespace=namespace)
     platform = deployment.env.get("HML_PLATFORM", {}).get("value")
     check_cluster_platform(platform, what=f"inference deployment {deployment.name}", allow_pod_local=allow_pod_local)
     return [deployment.kserve_manifest()] if kserve else deployment.manifests()
 
 
-def add_k8s_commands(group: click.Group, app: HmlApp) -> click.Group:
+def add_k8s_commands(group: click.Group, app: CliApp) -> click.Group:
     """Add ``manifest`` and ``deploy`` to the ``inference`` group of ``app``."""
     image_option = click.option(
         "--image", default=None, envvar="HML_IMAGE", show_envvar=True, help="The image to run (default: the app's image)."

@@ -15,15 +15,12 @@ configured) before the pointer moves; a running server picks the move up through
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from hmlcore.cli.main import HmlCliError, guard, registered_model
+from hmlcore.cli._common import CliApp, HmlCliError, guard, registered_model
 from hmlcore.model.registry import ModelRegistry
-
-if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
 
 __all__ = ["models_group"]
 
@@ -31,11 +28,11 @@ _MODEL_OPTION = click.option("--model", "model", default=None, help="The registe
 _JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of text.")
 
 
-def _registry(app: HmlApp, model: str | None) -> ModelRegistry:
+def _registry(app: CliApp, model: str | None) -> ModelRegistry:
     return ModelRegistry(registered_model(app, model))
 
 
-def models_group(app: HmlApp) -> click.Group:
+def models_group(app: CliApp) -> click.Group:
     """The ``models`` group: list, show, promote and roll back published versions."""
     group = click.Group("models", help="The published versions of the model: list, show, promote, roll back.")
 

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.cli._common import CliApp, HmlCliError, guard
 from hmlcore.serving.monitoring import find_monitor
 
 if TYPE_CHECKING:
     import pandas as pd  # pandas only to read the data file
 
-    from hmlcore.app import HmlApp
     from hmlcore.model.container import ModelContainer
 
 __all__ = ["monitor_group"]
@@ -30,7 +29,7 @@ __all__ = ["monitor_group"]
 _FAIL_ON = ("never", "warn", "alert")
 
 
-def monitor_group(app: HmlApp) -> click.Group:
+def monitor_group(app: CliApp) -> click.Group:
     """The ``monitor`` group: look at how the served model's inputs drift."""
     group = click.Group("monitor", help="Compare recent inputs with the distributions the model was trained on.")
 

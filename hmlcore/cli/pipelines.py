@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hmlcore._files import write_atomic
-from hmlcore.cli.main import HmlCliError, guard
+from hmlcore.cli._common import CliApp, HmlCliError, guard
 from hmlcore.errors import HmlError
 from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, render_value
 
 if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
     from hmlcore.pipelines.cache import Hit
     from hmlcore.pipelines.dag import HmlPipeline
 
@@ -28,7 +27,7 @@ __all__ = ["pipelines_group"]
 class _StepGroup(click.Group):
     """``run``: one subcommand per step, created when asked for (tracing the pipeline is cheap)."""
 
-    def __init__(self, app: HmlApp, pipeline: HmlPipeline, **kwargs: Any) -> None:
+    def __init__(self, app: CliApp, pipeline: HmlPipeline, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
         self.pipeline = pipeline
@@ -47,7 +46,7 @@ class _StepGroup(click.Group):
         return _step_command(self.app, self.pipeline, step)
 
 
-def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
+def _step_command(app: CliApp, pipeline: HmlPipeline, step: HmlOp) -> click.Command:
     params: list[click.Parameter] = []
     for p in step.params:
         kind = p.type.__name__ if p.type not in (list, dict) else f"{p.type.__name__} as JSON"
@@ -77,7 +76,7 @@ def _step_command(app: HmlApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
         if hit is not None:
             _emit(hit.output, hml_output)
             return
-        context = OpContext(app=app, pipeline=pipeline.name, step=step.name, run_id=run_id)
+        context = OpContext(store=pipeline.owner.store, models=pipeline.owner.models, pipeline=pipeline.name, step=step.name, run_id=run_id)
         result = step.invoke(context, arguments)
         text = None if step.return_type is None else render_output(result, step.return_type, step=step.name)
         _emit(text, hml_output)
@@ -99,7 +98,7 @@ def _emit(text: str | None, output: str | None) -> None:
 class _StepCacheHook:
     """The step cache around one step's run (:mod:`hmlcore.pipelines.cache`): the same in a pod as on a laptop."""
 
-    def __init__(self, app: HmlApp, pipeline: HmlPipeline, step: HmlOp, raw: dict[str, str]) -> None:
+    def __init__(self, app: CliApp, pipeline: HmlPipeline, step: HmlOp, raw: dict[str, str]) -> None:
         from hmlcore.pipelines.cache import StepCache, step_key  # imported when a step runs: keeps --help light
 
         self.step = step
@@ -108,7 +107,7 @@ class _StepCacheHook:
 
     def lookup(self) -> Hit | None:
         """The usable cache entry for this run of the step, if ``HML_CACHE`` allows reuse and one is recorded."""
-        from hmlcore.pipelines.cache import cache_enabled
+        from hmlcore.pipelines.cache import cache_enabled  # imported when a step runs: keeps --help light
 
         if not cache_enabled(os.environ):
             return None
@@ -171,13 +170,13 @@ def _kfp_options(func: Any) -> Any:
     return func
 
 
-def _target(app: HmlApp, host: str | None, namespace: str | None, client_id: str | None, existing_token: str | None) -> Any:
+def _target(app: CliApp, host: str | None, namespace: str | None, client_id: str | None, existing_token: str | None) -> Any:
     from hmlcore.pipelines.kfp_deploy import KfpTarget  # imported when the command runs: keeps --help light
 
     return KfpTarget(host=host or "", namespace=namespace or app.k8s_namespace, client_id=client_id, existing_token=existing_token)
 
 
-def _spawner(app: HmlApp) -> Callable[[Sequence[str]], list[str]] | None:
+def _spawner(app: CliApp) -> Callable[[Sequence[str]], list[str]] | None:
     """How ``run-all`` starts a step as a child process: the package's console script installed beside this Python.
 
     None when it is not installed there (the code runs from a source folder or a notebook): loops then
@@ -189,7 +188,7 @@ def _spawner(app: HmlApp) -> Callable[[Sequence[str]], list[str]] | None:
     return lambda command: [script, *command[1:]]
 
 
-def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
+def _pipeline_group(app: CliApp, pipeline: HmlPipeline) -> click.Group:
     summary = pipeline.description.splitlines()[0] if pipeline.description else ""
     # the listing shows the summary (click's own short help would stop at "Pipeline <name>.")
     group = click.Group(pipeline.name, help=f"Pipeline {pipeline.name}. {summary}".strip(), short_help=summary or None)
@@ -252,10 +251,10 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
     @guard
     def trainjob_rbac_command(service_account: str, namespace: str | None) -> None:
         """Print the Role and RoleBinding that let the steps submit TrainJobs (training on workers): pipe it to kubectl apply -f -."""
-        import yaml
+        import yaml  # imported when the command runs: keeps --help light
 
-        from hmlcore.deploy._k8s_names import check_dns_label
-        from hmlcore.deploy.trainjob import rbac_manifests
+        from hmlcore.deploy._k8s_names import check_dns_label  # likewise
+        from hmlcore.deploy.trainjob import rbac_manifests  # likewise
 
         where = check_dns_label(namespace or app.k8s_namespace, "namespace")
         manifests = rbac_manifests(where, service_account=check_dns_label(service_account, "service account"))
@@ -341,7 +340,7 @@ def _pipeline_group(app: HmlApp, pipeline: HmlPipeline) -> click.Group:
 
 
 class _PipelinesGroup(click.Group):
-    def __init__(self, app: HmlApp, **kwargs: Any) -> None:
+    def __init__(self, app: CliApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.app = app
 
@@ -353,6 +352,6 @@ class _PipelinesGroup(click.Group):
         return _pipeline_group(self.app, pipeline) if pipeline else None
 
 
-def pipelines_group(app: HmlApp) -> click.Group:
+def pipelines_group(app: CliApp) -> click.Group:
     """The ``pipelines`` group: one subgroup per registered pipeline."""
     return _PipelinesGroup(app, name="pipelines", help="Run, compile and deploy the training pipelines.")

@@ -1,7 +1,8 @@
 """Deploy: the inference API's Kubernetes objects, and applying them to a cluster.
 
 It imports :mod:`hmlcore.serving` (the server's settings the pod runs with) and :mod:`hmlcore.storage`,
-never the pipelines or CLI layers; the kubernetes client is imported only to build or apply objects.
+never the pipelines, CLI or app layers (a deployment reads the app through the ``DeployedApp`` Protocol);
+the kubernetes client is imported only to build or apply objects.
 
 - :mod:`~hmlcore.deploy.k8s`: :class:`HmlInferenceDeployment`, what ``@hml.deploy_inference`` configures;
   :mod:`~hmlcore.deploy._k8s_build`: the manifests; :mod:`~hmlcore.deploy._k8s_names`: names.

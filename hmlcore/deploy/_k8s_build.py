@@ -6,24 +6,63 @@ Imported only when manifests are built, so the command line starts without the `
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from kubernetes import client as k
 
-from hmlcore.deploy.k8s import KSERVE_API_VERSION, RUN_AS_USER
 from hmlcore.serving.server import DEFAULT_DRAIN_SECONDS
 
-if TYPE_CHECKING:
-    from hmlcore.deploy.k8s import HmlInferenceDeployment
+__all__ = ["KSERVE_API_VERSION", "RUN_AS_USER", "InferencePod", "build_objects", "kserve_manifest"]
 
-__all__ = ["build_objects", "kserve_manifest"]
+RUN_AS_USER = 10001  # the uid app.Dockerfile creates
+KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 
 
-def _meta(d: HmlInferenceDeployment) -> k.V1ObjectMeta:
+class InferencePod(Protocol):
+    """What the objects are built from: the settings of an :class:`~hmlcore.deploy.k8s.HmlInferenceDeployment`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def replicas(self) -> int: ...
+    @property
+    def env(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def volumes(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def mounts(self) -> Mapping[str, tuple[str, bool]]: ...
+    @property
+    def resources(self) -> Mapping[str, Mapping[str, str]]: ...
+    @property
+    def service_type(self) -> str: ...
+    @property
+    def service_port(self) -> int: ...
+    @property
+    def node_port(self) -> int | None: ...
+    @property
+    def autoscaling(self) -> Mapping[str, int] | None: ...
+    @property
+    def ingress(self) -> Mapping[str, Any] | None: ...
+    @property
+    def service_account(self) -> str | None: ...
+    @property
+    def node_selector(self) -> Mapping[str, str]: ...
+
+
+def _meta(d: InferencePod) -> k.V1ObjectMeta:
     return k.V1ObjectMeta(name=d.name, namespace=d.namespace, labels=dict(d.labels))
 
 
-def _env(d: HmlInferenceDeployment) -> list[k.V1EnvVar]:
+def _env(d: InferencePod) -> list[k.V1EnvVar]:
     env = []
     for name, spec in d.env.items():
         if "secret" in spec:
@@ -34,7 +73,7 @@ def _env(d: HmlInferenceDeployment) -> list[k.V1EnvVar]:
     return env
 
 
-def _volumes(d: HmlInferenceDeployment) -> list[k.V1Volume]:
+def _volumes(d: InferencePod) -> list[k.V1Volume]:
     volumes = []
     for name, source in d.volumes.items():
         if "secret" in source:
@@ -55,7 +94,7 @@ PRE_STOP_SECONDS = 5
 GRACEFUL_SECONDS = 30
 
 
-def _drain_seconds(d: HmlInferenceDeployment) -> int:
+def _drain_seconds(d: InferencePod) -> int:
     """How long run-prod keeps serving after SIGTERM: ``HML_DRAIN_SECONDS`` if the deployment sets it, else the default."""
     given = d.env.get("HML_DRAIN_SECONDS", {}).get("value")
     try:
@@ -64,7 +103,7 @@ def _drain_seconds(d: HmlInferenceDeployment) -> int:
         return DEFAULT_DRAIN_SECONDS
 
 
-def _container(d: HmlInferenceDeployment, *, name: str, port_name: str | None, startup_probe: bool) -> k.V1Container:
+def _container(d: InferencePod, *, name: str, port_name: str | None, startup_probe: bool) -> k.V1Container:
     port: int | str = port_name or d.port
     # Knative (KServe) refuses lifecycle hooks: it drains a revision's pods itself
     pre_stop = k.V1LifecycleHandler(_exec=k.V1ExecAction(command=["sleep", str(PRE_STOP_SECONDS)])) if startup_probe else None
@@ -92,7 +131,7 @@ def _container(d: HmlInferenceDeployment, *, name: str, port_name: str | None, s
     )
 
 
-def _pod_spec(d: HmlInferenceDeployment) -> k.V1PodSpec:
+def _pod_spec(d: InferencePod) -> k.V1PodSpec:
     return k.V1PodSpec(
         containers=[_container(d, name="inference", port_name="http", startup_probe=True)],
         volumes=_volumes(d),
@@ -104,7 +143,7 @@ def _pod_spec(d: HmlInferenceDeployment) -> k.V1PodSpec:
     )
 
 
-def build_objects(d: HmlInferenceDeployment) -> list[Any]:
+def build_objects(d: InferencePod) -> list[Any]:
     """Deployment, Service, then the HorizontalPodAutoscaler and the Ingress if they were asked for."""
     selector = {key: d.labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/component")}
     deployment = k.V1Deployment(
@@ -189,7 +228,7 @@ def knative_refused_fields(pod: dict[str, Any]) -> list[str]:
     return refused
 
 
-def kserve_manifest(d: HmlInferenceDeployment) -> dict[str, Any]:
+def kserve_manifest(d: InferencePod) -> dict[str, Any]:
     """An ``InferenceService`` whose predictor is the app's own container (KServe "custom predictor").
 
     KServe's Serverless (Knative) mode admits only what Knative does: one unnamed port, and of the pod's

@@ -19,7 +19,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from hmlcore._resources import check_quantity, merge_resources
 from hmlcore._settings import ContainerSettings
@@ -32,13 +33,8 @@ from hmlcore.deploy._k8s_names import (
 from hmlcore.errors import ConfigError
 from hmlcore.storage.config import check_env_name
 
-if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
+__all__ = ["DeployedApp", "HmlInferenceDeployment", "inference_deployment", "to_yaml"]
 
-__all__ = ["HmlInferenceDeployment", "inference_deployment", "to_yaml"]
-
-RUN_AS_USER = 10001  # the uid app.Dockerfile creates
-KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 
 
@@ -49,13 +45,37 @@ def _positive_int(value: object, what: str, *, minimum: int = 1, maximum: int | 
     return value
 
 
+class _DeployConfigurators(Protocol):
+    @property
+    def deploy_configurators(self) -> Sequence[Callable[[Any], Any]]: ...
+
+
+class DeployedApp(Protocol):
+    """What a deployment reads of the app it deploys, once, when it is made (:class:`~hmlcore.app.HmlApp` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def image_url(self) -> str: ...
+    @property
+    def k8s_namespace(self) -> str: ...
+    @property
+    def inference_port(self) -> int: ...
+    @property
+    def cluster_platform(self) -> str | None: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    @property
+    def inference(self) -> _DeployConfigurators: ...
+
+
 class HmlInferenceDeployment(ContainerSettings):
     """The Deployment, Service and optional autoscaler and Ingress of an app's inference API.
 
     Every ``with_*`` method checks its arguments, changes the deployment and returns it, so calls chain.
 
     Args:
-        app: the app whose image, entrypoint, port, namespace and environment the pod uses.
+        app: the app whose name, image, port, namespace and environment the pod uses (read here, not kept).
         image: the image to run (default: ``app.image_url``).
         namespace: the namespace to deploy into (default: ``app.k8s_namespace``).
 
@@ -64,8 +84,7 @@ class HmlInferenceDeployment(ContainerSettings):
         ...     return deployment.with_gcp_auth("user-gcp-sa").with_autoscaling(2, 10, 70).with_ingress("crashes.example.com")
     """
 
-    def __init__(self, app: HmlApp, *, image: str | None = None, namespace: str | None = None) -> None:
-        self.app = app
+    def __init__(self, app: DeployedApp, *, image: str | None = None, namespace: str | None = None) -> None:
         self.name = k8s_name(app.name, "inference")
         self.namespace = check_dns_label(namespace or app.k8s_namespace, "namespace")
         self.image = image or app.image_url
@@ -209,13 +228,13 @@ class HmlInferenceDeployment(ContainerSettings):
     # ----------------------------------------------------------------- building
     def build(self) -> list[Any]:
         """The objects to apply, as ``kubernetes.client`` models: Deployment, Service[, HPA][, Ingress]."""
-        from hmlcore.deploy._k8s_build import build_objects  # the kubernetes client: only to build objects
+        from hmlcore.deploy._k8s_build import build_objects  # it loads the kubernetes client (~0.3 s), which --help must not
 
         return build_objects(self)
 
     def manifests(self) -> list[dict[str, Any]]:
         """The objects to apply as plain dicts (what ``kubectl apply -f`` reads)."""
-        from kubernetes.client import ApiClient
+        from kubernetes.client import ApiClient  # ~0.3 s: only when manifests are built, never for --help
 
         client = ApiClient()
         try:
@@ -225,12 +244,12 @@ class HmlInferenceDeployment(ContainerSettings):
 
     def kserve_manifest(self) -> dict[str, Any]:
         """The same app as a KServe ``InferenceService`` with a custom predictor container."""
-        from hmlcore.deploy._k8s_build import kserve_manifest  # the kubernetes client: only to build objects
+        from hmlcore.deploy._k8s_build import kserve_manifest  # it loads the kubernetes client, which --help must not
 
         return kserve_manifest(self)
 
 
-def inference_deployment(app: HmlApp, *, image: str | None = None, namespace: str | None = None) -> HmlInferenceDeployment:
+def inference_deployment(app: DeployedApp, *, image: str | None = None, namespace: str | None = None) -> HmlInferenceDeployment:
     """A deployment of ``app``'s inference API with every ``@hml.deploy_inference`` configurator applied.
 
     Raises:
@@ -247,6 +266,6 @@ def inference_deployment(app: HmlApp, *, image: str | None = None, namespace: st
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
     """``manifests`` as one multi-document YAML text, keys in Kubernetes' order."""
-    import yaml
+    import yaml  # only when manifests are printed
 
     return "---\n".join(yaml.safe_dump(m, sort_keys=False) for m in manifests)

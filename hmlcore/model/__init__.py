@@ -5,8 +5,9 @@ deploy or CLI layers, so a model loads and predicts anywhere.
 
 - :mod:`~hmlcore.model.container`: :class:`ModelContainer`, the model (spec, encoder, target, predict);
   :mod:`~hmlcore.model.target`: the model kinds and the target's classes;
-  :mod:`~hmlcore.model._estimators`: what a bound model must fit.
-- :mod:`~hmlcore.model.encoding` (:class:`FeatureEncoder`, frames) and :mod:`~hmlcore.model._records` (records);
+  :mod:`~hmlcore.model._estimators`: what a bound model must fit; :mod:`~hmlcore.model.lookup`: a registered model by name.
+- :mod:`~hmlcore.model.values`: how one value reads (missing, category text, number);
+  :mod:`~hmlcore.model.encoding` (:class:`FeatureEncoder`, frames) and :mod:`~hmlcore.model._records` (records);
   :mod:`~hmlcore.model.distributions`: the training distributions saved with the model.
 - :mod:`~hmlcore.model.artifacts`: the model's files saved and loaded with their trust checks, in formats
   that cannot run code (:mod:`~hmlcore.model.model_io`), named by signed references (:mod:`~hmlcore.model.signing`).

@@ -18,22 +18,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hmlcore.errors import FeatureError
-from hmlcore.model.encoding import OTHER, category_text, is_missing, to_number
+from hmlcore.model.values import OTHER, category_text, is_missing, to_number
 
-if TYPE_CHECKING:
-    from hmlcore.model.encoding import FeatureEncoder
-
-__all__ = ["MAX_DETAILS", "RecordEncoder"]
+__all__ = ["MAX_DETAILS", "FittedEncoder", "RecordEncoder"]
 #: at most this many problems are listed in an error's details (a bad 10,000-row batch stays readable)
 MAX_DETAILS = 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ABSENT: Any = object()
 _SCALARS = (str, int, float, bool, type(None))
+
+
+class FittedEncoder(Protocol):
+    """What a :class:`RecordEncoder` reads of the fitted encoder (a :class:`~hmlcore.model.encoding.FeatureEncoder`)."""
+
+    @property
+    def unknown(self) -> str: ...
+    @property
+    def missing(self) -> str: ...
+    @property
+    def numeric(self) -> Sequence[str]: ...
+    @property
+    def categorical(self) -> Sequence[str]: ...
+    @property
+    def categories(self) -> Mapping[str, Sequence[str]]: ...
+    @property
+    def columns(self) -> Sequence[str]: ...
 
 
 def _shown(value: Any) -> Any:
@@ -55,7 +69,7 @@ class RecordEncoder:
         encoder: the fitted feature encoder saved with the model (build a new RecordEncoder after refitting it).
     """
 
-    def __init__(self, encoder: FeatureEncoder) -> None:
+    def __init__(self, encoder: FittedEncoder) -> None:
         self.unknown = encoder.unknown
         self.missing = encoder.missing
         self.numeric = list(encoder.numeric)

@@ -36,13 +36,12 @@ Example:
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._lazy import lazy_module
 from hmlcore.errors import FeatureError
+from hmlcore.model.values import OTHER, category_text, is_missing, loaded_pandas, to_number
 
 # pandas is imported only by the functions that read frames: records (what a serving worker encodes)
 # never need it, so a worker runs without it
@@ -56,8 +55,6 @@ __all__ = ["MISSING_POLICIES", "OTHER", "UNKNOWN_POLICIES", "FeatureEncoder", "t
 
 UNKNOWN_POLICIES = ("error", "ignore", "other")
 MISSING_POLICIES = ("ignore", "error", "other")
-#: the category name of the bucket that collects unseen (or missing) values under the "other" policy
-OTHER = "__other__"
 
 
 def _missing_error(features: Sequence[str], extra: list[dict[str, Any]] | None = None) -> FeatureError:
@@ -127,57 +124,16 @@ def to_columns(data: Any, features: Sequence[str]) -> dict[str, np.ndarray]:
     raise FeatureError(f"cannot read features from a {type(data).__name__}")
 
 
-def is_missing(value: Any) -> bool:
-    """Whether ``value`` stands for a missing value: None, NaN, ``pd.NA``, ``pd.NaT`` or a blank string.
-
-    A blank string is how a query string (``?island=``) or a CSV cell says "missing", for a number
-    (see :func:`to_number`) and for a category alike.
-    """
-    if isinstance(value, str):
-        return not value.strip()
-    return value is None or (isinstance(value, (float, np.floating)) and value != value) or _pandas_missing(value)
-
-
-def _pandas() -> Any:
-    """pandas if something imported it, else None: before then, no value can be a pandas object."""
-    return sys.modules.get("pandas")
-
-
-def _pandas_missing(value: Any) -> bool:
-    """Whether ``value`` is pandas' ``NA`` or ``NaT``."""
-    pandas = _pandas()
-    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
-
-
 def _is_frame(data: Any) -> bool:
-    pandas = _pandas()
+    pandas = loaded_pandas()
     return pandas is not None and isinstance(data, pandas.DataFrame)
 
 
 def _is_columns(data: Mapping[str, Any]) -> bool:
     """Whether ``data`` maps each feature to a column (a list, tuple, array or Series) rather than to one value."""
-    pandas = _pandas()
+    pandas = loaded_pandas()
     kinds = (list, tuple, np.ndarray) if pandas is None else (list, tuple, np.ndarray, pandas.Series)
     return bool(data) and all(isinstance(v, kinds) for v in data.values())
-
-
-def category_text(value: Any) -> str:
-    """The text a categorical value is compared as: ``3``, ``3.0`` and ``"3"`` read as ``"3"``, ``True`` as ``"true"``."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def as_category(value: Any) -> str | None:
-    """:func:`category_text` of ``value``, or None if it is missing.
-
-    Example:
-        >>> as_category(3.0), as_category(None)
-        ('3', None)
-    """
-    return None if is_missing(value) else category_text(value)
 
 
 def category_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,44 +180,6 @@ def numeric_values(values: np.ndarray) -> tuple[np.ndarray, Any]:
             return out, value
         out[i] = number
     return out, None
-
-
-def to_number(value: Any) -> float | None:
-    """``value`` as a float (NaN if missing or blank), or None if it is not a number.
-
-    Booleans are not numbers; integers too large for a float become infinite (callers decide whether
-    to refuse them).
-
-    Example:
-        >>> to_number("2.5"), to_number(""), to_number(True), to_number("x")
-        (2.5, nan, None, None)
-    """
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        return _int_to_float(value)
-    if value is None or _pandas_missing(value):
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, str):
-        if not value.strip():
-            return math.nan
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    if isinstance(value, (int, np.integer)):
-        return _int_to_float(int(value))
-    try:
-        return float(value)  # NaN stays NaN
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _int_to_float(value: int) -> float:
-    return float(value) if -(2**1023) < value < 2**1023 else (math.inf if value > 0 else -math.inf)
 
 
 class FeatureEncoder:
@@ -353,7 +271,7 @@ class FeatureEncoder:
         records = _as_records(data)
         if records is not None:
             if self._record_encoder is None:
-                from hmlcore.model._records import RecordEncoder  # here, not at the top: _records imports this module
+                from hmlcore.model._records import RecordEncoder  # it imports numpy, which the CLI's --help must not load
 
                 self._record_encoder = RecordEncoder(self)
             return self._record_encoder.encode(records, defaults=defaults)  # type: ignore[no-any-return]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, FeatureError, PipelineError
+from hmlcore.storage.warehouse import arrow_reader
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
     from hmlcore.model.container import ModelContainer
     from hmlcore.storage.lake import Lake
-    from hmlcore.storage.warehouse import Warehouse
+    from hmlcore.storage.tables import Warehouse
 
 __all__ = [
     "INPUT_ROW",
@@ -126,8 +127,6 @@ def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) 
         yield _feather_batches(source, lake=lake)
         return
     import duckdb
-
-    from hmlcore.storage.warehouse import arrow_reader
 
     sql = source_sql(source, lake=lake)
     with duckdb.connect(":memory:") as con:

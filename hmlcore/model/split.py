@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError
+from hmlcore.model.values import category_text, is_missing
 
 # numpy and pandas are imported when rows are split: a package's CLI and server import this module to
 # declare their pipeline and start without them
@@ -66,8 +67,6 @@ def _column_hash(series: pd.Series) -> np.ndarray:
     """One uint64 per value; a number hashes as the float it is (3 and 3.0 alike), anything else as its text."""
     import pandas as pd
 
-    from hmlcore.model.encoding import category_text
-
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         floats = np.where(np.isnan(floats), np.nan, floats + 0.0)  # one NaN, and -0.0 as 0.0
@@ -82,8 +81,6 @@ def _column_hash(series: pd.Series) -> np.ndarray:
 
 
 def _missing(value: Any) -> bool:
-    from hmlcore.model.encoding import is_missing
-
     return bool(is_missing(value))
 
 

@@ -1,7 +1,9 @@
 """Pipelines: the steps (``@hml.op``), the DAGs they form (``@hml.pipeline``), and running them.
 
-It imports :mod:`hmlcore.storage`, never the serving, deploy or CLI layers; kfp is imported only where a
-pipeline is compiled or deployed, so importing this package does not import it.
+It imports :mod:`hmlcore.model` and :mod:`hmlcore.storage`, never the deploy, CLI or app layers: what it
+needs of the app (its settings, data store and models) :class:`HmlPipelineApp` reads through the
+:class:`~hmlcore.pipelines.dag.PipelineHost` Protocol when it is made. kfp is imported only where a pipeline
+is compiled or deployed, so importing this package does not import it.
 
 - :mod:`~hmlcore.pipelines.ops`: :func:`op`, :class:`HmlOp`, :class:`HmlTask`, :class:`OpContext`.
 - :mod:`~hmlcore.pipelines.dag`: :func:`pipeline`, :class:`HmlPipeline`, :class:`HmlPipelineApp` (``app.pipelines``).

@@ -307,7 +307,7 @@ def lookup_command(pipeline: HmlPipeline, command: Sequence[str], env: Mapping[s
     except (IndexError, HmlError):
         return None
     key = step_key(pipeline=pipeline.name, op=op, raw=command_inputs(op, command), env=env)
-    return StepCache(pipeline.hml_app.lake, pipeline.name).lookup(op.name, key, warn=warn)
+    return StepCache(pipeline.owner.store.lake, pipeline.name).lookup(op.name, key, warn=warn)
 
 
 # ------------------------------------------------------------------ the compiled spec run-all walks
@@ -318,8 +318,8 @@ def compiled_spec(pipeline: HmlPipeline, *, folder: str, compile_spec: Callable[
     (hmlcore's, the package's and kfp's version), the app's settings, the configurators and the
     environment, all of which are in the key. Kept in ``folder`` (``$HML_HOME/compiled/<pipeline>/``).
     """
-    app = pipeline.hml_app
-    configured = [_described(c) for c in pipeline.app.op_configurators]
+    app = pipeline.owner
+    configured = [_described(c) for c in app.op_configurators]
     described = {
         "format": FORMAT,
         "pipeline": pipeline.name,

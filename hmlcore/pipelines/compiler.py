@@ -220,12 +220,12 @@ class _KfpBuilder:
         kfp_task.set_caching_options(False)
         used = sum(1 for t in self.tasks if t.op is op)
         task = KfpTask(op, arguments, name=op.name if not used else f"{op.name}-{used + 1}", kfp_task=kfp_task)
-        app = self.pipeline.hml_app
+        app = self.pipeline.owner
         if app.cluster_platform:
             task.with_env("HML_PLATFORM", app.cluster_platform)
         if app.env:
             task.with_envs(app.env)
-        for configure in self.pipeline.app.op_configurators:
+        for configure in app.op_configurators:
             configured = configure(task)
             if configured is not None and not isinstance(configured, KfpTask):
                 raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
@@ -313,7 +313,7 @@ def compile_pipeline(
     """
     from kfp import compiler, dsl
 
-    app = pipeline.hml_app
+    app = pipeline.owner
     folder = os.path.dirname(os.path.abspath(output_path)) if output_path else None
     if folder and not os.path.isdir(folder):
         raise PipelineError(f"cannot write {output_path}: folder {folder} does not exist")

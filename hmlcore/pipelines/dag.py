@@ -31,16 +31,17 @@ import contextlib
 import copy
 import inspect
 import typing
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, OpParam, base_type, building
 
 if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
+    from hmlcore.model.container import ModelContainer
+    from hmlcore.storage.store import DataStore
 
-__all__ = ["HmlPipeline", "HmlPipelineApp", "deploy_op", "pipeline"]
+__all__ = ["HmlPipeline", "HmlPipelineApp", "PipelineHost", "deploy_op", "pipeline"]
 
 #: the fields of Kubeflow's 6-field cron (robfig/cron with seconds): name, lowest, highest, names
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
@@ -148,10 +149,10 @@ class HmlPipeline:
     """
 
     def __init__(
-        self, func: Callable[..., Any], app: HmlPipelineApp | None, *, cron: str | None, experiment: str | None, name: str | None
+        self, func: Callable[..., Any], owner: HmlPipelineApp | None, *, cron: str | None, experiment: str | None, name: str | None
     ) -> None:
         self.func = func
-        self._app = app  # None while declared only: app.pipelines.register gives each app a copy of its own
+        self._owner = owner  # None while declared only: app.pipelines.register gives each app a copy of its own
         self.name = name or func.__name__
         self.description = inspect.getdoc(func) or ""
         self.cron = normalise_cron(cron) if cron else None
@@ -199,26 +200,22 @@ class HmlPipeline:
         raise PipelineError(f"pipeline {self.name} has no step {name!r}; its steps are: {', '.join(o.name for o in self.ops)}")
 
     @property
-    def app(self) -> HmlPipelineApp:
-        """The pipelines of the app that runs this pipeline.
+    def owner(self) -> HmlPipelineApp:
+        """The :class:`HmlPipelineApp` (``app.pipelines``) the pipeline is registered in: its image, entrypoint and configurators.
 
         Raises:
             PipelineError: the pipeline is declared but no app registered it.
         """
-        if self._app is None:
+        if self._owner is None:
             raise PipelineError(
                 f"pipeline {self.name} is declared but no app runs it: register it with app.pipelines.register({self.name})"
             )
-        return self._app
+        return self._owner
 
     @property
     def registered(self) -> bool:
         """Whether an app registered this pipeline (a pipeline only declared has no app to run it)."""
-        return self._app is not None
-
-    @property
-    def hml_app(self) -> HmlApp:
-        return self.app.app
+        return self._owner is not None
 
 
 class _Placeholder:
@@ -231,11 +228,44 @@ class _Placeholder:
         return f"<pipeline parameter {self.name}>"
 
 
-class HmlPipelineApp:
-    """The pipelines of one app, and the configurators applied to every step (``app.pipelines``)."""
+class PipelineHost(Protocol):
+    """What the pipelines read of the app that holds them, once, when :class:`HmlPipelineApp` is made (``HmlApp`` is one)."""
 
-    def __init__(self, app: HmlApp) -> None:
-        self.app = app
+    @property
+    def name(self) -> str: ...
+    @property
+    def image_url(self) -> str: ...
+    @property
+    def package_entrypoint(self) -> str: ...
+    @property
+    def cluster_platform(self) -> str | None: ...
+    @property
+    def k8s_namespace(self) -> str: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    @property
+    def store(self) -> DataStore: ...
+    @property
+    def models(self) -> Mapping[str, ModelContainer]: ...
+
+
+class HmlPipelineApp:
+    """The pipelines of one app, and the configurators applied to every step (``app.pipelines``).
+
+    Args:
+        host: the app. Its settings are read here; its environment, data store and models are shared, so
+            what ``with_env`` and ``register_model`` add later reaches every step.
+    """
+
+    def __init__(self, host: PipelineHost) -> None:
+        self.name = host.name
+        self.image_url = host.image_url
+        self.package_entrypoint = host.package_entrypoint
+        self.cluster_platform = host.cluster_platform
+        self.k8s_namespace = host.k8s_namespace
+        self.env = host.env
+        self.store = host.store
+        self.models = host.models
         self.pipelines: dict[str, HmlPipeline] = {}
         self.op_configurators: list[Callable[[Any], Any]] = []
 
@@ -266,9 +296,9 @@ class HmlPipelineApp:
             raise ConfigError(f"app.pipelines.register takes a pipeline declared with @hml.pipeline, got {type(pipeline).__name__}")
         if pipeline.name in self.pipelines:
             raise PipelineError(f"pipeline {pipeline.name!r} is registered twice")
-        if pipeline._app is not self:
+        if pipeline._owner is not self:
             pipeline = copy.copy(pipeline)
-            pipeline._app = self
+            pipeline._owner = self
         self.pipelines[pipeline.name] = pipeline
         return pipeline
 

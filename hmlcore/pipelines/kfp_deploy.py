@@ -141,7 +141,7 @@ def deploy_dev(
         DeployError: the server cannot be reached or refuses a request; nothing this deploy uploaded is left.
         PipelineError: the pipeline does not compile or a parameter is bad (nothing was sent).
     """
-    image = image or pipeline.hml_app.image_url
+    image = image or pipeline.owner.image_url
     name = f"{pipeline.name}-dev"
     experiment = f"{pipeline.experiment}-dev"
     version = version_from_image(image)
@@ -198,7 +198,7 @@ def deploy_prod(
     schedule = normalise_cron(cron) if cron else pipeline.cron
     if not schedule:
         raise ConfigError(f"pipeline {pipeline.name} has no schedule: give @hml.pipeline(cron='0 0 * * *') or --cron")
-    image = image or pipeline.hml_app.image_url
+    image = image or pipeline.owner.image_url
     name = pipeline.name
     experiment = pipeline.experiment
     with _compiled(pipeline, image, allow_pod_local) as (path, _spec):

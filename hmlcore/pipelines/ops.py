@@ -7,7 +7,7 @@ pipeline function, calling an op adds a task to the pipeline; outside one, it is
     <entrypoint> pipelines <pipeline> run <op> --<param> <value> ... --hml-run-id <id> --hml-output <file>
 
 A parameter annotated :class:`OpContext` is not an input: the runner passes the step its context
-(the app, the lake, the warehouse, the run id).
+(the lake, the warehouse, the registered models, the run id).
 
 Example:
     >>> @op()
@@ -26,15 +26,17 @@ import inspect
 import json
 import math
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import PipelineError
+from hmlcore.model.lookup import find_model
 from hmlcore.storage.lake import Lake, sha256_bytes
 
 if TYPE_CHECKING:
-    from hmlcore.app import HmlApp
+    from hmlcore.model.container import ModelContainer
+    from hmlcore.storage.store import DataStore
     from hmlcore.storage.warehouse import Warehouse
 
 __all__ = ["Collected", "HmlOp", "HmlTask", "OpContext", "OpParam", "collected", "op", "parallel_for", "render_output"]
@@ -105,13 +107,15 @@ class OpContext:
     """What a running step may use besides its inputs.
 
     Attributes:
-        app: the package's :class:`~hmlcore.app.HmlApp`.
+        store: the app's data (:class:`~hmlcore.storage.store.DataStore`): its lake and warehouse, opened on first use.
+        models: the app's registered models by name.
         pipeline: the name of the pipeline the step runs in.
         step: the op's name.
         run_id: the pipeline run's id (the KFP job id in the cluster, the local run's id on a laptop).
     """
 
-    app: HmlApp
+    store: DataStore
+    models: Mapping[str, ModelContainer]
     pipeline: str
     step: str
     run_id: str
@@ -119,16 +123,16 @@ class OpContext:
     @property
     def lake(self) -> Lake:
         """The app's lake."""
-        return self.app.lake
+        return self.store.lake
 
     @property
     def warehouse(self) -> Warehouse:
         """The app's warehouse."""
-        return self.app.warehouse
+        return self.store.warehouse
 
-    def get_model(self, name: str) -> Any:
+    def get_model(self, name: str) -> ModelContainer:
         """The registered :class:`~hmlcore.model.ModelContainer` called ``name``."""
-        return self.app.get_model(name)
+        return find_model(self.models, name)
 
     def artifact_uri(self, name: str) -> str:
         """The full URL of ``name`` in this run's and step's lake folder, where :meth:`save_artifact` writes.
@@ -142,8 +146,6 @@ class OpContext:
 
         Hand the returned dict to the next step, which reads it back with :meth:`load_artifact`.
         """
-        from hmlcore.storage.lake import sha256_bytes
-
         uri = self.lake.write_bytes(self.artifact_uri(name), data)
         return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
 

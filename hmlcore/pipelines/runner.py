@@ -328,8 +328,7 @@ def run_all(
     """
     from hmlcore.pipelines.compiler import compile_pipeline  # yaml and kfp: a single step needs neither
 
-    app = pipeline.hml_app
-    home = app.settings.home
+    home = pipeline.owner.store.settings.home
     if resume:
         if params:
             raise PipelineError(f"--resume {resume} reuses that run's parameters; do not pass --param with it")

@@ -34,7 +34,7 @@ client, nor lets a pool thread wait for one:
   burst of new connections can all land on one worker while another idles; the client's reconnection is
   accepted by whichever worker is least busy (an idle worker wakes first);
 - **native threads sized after the fork**: OpenMP and BLAS get ``native_threads`` in every thread of the
-  worker (the master kept them to one: see :func:`hmlcore.serving.server.limit_threads`).
+  worker (the master kept them to one: see :func:`hmlcore.serving.native_threads.limit_threads`).
 
 The client socket it hands gunicorn is :mod:`hmlcore.serving._client_socket`; the draining stop that sets
 ``drain_flag`` is :mod:`hmlcore.serving._draining`; the access log is :mod:`hmlcore.serving._access_log`.
@@ -63,7 +63,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from hmlcore.serving._client_socket import CONTINUE, ClientSocket, JsonErrorSocket, ReadTimeout, json_response
 from hmlcore.serving._draining import DrainFlag
 from hmlcore.serving._framing import Refused, frame
-from hmlcore.serving.server import size_native_pools
+from hmlcore.serving.native_threads import size_native_pools
 
 __all__ = ["HmlWorker"]
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError
-from hmlcore.model.encoding import as_category
+from hmlcore.model.values import as_category
 
 if TYPE_CHECKING:
     import numpy as np

@@ -39,10 +39,11 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, FeatureError, HmlError
+from hmlcore.model.lookup import find_model
 from hmlcore.serving._wsgi import limit_chunked_body
 from hmlcore.serving.openapi import feature_schemas, openapi_document, prediction_schema
 from hmlcore.serving.reload import ModelWatcher, reload_interval, smoke_failure
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     import numpy as np
     from flask import Flask
 
-    from hmlcore.app import HmlApp
     from hmlcore.model.container import ModelContainer
 
 __all__ = ["ApiError", "HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference", "routed"]
@@ -87,14 +87,22 @@ class ApiError(HmlError):
 class HmlInferenceApp:
     """The inference side of an app (``app.inference``).
 
+    Args:
+        name: the project's name (the OpenAPI document's title).
+        import_name: the package's name, Flask's ``import_name``.
+        models: the registered models by name, shared with the app: the API serves what it holds, and a
+            newly published version replaces its entry (:mod:`hmlcore.serving.reload`).
+
     Attributes:
         max_batch: the most rows one request may send (413 beyond it); ``HML_MAX_BATCH`` overrides it.
         max_body_bytes: the largest request body accepted (413 beyond it); ``HML_MAX_BODY_BYTES`` overrides it.
         observers: what :meth:`observe` registered.
     """
 
-    def __init__(self, app: HmlApp) -> None:
-        self.app = app
+    def __init__(self, *, name: str, import_name: str, models: MutableMapping[str, ModelContainer]) -> None:
+        self.name = name
+        self.import_name = import_name
+        self.models = models
         self.init_functions: list[Callable[[HmlInferenceApp], Any]] = []
         self.deploy_configurators: list[Callable[[Any], Any]] = []
         self.max_batch = 10_000
@@ -114,13 +122,13 @@ class HmlInferenceApp:
         if self._flask is None:
             import flask
 
-            self._flask = flask.Flask(self.app.package_entrypoint)
+            self._flask = flask.Flask(self.import_name)
             self._flask.json.sort_keys = False  # type: ignore[attr-defined]
         return self._flask
 
     def get_model(self, name: str) -> ModelContainer:
         """The registered model container ``name``."""
-        return self.app.get_model(name)
+        return find_model(self.models, name)
 
     def set_predictor(self, predictor: Predictor, *, model: str | None = None, schema: dict[str, Any] | None = None) -> None:
         """Use ``predictor`` to turn encoded features into predictions for ``/predict``.
@@ -164,11 +172,9 @@ class HmlInferenceApp:
         """The model ``/predict`` serves."""
         if self._model_name:
             return self.get_model(self._model_name)
-        if len(self.app.models) != 1:
-            raise ConfigError(
-                f"{len(self.app.models)} models are registered: name the one /predict serves with set_predictor(..., model=NAME)"
-            )
-        return next(iter(self.app.models.values()))
+        if len(self.models) != 1:
+            raise ConfigError(f"{len(self.models)} models are registered: name the one /predict serves with set_predictor(..., model=NAME)")
+        return next(iter(self.models.values()))
 
     def observe(self, observer: Any) -> Any:
         """Tell ``observer`` about every prediction request (monitoring builds on this).
@@ -206,7 +212,9 @@ class HmlInferenceApp:
         self._add_error_handlers(flask_app)
         interval = reload_interval()
         if interval:
-            watcher = ModelWatcher(self, interval=interval, smoke=lambda container: smoke_failure(container, self._predictor(container)))
+            watcher = ModelWatcher(
+                self.models, interval=interval, smoke=lambda container: smoke_failure(container, self._predictor(container))
+            )
             flask_app.before_request(watcher.ensure_started)
         self._ready = True
         return flask_app
@@ -314,9 +322,9 @@ class HmlInferenceApp:
         return {"name": container.name, "version": container.version, "ready": container.model is not None}
 
     def _container(self, name: str) -> ModelContainer:
-        container = self.app.models.get(name)
+        container = self.models.get(name)
         if container is None:
-            raise ApiError(404, f"no model {name!r}; this server has {', '.join(sorted(self.app.models)) or 'none'}")
+            raise ApiError(404, f"no model {name!r}; this server has {', '.join(sorted(self.models)) or 'none'}")
         return container
 
     def _predict(self, records: list[Any], container: ModelContainer) -> Any:
@@ -340,10 +348,10 @@ class HmlInferenceApp:
         return features
 
     def _readyz(self) -> Any:
-        waiting = [name for name, c in self.app.models.items() if c.model is None]
+        waiting = [name for name, c in self.models.items() if c.model is None]
         if waiting:
             return {"status": "loading", "waiting_for": waiting}, 503
-        failing = {name: reason for name, c in self.app.models.items() if (reason := self.smoke_failure(c))}
+        failing = {name: reason for name, c in self.models.items() if (reason := self.smoke_failure(c))}
         if failing:
             return {"status": "failing", "failing": failing}, 503
         return {"status": "ready"}

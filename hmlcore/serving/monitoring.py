@@ -185,7 +185,7 @@ class Monitor:
         return profile.evaluate(counts, thresholds=self.thresholds), workers
 
     def _drift_families(self, families: list[Any]) -> list[Any]:
-        from hmlcore.serving.metrics import drift_families
+        from hmlcore.serving.metrics import drift_families  # prometheus_client: only once enabled
 
         try:
             report: DriftReport | None = self.report(families)[0]

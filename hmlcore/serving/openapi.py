@@ -19,15 +19,30 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hmlcore._version import __version__
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer
-    from hmlcore.serving.inference import HmlInferenceApp
 
-__all__ = ["feature_schemas", "openapi_document", "prediction_schema"]
+__all__ = ["DocumentedApi", "feature_schemas", "openapi_document", "prediction_schema"]
+
+
+class DocumentedApi(Protocol):
+    """What the document describes of the API (:class:`~hmlcore.serving.inference.HmlInferenceApp` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def models(self) -> Mapping[str, ModelContainer]: ...
+    @property
+    def model(self) -> ModelContainer: ...
+    @property
+    def max_batch(self) -> int: ...
+    def answer_schema(self, container: ModelContainer) -> dict[str, Any]: ...
+
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -101,7 +116,7 @@ def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str, str]]) -> dict[str, Any]:
+def openapi_document(inference_app: DocumentedApi, *, builtins: set[tuple[str, str]]) -> dict[str, Any]:
     """The OpenAPI 3.0 document of ``inference_app``'s built-in routes in ``builtins`` (``(rule, method)`` pairs)."""
     container = inference_app.model
     features = feature_schemas(container)
@@ -161,7 +176,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
             "summary": "Predict a batch, KServe v1 protocol",
             "operationId": "kserve_predict",
             "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(inference_app.app.models)}}
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(inference_app.models)}}
             ],
             "requestBody": {
                 "required": True,
@@ -210,7 +225,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
             "summary": "Explain a batch, KServe v1 protocol",
             "operationId": "kserve_explain",
             "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(inference_app.app.models)}}
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(inference_app.models)}}
             ],
             "requestBody": {
                 "required": True,
@@ -249,7 +264,7 @@ def openapi_document(inference_app: HmlInferenceApp, *, builtins: set[tuple[str,
     return {
         "openapi": "3.0.3",
         "info": {
-            "title": f"{inference_app.app.name} inference API",
+            "title": f"{inference_app.name} inference API",
             "version": str(container.version or "unpublished"),
             "description": f"Predictions of {container.target!r} from the {container.kind} model {container.name!r}"
             + (f" (classes: {', '.join(map(str, container.classes))})" if container.classes else "")

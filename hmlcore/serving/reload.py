@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, HmlError
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from hmlcore.model.container import ModelContainer
-    from hmlcore.serving.inference import HmlInferenceApp
 
 __all__ = ["DEFAULT_RELOAD_INTERVAL", "RELOAD_INTERVAL_ENV", "ModelWatcher", "reload_interval", "smoke_failure", "smoke_record"]
 
@@ -110,16 +109,18 @@ def smoke_failure(container: ModelContainer, predictor: Callable[[ModelContainer
 
 
 class ModelWatcher:
-    """Polls the pointers of ``inference_app``'s models and swaps in verified new versions (see the module doc).
+    """Polls the pointers of the served models and swaps in verified new versions (see the module doc).
 
     Args:
-        inference_app: the app whose registered models are watched.
+        models: the served models by name (``app.inference.models``); a verified new version replaces its entry.
         interval: seconds between two polls.
         smoke: why a container cannot serve, or None if it can (:func:`smoke_failure` with the app's predictor).
     """
 
-    def __init__(self, inference_app: HmlInferenceApp, *, interval: float, smoke: Callable[[ModelContainer], str | None]) -> None:
-        self.inference_app = inference_app
+    def __init__(
+        self, models: MutableMapping[str, ModelContainer], *, interval: float, smoke: Callable[[ModelContainer], str | None]
+    ) -> None:
+        self.models = models
         self.interval = interval
         self.smoke = smoke
         self._pid: int | None = None
@@ -150,7 +151,7 @@ class ModelWatcher:
     def check(self) -> list[str]:
         """Look at every watched pointer once; return the names of the models swapped for a new version."""
         swapped = []
-        for name, container in list(self.inference_app.app.models.items()):
+        for name, container in list(self.models.items()):
             if container.model is not None and container.reference is None:
                 continue  # bound in code, not loaded from the lake
             if self._check_one(name, container):
@@ -185,7 +186,7 @@ class ModelWatcher:
         if failure:
             self._refuse(name, container, f"its smoke prediction fails: {failure}")
             return False
-        self.inference_app.app.models[name] = candidate  # one assignment: each request sees the old or the new container
+        self.models[name] = candidate  # one assignment: each request sees the old or the new container
         self._errors.pop(name, None)
         log.warning("model %s: now serving version %s (was %s)", name, candidate.version, container.version or "none")
         return True

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from hmlcore.errors import ConfigError, WarehouseError
-from hmlcore.storage.warehouse import Warehouse, validate_table_name
+from hmlcore.storage.tables import Warehouse, validate_table_name
 
 if TYPE_CHECKING:
     import pandas as pd

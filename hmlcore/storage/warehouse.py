@@ -20,21 +20,19 @@ Example:
 
 from __future__ import annotations
 
-import io
 import os
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, WarehouseError
 from hmlcore.storage.lake import Lake
+from hmlcore.storage.tables import TABLE_NAME, Warehouse, validate_table_name, write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["DuckDBWarehouse", "ParquetWarehouse", "Warehouse", "arrow_reader", "open_warehouse", "validate_table_name"]
 
-_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: rows a batch when a table streams through memory (a row group of the Parquet tables written so)
 _STREAM_ROWS = 100_000
 
@@ -43,83 +41,6 @@ def arrow_reader(relation: Any, rows: int) -> Any:
     """A DuckDB relation's rows as a ``pyarrow.RecordBatchReader`` of ``rows`` rows a batch (DuckDB 1.4+ and before)."""
     read = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
     return read(rows)
-
-
-def validate_table_name(name: str) -> str:
-    """Return ``name`` if it is a plain SQL identifier, else raise :class:`ConfigError`."""
-    if not isinstance(name, str) or not _TABLE_RE.match(name):
-        raise ConfigError(f"invalid table name {name!r}: use letters, digits and underscores, starting with a letter")
-    return name
-
-
-class Warehouse:
-    """What a pipeline needs of a SQL warehouse. Engines subclass it.
-
-    A query, load or export that fails raises :class:`~hmlcore.errors.WarehouseError`; a table name that
-    is not a plain identifier, :class:`~hmlcore.errors.ConfigError`.
-    """
-
-    url: str
-
-    def query(self, sql: str) -> pd.DataFrame:
-        """Run ``sql`` and return its result as a DataFrame."""
-        raise NotImplementedError
-
-    def select_into(self, sql: str, table: str) -> str:
-        """Run ``sql`` and replace ``table`` with its result; return the table name."""
-        raise NotImplementedError
-
-    def batches(self, sql: str, *, rows: int) -> Any:
-        """Run ``sql`` and return its result as a ``pyarrow.RecordBatchReader`` of at most ``rows`` rows a batch.
-
-        The rows stream: memory holds a batch, not the result.
-
-        Raises:
-            WarehouseError: the query fails.
-        """
-        raise NotImplementedError
-
-    def load_dataframe(self, df: pd.DataFrame, table: str) -> str:
-        """Replace ``table`` with the rows of ``df``; return the table name."""
-        raise NotImplementedError
-
-    def load_parquet(self, urls: Sequence[str], table: str) -> str:
-        """Replace ``table`` with the rows of the Parquet files at ``urls`` (lake URLs), in that order; return the table name.
-
-        The rows stream from the files to the table: memory holds a row group, not the table.
-
-        Raises:
-            WarehouseError: a file cannot be read or the table cannot be written.
-        """
-        raise NotImplementedError
-
-    def table(self, name: str) -> pd.DataFrame:
-        """Every row of table ``name``."""
-        return self.query(f"SELECT * FROM {validate_table_name(name)}")
-
-    def exists(self, table: str) -> bool:
-        """Whether ``table`` exists."""
-        raise NotImplementedError
-
-    def export(self, table: str, lake_url: str) -> str:
-        """Write every row of ``table`` as one Parquet file at ``lake_url`` (a path or fsspec URL); return the URL.
-
-        The file appears whole or not at all (see :meth:`hmlcore.storage.lake.Lake.write_bytes`). Read it back
-        with ``pandas.read_parquet(url)``.
-
-        Raises:
-            WarehouseError: the table cannot be read.
-            StorageError: the URL cannot be written.
-        """
-        return _write_parquet(self._arrow(table), lake_url)
-
-    def _arrow(self, table: str) -> Any:
-        import pyarrow as pa
-
-        return pa.Table.from_pandas(self.table(table), preserve_index=False)
-
-    def close(self) -> None:
-        """Release the connection."""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -272,7 +193,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         except Exception as exc:  # noqa: BLE001 - any storage failure becomes one clear error
             raise WarehouseError(f"cannot list the warehouse {self.url}: {type(exc).__name__}: {exc}") from exc
         found = (str(n).rstrip("/").rsplit("/", 1)[-1] for n in names)
-        return sorted(n[: -len(".parquet")] for n in found if n.endswith(".parquet") and _TABLE_RE.match(n[: -len(".parquet")]))
+        return sorted(n[: -len(".parquet")] for n in found if n.endswith(".parquet") and TABLE_NAME.match(n[: -len(".parquet")]))
 
     def _sync(self) -> None:
         """Make every table of the folder a view (tables another process wrote since appear too)."""
@@ -291,7 +212,7 @@ class ParquetWarehouse(DuckDBWarehouse):
         self._views.add(table)
 
     def _store(self, arrow_table: Any, table: str) -> str:
-        _write_parquet(arrow_table, self._file(table), lake=self._lake)
+        write_parquet(arrow_table, self._file(table), lake=self._lake)
         self._view(table)
         return table
 
@@ -337,24 +258,13 @@ class ParquetWarehouse(DuckDBWarehouse):
         return self._lake.exists(self._file(table))
 
     def export(self, table: str, lake_url: str) -> str:
-        return _write_parquet(self._arrow(table), lake_url, lake=self._lake)
+        return write_parquet(self._arrow(table), lake_url, lake=self._lake)
 
     def _arrow(self, table: str) -> Any:
         if not self.exists(table):
             raise WarehouseError(f"warehouse export of {table} failed: no table {table} in {self.url}")
         self._sync()
         return super()._arrow(table)
-
-
-def _write_parquet(arrow_table: Any, lake_url: str, *, lake: Any = None) -> str:
-    import pyarrow.parquet as pq
-
-    if not isinstance(lake_url, str) or not lake_url.strip():
-        raise ConfigError(f"export needs a lake URL, got {lake_url!r}")
-    target = lake_url if "://" in lake_url and not lake_url.startswith("file://") else os.path.abspath(lake_url.removeprefix("file://"))
-    buffer = io.BytesIO()
-    pq.write_table(arrow_table, buffer)
-    return (lake or Lake(target)).write_bytes(target, buffer.getvalue())
 
 
 def open_warehouse(url: str, *, location: str | None = None, storage_options: dict[str, Any] | None = None) -> Warehouse:
@@ -372,10 +282,8 @@ def open_warehouse(url: str, *, location: str | None = None, storage_options: di
     if url.startswith("duckdb://"):
         url = url[len("duckdb://") :] or ":memory:"
     if url.startswith("bigquery://"):
-        try:
-            from hmlcore.storage.bigquery import BigQueryWarehouse  # it subclasses Warehouse, and needs the gcp extra
-        except ImportError as exc:
-            raise ConfigError(f"warehouse {url} needs the GCP extra: pip install 'hmlcore[gcp]'") from exc
+        from hmlcore.storage.bigquery import BigQueryWarehouse  # only for a BigQuery URL: --help and DuckDB never load it
+
         return BigQueryWarehouse.from_url(url, location=location)
     if url.startswith(("s3://", "s3a://")):
         return ParquetWarehouse(url, storage_options=storage_options)
