@@ -31,7 +31,7 @@ MODEL_KINDS = ("binary", "multiclass", "regression")
 # the names the baked pipeline.py defines or imports beside the training pipeline's function, which a
 # pipeline_name equal to one of them would replace (tests/test_hooks.py checks the list against the file)
 PIPELINE_MODULE_NAMES = {
-    "annotations", "io", "sys", "TYPE_CHECKING", "pd", "hml", "scoring", "ROW_ID", "SplitSpec", "row_ids", "validation_mask",
+    "annotations", "io", "sys", "TYPE_CHECKING", "pd", "hml", "scoring", "ROW_ID", "SplitSpec", "row_ids", "validation_mask", "values_ids",
     "report", "inference", "shared", "TRAINING_TABLE", "VALIDATION_TABLE", "VALIDATION", "split_sql", "extract", "read_split",
     "analyze_features", "build_training_matrix", "train_model", "evaluate_model", "publish_model", "plan_scoring",
     "model_in_service", "score_shard", "write_predictions", "_load_model",
