@@ -261,3 +261,70 @@ def test_run_all_compiles_once_for_the_same_code_settings_and_environment(tmp_pa
     assert again.exit_code == 0 and list(kept.glob("*.json")) == specs
     other = CliRunner().invoke(create_app().cli(), ["pipelines", "demo", "run-all"], env={"HML_HOME": str(tmp_path), "HMLDEMO_X": "1"})
     assert other.exit_code == 0 and len(list(kept.glob("*.json"))) == 2  # another environment may configure other steps
+
+
+def _source_app():
+    """An app whose one step counts the rows of ``source`` (a file or a warehouse table), declared as its source."""
+
+    @hml.op(sources=["source"])
+    def count_rows(ctx: hml.OpContext, source: str = "rows.csv") -> int:
+        return len(hml.read_rows(source, warehouse=ctx.warehouse, lake=ctx.lake).frame)
+
+    @hml.pipeline(cron=None)
+    def counting(source: str = "rows.csv"):
+        count_rows(source=source)
+
+    app = hml.HmlApp(name="counting", package_entrypoint="counting")
+    app.pipelines.register(counting)
+    return app
+
+
+def _count_run(home: Path, *args: str):
+    result = CliRunner().invoke(_source_app().cli(), ["pipelines", "counting", "run-all", *args], env={"HML_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    return result, int(output_of(home, run_id, "count-rows"))
+
+
+def test_a_source_naming_a_table_is_read_afresh_each_run_and_a_file_is_keyed_by_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The README's promise "each run reads the source afresh": a table can change under the same name, so it is never cached."""
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    pd = pytest.importorskip("pandas")
+    (tmp_path / "rows.csv").write_text("a\n1\n2\n", encoding="utf-8")
+    first, count = _count_run(home)
+    assert count == 2 and not cached(first.stderr)
+    again, count = _count_run(home)
+    assert count == 2 and "count-rows" in cached(again.stderr), again.stderr  # the same file: reused
+
+    def load_table(rows: int) -> None:
+        warehouse = hml.HmlApp(name="counting", package_entrypoint="counting").warehouse
+        try:
+            warehouse.load_dataframe(pd.DataFrame({"a": range(rows)}), "visits")
+        finally:
+            warehouse.close()
+
+    monkeypatch.setenv("HML_HOME", str(home))
+    load_table(3)
+    first, count = _count_run(home, "--param", "source=visits")
+    assert count == 3 and not cached(first.stderr), first.stderr
+    load_table(5)  # the same table name, new rows
+    again, count = _count_run(home, "--param", "source=visits")
+    assert count == 5 and not cached(again.stderr), again.stderr
+
+
+def test_sources_must_name_str_inputs():
+    with pytest.raises(PipelineError, match=r"op load: sources names 'path', which is not one of its str inputs \(source\)"):
+
+        @hml.op(sources=["path"])
+        def load(source: str = "a", rows: int = 1) -> int:
+            return rows
+
+    with pytest.raises(PipelineError, match="sources must be a list of input names, got 'source'"):
+        hml.op(sources="source")(lambda source="": 0)
+    table = step_key(pipeline="p", op=hml.op(sources=["source"])(_count), raw={"source": "visits"}, env={})
+    assert table.digest is None and "input source names 'visits', a table or query" in table.reason
+
+
+def _count(source: str = "rows.csv") -> int:
+    return 0

@@ -20,7 +20,9 @@ with a warning (the step runs again and records a fresh entry).
 A step declared ``@hml.op(cache=False)`` is never cached: one with effects beyond its outputs
 (publishing a model, writing tables) or that reads what the key cannot see (the registry's model in
 service, a warehouse query). A string input that is a URL makes the step uncached too: the content
-behind it is not the cache's to see. ``HML_CACHE=false`` (``run-all --no-cache``) reruns steps and records
+behind it is not the cache's to see; so does an input the step declares as a source
+(``@hml.op(sources=[...])``) that names no file, i.e. a warehouse table or a query.
+``HML_CACHE=false`` (``run-all --no-cache``) reruns steps and records
 fresh entries.
 
 Example:
@@ -188,6 +190,8 @@ def step_key(*, pipeline: str, op: HmlOp, raw: Mapping[str, str], env: Mapping[s
         path = local_file(value, package=package)  # found as the step's own read_rows finds it
         if path is not None:
             files[param.name] = _file_sha256(path)
+        elif param.name in op.sources:
+            return StepKey(None, f"input {param.name} names {value!r}, a table or query whose rows the cache cannot see")
     names = sorted(n for n in env.get(KEY_ENV, "").split(",") if n and n not in (KEY_ENV, CACHE_ENV))
     described = {
         "format": FORMAT,

@@ -26,7 +26,7 @@ import inspect
 import json
 import math
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,14 +198,26 @@ def base_type(annotation: Any) -> Any:
 class HmlOp:
     """A pipeline step made from a typed function. Create it with :func:`op`."""
 
-    def __init__(self, func: Callable[..., Any], *, name: str | None = None, description: str | None = None, cache: bool = True) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        cache: bool = True,
+        sources: Sequence[str] = (),
+    ) -> None:
         if not callable(func):
             raise PipelineError(f"@hml.op needs a function, got {type(func).__name__}")
         if not isinstance(cache, bool):
             raise PipelineError(f"@hml.op cache must be True or False, got {cache!r}")
+        if isinstance(sources, str) or not all(isinstance(source, str) for source in sources):
+            raise PipelineError(f"@hml.op sources must be a list of input names, got {sources!r}")
         self.func = func
         #: whether a run may reuse the step's recorded output when its key matches (see :mod:`hmlcore.pipelines.cache`)
         self.cache = cache
+        #: the inputs that name the rows the step reads: a file is keyed by its bytes, a table, a query or a URL is not cached
+        self.sources = tuple(sources)
         self.name = name or func.__name__
         if not self.name.isidentifier():
             raise PipelineError(f"op name {self.name!r} must be a Python identifier")
@@ -232,6 +244,11 @@ class HmlOp:
                 )
             params.append(OpParam(p.name, base, p.default))
         self.params = params
+        text_inputs = {param.name for param in params if param.type is str}
+        for source in self.sources:
+            if source not in text_inputs:
+                known = ", ".join(sorted(text_inputs)) or "none"
+                raise PipelineError(f"op {self.name}: sources names {source!r}, which is not one of its str inputs ({known})")
         returned = base_type(hints.get("return", type(None)))
         if returned is type(None):
             returned = None
@@ -320,7 +337,14 @@ class HmlTask:
         return self
 
 
-def op(func: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None, cache: bool = True) -> Any:
+def op(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    cache: bool = True,
+    sources: Sequence[str] = (),
+) -> Any:
     """Make ``func`` a pipeline step. Works bare (``@hml.op``) and called (``@hml.op()``).
 
     Args:
@@ -330,10 +354,20 @@ def op(func: Callable[..., Any] | None = None, *, name: str | None = None, descr
         cache: whether a run may reuse the step's recorded output when its inputs, code and settings are
             unchanged (:mod:`hmlcore.pipelines.cache`). Pass ``False`` for a step whose effects go beyond
             its output (publishing, writing tables) or that reads what its inputs do not name.
+        sources: the str inputs that name the rows the step reads (a file, a URL, a warehouse table or a
+            query, as :func:`hml.read_rows` takes them). A file is keyed by its bytes; anything else makes
+            the step run every time, since a table's or a URL's rows can change under the same name.
+
+    Example:
+        >>> @op(sources=["source"])
+        ... def count_rows(source: str = "data/rows.csv") -> int:
+        ...     return 0
+        >>> count_rows.sources
+        ('source',)
     """
     if func is None:
-        return functools.partial(op, name=name, description=description, cache=cache)
-    return HmlOp(func, name=name, description=description, cache=cache)
+        return functools.partial(op, name=name, description=description, cache=cache, sources=sources)
+    return HmlOp(func, name=name, description=description, cache=cache, sources=sources)
 
 
 # ------------------------------------------------------------------ values on the command line

@@ -48,7 +48,7 @@ def split_sql(raw_table: str, *, validation: bool) -> str:
     return f"SELECT * FROM {raw_table} WHERE {'' if validation else 'NOT '}{VALIDATION}"
 
 
-@hml.op()
+@hml.op(sources=["source"])  # a table named by source is read afresh each run; a file is cached by its bytes
 def extract(
     ctx: hml.OpContext,
     source: str = shared.DATA_SOURCE,
