@@ -15,7 +15,7 @@ Example:
     >>> WORKERS.get({"HML_WORKERS": "many"})
     Traceback (most recent call last):
     ...
-    hmlcore.errors.ConfigError: HML_WORKERS='many' is not a whole number
+    hmlcore.errors.ConfigError: HML_WORKERS='many' is not a whole number of at least 1 (the inference server's worker processes...)
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ class Variable(Generic[T]):
         if text is None or not text.strip():
             return self.default
         try:
-            return self.parse(text.strip())
+            return self.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{self.name}={text!r} {exc}") from None
+            raise ConfigError(f"{self.name}={text!r} {exc} ({self.doc})") from None
 
 
 def _text(value: str) -> str:
@@ -97,21 +97,25 @@ def _text(value: str) -> str:
 
 
 def _flag(value: str) -> bool:
-    if value.lower() in _TRUE:
+    if value.strip().lower() in _TRUE:
         return True
-    if value.lower() in _FALSE:
+    if value.strip().lower() in _FALSE:
         return False
     raise ValueError("is not a boolean: set it to true or false")
+
+
+def _set(value: str) -> bool:
+    return value.strip().lower() not in _FALSE
 
 
 def _whole(minimum: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
-            number = int(value)
+            number = int(value.strip())
         except ValueError:
-            raise ValueError("is not a whole number") from None
+            number = minimum - 1
         if number < minimum:
-            raise ValueError(f"is less than {minimum}")
+            raise ValueError(f"is not a whole number of at least {minimum}")
         return number
 
     return parse
@@ -119,9 +123,9 @@ def _whole(minimum: int) -> Callable[[str], int]:
 
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
-        if value.lower() not in choices:
+        if value.strip().lower() not in choices:
             raise ValueError(f"is not one of {', '.join(choices)}")
-        return value.lower()
+        return value.strip().lower()
 
     return parse
 
@@ -160,7 +164,7 @@ DRIFT_WINDOW = Variable("HML_DRIFT_WINDOW", 0, _whole(1), "how many recent reque
 RELOAD_INTERVAL = Variable("HML_RELOAD_INTERVAL", 30, _whole(0), "seconds between two looks for a newly promoted model (0: no hot reload)")
 LOG_LEVEL = Variable("HML_LOG_LEVEL", "info", _one_of("debug", "info", "warning", "error", "critical"), "the inference server's log level")
 # ------------------------------------------------------------------ the command line
-DEBUG = _flag_var("HML_DEBUG", False, "true: print tracebacks with errors (run-all --debug)")
+DEBUG = Variable("HML_DEBUG", False, _set, "set (and not 0, false, no or off): print tracebacks with errors (run-all --debug)")
 KUBECONFIG = _text_var("KUBECONFIG", "the Kubernetes client configuration (kubectl's variable; default ~/.kube/config)")
 
 #: every variable above, by name

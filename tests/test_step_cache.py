@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from hmlcore import hml
-from hmlcore.errors import PipelineError
+from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import Hit, StepCache, cache_enabled, step_key
 from hmlcore.storage.lake import Lake
 
@@ -171,7 +171,7 @@ def test_a_string_input_naming_a_file_is_keyed_by_its_content(tmp_path: Path, mo
 
 def test_the_cache_switch_takes_booleans_only():
     assert cache_enabled({}) and cache_enabled({"HML_CACHE": "true"}) and not cache_enabled({"HML_CACHE": "0"})
-    with pytest.raises(PipelineError, match="HML_CACHE='sometimes' is not a boolean"):
+    with pytest.raises(ConfigError, match="HML_CACHE='sometimes' is not a boolean"):
         cache_enabled({"HML_CACHE": "sometimes"})
 
 
@@ -313,7 +313,13 @@ def test_run_all_compiles_again_only_when_what_the_spec_is_made_of_changes(tmp_p
     result = run_tiered(tmp_path / "a", cache, HMLDEMO_TIER="large")
     assert compiles.taken() == 1 and len(list(kept.glob("*.json"))) == 2
     specs = [json.loads(path.read_text(encoding="utf-8"))["spec"] for path in kept.glob("*.json")]
-    tiers = {e["value"] for spec in specs for x in spec["deploymentSpec"]["executors"].values() for e in x["container"]["env"] if e["name"] == "TIER"}
+    tiers = {
+        e["value"]
+        for spec in specs
+        for x in spec["deploymentSpec"]["executors"].values()
+        for e in x["container"]["env"]
+        if e["name"] == "TIER"
+    }
     assert tiers == {"small", "large"}, result.stderr
     run_tiered(tmp_path / "a", cache, HMLDEMO_TIER="large")
     assert compiles.taken() == 0

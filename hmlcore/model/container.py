@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._lazy import lazy_module
 from hmlcore._version import __version__
 from hmlcore.errors import ConfigError, FeatureError, ModelKindError, ModelLoadError, UntrustedModelError
@@ -463,8 +463,8 @@ class ModelContainer:
         evaluated = (verdict or {}).get("metrics") or {}
         if rule and rule.metric not in evaluated:
             raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(evaluated)}")
-        run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
-        git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
+        run_id = run_id or _env.RUN_ID.get() or f"local-{uuid.uuid4().hex[:8]}"
+        git_commit = git_commit or _env.GIT_COMMIT.get() or _git_head() or "unversioned"
         folder = f"models/{_safe(self.project_name)}/{_safe(git_commit)}/{_safe(run_id)}"
         key = signing_key()
         model_bytes, model_format = dump_model(self.model)
@@ -601,7 +601,7 @@ class ModelContainer:
             ModelContainer('crashed', version='run-1')
         """
         key = signing_key()
-        uri = reference or os.environ.get("HML_MODEL_REFERENCE") or self._current_reference()
+        uri = reference or _env.MODEL_REFERENCE.get() or self._current_reference()
         ref = self._read_json(self._in_lake(uri, "reference"), "reference")
         if key is not None:
             verify(ref, key, source=uri)

@@ -29,13 +29,13 @@ import copy
 import datetime as _dt
 import getpass
 import json
-import os
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError, HmlError, RegistryError
 from hmlcore.model.promotion import PromotionRule
 from hmlcore.storage.lake import sha256_bytes
@@ -54,9 +54,8 @@ _ACTIONS = ("publish", "promote", "rollback")
 
 def current_user() -> str:
     """Who is acting: ``$HML_USER``, else ``$USER``, else the login name, else ``unknown``."""
-    for name in ("HML_USER", "USER"):
-        if os.environ.get(name):
-            return os.environ[name]
+    if _env.USER.get():
+        return str(_env.USER.get())
     try:
         return getpass.getuser()
     except (OSError, KeyError, ImportError):
@@ -556,7 +555,7 @@ def lineage(
         "reference_sha256": sha256_bytes(data),
         "run_id": reference.get("run_id"),
         "git_commit": reference.get("git_commit"),
-        "image": given.get("image") or os.environ.get("HML_IMAGE") or (app.image_url if app is not None else None),
+        "image": given.get("image") or _env.IMAGE.get() or (app.image_url if app is not None else None),
         "parameters": dict(given.get("parameters") or {}),
         "data": dict(given.get("data") or {}),
         "split": dict(given.get("split") or {}),

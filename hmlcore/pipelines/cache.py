@@ -43,9 +43,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore._version import __version__ as hmlcore_version
-from hmlcore.errors import HmlError, PipelineError
+from hmlcore.errors import HmlError
 from hmlcore.storage.lake import sha256_bytes
 
 if TYPE_CHECKING:
@@ -68,9 +69,9 @@ __all__ = [
 ]
 
 #: ``false`` (or ``0``, ``no``, ``off``): run the step even if the cache holds its output (a fresh entry is still recorded)
-CACHE_ENV = "HML_CACHE"
+CACHE_ENV = _env.CACHE.name
 #: the names, comma-separated, of the environment variables the compiled spec sets for the step: their values are part of its key
-KEY_ENV = "HML_CACHE_ENV"
+KEY_ENV = _env.CACHE_KEYED.name
 #: bumped when the layout of a key or an entry changes, so older entries are never read as newer ones
 FORMAT = 1
 
@@ -95,14 +96,9 @@ def cache_enabled(environ: Mapping[str, str]) -> bool:
     """Whether ``HML_CACHE`` in ``environ`` lets a step reuse a recorded output (default: yes).
 
     Raises:
-        PipelineError: the value is not a boolean.
+        ConfigError: the value is not a boolean.
     """
-    value = environ.get(CACHE_ENV, "true").strip().lower()
-    if value in ("", "true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise PipelineError(f"{CACHE_ENV}={environ.get(CACHE_ENV)!r} is not a boolean: set it to true or false")
+    return _env.CACHE.get(environ)
 
 
 def code_digest(module: str) -> str:
@@ -200,7 +196,7 @@ def step_key(*, pipeline: str, op: HmlOp, raw: Mapping[str, str], env: Mapping[s
         path = _named_file(value, package)
         if path is not None:
             files[param.name] = _file_sha256(path)
-    names = sorted(n for n in env.get(KEY_ENV, "").split(",") if n and n not in (KEY_ENV, CACHE_ENV))
+    names = sorted(n for n in _env.CACHE_KEYED.get(env).split(",") if n and n not in (KEY_ENV, CACHE_ENV))
     described = {
         "format": FORMAT,
         "pipeline": pipeline,

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore._resources import merge_resources
-from hmlcore._settings import TRAINJOB_ENV, ContainerSettings
+from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV, code_digest
 from hmlcore.pipelines.ops import KFP_TYPES, Collected, HmlOp, HmlTask, building, render_value
@@ -307,13 +308,13 @@ class _KfpBuilder:
                 raise PipelineError(f"@hml.deploy_op {getattr(configure, '__name__', configure)} must return the task or None")
         # the step's cache key holds these variables' values; HML_PLATFORM (the pods' platform), the TrainJob (where
         # the workers run) and secrets (credentials) say where and as whom the work happens, not what it computes
-        unkeyed = ("HML_PLATFORM", CACHE_ENV, TRAINJOB_ENV)
+        unkeyed = ("HML_PLATFORM", CACHE_ENV, _env.TRAINJOB.name)
         keyed = sorted({e["name"] for e in task.env if "value" in e and e["name"] not in unkeyed})
         if keyed and kfp_task is not None:
             kfp_task.set_env_variable(KEY_ENV, ",".join(keyed))
         if any(p.name == "workers" for p in op.params):  # a step that trains on workers starts them as a TrainJob
             trainjob = {"image": self.image, "namespace": app.k8s_namespace, "env": task.env, "resources": task.resources}
-            task.with_env(TRAINJOB_ENV, json.dumps(trainjob, separators=(",", ":"), sort_keys=True))
+            task.with_env(_env.TRAINJOB.name, json.dumps(trainjob, separators=(",", ":"), sort_keys=True))
         self.tasks.append(task)
         return task
 

@@ -33,10 +33,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._env import cache_dir
 from hmlcore._files import write_atomic
 from hmlcore._machine import available_cores
-from hmlcore._settings import TRAINJOB_ENV
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
@@ -147,7 +147,7 @@ def resolve_command(
 
 
 #: set for the pods, not for a local run: run-all stays on this machine's platform, its workers on this machine
-_CLUSTER_ONLY_ENV = ("HML_PLATFORM", TRAINJOB_ENV)
+_CLUSTER_ONLY_ENV = ("HML_PLATFORM", _env.TRAINJOB.name)
 
 
 def _output_key(source: dict[str, Any], outputs: dict[str, str]) -> str:

@@ -27,9 +27,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._machine import available_cores
 from hmlcore.errors import ConfigError
-from hmlcore.storage.config import env_int
 
 if TYPE_CHECKING:
     import flask
@@ -69,7 +69,7 @@ def default_workers() -> int:
     Raises:
         ConfigError: ``HML_WORKERS`` is not a whole number of at least 1.
     """
-    return env_int("HML_WORKERS", 0) or available_cores()
+    return _env.WORKERS.get() or available_cores()
 
 
 #: the variables native libraries read, once, when they load, for the size of their thread pools
@@ -159,7 +159,7 @@ def gunicorn_options(
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT_WITH_QUERY if log_query else ACCESS_LOG_FORMAT,
         "errorlog": "-",
-        "loglevel": os.environ.get("HML_LOG_LEVEL", "info").lower(),
+        "loglevel": _env.LOG_LEVEL.get(),
         "proc_name": name,
         "control_socket_disable": True,
     }
