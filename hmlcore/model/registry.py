@@ -53,9 +53,10 @@ _ACTIONS = ("publish", "promote", "rollback")
 
 
 def current_user() -> str:
-    """Who is acting: ``$HML_USER``, else ``$USER``, else the login name, else ``unknown``."""
-    if _env.USER.get():
-        return str(_env.USER.get())
+    """Who is acting: ``$HML_USER``, else the login name (``getpass.getuser``: ``$LOGNAME``, ``$USER``...), else ``unknown``."""
+    user = _env.USER.get()
+    if user:
+        return user
     try:
         return getpass.getuser()
     except (OSError, KeyError, ImportError):
