@@ -14,8 +14,9 @@ The plain script is what a data scientist would write without the template: read
 encode the features shared.py names, hold out a random 20%, train the same XGBoost model, score the
 held-out rows (AUC), save the model. Prints the median of each over ``--rounds`` rounds and the ratios
 (goals: cold <= 1.3 x, warm <= 0.8 x; the cold goal is shown against both cold rows), of wall time and of
-CPU time (user + system: steadier than wall time on a machine other work shares). Compare ratios measured in one run: absolute times depend on
-what else the machine runs. Both run with their bytecode cached (a first, uncounted run writes it).
+CPU time (user + system: steadier than wall time on a machine other work shares). Compare ratios
+measured in one run: absolute times depend on what else the machine runs. Both run with their bytecode
+cached (a first, uncounted run writes it).
 
     python benchmarks/inner_loop.py [--rounds 3]
 """
