@@ -362,3 +362,33 @@ def test_a_pipeline_that_reaches_into_kfp_task_is_compiled_every_time(tmp_path: 
     run_tiered(tmp_path, cache, app=app)
     run_tiered(tmp_path, cache, app=app)
     assert compiles.taken() == 2 and not list(cache.glob("compiled/demo/*.json"))
+
+
+def one_step_app(step) -> hml.HmlApp:
+    app = hml.HmlApp(name="one-step", package_entrypoint="onestep", image_url="registry.example/one:1")
+
+    @hml.pipeline(app.pipelines)
+    def single(text: str = "hi"):
+        step(text=text)
+
+    return app
+
+
+def test_the_spec_key_follows_a_steps_signature_not_its_body():
+    from hmlcore.pipelines.compiler import spec_key
+
+    def louder(text: str, times: int = 2) -> str:
+        return text.upper() * times
+
+    def quieter(text: str, times: int = 2) -> str:  # another body, the same signature
+        return text.lower() * times
+
+    def more(text: str, times: int = 3) -> str:  # another default: the component's input changes
+        return text.upper() * times
+
+    keys = {
+        name: spec_key(one_step_app(hml.op(name="shout")(func)).pipelines["single"])
+        for name, func in [("louder", louder), ("quieter", quieter), ("more", more)]
+    }
+    assert None not in keys.values()
+    assert keys["louder"] == keys["quieter"] != keys["more"]
