@@ -10,16 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-__all__ = ["GCP_KEY", "GCP_MOUNT_PATH", "KFP_ARTIFACT_SECRET", "TRAINJOB_ENV", "ContainerSettings", "EnvSettings"]
+__all__ = ["GCP_KEY", "GCP_MOUNT_PATH", "KFP_ARTIFACT_SECRET", "ContainerSettings", "EnvSettings"]
 
 #: the key in the secret that holds the service-account JSON, and where ``with_gcp_auth`` mounts it
 GCP_KEY = "user-gcp-sa.json"
 GCP_MOUNT_PATH = "/secret/gcp-credentials"
 #: Kubeflow Pipelines' own object-store credentials (keys ``accesskey`` and ``secretkey``), in every KFP install
 KFP_ARTIFACT_SECRET = "mlpipeline-minio-artifact"
-#: set by ``compile`` in a step that takes ``workers``: the TrainJob its workers run as (image, namespace, the
-#: step's environment and resources, as JSON); without it, workers are local processes
-TRAINJOB_ENV = "HML_TRAINJOB"
 
 
 class EnvSettings:

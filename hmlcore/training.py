@@ -1,7 +1,7 @@
 """Train one model on N workers: N local processes on a laptop, a Kubeflow Trainer TrainJob of N nodes in the cluster.
 
 Both run the same worker (:mod:`hmlcore.model.worker`) with the same ``DMLC_*`` variables. A step that
-``compile`` prepared for the cluster has :data:`~hmlcore._settings.TRAINJOB_ENV` set and submits a TrainJob
+``compile`` prepared for the cluster has :data:`~hmlcore._env.TRAINJOB` set and submits a TrainJob
 (:mod:`hmlcore.deploy.trainjob`); anywhere else (``run-all``, ``run train-model``) the workers are local
 processes (:mod:`hmlcore.pipelines.training`).
 
@@ -13,12 +13,11 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hmlcore._settings import TRAINJOB_ENV
+from hmlcore import _env
 from hmlcore.model.distributed import TrainingError, estimator_from_booster, training_job
 from hmlcore.pipelines.training import run_local_workers, worker_command
 
@@ -67,7 +66,7 @@ def train_distributed(
     output = ctx.artifact_uri("booster.ubj")
     described = training_job(lake=ctx.lake, shards=shards, params=params, rounds=rounds, output=output, external_memory=external_memory)
     job = json.dumps(described, separators=(",", ":"))
-    trainjob = os.environ.get(TRAINJOB_ENV)
+    trainjob = _env.TRAINJOB.get()
     if trainjob:
         _run_trainjob(trainjob, job, ctx=ctx, workers=workers, echo=say)
     else:
@@ -86,7 +85,7 @@ def _run_trainjob(spec_text: str, job: str, *, ctx: OpContext, workers: int, ech
     try:
         spec = json.loads(spec_text)
     except ValueError:
-        raise TrainingError(f"{TRAINJOB_ENV} is not the JSON compile writes: compile the pipeline again") from None
+        raise TrainingError(f"{_env.TRAINJOB.name} is not the JSON compile writes: compile the pipeline again") from None
     manifest = trainjob_manifest(
         trainjob_name(ctx.step), spec, command=NODE_COMMAND, args=[job], workers=workers, labels={"hml-step": ctx.step.replace("_", "-")}
     )

@@ -174,6 +174,18 @@ def _left_over() -> list[int]:
     return sorted(descendants | {pid for pid, (_, pgrp) in table.items() if pgrp in _GROUPS})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _build_products_in_the_session_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compiled specs go to a folder of the session (``HML_CACHE_DIR``, inherited by every process a test starts), not ~/.cache/hml."""
+    saved = os.environ.get("HML_CACHE_DIR")
+    os.environ["HML_CACHE_DIR"] = str(tmp_path_factory.mktemp("hml-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("HML_CACHE_DIR", None)
+    else:
+        os.environ["HML_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _stop_what_the_test_started() -> Iterator[None]:
     """Stop, by its process group, every process the test started with :func:`start_process`, also when it failed."""

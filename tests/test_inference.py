@@ -214,7 +214,7 @@ def test_batch_and_body_limits_are_413(lake: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("value", ["lots", "0"])
 def test_a_bad_limit_setting_is_refused_naming_it(lake: Path, monkeypatch: pytest.MonkeyPatch, value: str):
     monkeypatch.setenv("HML_MAX_BATCH", value)
-    with pytest.raises(ConfigError, match=f"HML_MAX_BATCH must be .*{value}"):
+    with pytest.raises(ConfigError, match=f"HML_MAX_BATCH='{value}' is not a whole number of at least 1"):
         serving_app(lake).inference.create_app()
 
 

@@ -43,6 +43,7 @@ def test_importing_a_layer_loads_only_that_layer_and_those_below_it():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(result.stdout.replace("'", '"')) == [
+        "hmlcore._env",
         "hmlcore._files",
         "hmlcore._lazy",
         "hmlcore._version",

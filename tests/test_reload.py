@@ -119,7 +119,7 @@ def test_a_bad_reload_interval_is_named(monkeypatch: pytest.MonkeyPatch):
     from hmlcore.errors import ConfigError
 
     monkeypatch.setenv(RELOAD_INTERVAL_ENV, "soon")
-    with pytest.raises(ConfigError, match="HML_RELOAD_INTERVAL must be a whole number of seconds.*'soon'"):
+    with pytest.raises(ConfigError, match="HML_RELOAD_INTERVAL='soon' is not a whole number of at least 0 \\(seconds between"):
         reload_interval()
 
 

@@ -184,7 +184,10 @@ def test_default_workers_reads_hml_workers(monkeypatch: pytest.MonkeyPatch, valu
     assert workers == expected if expected else 1 <= workers <= (os.cpu_count() or 1)
 
 
-@pytest.mark.parametrize(("value", "message"), [("two", "whole number, got 'two'"), ("0", "at least 1, got 0")])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("two", "HML_WORKERS='two' is not a whole number of at least 1"), ("0", "HML_WORKERS='0' is not a whole number of at least 1")],
+)
 def test_a_bad_hml_workers_names_the_value(monkeypatch: pytest.MonkeyPatch, value: str, message: str):
     monkeypatch.setenv("HML_WORKERS", value)
     with pytest.raises(ConfigError, match=message):

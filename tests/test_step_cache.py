@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from hmlcore import hml
-from hmlcore.errors import PipelineError
+from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import Hit, StepCache, cache_enabled, step_key
 from hmlcore.storage.lake import Lake
 
@@ -169,7 +171,7 @@ def test_a_string_input_naming_a_file_is_keyed_by_its_content(tmp_path: Path, mo
 
 def test_the_cache_switch_takes_booleans_only():
     assert cache_enabled({}) and cache_enabled({"HML_CACHE": "true"}) and not cache_enabled({"HML_CACHE": "0"})
-    with pytest.raises(PipelineError, match="HML_CACHE='sometimes' is not a boolean"):
+    with pytest.raises(ConfigError, match="HML_CACHE='sometimes' is not a boolean"):
         cache_enabled({"HML_CACHE": "sometimes"})
 
 
@@ -248,19 +250,148 @@ def test_changing_only_training_reruns_training_and_what_follows_and_gives_the_s
     assert {"train-model", "evaluate-model", "publish-model"} <= set(ran_steps), ran_steps
 
 
-def test_run_all_compiles_once_for_the_same_code_settings_and_environment(tmp_path: Path):
+#: what the tiered demo's configurator gives every step; a module constant, as a baked start.py reads its settings at import
+SECRET = "db-creds"
+
+
+def tiered_app(*, extra: bool = False) -> hml.HmlApp:
+    """The demo app with one more configurator: ``TIER`` from the environment, the secret of :data:`SECRET`; ``extra`` adds a variable."""
+    app = create_app()
+
+    @hml.deploy_op(app.pipelines)
+    def tier(op):
+        op.with_secret_env(SECRET, {"token": "TOKEN"})
+        if extra:
+            op.with_env("EXTRA", "1")
+        return op.with_env("TIER", os.environ.get("HMLDEMO_TIER", "small"))
+
+    return app
+
+
+class Compiles:
+    """Counts the compiles run-all does (kfp's compiler called through hmlcore's ``compile_pipeline``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from hmlcore.pipelines import compiler
+
+        self.count = 0
+        real = compiler.compile_pipeline
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(compiler, "compile_pipeline", counted)
+
+    def taken(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def run_tiered(home: Path, cache: Path, app: hml.HmlApp | None = None, **env: str):
+    result = CliRunner().invoke(
+        (app or tiered_app()).cli(), ["pipelines", "demo", "run-all"], env={"HML_HOME": str(home), "HML_CACHE_DIR": str(cache), **env}
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_run_all_compiles_again_only_when_what_the_spec_is_made_of_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from hmlcore.pipelines.compiler import compile_pipeline
 
-    kept = tmp_path / "compiled" / "demo"
-    first, _ = run_all(tmp_path)
-    assert first.exit_code == 0, first.output
-    specs = list(kept.glob("*.json"))
-    assert len(specs) == 1
-    assert json.loads(specs[0].read_text(encoding="utf-8")) == compile_pipeline(create_app().pipelines["demo"]).spec
-    again, _ = run_all(tmp_path)
-    assert again.exit_code == 0 and list(kept.glob("*.json")) == specs
-    other = CliRunner().invoke(create_app().cli(), ["pipelines", "demo", "run-all"], env={"HML_HOME": str(tmp_path), "HMLDEMO_X": "1"})
-    assert other.exit_code == 0 and len(list(kept.glob("*.json"))) == 2  # another environment may configure other steps
+    compiles, cache = Compiles(monkeypatch), tmp_path / "cache"
+    kept = cache / "compiled" / "demo"
+    run_tiered(tmp_path / "a", cache)
+    assert compiles.taken() == 1 and len(list(kept.glob("*.json"))) == 1
+    entry = json.loads(next(kept.glob("*.json")).read_text(encoding="utf-8"))
+    assert entry["spec"] == compile_pipeline(tiered_app().pipelines["demo"]).spec
+    # the same code and settings: reused, whatever else the environment holds, in a fresh HML_HOME too
+    run_tiered(tmp_path / "a", cache)
+    run_tiered(tmp_path / "b", cache, OLDPWD="/elsewhere", SHLVL="7", HMLDEMO_UNRELATED="x")
+    assert compiles.taken() == 0 and len(list(kept.glob("*.json"))) == 1
+    # a variable a configurator reads changes the steps' environment: compiled again, and the steps get the new value
+    result = run_tiered(tmp_path / "a", cache, HMLDEMO_TIER="large")
+    assert compiles.taken() == 1 and len(list(kept.glob("*.json"))) == 2
+    specs = [json.loads(path.read_text(encoding="utf-8"))["spec"] for path in kept.glob("*.json")]
+    tiers = {
+        e["value"]
+        for spec in specs
+        for x in spec["deploymentSpec"]["executors"].values()
+        for e in x["container"]["env"]
+        if e["name"] == "TIER"
+    }
+    assert tiers == {"small", "large"}, result.stderr
+    run_tiered(tmp_path / "a", cache, HMLDEMO_TIER="large")
+    assert compiles.taken() == 0
+    # a module setting (read at import in a baked start.py) and the configurator's code: compiled again
+    monkeypatch.setattr(sys.modules[__name__], "SECRET", "other-creds")
+    run_tiered(tmp_path / "a", cache)
+    assert compiles.taken() == 1
+    run_tiered(tmp_path / "a", cache, app=tiered_app(extra=True))
+    assert compiles.taken() == 1 and len(list(kept.glob("*.json"))) == 4
+
+
+def test_a_damaged_kept_spec_is_reported_and_compiled_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from hmlcore.pipelines.compiler import compile_pipeline
+
+    compiles, cache = Compiles(monkeypatch), tmp_path / "cache"
+    run_tiered(tmp_path, cache)
+    path = next((cache / "compiled" / "demo").glob("*.json"))
+    good = json.loads(path.read_text(encoding="utf-8"))
+    tampered = json.loads(json.dumps(good))
+    tampered["spec"]["root"]["dag"]["tasks"].pop("shout")  # valid JSON, a wrong spec
+    for damaged in ("{not json", json.dumps(tampered), json.dumps({**good, "key": "0" * 64})):
+        path.write_text(damaged, encoding="utf-8")
+        compiles.taken()
+        result = run_tiered(tmp_path, cache)
+        assert compiles.taken() == 1
+        warnings = [line for line in result.stderr.splitlines() if "kept compiled spec" in line]
+        assert len(warnings) == 1 and str(path) in warnings[0] and "compiling again" in warnings[0], result.stderr
+        assert json.loads(path.read_text(encoding="utf-8"))["spec"] == compile_pipeline(tiered_app().pipelines["demo"]).spec
+    assert len(ran(result.stderr) + list(cached(result.stderr))) == 4  # every step ran or came from the step cache
+
+
+def test_a_pipeline_that_reaches_into_kfp_task_is_compiled_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    compiles, cache = Compiles(monkeypatch), tmp_path / "cache"
+    app = create_app()
+
+    @hml.deploy_op(app.pipelines)
+    def direct(op):
+        op.kfp_task.set_env_variable("SET_BY_KFP", "1")  # what hmlcore cannot note in its dry run
+
+    run_tiered(tmp_path, cache, app=app)
+    run_tiered(tmp_path, cache, app=app)
+    assert compiles.taken() == 2 and not list(cache.glob("compiled/demo/*.json"))
+
+
+def one_step_app(step) -> hml.HmlApp:
+    app = hml.HmlApp(name="one-step", package_entrypoint="onestep", image_url="registry.example/one:1")
+
+    @hml.pipeline(app.pipelines)
+    def single(text: str = "hi"):
+        step(text=text)
+
+    return app
+
+
+def test_the_spec_key_follows_a_steps_signature_not_its_body():
+    from hmlcore.pipelines.compiler import spec_key
+
+    def louder(text: str, times: int = 2) -> str:
+        return text.upper() * times
+
+    def quieter(text: str, times: int = 2) -> str:  # another body, the same signature
+        return text.lower() * times
+
+    def more(text: str, times: int = 3) -> str:  # another default: the component's input changes
+        return text.upper() * times
+
+    keys = {
+        name: spec_key(one_step_app(hml.op(name="shout")(func)).pipelines["single"])
+        for name, func in [("louder", louder), ("quieter", quieter), ("more", more)]
+    }
+    assert None not in keys.values()
+    assert keys["louder"] == keys["quieter"] != keys["more"]
 
 
 def _source_app():

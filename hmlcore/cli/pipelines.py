@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore.cli._common import CliApp, HmlCliError, guard
 from hmlcore.errors import HmlError
@@ -70,7 +71,7 @@ def _step_command(app: CliApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
                 arguments[p.name] = parse_value(text, p.type)
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint=p.option) from exc
-        run_id = hml_run_id or os.environ.get("HML_RUN_ID") or new_run_id()
+        run_id = hml_run_id or _env.RUN_ID.get() or new_run_id()
         cached = _StepCacheHook(app, pipeline, step, {name: text for name, text in raw.items() if text is not None})
         hit = cached.lookup()
         if hit is not None:
@@ -213,7 +214,7 @@ def _pipeline_group(app: CliApp, pipeline: HmlPipeline) -> click.Group:
         from hmlcore.pipelines.runner import run_all  # imported when the command runs: keeps --help light
 
         if debug:
-            os.environ["HML_DEBUG"] = "1"
+            os.environ[_env.DEBUG.name] = "1"
 
         def execute(command: Sequence[str]) -> None:
             if command[0] != app.package_entrypoint:

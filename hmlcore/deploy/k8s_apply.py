@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hmlcore import _env
 from hmlcore.errors import DeployError
 
 __all__ = ["FIELD_MANAGER", "ApplyResult", "KubeApiError", "KubeClient"]
@@ -114,7 +115,7 @@ class KubeClient:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
-        path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        path = kubeconfig or _env.KUBECONFIG.get() or os.path.expanduser("~/.kube/config")
         configuration = client.Configuration()
         configuration.retries = 1
         if kubeconfig or any(os.path.exists(p) for p in path.split(os.pathsep) if p):

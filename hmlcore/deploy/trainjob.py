@@ -1,6 +1,6 @@
 """A training step's workers as a Kubeflow Trainer TrainJob on the ``xgboost-distributed`` runtime.
 
-``compile`` tells a step that takes ``workers`` what its TrainJob looks like (:data:`~hmlcore._settings.TRAINJOB_ENV`:
+``compile`` tells a step that takes ``workers`` what its TrainJob looks like (:data:`~hmlcore._env.TRAINJOB`:
 the package's image, the namespace, the step's own environment, secret references included, and its
 resources); in the cluster the step then submits the TrainJob (:func:`trainjob_manifest`), follows its state
 into the step's log, fails with the TrainJob's own reason, and deletes it when it is done or the step is

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._lazy import lazy_module
 from hmlcore._version import __version__
 from hmlcore.errors import ModelKindError, ModelLoadError, UntrustedModelError
@@ -234,7 +234,7 @@ def load(container: ModelContainer, reference: str | None = None) -> Loaded:
             trained on other features than the container declares.
     """
     key = signing_key()
-    uri = reference or os.environ.get("HML_MODEL_REFERENCE") or _current_reference(container)
+    uri = reference or _env.MODEL_REFERENCE.get() or _current_reference(container)
     ref = _read_json(container, _in_lake(container, uri, "reference"), "reference")
     if key is not None:
         verify(ref, key, source=uri)

@@ -31,12 +31,13 @@ import os
 import tempfile
 from typing import Any
 
+from hmlcore import _env
 from hmlcore.errors import ModelLoadError, UntrustedModelError
 
 __all__ = ["ALLOW_PICKLE_ENV", "FORMATS", "SKOPS_TRUSTED", "XGBOOST_CLASSES", "dump_model", "load_model", "pickle_allowed"]
 
 #: the environment variable that allows pickled (joblib) models: ``1``, ``true`` or ``yes``
-ALLOW_PICKLE_ENV = "HML_ALLOW_PICKLE"
+ALLOW_PICKLE_ENV = _env.ALLOW_PICKLE.name
 #: XGBoost's scikit-learn wrappers a model file may be restored into
 XGBOOST_CLASSES = ("XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegressor")
 #: every format :func:`load_model` reads
@@ -55,7 +56,7 @@ def pickle_allowed(allow_pickle: bool | None = None) -> bool:
     """Whether pickled models may be written and read: ``allow_pickle`` if given, else ``HML_ALLOW_PICKLE``."""
     if allow_pickle is not None:
         return allow_pickle
-    return os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return _env.ALLOW_PICKLE.get()
 
 
 def dump_model(model: Any, *, allow_pickle: bool | None = None) -> tuple[bytes, str]:

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import uuid
@@ -21,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._lazy import lazy_module
 from hmlcore.errors import ConfigError, ModelLoadError
 from hmlcore.model import artifacts
@@ -85,8 +85,8 @@ def publish(
     if rule and rule.metric not in evaluated:
         raise ConfigError(f"the promotion metric {rule.metric!r} is not evaluated: choose one of {', '.join(evaluated)}")
     given = check_lineage(lineage_given)
-    run_id = run_id or os.environ.get("HML_RUN_ID") or f"local-{uuid.uuid4().hex[:8]}"
-    git_commit = git_commit or os.environ.get("HML_GIT_COMMIT") or _git_head() or "unversioned"
+    run_id = run_id or _env.RUN_ID.get() or f"local-{uuid.uuid4().hex[:8]}"
+    git_commit = git_commit or _env.GIT_COMMIT.get() or _git_head() or "unversioned"
     saved = artifacts.save(container, run_id=run_id, git_commit=git_commit)
     record = lineage(container, saved.reference, saved.uri, saved.data, given)
     registry = ModelRegistry(container)

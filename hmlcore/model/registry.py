@@ -31,12 +31,12 @@ import copy
 import datetime as _dt
 import getpass
 import json
-import os
 import re
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError, HmlError, RegistryError
 from hmlcore.storage.lake import sha256_bytes
 
@@ -53,10 +53,10 @@ _ACTIONS = ("publish", "promote", "rollback")
 
 
 def current_user() -> str:
-    """Who is acting: ``$HML_USER``, else ``$USER``, else the login name, else ``unknown``."""
-    for name in ("HML_USER", "USER"):
-        if os.environ.get(name):
-            return os.environ[name]
+    """Who is acting: ``$HML_USER``, else the login name (``getpass.getuser``: ``$LOGNAME``, ``$USER``...), else ``unknown``."""
+    user = _env.USER.get()
+    if user:
+        return user
     try:
         return getpass.getuser()
     except (OSError, KeyError, ImportError):
@@ -422,7 +422,7 @@ def lineage(
         "reference_sha256": sha256_bytes(data),
         "run_id": reference.get("run_id"),
         "git_commit": reference.get("git_commit"),
-        "image": given.get("image") or os.environ.get("HML_IMAGE") or container.image,
+        "image": given.get("image") or _env.IMAGE.get() or container.image,
         "parameters": dict(given.get("parameters") or {}),
         "data": dict(given.get("data") or {}),
         "split": dict(given.get("split") or {}),

@@ -24,17 +24,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from typing import Any
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError, UntrustedModelError
 
 __all__ = ["ALGORITHM", "KEY_ENV", "KEY_FILE_ENV", "MIN_KEY_BYTES", "canonical_json", "sign", "signing_key", "verify"]
 
 #: the environment variable holding the signing key itself
-KEY_ENV = "HML_SIGNING_KEY"
+KEY_ENV = _env.SIGNING_KEY.name
 #: the environment variable naming a file (a mounted secret) that holds the signing key
-KEY_FILE_ENV = "HML_SIGNING_KEY_FILE"
+KEY_FILE_ENV = _env.SIGNING_KEY_FILE.name
 #: the shortest key accepted
 MIN_KEY_BYTES = 32
 #: the name of the signature's algorithm, recorded with it
@@ -47,7 +47,7 @@ def signing_key() -> bytes | None:
     Raises:
         ConfigError: both settings are given, the file cannot be read, or the key is shorter than 32 bytes.
     """
-    text, path = os.environ.get(KEY_ENV, ""), os.environ.get(KEY_FILE_ENV, "")
+    text, path = _env.SIGNING_KEY.get() or "", _env.SIGNING_KEY_FILE.get() or ""
     if text and path:
         raise ConfigError(f"both {KEY_ENV} and {KEY_FILE_ENV} are set: set one of them")
     if path:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -45,9 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore._version import __version__ as hmlcore_version
-from hmlcore.errors import HmlError, PipelineError
+from hmlcore.errors import HmlError
 from hmlcore.storage.lake import sha256_bytes
 from hmlcore.storage.sources import local_file
 
@@ -71,9 +71,9 @@ __all__ = [
 ]
 
 #: ``false`` (or ``0``, ``no``, ``off``): run the step even if the cache holds its output (a fresh entry is still recorded)
-CACHE_ENV = "HML_CACHE"
+CACHE_ENV = _env.CACHE.name
 #: the names, comma-separated, of the environment variables the compiled spec sets for the step: their values are part of its key
-KEY_ENV = "HML_CACHE_ENV"
+KEY_ENV = _env.CACHE_KEYED.name
 #: bumped when the layout of a key or an entry changes, so older entries are never read as newer ones
 FORMAT = 1
 
@@ -98,14 +98,9 @@ def cache_enabled(environ: Mapping[str, str]) -> bool:
     """Whether ``HML_CACHE`` in ``environ`` lets a step reuse a recorded output (default: yes).
 
     Raises:
-        PipelineError: the value is not a boolean.
+        ConfigError: the value is not a boolean.
     """
-    value = environ.get(CACHE_ENV, "true").strip().lower()
-    if value in ("", "true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise PipelineError(f"{CACHE_ENV}={environ.get(CACHE_ENV)!r} is not a boolean: set it to true or false")
+    return _env.CACHE.get(environ)
 
 
 def code_digest(module: str) -> str:
@@ -192,7 +187,7 @@ def step_key(*, pipeline: str, op: HmlOp, raw: Mapping[str, str], env: Mapping[s
             files[param.name] = _file_sha256(path)
         elif param.name in op.sources:
             return StepKey(None, f"input {param.name} names {value!r}, a table or query whose rows the cache cannot see")
-    names = sorted(n for n in env.get(KEY_ENV, "").split(",") if n and n not in (KEY_ENV, CACHE_ENV))
+    names = sorted(n for n in _env.CACHE_KEYED.get(env).split(",") if n and n not in (KEY_ENV, CACHE_ENV))
     described = {
         "format": FORMAT,
         "pipeline": pipeline,
@@ -315,52 +310,48 @@ def lookup_command(pipeline: HmlPipeline, command: Sequence[str], env: Mapping[s
 
 
 # ------------------------------------------------------------------ the compiled spec run-all walks
-def compiled_spec(pipeline: HmlPipeline, *, folder: str, compile_spec: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The pipeline's compiled spec: the one ``compile_spec`` returned for the same code, settings and environment, else a fresh one.
+def compiled_spec(
+    key: Callable[[], str | None],
+    *,
+    folder: str,
+    compile_spec: Callable[[], dict[str, Any]],
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    """The pipeline's compiled spec: the one kept under the same key, else a fresh one (kept for the next run).
 
-    Compiling imports kfp and takes about a second, each ``run-all``; the spec depends only on the code
-    (hmlcore's, the package's and kfp's version), the app's settings, the configurators and the
-    environment, all of which are in the key. Kept in ``folder`` (``$HML_HOME/compiled/<pipeline>/``).
+    ``key`` computes the digest of what the spec is made from without compiling
+    (:func:`hmlcore.pipelines.compiler.spec_key`); ``None`` means it cannot be told, and the pipeline is
+    compiled every time. A fresh spec is kept only if ``key`` gives the same digest again after the
+    compile (a pipeline or configurator whose calls change from one call to the next is never reused).
+    An entry is written atomically and carries its key and the sha256 of its spec; one that cannot be
+    read, or whose key or digest does not match, is reported through ``warn`` and compiled again.
+    A folder that cannot be written only costs the next run a compile.
     """
-    app = pipeline.owner
-    configured = [_described(c) for c in app.op_configurators]
-    described = {
-        "format": FORMAT,
-        "pipeline": pipeline.name,
-        "code": code_digest(pipeline.func.__module__),
-        "kfp": importlib.metadata.version("kfp"),  # not kfp.__version__: importing kfp is what this saves
-        "app": [app.name, app.image_url, app.package_entrypoint, app.cluster_platform, app.k8s_namespace, sorted(app.env.items())],
-        "function": _described(pipeline.func),
-        "configurators": configured,
-        "environ": sorted(os.environ.items()),
-    }
-    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
+    digest = key()
+    if digest is None:
+        return compile_spec()
     path = os.path.join(folder, f"{digest}.json")
     try:
-        with open(path, encoding="utf-8") as handle:
-            spec = json.load(handle)
-        if isinstance(spec, dict) and "root" in spec:
-            return spec
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            entry = json.loads(handle.read())
+        spec = entry["spec"]
+        if entry.get("format") != FORMAT or entry.get("key") != digest or entry.get("sha256") != _spec_digest(spec):
+            raise ValueError("its key or its digest does not match its content")
+        return dict(spec)
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warn(f"kept compiled spec {path} ignored: it cannot be read ({type(exc).__name__}: {exc}); compiling again")
     spec = compile_spec()
-    try:
-        os.makedirs(folder, exist_ok=True)
-        write_atomic(path, json.dumps(spec))
-    except OSError:  # a spec that cannot be kept is compiled again next time
-        pass
+    if key() == digest:
+        entry = {"format": FORMAT, "key": digest, "sha256": _spec_digest(spec), "spec": spec}
+        try:
+            os.makedirs(folder, exist_ok=True)
+            write_atomic(path, json.dumps(entry))
+        except OSError:  # a spec that cannot be kept is compiled again next time
+            pass
     return spec
 
 
-def _described(func: Any) -> list[Any]:
-    """A function's name and the values its closure holds (``repr``): two closures of one source differ by them."""
-    cells = [repr(cell.cell_contents) for cell in getattr(func, "__closure__", None) or () if _filled(cell)]
-    return [getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(func)), cells]
-
-
-def _filled(cell: Any) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises ValueError
-    except ValueError:
-        return False
-    return True
+def _spec_digest(spec: Any) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()

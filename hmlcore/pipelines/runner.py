@@ -10,7 +10,8 @@ command that reruns that step alone, and ``HML_DEBUG=1`` (``run-all --debug``) p
 The iterations of a ``dsl.ParallelFor`` loop run side by side as child processes of the package's console
 script when it is installed (as many as the loop's parallelism and the CPUs allow), one after another otherwise.
 A step whose key is in the step cache is not run: its recorded output is reused and shown as cached
-(:mod:`hmlcore.pipelines.cache`); the compiled spec is kept between runs under the same kind of key.
+(:mod:`hmlcore.pipelines.cache`). The compiled spec is kept between runs in the per-user cache folder
+(``HML_CACHE_DIR``, default ``~/.cache/hml``), keyed by what it is made from (:func:`~hmlcore.pipelines.compiler.spec_key`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from hmlcore import _env
+from hmlcore._env import cache_dir
 from hmlcore._files import write_atomic
 from hmlcore._machine import available_cores
-from hmlcore._settings import TRAINJOB_ENV
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
@@ -145,7 +147,7 @@ def resolve_command(
 
 
 #: set for the pods, not for a local run: run-all stays on this machine's platform, its workers on this machine
-_CLUSTER_ONLY_ENV = ("HML_PLATFORM", TRAINJOB_ENV)
+_CLUSTER_ONLY_ENV = ("HML_PLATFORM", _env.TRAINJOB.name)
 
 
 def _output_key(source: dict[str, Any], outputs: dict[str, str]) -> str:
@@ -326,7 +328,7 @@ def run_all(
     Raises:
         PipelineError: a step failed (named in the message); the run folder keeps what finished.
     """
-    from hmlcore.pipelines.compiler import compile_pipeline  # yaml and kfp: a single step needs neither
+    from hmlcore.pipelines.compiler import compile_pipeline, spec_key  # yaml and kfp: a single step needs neither
 
     home = pipeline.owner.store.settings.home
     if resume:
@@ -338,8 +340,12 @@ def run_all(
         state = folder.load()
         if state.get("pipeline") != pipeline.name:
             raise PipelineError(f"run {resume} is of pipeline {state.get('pipeline')!r}, not {pipeline.name!r}")
-    compiled = os.path.join(home, "compiled", pipeline.name)
-    spec = compiled_spec(pipeline, folder=compiled, compile_spec=lambda: compile_pipeline(pipeline).spec)
+    spec = compiled_spec(
+        lambda: spec_key(pipeline),
+        folder=os.path.join(cache_dir(), "compiled", pipeline.name),
+        compile_spec=lambda: compile_pipeline(pipeline).spec,
+        warn=lambda line: echo(f"warning: {line}"),
+    )
     order = dag_order(spec)
     if resume:
         values = state["params"]

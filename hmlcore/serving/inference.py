@@ -42,12 +42,12 @@ import uuid
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError, FeatureError, HmlError
 from hmlcore.model.lookup import find_model
 from hmlcore.serving._wsgi import limit_chunked_body
 from hmlcore.serving.openapi import feature_schemas, openapi_document, prediction_schema
 from hmlcore.serving.reload import ModelWatcher, reload_interval, smoke_failure
-from hmlcore.storage.config import env_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,8 +202,8 @@ class HmlInferenceApp:
         flask_app = self.flask
         if self._ready:
             return flask_app
-        self.max_batch = env_int("HML_MAX_BATCH", self.max_batch)
-        self.max_body_bytes = env_int("HML_MAX_BODY_BYTES", self.max_body_bytes)
+        self.max_batch = _env.MAX_BATCH.get() or self.max_batch
+        self.max_body_bytes = _env.MAX_BODY_BYTES.get() or self.max_body_bytes
         for init in self.init_functions:
             init(self)
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes

@@ -29,11 +29,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError, HmlError
 from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
 from hmlcore.serving.drift_window import DriftWindow
 from hmlcore.serving.inference import ApiError, HmlInferenceApp, routed
-from hmlcore.storage.config import env_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,7 +79,7 @@ def enable_monitoring(
     if existing is not None:
         return existing
     if window is None:
-        window = env_int("HML_DRIFT_WINDOW", DEFAULT_WINDOW)
+        window = _env.DRIFT_WINDOW.get() or DEFAULT_WINDOW
     monitor = Monitor(inference_app, window=window, thresholds=thresholds, model=model)
     inference_app.observe(monitor)
     monitor.install(inference_app.flask)

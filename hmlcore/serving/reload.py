@@ -36,7 +36,8 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from hmlcore.errors import ConfigError, HmlError
+from hmlcore import _env
+from hmlcore.errors import HmlError
 from hmlcore.storage.lake import sha256_bytes
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ __all__ = ["DEFAULT_RELOAD_INTERVAL", "RELOAD_INTERVAL_ENV", "ModelWatcher", "re
 log = logging.getLogger("hmlcore.reload")
 
 #: the environment variable with the seconds between two looks at the pointers (0: no hot reload)
-RELOAD_INTERVAL_ENV = "HML_RELOAD_INTERVAL"
-DEFAULT_RELOAD_INTERVAL = 30
+RELOAD_INTERVAL_ENV = _env.RELOAD_INTERVAL.name
+DEFAULT_RELOAD_INTERVAL = _env.RELOAD_INTERVAL.default
 
 
 def reload_interval() -> int:
@@ -59,14 +60,8 @@ def reload_interval() -> int:
     Raises:
         ConfigError: ``HML_RELOAD_INTERVAL`` is not a whole number of at least 0.
     """
-    text = os.environ.get(RELOAD_INTERVAL_ENV, "").strip()
-    try:
-        interval = int(text) if text else DEFAULT_RELOAD_INTERVAL
-    except ValueError:
-        raise ConfigError(f"{RELOAD_INTERVAL_ENV} must be a whole number of seconds (0: off), got {text!r}") from None
-    if interval < 0:
-        raise ConfigError(f"{RELOAD_INTERVAL_ENV} must be 0 (off) or more seconds, got {interval}")
-    return 0 if os.environ.get("HML_MODEL_REFERENCE") else interval
+    interval = _env.RELOAD_INTERVAL.get()
+    return 0 if _env.MODEL_REFERENCE.get() else interval
 
 
 def smoke_record(container: ModelContainer) -> dict[str, Any]:

@@ -27,10 +27,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hmlcore import _env
 from hmlcore._machine import available_cores
 from hmlcore.errors import ConfigError
 from hmlcore.serving.native_threads import NATIVE_THREAD_VARIABLES, limit_threads, size_native_pools
-from hmlcore.storage.config import env_int
 
 if TYPE_CHECKING:
     import flask
@@ -70,7 +70,7 @@ def default_workers() -> int:
     Raises:
         ConfigError: ``HML_WORKERS`` is not a whole number of at least 1.
     """
-    return env_int("HML_WORKERS", 0) or available_cores()
+    return _env.WORKERS.get() or available_cores()
 
 
 def run_dev(create_app: Callable[[], flask.Flask], *, host: str, port: int, reload: bool = True) -> None:
@@ -119,7 +119,7 @@ def gunicorn_options(
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT_WITH_QUERY if log_query else ACCESS_LOG_FORMAT,
         "errorlog": "-",
-        "loglevel": os.environ.get("HML_LOG_LEVEL", "info").lower(),
+        "loglevel": _env.LOG_LEVEL.get(),
         "proc_name": name,
         "control_socket_disable": True,
     }

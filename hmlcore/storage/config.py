@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hmlcore import _env
 from hmlcore.errors import ConfigError
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "PlatformSettings",
     "check_cluster_platform",
     "check_env_name",
-    "env_int",
 ]
 
 PLATFORMS = ("local", "s3", "GCP")
@@ -146,34 +146,34 @@ class PlatformSettings:
         canonical = {p.lower(): p for p in PLATFORMS}.get(str(platform).lower())
         if canonical is None:
             raise ConfigError(f"unknown platform {platform!r}: use one of {', '.join(PLATFORMS)}")
-        home = env.get("HML_HOME") or ".hml"
+        home = _env.HOME.get(env)
         if canonical == "local":
             return cls(
                 platform=canonical,
                 home=home,
-                lake_url=env.get("HML_LAKE_URL") or os.path.join(home, "lake"),
-                warehouse_url=env.get("HML_WAREHOUSE_URL") or os.path.join(home, "warehouse.duckdb"),
+                lake_url=_env.LAKE_URL.get(env) or os.path.join(home, "lake"),
+                warehouse_url=_env.WAREHOUSE_URL.get(env) or os.path.join(home, "warehouse.duckdb"),
             )
         if canonical == "s3":
-            _check("s3", S3_SETTINGS, env, {"HML_S3_BUCKET"} if env.get("HML_LAKE_URL") and env.get("HML_WAREHOUSE_URL") else set())
+            _check("s3", S3_SETTINGS, env, {"HML_S3_BUCKET"} if _env.LAKE_URL.get(env) and _env.WAREHOUSE_URL.get(env) else set())
             root = f"s3://{env.get('HML_S3_BUCKET')}/{(env.get('HML_S3_PREFIX') or 'hml').strip('/')}"
             return cls(
                 platform=canonical,
                 home=home,
-                lake_url=env.get("HML_LAKE_URL") or root,
-                warehouse_url=env.get("HML_WAREHOUSE_URL") or f"{root}/warehouse",
+                lake_url=_env.LAKE_URL.get(env) or root,
+                warehouse_url=_env.WAREHOUSE_URL.get(env) or f"{root}/warehouse",
                 s3_endpoint=(env.get("HML_S3_ENDPOINT") or "").rstrip("/") or None,
             )
-        _check("GCP", GCP_SETTINGS, env, {"HML_GCS_BUCKET"} if env.get("HML_LAKE_URL") else set())
+        _check("GCP", GCP_SETTINGS, env, {"HML_GCS_BUCKET"} if _env.LAKE_URL.get(env) else set())
         project = env["GCP_PROJECT"]
         dataset = env.get("HML_BQ_DATASET") or "hml"
         bucket = env.get("HML_GCS_BUCKET") or None
-        lake_url = env.get("HML_LAKE_URL") or f"gs://{bucket}/hml"
+        lake_url = _env.LAKE_URL.get(env) or f"gs://{bucket}/hml"
         return cls(
             platform=canonical,
             home=home,
             lake_url=lake_url,
-            warehouse_url=env.get("HML_WAREHOUSE_URL") or f"bigquery://{project}/{dataset}",
+            warehouse_url=_env.WAREHOUSE_URL.get(env) or f"bigquery://{project}/{dataset}",
             gcp_project=project,
             gcp_location=env.get("GCP_LOCATION") or "US",
             gcs_bucket=bucket,
@@ -204,28 +204,6 @@ def check_cluster_platform(platform: str | None, *, what: str, allow_pod_local: 
     )
 
 
-def env_int(name: str, default: int) -> int:
-    """The whole number in environment variable ``name`` (at least 1), or ``default`` if it is unset or blank.
-
-    Raises:
-        ConfigError: the variable is set to something other than a whole number of at least 1.
-
-    Example:
-        >>> env_int("HML_NOT_SET", 4)
-        4
-    """
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
-    return value
-
-
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -246,5 +224,5 @@ def check_env_name(name: object) -> str:
 
 
 def debugging() -> bool:
-    """Whether ``HML_DEBUG`` asks for tracebacks (set, and not ``0``, ``false`` or ``no``)."""
-    return os.environ.get("HML_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    """Whether ``HML_DEBUG`` asks for tracebacks (set, and not ``0``, ``false``, ``no`` or ``off``)."""
+    return _env.DEBUG.get()
