@@ -64,7 +64,7 @@ def analysed():
 @pytest.mark.parametrize("seed", range(6))
 def test_resamples_computed_together_equal_each_resample_computed_alone(analysed, kind, seed, monkeypatch):
     from hmlcore.model import assessment
-    from hmlcore.model.evaluation import _metrics
+    from hmlcore.model.metrics import metrics_of as _metrics
 
     container = analysed[kind]
     k = len(container.target_info.class_names)

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hmlcore.errors import FeatureError
+from hmlcore.model import _fast_metrics as fast
+from hmlcore.model.metrics import metrics_of, resampled_metrics
 from hmlcore.model.target import missing_target
 
 if TYPE_CHECKING:
@@ -142,16 +144,14 @@ def _resampled(container: ModelContainer, truth: np.ndarray, scores: np.ndarray,
     A classifier's resamples are computed together, a block of them at a time (a block's draw counts hold at
     most :data:`_BLOCK_CELLS` numbers); a regression's one by one.
     """
-    from hmlcore.model import _fast_metrics as fast
-    from hmlcore.model.evaluation import _metrics, _resampled_metrics
 
     if container.kind == "regression":
-        each = [_metrics(container, truth[rows], scores[rows]) for rows in chosen]
+        each = [metrics_of(container, truth[rows], scores[rows]) for rows in chosen]
         names = {name for got in each for name in got if name != "rows"}
         return {name: np.asarray([got.get(name, math.nan) for got in each], dtype=np.float64) for name in names}
     block = max(1, _BLOCK_CELLS // max(1, len(truth)))
     parts = [
-        _resampled_metrics(container, truth, scores, fast.resample_counts(chosen[start : start + block], len(truth)))
+        resampled_metrics(container, truth, scores, fast.resample_counts(chosen[start : start + block], len(truth)))
         for start in range(0, len(chosen), block)
     ]
     out = {}
@@ -168,15 +168,14 @@ def assess(container: ModelContainer, df: pd.DataFrame, *, resamples: int = RESA
         FeatureError: ``df`` lacks a feature or the target, or no row can be scored.
         ModelLoadError: no model is bound or loaded.
     """
-    from hmlcore.model.evaluation import _metrics
 
     keep, left_out, unknown = scorable(container, df)
     if not keep.any():
         reasons = ", ".join(f"{count} with a {reason}" for reason, count in left_out.items())
         raise FeatureError(f"none of the {len(df)} rows can be scored ({reasons})")
     truth, scores = _truth_and_scores(container, df.loc[keep])
-    metrics = _metrics(container, truth, scores)
-    baseline = _metrics(container, truth, baseline_scores(container, len(truth)))
+    metrics = metrics_of(container, truth, scores)
+    baseline = metrics_of(container, truth, baseline_scores(container, len(truth)))
     names = [name for name in metrics if name != "rows"]
     return {
         "rows": int(len(truth)),
@@ -209,7 +208,6 @@ def compare(
     Raises:
         FeatureError: no row can be scored by both.
     """
-    from hmlcore.model.evaluation import _metrics
 
     keep_new, _, _ = scorable(challenger, df)
     keep_old, _, _ = scorable(champion, df)
@@ -219,8 +217,8 @@ def compare(
     rows = df.loc[both]
     truth_new, scores_new = _truth_and_scores(challenger, rows)
     truth_old, scores_old = _truth_and_scores(champion, rows)
-    new = _metrics(challenger, truth_new, scores_new).get(rule.metric)
-    old = _metrics(champion, truth_old, scores_old).get(rule.metric)
+    new = metrics_of(challenger, truth_new, scores_new).get(rule.metric)
+    old = metrics_of(champion, truth_old, scores_old).get(rule.metric)
     if new is None or old is None:  # e.g. an AUC on rows of one class
         return {"rows": int(len(rows)), "challenger": new, "champion": old, "gain": None, "interval": None}
     rng = np.random.default_rng(seed)

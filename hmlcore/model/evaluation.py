@@ -35,8 +35,11 @@ import numpy as np
 
 from hmlcore._templates import render_page
 from hmlcore.errors import FeatureError
-from hmlcore.model import _fast_metrics as fast
+from hmlcore.model import _charts
+from hmlcore.model.assessment import _truth_and_scores, assess, scorable
 from hmlcore.model.explain import ExplanationError, global_importance
+from hmlcore.model.metrics import metrics_of
+from hmlcore.model.split import SplitSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -59,102 +62,11 @@ IMPORTANCE_SEED = 0
 def _scored(container: ModelContainer, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(truth, scores)`` of the rows the model can score (see :func:`~hmlcore.model.assessment.scorable`):
     codes and probabilities (n, k), or values and predictions."""
-    from hmlcore.model.assessment import _truth_and_scores, scorable
-
     keep, left_out, _ = scorable(container, df)
     if not keep.any():
         reasons = ", ".join(f"{count} with a {reason}" for reason, count in left_out.items())
         raise FeatureError(f"none of the {len(df)} rows can be scored ({reasons})")
     return _truth_and_scores(container, df.loc[keep])
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        number = float(value)
-        if math.isfinite(number):
-            out[key] = int(number) if key == "rows" else number
-    return out
-
-
-def _metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics as sk
-
-    rows = {"rows": len(truth)}
-    if container.kind == "regression":
-        return _finite(
-            {
-                **rows,
-                "rmse": math.sqrt(sk.mean_squared_error(truth, scores)),
-                "mae": sk.mean_absolute_error(truth, scores),
-                "r2": sk.r2_score(truth, scores) if len(np.unique(truth)) > 1 else math.nan,
-            }
-        )
-    k = scores.shape[1]
-    probabilities = np.clip(scores, 0.0, 1.0)
-    truth = np.asarray(truth, dtype=np.int64)
-    if container.kind == "binary":
-        positive = probabilities[:, 1]
-        predicted = (positive >= container.threshold).astype(np.int64)
-        both = len(np.unique(truth)) == 2
-        scored = fast.class_scores(truth, predicted, 2)
-        return _finite(
-            {
-                **rows,
-                "auc": fast.roc_auc(truth, positive) if both else math.nan,
-                "log_loss": fast.log_loss(truth, probabilities),
-                "accuracy": float(np.mean(truth == predicted)),
-                "precision": scored["precision"][1],
-                "recall": scored["recall"][1],
-                "f1": scored["f1"][1],
-            }
-        )
-    predicted = probabilities.argmax(axis=1)
-    scored = fast.class_scores(truth, predicted, k)
-    present = np.bincount(truth, minlength=k) > 0
-    names = container.target_info.class_names
-    per_class = {f"recall_{name}": r if seen else math.nan for name, r, seen in zip(names, scored["recall"], present, strict=True)}
-    return _finite(
-        {
-            **rows,
-            "accuracy": float(np.mean(truth == predicted)),
-            "macro_f1": float(np.mean(scored["f1"])),
-            "log_loss": fast.log_loss(truth, probabilities / probabilities.sum(axis=1, keepdims=True)),
-            **per_class,
-        }
-    )
-
-
-def _resampled_metrics(container: ModelContainer, truth: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """A classifier's :func:`_metrics` (but ``rows``) of each bootstrap resample of ``counts`` (see
-    :func:`~hmlcore.model._fast_metrics.resample_counts`) at once: one array per metric, NaN where a resample
-    cannot define it (where :func:`_metrics` leaves the metric out)."""
-    k = scores.shape[1]
-    n = len(truth)
-    probabilities = np.clip(scores, 0.0, 1.0)
-    truth = np.asarray(truth, dtype=np.int64)
-    if container.kind == "binary":
-        positive = probabilities[:, 1]
-        predicted = (positive >= container.threshold).astype(np.int64)
-        scored = fast.scores_of_counts(**fast.resampled_class_counts(truth, predicted, 2, counts))
-        return {
-            "auc": fast.resampled_roc_auc(truth, positive, counts),
-            "log_loss": counts @ fast.true_class_losses(truth, probabilities) / n,
-            "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
-            "precision": scored["precision"][:, 1],
-            "recall": scored["recall"][:, 1],
-            "f1": scored["f1"][:, 1],
-        }
-    predicted = probabilities.argmax(axis=1)
-    counted = fast.resampled_class_counts(truth, predicted, k, counts)
-    scored = fast.scores_of_counts(**counted)
-    recalls = np.where(counted["actual"] > 0, scored["recall"], np.nan)
-    return {
-        "accuracy": counts @ (truth == predicted).astype(np.float64) / n,
-        "macro_f1": scored["f1"].mean(axis=1),
-        "log_loss": counts @ fast.true_class_losses(truth, probabilities / probabilities.sum(axis=1, keepdims=True)) / n,
-        **{f"recall_{name}": recalls[:, c] for c, name in enumerate(container.target_info.class_names)},
-    }
 
 
 def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
@@ -166,7 +78,7 @@ def evaluate(container: ModelContainer, df: pd.DataFrame) -> dict[str, float]:
         ModelLoadError: no model is bound or loaded.
     """
     truth, scores = _scored(container, df)
-    return _metrics(container, truth, scores)
+    return metrics_of(container, truth, scores)
 
 
 def feature_importances(container: ModelContainer) -> tuple[list[tuple[str, float]], str]:
@@ -273,9 +185,6 @@ def evaluation_report(
     Raises:
         FeatureError: ``df`` lacks a feature or the target, or none of its rows can be scored.
     """
-    from hmlcore.model import _charts
-    from hmlcore.model.assessment import assess, scorable
-    from hmlcore.model.split import SplitSpec
 
     truth, scores = _scored(container, df)
     verdict = dict(verdict) if verdict is not None else assess(container, df)

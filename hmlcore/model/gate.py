@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hmlcore.errors import ConfigError, HmlError, RegistryError
 from hmlcore.model.promotion import PromotionRule
 from hmlcore.model.registry import ModelRegistry
+from hmlcore.model.split import ROW_ID, as_ids, values_ids
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +89,7 @@ def decide(
     refuses and says what to do. ``force`` promotes in every case; a champion that can no longer be
     loaded or scored (other features, a broken artifact) is replaced, and the reason says so.
     """
-    from hmlcore.model.assessment import compare
+    from hmlcore.model.assessment import compare  # numpy: the CLI imports the container, and --help must not load numpy
 
     registry = ModelRegistry(container)
     champion = registry.champion()
@@ -260,8 +261,6 @@ def _unseen_by(
     """
     import numpy as np
 
-    from hmlcore.model.split import ROW_ID, as_ids, values_ids
-
     if holdout is None:
         return _Unseen(None, 0)
     keep = np.ones(len(holdout), dtype=bool)
@@ -303,7 +302,7 @@ def score(container: ModelContainer, holdout: pd.DataFrame | None) -> dict[str, 
     Raises:
         ConfigError: no held-out rows were given.
     """
-    from hmlcore.model.assessment import assess
+    from hmlcore.model.assessment import assess  # numpy: the CLI imports the container, and --help must not load numpy
 
     if holdout is None:
         raise ConfigError("a promotion rule compares models on held-out rows: pass holdout= (e.g. the validation split)")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore import _env
 from hmlcore.errors import ConfigError, HmlError, RegistryError
+from hmlcore.model.split import ROW_ID, as_ids, values_ids
 from hmlcore.storage.lake import sha256_bytes
 
 if TYPE_CHECKING:
@@ -231,8 +232,6 @@ class ModelRegistry:
             ConfigError: the frame lacks the identity column or a feature.
         """
         import pandas as pd
-
-        from hmlcore.model.split import ROW_ID, as_ids, values_ids
 
         stem = f"{self.rows_folder}/{_file_name(version)[: -len('.json')]}"
         if not isinstance(rows, pd.DataFrame):
