@@ -16,7 +16,9 @@ from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore.cli._common import CliApp, HmlCliError, guard
 from hmlcore.errors import HmlError
-from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, render_value
+from hmlcore.pipelines.context import OpContext
+from hmlcore.pipelines.ops import HmlOp
+from hmlcore.pipelines.values import parse_value, render_output, render_value
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.cache import Hit

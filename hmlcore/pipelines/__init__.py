@@ -5,7 +5,8 @@ needs of the app (its settings, data store and models) :class:`HmlPipelineApp` r
 :class:`~hmlcore.pipelines.dag.PipelineHost` Protocol when it is made. kfp is imported only where a pipeline
 is compiled or deployed, so importing this package does not import it.
 
-- :mod:`~hmlcore.pipelines.ops`: :func:`op`, :class:`HmlOp`, :class:`HmlTask`, :class:`OpContext`.
+- :mod:`~hmlcore.pipelines.ops`: :func:`op`, :class:`HmlOp`, :class:`HmlTask`; :mod:`~hmlcore.pipelines.context`:
+  :class:`OpContext`; :mod:`~hmlcore.pipelines.values`: values on a step's command line, as Kubeflow passes them.
 - :mod:`~hmlcore.pipelines.dag`: :func:`pipeline`, :class:`HmlPipeline`, :class:`HmlPipelineApp` (``app.pipelines``).
 - :mod:`~hmlcore.pipelines.compiler`: the Kubeflow Pipelines v2 spec; :mod:`~hmlcore.pipelines.runner`:
   ``run-all``, every step in a process of its own; :mod:`~hmlcore.pipelines.kfp_deploy`: upload and schedule on Kubeflow.
@@ -14,7 +15,8 @@ is compiled or deployed, so importing this package does not import it.
 
 from __future__ import annotations
 
+from hmlcore.pipelines.context import OpContext
 from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
-from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, op
+from hmlcore.pipelines.ops import HmlOp, HmlTask, op
 
 __all__ = ["HmlOp", "HmlPipeline", "HmlPipelineApp", "HmlTask", "OpContext", "deploy_op", "op", "pipeline"]

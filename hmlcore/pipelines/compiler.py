@@ -30,7 +30,8 @@ from hmlcore._resources import merge_resources
 from hmlcore._settings import ContainerSettings
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV, code_digest
-from hmlcore.pipelines.ops import KFP_TYPES, Collected, HmlOp, HmlTask, building, render_value
+from hmlcore.pipelines.ops import Collected, HmlOp, HmlTask, building
+from hmlcore.pipelines.values import KFP_TYPES, render_value
 from hmlcore.storage.config import check_cluster_platform, check_env_name
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ from hmlcore._machine import available_cores
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.compiler import RUN_ID_PLACEHOLDER
-from hmlcore.pipelines.ops import parse_value, render_value
+from hmlcore.pipelines.values import parse_value, render_value
 from hmlcore.storage.config import debugging
 
 if TYPE_CHECKING:
