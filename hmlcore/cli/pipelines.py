@@ -62,7 +62,7 @@ def _step_command(app: CliApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
 
     @guard
     def callback(hml_run_id: str | None, hml_output: str | None, **raw: str | None) -> None:
-        from hmlcore.pipelines.runner import new_run_id  # imported when the command runs: keeps --help light
+        from hmlcore.pipelines.run_folder import new_run_id  # imported when the command runs: keeps --help light
 
         arguments: dict[str, Any] = {}
         for p in step.params:

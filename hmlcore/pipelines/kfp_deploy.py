@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from hmlcore.errors import ConfigError, DeployError, HmlError
 from hmlcore.pipelines.compiler import compile_pipeline
 from hmlcore.pipelines.dag import normalise_cron
-from hmlcore.pipelines.runner import pipeline_params
+from hmlcore.pipelines.launcher import pipeline_params
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.dag import HmlPipeline
