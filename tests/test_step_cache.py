@@ -375,7 +375,7 @@ def one_step_app(step) -> hml.HmlApp:
 
 
 def test_the_spec_key_follows_a_steps_signature_not_its_body():
-    from hmlcore.pipelines.compiler import spec_key
+    from hmlcore.pipelines.dry_run import spec_key
 
     def louder(text: str, times: int = 2) -> str:
         return text.upper() * times

@@ -233,7 +233,7 @@ class HmlTask:
     """One use of an op inside a pipeline: what the op call returns while the pipeline is built.
 
     Wraps the Kubeflow task when compiling; configurators registered with ``@hml.deploy_op`` receive
-    it and chain ``with_*`` calls on it (see :class:`hmlcore.pipelines.compiler.KfpTask`).
+    it and chain ``with_*`` calls on it (see :class:`hmlcore.pipelines.kfp_task.KfpTask`).
     """
 
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str) -> None:

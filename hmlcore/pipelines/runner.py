@@ -11,7 +11,7 @@ The iterations of a ``dsl.ParallelFor`` loop run side by side as child processes
 script when it is installed (as many as the loop's parallelism and the CPUs allow), one after another otherwise.
 A step whose key is in the step cache is not run: its recorded output is reused and shown as cached
 (:mod:`hmlcore.pipelines.cache`). The compiled spec is kept between runs in the per-user cache folder
-(``HML_CACHE_DIR``, default ``~/.cache/hml``), keyed by what it is made from (:func:`~hmlcore.pipelines.compiler.spec_key`).
+(``HML_CACHE_DIR``, default ``~/.cache/hml``), keyed by what it is made from (:func:`~hmlcore.pipelines.dry_run.spec_key`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from hmlcore._files import write_atomic
 from hmlcore.errors import HmlError, PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, compiled_spec, lookup_command
 from hmlcore.pipelines.children import in_parallel, loop_workers, run_child
-from hmlcore.pipelines.compiler import compile_pipeline, spec_key
+from hmlcore.pipelines.compiler import compile_pipeline
+from hmlcore.pipelines.dry_run import spec_key
 from hmlcore.pipelines.launcher import (
     PARAMETER_KINDS,
     dag_order,
