@@ -3,7 +3,8 @@
 It imports :mod:`hmlcore.model` and :mod:`hmlcore.storage`, never the pipelines, deploy or CLI layers.
 
 - :mod:`~hmlcore.serving.inference`: :class:`HmlInferenceApp` (``app.inference``), the Flask API;
-  :mod:`~hmlcore.serving.openapi`: its OpenAPI document; :mod:`~hmlcore.serving._wsgi`: request-body limits.
+  :mod:`~hmlcore.serving.json_api`: JSON request bodies and JSON errors; :mod:`~hmlcore.serving.openapi`: its OpenAPI
+  document; :mod:`~hmlcore.serving._wsgi`: request-body limits.
 - :mod:`~hmlcore.serving.server`: Flask's development server and gunicorn (:mod:`~hmlcore.serving._gunicorn`,
   :mod:`~hmlcore.serving.native_threads`: OpenMP and BLAS around the fork);
   :mod:`~hmlcore.serving.reload`: smoke prediction and hot reload of a newly published model.
