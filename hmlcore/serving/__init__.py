@@ -9,7 +9,7 @@ It imports :mod:`hmlcore.model` and :mod:`hmlcore.storage`, never the pipelines,
   :mod:`~hmlcore.serving.native_threads`: OpenMP and BLAS around the fork);
   :mod:`~hmlcore.serving.reload`: smoke prediction and hot reload of a newly published model.
 - :mod:`~hmlcore.serving.monitoring` (:func:`enable_monitoring`): ``/metrics`` and ``/drift``, built on
-  :mod:`~hmlcore.serving.metrics` (Prometheus), :mod:`~hmlcore.serving.drift` and
+  :mod:`~hmlcore.serving.metrics` (Prometheus), :mod:`~hmlcore.serving.drift` (judged in :mod:`~hmlcore.serving.drift_report`) and
   :mod:`~hmlcore.serving.drift_window`; :mod:`~hmlcore.serving.report`: the offline drift report.
 """
 
