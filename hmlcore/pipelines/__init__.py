@@ -10,7 +10,8 @@ is compiled or deployed, so importing this package does not import it.
 - :mod:`~hmlcore.pipelines.dag`: :func:`pipeline`, :class:`HmlPipeline`, :class:`HmlPipelineApp` (``app.pipelines``).
 - :mod:`~hmlcore.pipelines.compiler`: the Kubeflow Pipelines v2 spec, its tasks built by :mod:`~hmlcore.pipelines.tasks`
   and configured through :class:`~hmlcore.pipelines.kfp_task.KfpTask`; :mod:`~hmlcore.pipelines.dry_run`: the spec's
-  cache key, without kfp; :mod:`~hmlcore.pipelines.kfp_deploy`: upload and schedule on Kubeflow.
+  cache key, without kfp; :mod:`~hmlcore.pipelines.kfp_deploy`: upload and schedule on Kubeflow
+  (the API through :mod:`~hmlcore.pipelines.kfp_client`).
 - :mod:`~hmlcore.pipelines.runner`: ``run-all``, every step in a process of its own; the spec read as Kubeflow's
   launcher reads it (:mod:`~hmlcore.pipelines.launcher`), the run kept in :mod:`~hmlcore.pipelines.run_folder`, a
   loop's steps side by side in child processes (:mod:`~hmlcore.pipelines.children`).
