@@ -33,8 +33,9 @@ if typing.TYPE_CHECKING:  # the names as type checkers and IDEs see them; at run
     from hmlcore.model.container import ModelContainer
     from hmlcore.model.promotion import PromotionRule
     from hmlcore.model.registry import ModelRegistry
+    from hmlcore.pipelines.context import OpContext
     from hmlcore.pipelines.dag import HmlPipeline, HmlPipelineApp, deploy_op, pipeline
-    from hmlcore.pipelines.ops import HmlOp, HmlTask, OpContext, collected, op, parallel_for
+    from hmlcore.pipelines.ops import HmlOp, HmlTask, collected, op, parallel_for
     from hmlcore.pipelines.training import save_training_shards
     from hmlcore.serving.inference import HmlInferenceApp, deploy_inference, inference
     from hmlcore.serving.monitoring import enable_monitoring
@@ -54,7 +55,7 @@ _WHERE = {
     "pipeline": "hmlcore.pipelines.dag",
     "HmlOp": "hmlcore.pipelines.ops",
     "HmlTask": "hmlcore.pipelines.ops",
-    "OpContext": "hmlcore.pipelines.ops",
+    "OpContext": "hmlcore.pipelines.context",
     "collected": "hmlcore.pipelines.ops",
     "op": "hmlcore.pipelines.ops",
     "parallel_for": "hmlcore.pipelines.ops",

@@ -22,7 +22,7 @@ from hmlcore.model.distributed import TrainingError, estimator_from_booster, tra
 from hmlcore.pipelines.training import run_local_workers, worker_command
 
 if TYPE_CHECKING:
-    from hmlcore.pipelines.ops import OpContext
+    from hmlcore.pipelines.context import OpContext
 
 __all__ = ["NODE_COMMAND", "train_distributed"]
 

@@ -376,7 +376,7 @@ def check_parity(containers: Containers, baked: Path, pipeline: str, work: Path)
     """The compiled spec's command lines, one container per step, publish the model run-all publishes here."""
     import yaml
 
-    from hmlcore.pipelines.runner import dag_order, pipeline_params, resolve_command
+    from hmlcore.pipelines.launcher import dag_order, pipeline_params, resolve_command
 
     entrypoint = f"import sys; from {package_name(baked)}.start import main; sys.argv[0] = 'entrypoint'; main()"
     host_env = {"PYTHONPATH": str(baked), "HML_IMAGE": containers.image, "HML_GIT_COMMIT": TAG, "HML_HOME": str(work / "host-home")}

@@ -14,7 +14,8 @@ import pytest
 
 from hmlcore.errors import ConfigError
 from hmlcore.model.distributions import describe_distributions
-from hmlcore.serving.drift import DriftProfile, DriftThresholds
+from hmlcore.serving.drift import DriftProfile
+from hmlcore.serving.drift_report import DriftThresholds
 from hmlcore.serving.drift_window import DriftWindow
 from hmlcore.serving.metrics import ServingMetrics, SettledFilesCollector, mark_worker_dead
 

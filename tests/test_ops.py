@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hmlcore import hml
-from hmlcore.pipelines.ops import OpContext, parse_value, render_value
+from hmlcore.pipelines.context import OpContext
+from hmlcore.pipelines.values import parse_value, render_value
 
 
 def test_op_params_and_return_type_come_from_the_annotations():

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from hmlcore import hml
 from hmlcore.errors import PipelineError
-from hmlcore.pipelines.runner import dag_order
+from hmlcore.pipelines.launcher import dag_order
 
 from .pipeline_demo import create_app, write_entrypoint
 

@@ -272,16 +272,16 @@ class Compiles:
     """Counts the compiles run-all does (kfp's compiler called through hmlcore's ``compile_pipeline``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from hmlcore.pipelines import compiler
+        from hmlcore.pipelines import runner
 
         self.count = 0
-        real = compiler.compile_pipeline
+        real = runner.compile_pipeline
 
         def counted(*args, **kwargs):
             self.count += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(compiler, "compile_pipeline", counted)
+        monkeypatch.setattr(runner, "compile_pipeline", counted)
 
     def taken(self) -> int:
         count, self.count = self.count, 0
@@ -375,7 +375,7 @@ def one_step_app(step) -> hml.HmlApp:
 
 
 def test_the_spec_key_follows_a_steps_signature_not_its_body():
-    from hmlcore.pipelines.compiler import spec_key
+    from hmlcore.pipelines.dry_run import spec_key
 
     def louder(text: str, times: int = 2) -> str:
         return text.upper() * times

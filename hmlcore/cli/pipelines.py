@@ -16,7 +16,9 @@ from hmlcore import _env
 from hmlcore._files import write_atomic
 from hmlcore.cli._common import CliApp, HmlCliError, guard
 from hmlcore.errors import HmlError
-from hmlcore.pipelines.ops import HmlOp, OpContext, parse_value, render_output, render_value
+from hmlcore.pipelines.context import OpContext
+from hmlcore.pipelines.ops import HmlOp
+from hmlcore.pipelines.values import parse_value, render_output, render_value
 
 if TYPE_CHECKING:
     from hmlcore.pipelines.cache import Hit
@@ -60,7 +62,7 @@ def _step_command(app: CliApp, pipeline: HmlPipeline, step: HmlOp) -> click.Comm
 
     @guard
     def callback(hml_run_id: str | None, hml_output: str | None, **raw: str | None) -> None:
-        from hmlcore.pipelines.runner import new_run_id  # imported when the command runs: keeps --help light
+        from hmlcore.pipelines.run_folder import new_run_id  # imported when the command runs: keeps --help light
 
         arguments: dict[str, Any] = {}
         for p in step.params:

@@ -320,7 +320,7 @@ def compiled_spec(
     """The pipeline's compiled spec: the one kept under the same key, else a fresh one (kept for the next run).
 
     ``key`` computes the digest of what the spec is made from without compiling
-    (:func:`hmlcore.pipelines.compiler.spec_key`); ``None`` means it cannot be told, and the pipeline is
+    (:func:`hmlcore.pipelines.dry_run.spec_key`); ``None`` means it cannot be told, and the pipeline is
     compiled every time. A fresh spec is kept only if ``key`` gives the same digest again after the
     compile (a pipeline or configurator whose calls change from one call to the next is never reused).
     An entry is written atomically and carries its key and the sha256 of its spec; one that cannot be

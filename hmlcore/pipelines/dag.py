@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hmlcore.errors import ConfigError, PipelineError
-from hmlcore.pipelines.ops import KFP_TYPES, HmlOp, HmlTask, OpParam, base_type, building
+from hmlcore.pipelines.ops import HmlOp, HmlTask, OpParam, base_type, building
+from hmlcore.pipelines.values import KFP_TYPES
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer

@@ -6,8 +6,9 @@ pipeline function, calling an op adds a task to the pipeline; outside one, it is
 
     <entrypoint> pipelines <pipeline> run <op> --<param> <value> ... --hml-run-id <id> --hml-output <file>
 
-A parameter annotated :class:`OpContext` is not an input: the runner passes the step its context
-(the lake, the warehouse, the registered models, the run id).
+A parameter annotated :class:`~hmlcore.pipelines.context.OpContext` is not an input: the runner passes the step
+its context (the lake, the warehouse, the registered models, the run id). How values are written on the
+command line and read back is :mod:`hmlcore.pipelines.values`.
 
 Example:
     >>> @op()
@@ -23,26 +24,16 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import json
-import math
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hmlcore.errors import PipelineError
-from hmlcore.model.lookup import find_model
-from hmlcore.storage.lake import Lake, sha256_bytes
+from hmlcore.pipelines.context import OpContext
+from hmlcore.pipelines.values import KFP_TYPES
 
-if TYPE_CHECKING:
-    from hmlcore.model.container import ModelContainer
-    from hmlcore.storage.store import DataStore
-    from hmlcore.storage.warehouse import Warehouse
-
-__all__ = ["Collected", "HmlOp", "HmlTask", "OpContext", "OpParam", "collected", "op", "parallel_for", "render_output"]
-
-#: the types an op's parameters and return value may have, and their KFP v1-YAML type names
-KFP_TYPES: dict[type, str] = {str: "String", int: "Integer", float: "Float", bool: "Boolean", list: "JsonArray", dict: "JsonObject"}
+__all__ = ["Collected", "HmlOp", "HmlTask", "OpParam", "collected", "op", "parallel_for"]
 
 _builder: contextvars.ContextVar[Any] = contextvars.ContextVar("hml_pipeline_builder", default=None)
 
@@ -100,73 +91,6 @@ def collected(task: HmlTask) -> Collected:
     if not isinstance(task, HmlTask) or task.op.return_type is None:
         raise PipelineError(f"collected() takes a step called inside parallel_for that returns a value, got {task!r}")
     return Collected(task)
-
-
-@dataclass
-class OpContext:
-    """What a running step may use besides its inputs.
-
-    Attributes:
-        store: the app's data (:class:`~hmlcore.storage.store.DataStore`): its lake and warehouse, opened on first use.
-        models: the app's registered models by name.
-        pipeline: the name of the pipeline the step runs in.
-        step: the op's name.
-        run_id: the pipeline run's id (the KFP job id in the cluster, the local run's id on a laptop).
-    """
-
-    store: DataStore
-    models: Mapping[str, ModelContainer]
-    pipeline: str
-    step: str
-    run_id: str
-
-    @property
-    def lake(self) -> Lake:
-        """The app's lake."""
-        return self.store.lake
-
-    @property
-    def warehouse(self) -> Warehouse:
-        """The app's warehouse."""
-        return self.store.warehouse
-
-    def get_model(self, name: str) -> ModelContainer:
-        """The registered :class:`~hmlcore.model.ModelContainer` called ``name``."""
-        return find_model(self.models, name)
-
-    def artifact_uri(self, name: str) -> str:
-        """The full URL of ``name`` in this run's and step's lake folder, where :meth:`save_artifact` writes.
-
-        For a file another library writes there itself, e.g. ``ctx.warehouse.export(table, ctx.artifact_uri("rows.parquet"))``.
-        """
-        return self.lake.uri("runs", self.pipeline, self.run_id, self.step, name)
-
-    def save_artifact(self, name: str, data: bytes) -> dict[str, Any]:
-        """Store ``data`` in the lake under this run and step; return ``{"uri", "sha256", "size"}``.
-
-        Hand the returned dict to the next step, which reads it back with :meth:`load_artifact`.
-        """
-        uri = self.lake.write_bytes(self.artifact_uri(name), data)
-        return {"uri": uri, "sha256": sha256_bytes(data), "size": len(data)}
-
-    def load_artifact(self, artifact: dict[str, Any]) -> bytes:
-        """Read an artifact saved by :meth:`save_artifact`, verifying its sha256.
-
-        Raises:
-            PipelineError: the artifact is missing or its digest differs.
-        """
-        try:
-            uri, expected = artifact["uri"], artifact["sha256"]
-        except (KeyError, TypeError):
-            raise PipelineError(f"step {self.step}: {artifact!r} is not an artifact (it needs 'uri' and 'sha256')") from None
-        try:
-            data = self.lake.read_bytes(uri)
-        except FileNotFoundError:
-            raise PipelineError(f"step {self.step}: artifact {uri} does not exist") from None
-        actual = sha256_bytes(data)
-        if actual != expected:
-            raise PipelineError(f"step {self.step}: artifact {uri} fails verification: sha256 {actual} != {expected}")
-        return data
 
 
 @dataclass(frozen=True)
@@ -309,7 +233,7 @@ class HmlTask:
     """One use of an op inside a pipeline: what the op call returns while the pipeline is built.
 
     Wraps the Kubeflow task when compiling; configurators registered with ``@hml.deploy_op`` receive
-    it and chain ``with_*`` calls on it (see :class:`hmlcore.pipelines.compiler.KfpTask`).
+    it and chain ``with_*`` calls on it (see :class:`hmlcore.pipelines.kfp_task.KfpTask`).
     """
 
     def __init__(self, op: HmlOp, arguments: dict[str, Any], *, name: str) -> None:
@@ -368,114 +292,3 @@ def op(
     if func is None:
         return functools.partial(op, name=name, description=description, cache=cache, sources=sources)
     return HmlOp(func, name=name, description=description, cache=cache, sources=sources)
-
-
-# ------------------------------------------------------------------ values on the command line
-def render_value(value: Any, kind: type | None) -> str:
-    """Render ``value`` the way Kubeflow renders a parameter into a command line.
-
-    Kubeflow keeps parameters as protobuf values, whose numbers are all doubles, and renders them as
-    JSON: a whole number inside a list or dict comes out without a fraction (``[1, 2]``, not ``[1.0, 2.0]``).
-
-    Example:
-        >>> render_value({"w": [1.0, 2.5], "ok": True}, dict), render_value(True, bool), render_value(4.0, int)
-        ('{"w":[1,2.5],"ok":true}', 'true', '4')
-    """
-    if isinstance(value, bool) or kind is bool:
-        return "true" if _parse_bool(value) else "false"
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dict, list)):
-        return json.dumps(_as_protobuf_json(value), separators=(",", ":"))
-    return str(value)
-
-
-#: the largest integer a protobuf Value (a double) holds exactly: Kubeflow keeps every parameter as one
-MAX_EXACT_INT = 2**53
-
-
-def render_output(value: Any, kind: type, *, step: str) -> str:
-    """Render a step's return value for its output file, refusing what Kubeflow's launcher cannot parse.
-
-    The launcher turns the file into a protobuf ``Value``: it refuses ``NaN`` and ``Infinity`` (the step
-    would fail after its container exited 0) and stores numbers as doubles (an integer above 2**53
-    would silently change). Both are refused here, so ``run-all`` fails the way the cluster would.
-
-    Example:
-        >>> render_output({"auc": 0.9, "n": [1, 2]}, dict, step="evaluate")
-        '{"auc":0.9,"n":[1,2]}'
-        >>> render_output({"auc": float("nan")}, dict, step="evaluate")
-        Traceback (most recent call last):
-        ...
-        hmlcore.errors.PipelineError: step evaluate: output['auc'] is nan, which Kubeflow cannot pass: return a number or None
-
-    Raises:
-        PipelineError: the value holds NaN, an infinity or an integer Kubeflow would round (the message
-            names the step and the key).
-    """
-    _check_passable(value, step, "output")
-    return render_value(value, kind)
-
-
-def _check_passable(value: Any, step: str, where: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PipelineError(f"step {step}: {where} is {value}, which Kubeflow cannot pass: return a number or None")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_EXACT_INT:
-        raise PipelineError(
-            f"step {step}: {where} is {value}, above 2**53, which Kubeflow would round (it keeps numbers as doubles): return it as a string"
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_passable(item, step, f"{where}[{str(key)!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_passable(item, step, f"{where}[{index}]")
-
-
-def _as_protobuf_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _as_protobuf_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_protobuf_json(v) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean (use true or false)")
-
-
-def parse_value(text: str, kind: type) -> Any:
-    """Parse a command-line string into ``kind``; raise ValueError with a readable message."""
-    if kind is str:
-        return text
-    if kind is bool:
-        return _parse_bool(text)
-    if kind is int:
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-        if not number.is_integer():
-            raise ValueError(f"{text!r} is not a whole number")
-        return int(number)
-    if kind is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not valid JSON") from exc
-    if not isinstance(value, kind):
-        raise ValueError(f"{text!r} is not a JSON {'array' if kind is list else 'object'}")
-    return value

@@ -28,7 +28,7 @@ from hmlcore.model.distributed import TRACKER_READY, Collective, TrainingError, 
 if TYPE_CHECKING:
     import numpy as np
 
-    from hmlcore.pipelines.ops import OpContext
+    from hmlcore.pipelines.context import OpContext
 
 __all__ = ["run_local_workers", "save_training_shards", "worker_command"]
 

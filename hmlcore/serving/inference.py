@@ -18,7 +18,7 @@ Bad input gets a JSON 4xx ``{"error": ..., "details": [...]}``: 400 for a body t
 a body over :attr:`HmlInferenceApp.max_body_bytes` (chunked or not) or a batch over :attr:`HmlInferenceApp.max_batch`,
 422 for a missing feature, a value of the wrong type or an unseen category (details name the feature
 and the type expected). An exception in user code gets a 500 with a request id; the traceback goes to
-the log, never to the client. This module never imports kfp.
+the log, never to the client (:mod:`hmlcore.serving.json_api`). This module never imports kfp.
 
 Every worker watches the models' pointers in the lake and swaps in a newly published version once it
 has passed every check (``HML_RELOAD_INTERVAL`` seconds between looks, 0 = off; see :mod:`hmlcore.serving.reload`).
@@ -35,17 +35,16 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import uuid
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hmlcore import _env
-from hmlcore.errors import ConfigError, FeatureError, HmlError
+from hmlcore.errors import ConfigError, FeatureError
 from hmlcore.model.lookup import find_model
 from hmlcore.serving._wsgi import limit_chunked_body
+from hmlcore.serving.json_api import ApiError, add_error_handlers, json_body, records_body
 from hmlcore.serving.openapi import feature_schemas, openapi_document, prediction_schema
 from hmlcore.serving.reload import ModelWatcher, reload_interval, smoke_failure
 
@@ -55,14 +54,12 @@ if TYPE_CHECKING:
 
     from hmlcore.model.container import ModelContainer
 
-__all__ = ["ApiError", "HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference", "routed"]
+__all__ = ["HmlInferenceApp", "Predictor", "default_predictor", "deploy_inference", "inference", "routed"]
 
 log = logging.getLogger("hmlcore.inference")
 
 #: turns an encoded feature matrix into one JSON-able prediction per row
 Predictor = Callable[["ModelContainer", "np.ndarray"], list[dict[str, Any]]]
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def default_predictor(container: ModelContainer, features: np.ndarray) -> list[dict[str, Any]]:
@@ -73,15 +70,6 @@ def default_predictor(container: ModelContainer, features: np.ndarray) -> list[d
 def routed(flask_app: Flask) -> set[tuple[str, str]]:
     """Every ``(rule, method)`` ``flask_app`` already answers; built-in routes are added only where it does not."""
     return {(r.rule, m) for r in flask_app.url_map.iter_rules() for m in r.methods or ()}
-
-
-class ApiError(HmlError):
-    """Raised to answer the client with ``status`` and ``{"error": message, "details": details}``."""
-
-    def __init__(self, status: int, message: str, details: list[dict] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.details = details or []
 
 
 class HmlInferenceApp:
@@ -209,7 +197,7 @@ class HmlInferenceApp:
         flask_app.config["MAX_CONTENT_LENGTH"] = self.max_body_bytes
         flask_app.wsgi_app = limit_chunked_body(flask_app.wsgi_app, max_bytes=self.max_body_bytes)  # type: ignore[method-assign,assignment]
         self._add_builtin_routes(flask_app)
-        self._add_error_handlers(flask_app)
+        add_error_handlers(flask_app)
         interval = reload_interval()
         if interval:
             watcher = ModelWatcher(
@@ -241,30 +229,6 @@ class HmlInferenceApp:
             flask_app.add_url_rule(rule, endpoint, view, methods=[method])
             self._builtins.add((rule, method))
 
-    def _add_error_handlers(self, flask_app: Flask) -> None:
-        from werkzeug.exceptions import HTTPException
-
-        def api_error(error: ApiError) -> Any:
-            return {"error": str(error), "details": error.details}, error.status
-
-        def http_error(error: HTTPException) -> Any:
-            headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
-            return {"error": error.description or error.name, "details": []}, error.code or 500, headers
-
-        def unexpected(error: Exception) -> Any:
-            import flask
-
-            given = flask.request.headers.get("X-Request-ID", "")
-            request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
-            log.exception("request %s (%s %s) failed", request_id, flask.request.method, flask.request.path)
-            body = {"error": f"internal error; the server log has request {request_id}", "request_id": request_id, "details": []}
-            return body, 500, {"X-Request-ID": request_id}
-
-        own = flask_app.error_handler_spec.get(None, {}).get(None, {})
-        for kind, handler in ((ApiError, api_error), (HTTPException, http_error), (Exception, unexpected)):
-            if kind not in own:
-                flask_app.register_error_handler(kind, handler)
-
     # ----------------------------------------------------------------- views
     def _predict_get(self) -> Any:
         import flask
@@ -276,14 +240,14 @@ class HmlInferenceApp:
         return self._predict([record], self.model)
 
     def _predict_post(self) -> Any:
-        return self._predict(_records_body(), self.model)
+        return self._predict(records_body(), self.model)
 
     def _kserve_predict(self, name: str) -> Any:
         container = self._container(name)
         return self._predict(self._kserve_instances(container), container)
 
     def _explain_post(self) -> Any:
-        return self._explain(_records_body(), self.model)
+        return self._explain(records_body(), self.model)
 
     def _kserve_explain(self, name: str) -> Any:
         container = self._container(name)
@@ -300,7 +264,7 @@ class HmlInferenceApp:
         return {"model": {"name": container.name, "version": container.version}, **answer}
 
     def _kserve_instances(self, container: ModelContainer) -> list[Any]:
-        body = _json_body()
+        body = json_body()
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise ApiError(422, 'the body must be {"instances": [...]}, a list of objects of features (or of lists in feature order)')
         features = container.features
@@ -391,37 +355,6 @@ class HmlInferenceApp:
 
     def _openapi(self) -> Any:
         return openapi_document(self, builtins=self._builtins)
-
-
-def _json_body() -> Any:
-    """The request's body parsed as JSON, whatever its content type; 400 if it is not JSON."""
-    import flask
-
-    data = flask.request.get_data(cache=False)
-    try:
-        return json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-        raise ApiError(400, f"the body is not valid JSON: {message}") from None
-
-
-def _records_body() -> list[Any]:
-    """The body of ``POST /predict`` or ``/explain``: one object of features or a list of them."""
-    body = _json_body()
-    if isinstance(body, dict):
-        body = [body]
-    if not isinstance(body, list):
-        raise ApiError(422, f"the body must be an object of features or a list of them, not {_json_type(body)}")
-    return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_type(value: Any) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
-    return names.get(type(value), type(value).__name__)
 
 
 def inference(inference_app: HmlInferenceApp) -> Callable[[Callable[[HmlInferenceApp], Any]], Callable[[HmlInferenceApp], Any]]:

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hmlcore.serving.drift import STATUSES
+from hmlcore.serving.drift_report import STATUSES
 
 if TYPE_CHECKING:
     from hmlcore.model.container import ModelContainer
-    from hmlcore.serving.drift import DriftProfile, DriftReport
+    from hmlcore.serving.drift import DriftProfile
+    from hmlcore.serving.drift_report import DriftReport
 
 __all__ = [
     "MULTIPROC_ENV",

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore import _env
 from hmlcore.errors import ConfigError, HmlError
-from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds
+from hmlcore.serving.drift import DriftProfile
+from hmlcore.serving.drift_report import DriftReport, DriftThresholds
 from hmlcore.serving.drift_window import DriftWindow
 from hmlcore.serving.inference import ApiError, HmlInferenceApp, routed
 
@@ -62,7 +63,7 @@ def enable_monitoring(
     Args:
         inference_app: ``app.inference``, as the ``@hml.inference`` function receives it.
         window: rows each worker's drift window keeps (default ``HML_DRIFT_WINDOW``, else 1000).
-        thresholds: when drift is a warning or an alert (see :class:`~hmlcore.serving.drift.DriftThresholds`).
+        thresholds: when drift is a warning or an alert (see :class:`~hmlcore.serving.drift_report.DriftThresholds`).
         model: the registered model to watch (default: the one ``/predict`` serves).
 
     Raises:

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore._templates import render_page
 from hmlcore.errors import ConfigError
-from hmlcore.serving.drift import DriftProfile, DriftReport, DriftThresholds, FeatureDrift
+from hmlcore.serving.drift import DriftProfile
+from hmlcore.serving.drift_report import DriftReport, DriftThresholds, FeatureDrift
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +113,7 @@ def render_text(report: DriftReport, *, model: str, version: str | None = None, 
     """The report as a plain-text table, one line per feature, the worst first.
 
     Example:
-        >>> from hmlcore.serving.drift import DriftThresholds
+        >>> from hmlcore.serving.drift_report import DriftThresholds
         >>> print(render_text(DriftReport(0, "pending", {}, DriftThresholds()), model="m"))
         drift of model m over 0 rows: pending
         feature  kind  status  psi  out of range / unseen  missing (training -> now)  why
