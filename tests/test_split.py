@@ -97,3 +97,14 @@ def test_a_text_is_the_same_identity_in_a_text_column_and_in_a_mixed_one_and_bla
     assert np.array_equal(row_ids(texts, ["road"]), row_ids(mixed, ["road"]))
     ids = row_ids(texts, ["road"])
     assert len(set(ids[[0, 1, 6]])) == 3 and ids[0] != ids[7]  # the second "1" is another copy: another row
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str", "category"])
+def test_a_rows_identity_never_changes_as_the_registry_keeps_it(dtype):
+    # the registry keeps the identities a model trained on: a later version of hmlcore must compute the same
+    # numbers, or an older model's training rows would count as unseen (values computed once and kept here)
+    road = pd.Series(["city", None, " ", "b ", "city", "\u65e5\u672c"], dtype=dtype)
+    frame = pd.DataFrame({"road": road, "speed": [30, 50, np.nan, 30, 30, 0.0]})
+    kept = [5985069806550902753, 14920252333063470735, 3952556025028984039]
+    kept += [13880825710008543372, 17399717773299705114, 10969937081141438289]
+    assert row_ids(frame, ["road", "speed"]).tolist() == kept

@@ -52,6 +52,8 @@ __all__ = ["ROW_ID", "SplitSpec", "as_ids", "row_ids", "validation_mask", "value
 ROW_ID = "_row_id"
 
 _GOLDEN = 0x9E3779B97F4A7C15
+#: the text a missing or blank category is hashed as
+_MISSING = "\0missing"
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -71,13 +73,28 @@ def _column_hash(series: pd.Series) -> np.ndarray:
         floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         floats = np.where(np.isnan(floats), np.nan, floats + 0.0)  # one NaN, and -0.0 as 0.0
         return pd.util.hash_array(floats)
+    if isinstance(series.dtype, pd.StringDtype):  # text and missing values only, whatever the storage
+        return _text_hash(series)
     values = series.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(values, skipna=True) == "string":  # text and missing values only: the same texts, without a loop
-        blank = pd.Series(values, dtype=object).str.strip().eq("").to_numpy(dtype=bool, na_value=False)
-        texts = np.where(pd.isna(values) | blank, "\0missing", values).astype(object)
-    else:
-        texts = np.array(["\0missing" if _missing(v) else category_text(v) for v in values], dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":  # text and missing values only
+        return _text_hash(values)
+    texts = np.array([_MISSING if _missing(v) else category_text(v) for v in values], dtype=object)
     return pd.util.hash_array(texts)
+
+
+def _text_hash(values: pd.Series | np.ndarray) -> np.ndarray:
+    """:func:`_column_hash` of text: each text as it is, a missing or blank one as ``_MISSING``.
+
+    Each distinct text is read and hashed once (a hash depends on its value only) and the hashes are
+    spread back over the rows: a column of a few distinct texts costs a lookup per row, not a string.
+    Only text is grouped this way: a text never equals another type's value, whereas ``1``, ``1.0`` and
+    ``True`` are one key to a hash table but three category texts.
+    """
+    import pandas as pd
+
+    codes, distinct = pd.factorize(values)  # a missing value's code is -1: the last text below
+    texts = np.array([_MISSING if not text.strip() else text for text in np.asarray(distinct, dtype=object)] + [_MISSING], dtype=object)
+    return pd.util.hash_array(texts)[codes]
 
 
 def _missing(value: Any) -> bool:
