@@ -16,8 +16,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from hmlcore._files import write_atomic
 from hmlcore.errors import ConfigError, PipelineError
 from hmlcore.pipelines.ops import building
@@ -32,8 +30,6 @@ __all__ = ["RUN_ID_PLACEHOLDER", "CompiledPipeline", "compile_pipeline"]
 #: the pipeline run id Kubeflow substitutes at run time: kfp's ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``, named here so that
 #: the local runner fills it in without importing kfp
 RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
-#: libyaml's safe loader when PyYAML was built with it (ten times faster on a compiled spec), else the pure-Python one
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -137,7 +133,10 @@ def compile_pipeline(
         raise PipelineError(f"pipeline {pipeline.name} does not compile: {type(exc).__name__}: {message}") from exc
     if not builder.tasks:
         raise PipelineError(f"pipeline {pipeline.name} calls no @hml.op step")
-    documents = [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d]
+    import yaml  # only a compile reads YAML: run-all with a kept spec never needs it
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when PyYAML has it: ten times faster on a spec
+    documents = [d for d in yaml.load_all(text, Loader=loader) if d]
     compiled = CompiledPipeline(text=text, spec=documents[0], platform_spec=documents[1] if len(documents) > 1 else {})
     if for_cluster:
         compiled.check_cluster_platform(allow_pod_local=allow_pod_local)

@@ -14,8 +14,6 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from hmlcore import _env
 from hmlcore.errors import PipelineError
 from hmlcore.pipelines.cache import CACHE_ENV, KEY_ENV
@@ -33,6 +31,8 @@ OUTPUT_NAME = "Output"
 
 def component_yaml(op: HmlOp, *, pipeline: str, entrypoint: str, image: str) -> str:
     """The op as a KFP component definition (YAML) whose command runs the package's CLI."""
+    import yaml  # only a compile writes components: the dry run that keys a kept spec does not
+
     return yaml.safe_dump(_component(op, pipeline=pipeline, entrypoint=entrypoint, image=image), sort_keys=False)
 
 
