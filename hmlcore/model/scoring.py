@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hmlcore.errors import ConfigError, FeatureError, PipelineError
+from hmlcore.storage.sources import is_query, is_table_name
 from hmlcore.storage.warehouse import arrow_reader
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ REASON = "reason"
 RECORD = "record"
 #: the text DuckDB reads as a missing value in a CSV file: pandas' own defaults that the sample data use
 CSV_NULLS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Predictor = Callable[["ModelContainer", "np.ndarray"], list[dict[str, Any]]]
 
 
@@ -81,7 +81,7 @@ def source_sql(source: str, *, lake: Lake | None = None) -> str:
     Raises:
         ConfigError: the path names nothing, or a file of another kind.
     """
-    if re.match(r"^\s*(SELECT|WITH)\b", source, re.IGNORECASE):
+    if is_query(source):
         return source
     fs = lake.filesystem(source) if lake is not None and "://" in source else None
     isdir = fs.isdir(source) if fs is not None else os.path.isdir(source)
@@ -115,12 +115,12 @@ def _csv_sql(pattern: str) -> str:
 @contextlib.contextmanager
 def _batches(source: str, *, warehouse: Warehouse, lake: Lake, chunk_rows: int) -> Iterator[Any]:
     """A ``pyarrow.RecordBatchReader`` over the rows of ``source`` (a table, a query, or files)."""
-    if _TABLE.match(source):
+    if is_table_name(source):
         if not warehouse.exists(source):
             raise ConfigError(f"no table {source!r} in the warehouse {warehouse.url}: name a table there, a query, or a file")
         yield warehouse.batches(f"SELECT * FROM {source}", rows=chunk_rows)
         return
-    if re.match(r"^\s*(SELECT|WITH)\b", source, re.IGNORECASE):
+    if is_query(source):
         yield warehouse.batches(source, rows=chunk_rows)
         return
     if source.lower().endswith((".feather", ".arrow")):
