@@ -50,6 +50,7 @@ __all__ = [
     "USER",
     "VARIABLES",
     "WAREHOUSE_URL",
+    "WARM",
     "WORKERS",
     "Variable",
     "cache_dir",
@@ -165,6 +166,9 @@ RELOAD_INTERVAL = Variable("HML_RELOAD_INTERVAL", 30, _whole(0), "seconds betwee
 LOG_LEVEL = Variable("HML_LOG_LEVEL", "info", _one_of("debug", "info", "warning", "error", "critical"), "the inference server's log level")
 # ------------------------------------------------------------------ the command line
 DEBUG = Variable("HML_DEBUG", False, _set, "set (and not 0, false, no or off): print tracebacks with errors (run-all --debug)")
+WARM = Variable[bool | None](
+    "HML_WARM", None, _flag, "false: run-all runs in its own fresh interpreter, never forked from a warm one (default: on, off when CI is set)"
+)
 KUBECONFIG = _text_var("KUBECONFIG", "the Kubernetes client configuration (kubectl's variable; default ~/.kube/config)")
 
 #: every variable above, by name
@@ -193,6 +197,7 @@ VARIABLES: dict[str, Variable[object]] = {
         RELOAD_INTERVAL,
         LOG_LEVEL,
         DEBUG,
+        WARM,
         KUBECONFIG,
     )
 }

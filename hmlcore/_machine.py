@@ -1,10 +1,11 @@
-"""What this machine gives a process: its cores, as serving's workers and training's local workers share them."""
+"""What this machine gives a process: its cores (serving and training share them) and its installed distributions."""
 
 from __future__ import annotations
 
 import os
+import sys
 
-__all__ = ["available_cores"]
+__all__ = ["available_cores", "installed_distributions"]
 
 
 def available_cores() -> int:
@@ -18,3 +19,19 @@ def available_cores() -> int:
     except (OSError, ValueError):
         pass
     return max(1, cores)
+
+
+def installed_distributions(path: list[str] | None = None) -> list[str]:
+    """The installed distributions, as their metadata folders name them (``xgboost-2.1.4.dist-info``), sorted.
+
+    Reading the folders' names on ``path`` (default ``sys.path``) rather than each distribution's metadata
+    keeps this to one listing per entry: a ``pip install`` or an upgrade changes the list.
+    """
+    found: set[str] = set()
+    for entry in sys.path if path is None else path:
+        try:
+            with os.scandir(entry or ".") as listing:
+                found.update(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+    return sorted(found)

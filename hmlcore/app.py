@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hmlcore._settings import EnvSettings
+from hmlcore._warm import run_warm
 from hmlcore.deploy._k8s_names import check_dns_label
 from hmlcore.errors import ConfigError
 from hmlcore.model.lookup import find_model
@@ -140,5 +141,13 @@ class HmlApp(EnvSettings):
         return self._cli
 
     def start(self, args: list[str] | None = None) -> None:
-        """Run the command line (the package's ``main()`` calls this)."""
+        """Run the command line (the package's ``main()`` calls this).
+
+        With ``args`` left to ``sys.argv``, a ``pipelines <name> run-all`` runs in a warm interpreter when one
+        is up for this environment (:mod:`hmlcore._warm`; ``HML_WARM=false`` turns it off).
+        """
+        if args is None:
+            code = run_warm(package=self.package_entrypoint.replace("-", "_"))
+            if code is not None:
+                raise SystemExit(code)
         self.cli().main(args=args, prog_name=self.package_entrypoint)

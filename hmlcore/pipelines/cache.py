@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmlcore import _env
 from hmlcore._files import write_atomic
+from hmlcore._machine import installed_distributions
 from hmlcore._version import __version__ as hmlcore_version
 from hmlcore.errors import HmlError
 from hmlcore.storage.lake import sha256_bytes
@@ -120,7 +121,7 @@ def _code_digest(package: str) -> str:
         for path, data in _sources(name):
             digest.update(f"\n{name}/{path} {len(data)}\n".encode())
             digest.update(data)
-    for installed in _installed():
+    for installed in installed_distributions():
         digest.update(f"\n{installed}".encode())
     return digest.hexdigest()
 
@@ -137,22 +138,6 @@ def _sources(package: str) -> Iterator[tuple[str, bytes]]:
                 yield path.relative_to(root).as_posix(), path.read_bytes()
     elif spec.origin and os.path.isfile(spec.origin):
         yield os.path.basename(spec.origin), Path(spec.origin).read_bytes()
-
-
-def _installed() -> list[str]:
-    """The installed distributions, as their metadata folders name them (``xgboost-2.1.4.dist-info``), sorted.
-
-    Reading the folders' names rather than each distribution's metadata keeps this to one listing per
-    ``sys.path`` entry.
-    """
-    found: set[str] = set()
-    for entry in sys.path:
-        try:
-            with os.scandir(entry or ".") as listing:
-                found.update(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info")))
-        except OSError:
-            continue
-    return sorted(found)
 
 
 def _file_sha256(path: str) -> str:

@@ -1,0 +1,261 @@
+"""The warm server: imports the libraries a ``run-all`` uses once, then forks a child for each command it is sent.
+
+Started by the client when a run ends (``python -m hmlcore._warm.server <base> <idle seconds>``), in its own
+session, with the command's environment. It takes ``<base>.lock`` (a second server for the same key exits at
+once), imports the modules listed in ``<base>.modules``, and only then binds ``<base>.sock`` (mode 0600, in a
+folder only its owner may enter; a connection from another user is closed unread). For each request it forks a
+child (:mod:`hmlcore._warm.child`), answers ``{"pid": ...}`` and, when the child ends, ``{"exit": ...}``; if the
+client goes away first, the child's process group gets SIGTERM. Between commands it imports what the last child
+listed and it did not have. It never runs any computation itself, so no OpenMP or BLAS thread pool is running
+when it forks (the fork-safety rule the inference server follows), and it refuses to serve if an import started
+a thread. It exits after ``<idle seconds>`` without a command, when its socket file is removed or replaced, or
+on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hmlcore._warm.child import Command, end_now
+from hmlcore._warm.place import Place
+
+__all__ = ["main"]
+
+#: the largest request a client may send (its environment is most of it)
+_MAX_REQUEST = 16 * 1024 * 1024
+#: seconds a client has to send its whole request once connected
+_REQUEST_SECONDS = 10.0
+#: seconds between two looks at the socket file and the idle time
+_TICK = 5.0
+
+
+@dataclass
+class _Job:
+    pid: int
+    pidfd: int
+    connection: socket.socket | None
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _preload(place: Place) -> None:
+    """Import every module ``place.modules`` lists that this process has not imported yet."""
+    try:
+        with open(place.modules, encoding="utf-8") as listing:
+            names = [line.strip() for line in listing if line.strip()]
+    except OSError:
+        return
+    failed = 0
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - a module that cannot be imported ahead is imported by the child
+            failed += 1
+    _log(f"{len(sys.modules)} modules imported ({failed} of the list could not be imported ahead)")
+
+
+def _bind(place: Place) -> tuple[socket.socket, int]:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    staging = os.path.join(os.path.dirname(place.base), f".{os.getpid()}.sock")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staging)
+    listener.bind(staging)
+    os.chmod(staging, 0o600)
+    listener.listen(16)
+    os.replace(staging, place.socket)  # a client never sees a socket nobody listens on yet
+    return listener, os.stat(place.socket).st_ino
+
+
+def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The request and the three file descriptors of one client, or ``None`` if it is not a valid one."""
+    connection.settimeout(_REQUEST_SECONDS)
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    if struct.unpack("3i", credentials)[1] != os.getuid():
+        return None
+    fds: list[int] = []
+    try:
+        header, fds, _flags, _address = socket.recv_fds(connection, 4, 3)
+        if len(header) != 4 or len(fds) != 3:
+            raise ValueError("no header or no file descriptors")
+        (length,) = struct.unpack("!I", header)
+        if length > _MAX_REQUEST:
+            raise ValueError(f"a request of {length} bytes")
+        body = bytearray()
+        while len(body) < length:
+            chunk = connection.recv(min(1 << 20, length - len(body)))
+            if not chunk:
+                raise ValueError("the client went away")
+            body += chunk
+        request = json.loads(body)
+        if not isinstance(request, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        _log(f"a request was refused: {exc}")
+        for fd in fds:
+            os.close(fd)
+        return None
+    connection.settimeout(None)
+    return request, fds
+
+
+def _send(connection: socket.socket | None, message: dict[str, int]) -> None:
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.sendall(json.dumps(message).encode() + b"\n")
+
+
+class _Server:
+    def __init__(self, place: Place, listener: socket.socket, inode: int, idle: float) -> None:
+        self.place, self.listener, self.inode, self.idle = place, listener, inode, idle
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, None)
+        self.jobs: dict[int, _Job] = {}
+        self.last = time.monotonic()
+
+    def serve(self) -> Command | None:
+        """Serve until idle; returns a :class:`Command` only in a forked child, which runs it."""
+        while True:
+            for key, _events in self.selector.select(timeout=_TICK):
+                if key.data is None:
+                    command = self._accept()
+                    if command is not None:
+                        return command
+                elif key.fileobj == key.data.pidfd:
+                    self._finish(key.data)
+                else:
+                    self._client_readable(key.data)
+            if self.jobs:
+                self.last = time.monotonic()
+            elif time.monotonic() - self.last > self.idle:
+                _log("idle: exiting")
+                break
+            if not self._socket_is_ours():
+                _log("the socket file was removed or replaced: exiting")
+                break
+        self.close()
+        with contextlib.suppress(OSError):
+            if self._socket_is_ours():
+                os.unlink(self.place.socket)
+        return None
+
+    def close(self) -> None:
+        self.selector.close()
+        self.listener.close()
+        for job in self.jobs.values():
+            os.close(job.pidfd)
+            if job.connection is not None:
+                job.connection.close()
+
+    def _socket_is_ours(self) -> bool:
+        try:
+            return os.stat(self.place.socket).st_ino == self.inode
+        except OSError:
+            return False
+
+    def _accept(self) -> Command | None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return None
+        received = _receive(connection)
+        if received is None:
+            connection.close()
+            return None
+        request, fds = received
+        if threading.active_count() > 1:
+            _log("refusing to fork: a thread is running in the server")
+            connection.close()
+            return None
+        pid = os.fork()
+        if pid == 0:  # the child: drop everything of the server's, then become the command
+            connection.close()
+            self.close()
+            return Command(request, fds, self.place, set(sys.modules))
+        for fd in fds:
+            os.close(fd)
+        job = _Job(pid, os.pidfd_open(pid), connection)
+        self.jobs[pid] = job
+        self.selector.register(job.pidfd, selectors.EVENT_READ, job)
+        self.selector.register(connection, selectors.EVENT_READ, job)
+        _send(connection, {"pid": pid})
+        return None
+
+    def _client_readable(self, job: _Job) -> None:
+        assert job.connection is not None
+        try:
+            data = job.connection.recv(1024)
+        except OSError:
+            data = b""
+        if data:
+            return
+        # the client went away before the command ended: end the command, as closing its terminal would
+        self.selector.unregister(job.connection)
+        job.connection.close()
+        job.connection = None
+        with contextlib.suppress(OSError):
+            os.killpg(job.pid, signal.SIGTERM)
+
+    def _finish(self, job: _Job) -> None:
+        _pid, status = os.waitpid(job.pid, 0)
+        self.selector.unregister(job.pidfd)
+        os.close(job.pidfd)
+        if job.connection is not None:
+            self.selector.unregister(job.connection)
+            _send(job.connection, {"exit": os.waitstatus_to_exitcode(status)})
+            job.connection.close()
+        del self.jobs[job.pid]
+        self.last = time.monotonic()
+        if not self.jobs:
+            _preload(self.place)
+
+
+def main(argv: list[str]) -> Command | None:
+    """Run the server for ``argv[1]`` (the place's base) with ``argv[2]`` idle seconds; in a child, the command."""
+    place, idle = Place(argv[1]), float(argv[2])
+    atexit.register(end_now)  # before any library registers its own: end_now runs after all of them
+    lock = open(place.lock, "a")  # noqa: SIM115 - held for the server's whole life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _log("another server holds the lock: exiting")
+        return None
+    _preload(place)
+    if threading.active_count() > 1:
+        _log("an import started a thread, so forking would not be safe: exiting")
+        return None
+    listener, inode = _bind(place)
+    with open(place.pid, "w") as pid_file:
+        pid_file.write(f"{os.getpid()}\n")
+    _log(f"serving on {place.socket}")
+    command = _Server(place, listener, inode, idle).serve()
+    if command is None:
+        with contextlib.suppress(OSError):
+            os.unlink(place.pid)
+    lock.close()
+    return command
+
+
+if __name__ == "__main__":
+    _command = main(sys.argv)
+    if _command is not None:
+        _command.run()
