@@ -186,6 +186,19 @@ def _build_products_in_the_session_folder(tmp_path_factory: pytest.TempPathFacto
         os.environ["HML_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_warm_interpreters() -> Iterator[None]:
+    """``run-all`` in a test's subprocess runs in its own interpreter: a warm server (``hmlcore._warm``) would outlive
+    the test. ``tests/test_warm.py`` turns it on for its own processes, and stops the servers they start."""
+    saved = os.environ.get("HML_WARM")
+    os.environ["HML_WARM"] = "false"
+    yield
+    if saved is None:
+        os.environ.pop("HML_WARM", None)
+    else:
+        os.environ["HML_WARM"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _stop_what_the_test_started() -> Iterator[None]:
     """Stop, by its process group, every process the test started with :func:`start_process`, also when it failed."""

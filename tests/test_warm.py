@@ -1,0 +1,278 @@
+"""The warm interpreter of ``run-all`` (hmlcore._warm): real servers, real forks, real signals, on this machine.
+
+Each test writes a small package (``wapp``) with a console-script-like entry file, runs ``run-all`` as a user
+would (``python cli.py pipelines loop run-all``), and keeps every server in its own ``HML_CACHE_DIR``; the
+fixture stops the servers and any child they forked, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hmlcore._warm import client
+from hmlcore._warm.place import Place, environment_key, preloadable
+from tests.conftest import run, start_process, stop_group
+
+STEPS = """
+import os
+import time
+from pathlib import Path
+
+import numpy
+
+from hmlcore import hml
+
+MESSAGE = "first edition"
+
+
+@hml.op()
+def greet() -> str:
+    print(f"message: {MESSAGE}; value: {os.environ.get('WARM_TEST_VALUE')}; cwd: {os.getcwd()}", flush=True)
+    if os.environ.get("WARM_TEST_FAIL"):
+        raise RuntimeError("asked to fail")
+    gate = os.environ.get("WARM_TEST_WAIT_FOR")
+    if gate:
+        print(f"waiting in process {os.getpid()}", flush=True)
+        while not Path(gate).exists():
+            time.sleep(0.1)
+    return str(numpy.arange(3).sum())
+
+
+@hml.pipeline()
+def loop():
+    greet()
+"""
+
+START = """
+from hmlcore import hml
+
+from wapp import steps
+
+
+def main() -> None:
+    app = hml.HmlApp(name="wapp", package_entrypoint="wapp")
+    app.pipelines.register(steps.loop)
+    app.start()
+"""
+
+
+@pytest.fixture
+def wapp(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The package's folder and the environment its runs get; stops every warm process of the test afterwards."""
+    project = tmp_path / "project"
+    (project / "wapp").mkdir(parents=True)
+    (project / "wapp" / "__init__.py").write_text("")
+    (project / "wapp" / "steps.py").write_text(STEPS)
+    (project / "wapp" / "start.py").write_text(START)
+    (project / "cli.py").write_text("from wapp.start import main\n\nmain()\n")
+    cache = tmp_path / "cache"
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env.update({"HML_WARM": "true", "HML_CACHE_DIR": str(cache), "HML_HOME": str(tmp_path / "home"), "PYTHONPATH": str(project)})
+    yield project, env
+    _stop_warm_processes(str(cache))
+
+
+def _stop_warm_processes(cache: str) -> None:
+    """SIGKILL every server of ``cache`` and every child it forked (they carry the server's command line)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if cache.encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+
+
+def run_all(project: Path, env: dict[str, str], *extra: str, **more: str) -> subprocess.CompletedProcess:
+    return run(
+        [sys.executable, str(project / "cli.py"), "pipelines", "loop", "run-all", "--no-cache", *extra],
+        cwd=project,
+        env={**env, **more},
+        timeout=300,
+    )
+
+
+def wait_for(predicate, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def server_up(env: dict[str, str]) -> None:
+    folder = Path(env["HML_CACHE_DIR"]) / "warm"
+    wait_for(lambda: any(folder.glob("*.sock")), "the warm server's socket")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.slow
+def test_the_first_run_starts_a_server_and_the_next_runs_in_it_seeing_edits_the_environment_and_the_folder(wapp):
+    project, env = wapp
+    first = run_all(project, env, WARM_TEST_VALUE="one")
+    assert first.returncode == 0, first.stderr
+    assert "message: first edition; value: one" in first.stderr + first.stdout
+    assert "a warm interpreter is starting for the next run-all" in first.stderr
+    assert "running in a warm interpreter" not in first.stderr
+    server_up(env)
+
+    (project / "wapp" / "steps.py").write_text(STEPS.replace("first edition", "second edition"))
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    second = run(
+        [sys.executable, str(project / "cli.py"), "pipelines", "loop", "run-all"], cwd=elsewhere, env={**env, "WARM_TEST_VALUE": "two"}
+    )
+    assert second.returncode == 0, second.stderr
+    assert "running in a warm interpreter" in second.stderr
+    assert f"message: second edition; value: two; cwd: {elsewhere}" in second.stderr + second.stdout
+    assert "a warm interpreter is starting" not in second.stderr  # one server, started once
+
+
+@pytest.mark.slow
+def test_a_failing_command_ends_with_the_same_code_and_message_as_in_its_own_interpreter(wapp):
+    project, env = wapp
+    assert run_all(project, env).returncode == 0
+    server_up(env)
+    cold = run_all(project, env, WARM_TEST_FAIL="1", HML_WARM="false")
+    warm = run_all(project, env, WARM_TEST_FAIL="1")
+    assert "running in a warm interpreter" in warm.stderr
+    assert warm.returncode == cold.returncode == 1
+    last = [result.stderr.strip().splitlines()[-1] for result in (cold, warm)]
+    assert all("RuntimeError: asked to fail" in line for line in last), last
+    bad = run_all(project, env, "--param", "nope=1")
+    assert bad.returncode == run_all(project, env, "--param", "nope=1", HML_WARM="false").returncode != 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
+def test_stopping_the_caller_stops_the_command_in_the_warm_interpreter(wapp, tmp_path: Path, how: str):
+    """Ctrl-C (SIGINT to the caller) is passed on to the command; a caller killed outright gets it ended by the server."""
+    project, env = wapp
+    assert run_all(project, env).returncode == 0
+    server_up(env)
+    caller = start_process(
+        [sys.executable, str(project / "cli.py"), "pipelines", "loop", "run-all", "--no-cache"],
+        cwd=project,
+        env={**env, "WARM_TEST_WAIT_FOR": str(tmp_path / "never")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert caller.stdout is not None
+    seen = ""
+    while "waiting in process" not in seen:
+        line = caller.stdout.readline()
+        assert line, f"the run ended before its step waited: {seen}"
+        seen += line
+    assert "running in a warm interpreter" in seen
+    command = int(re.search(r"waiting in process (\d+)", seen).group(1))
+    assert alive(command) and command != caller.pid
+    if how == "ctrl-c":
+        caller.send_signal(signal.SIGINT)
+        assert caller.wait(timeout=60) != 0
+    else:
+        caller.kill()
+        caller.wait(timeout=60)
+    wait_for(lambda: not alive(command), "the command's end", timeout=60)
+    stop_group(caller)
+
+
+@pytest.mark.slow
+def test_a_server_killed_outright_is_replaced_and_a_removed_socket_stops_its_server(wapp):
+    project, env = wapp
+    assert run_all(project, env).returncode == 0
+    server_up(env)
+    folder = Path(env["HML_CACHE_DIR"]) / "warm"
+    (pid_file,) = folder.glob("*.pid")
+    first_server = int(pid_file.read_text())
+    os.kill(first_server, signal.SIGKILL)
+    wait_for(lambda: not alive(first_server), "the server's end")
+
+    after = run_all(project, env)  # the socket is left behind, nobody listens: the run runs here and starts a new server
+    assert after.returncode == 0, after.stderr
+    assert "running in a warm interpreter" not in after.stderr and "a warm interpreter is starting" in after.stderr
+    wait_for(lambda: pid_file.exists() and int(pid_file.read_text()) != first_server, "a new server")
+    second_server = int(pid_file.read_text())
+    server_up(env)
+    assert "running in a warm interpreter" in run_all(project, env).stderr
+
+    next(folder.glob("*.sock")).unlink()
+    wait_for(lambda: not alive(second_server), "the server's end once its socket is gone", timeout=60)
+
+
+def test_the_key_follows_the_installed_distributions_and_the_variables_libraries_read_when_loaded(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    path = ["", str(site)]
+    base = environment_key({"OMP_NUM_THREADS": "2", "HOME": "/a"}, path)
+    assert environment_key({"OMP_NUM_THREADS": "2", "HOME": "/b", "HML_HOME": "x"}, path) == base  # no library reads those
+    assert environment_key({"OMP_NUM_THREADS": "1", "HOME": "/a"}, path) != base
+    assert environment_key({"OMP_NUM_THREADS": "2", "HOME": "/a"}, ["/elsewhere", str(site)]) == base  # the script's own folder
+    (site / "newlib-1.0.dist-info").mkdir()
+    assert environment_key({"OMP_NUM_THREADS": "2", "HOME": "/a"}, path) != base
+
+
+def test_a_warm_folder_that_others_may_enter_is_never_used(tmp_path: Path):
+    assert Place.find({"HML_CACHE_DIR": str(tmp_path)}, sys.path) is not None
+    (tmp_path / "warm").chmod(0o777)
+    assert Place.find({"HML_CACHE_DIR": str(tmp_path)}, sys.path) is None
+    assert Place.find({"HML_CACHE_DIR": str(tmp_path / ("x" * 120))}, sys.path) is None  # no socket path that long
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [({}, True), ({"HML_WARM": "false"}, False), ({"CI": "true"}, False), ({"CI": "true", "HML_WARM": "yes"}, True)],
+    ids=["default", "HML_WARM=false", "CI", "CI and HML_WARM=yes"],
+)
+def test_warm_interpreters_are_on_unless_turned_off_or_in_ci(environ: dict[str, str], expected: bool):
+    assert client._enabled(environ) is expected
+
+
+def test_a_bad_hml_warm_value_is_one_line():
+    with pytest.raises(SystemExit, match=r"^Error: HML_WARM='maybe' is not a boolean"):
+        client._enabled({"HML_WARM": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("orig_argv", "expected"),
+    [
+        (["python", "/venv/bin/crashed", "pipelines"], ("path", "/venv/bin/crashed", ["/venv/bin/crashed", "pipelines"])),
+        (["python", "-m", "crashed.start", "pipelines"], ("module", "crashed.start", ["crashed.start", "pipelines"])),
+        (["python", "-X", "importtime", "/venv/bin/crashed"], None),
+        (["python", "-c", "code", "pipelines"], None),
+        (["python", "-m", "hmlcore._warm.server", "base", "1800"], None),
+    ],
+    ids=["console script", "-m", "interpreter option", "-c", "a warm child"],
+)
+def test_only_a_plain_script_or_module_is_run_warm(orig_argv, expected):
+    assert client._launch(orig_argv) == expected
+
+
+def test_only_libraries_are_preloaded_never_hmlcore_nor_the_package(tmp_path: Path):
+    import json
+
+    import click
+
+    import hmlcore
+
+    own = type(json)("wapp")
+    own.__file__ = str(tmp_path / "wapp" / "__init__.py")
+    chosen = preloadable({"json": json, "click": click, "hmlcore": hmlcore, "wapp": own, "crashed": click}, exclude=["crashed"])
+    assert chosen == ["click", "json"]
