@@ -17,7 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HML_HOME=/tmp/hml
+    HML_HOME=/tmp/hml \
+    HML_WARM=false
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin hml
 # the digests of the wheels installed below: a layer cache (podman's, buildah's) that keys the install on its
 # command alone would otherwise keep an image of older code; copying them makes new wheels a new layer
