@@ -276,3 +276,21 @@ def test_only_libraries_are_preloaded_never_hmlcore_nor_the_package(tmp_path: Pa
     own.__file__ = str(tmp_path / "wapp" / "__init__.py")
     chosen = preloadable({"json": json, "click": click, "hmlcore": hmlcore, "wapp": own, "crashed": click}, exclude=["crashed"])
     assert chosen == ["click", "json"]
+
+
+def test_the_server_forks_no_command_for_a_client_that_stopped_waiting():
+    import socket
+
+    from hmlcore._warm.server import _gone
+
+    waiting, server_end = socket.socketpair()
+    with waiting, server_end:
+        waiting.sendall(b"a whole request")
+        waiting.close()  # the client gave up before the server took its request
+        assert server_end.recv(100) == b"a whole request"  # the request was still there to be read...
+        assert _gone(server_end)  # ...but nobody waits for its answer
+    waiting, server_end = socket.socketpair()
+    with waiting, server_end:
+        waiting.sendall(b"a whole request")
+        assert server_end.recv(100) == b"a whole request"
+        assert not _gone(server_end)

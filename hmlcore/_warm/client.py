@@ -31,6 +31,8 @@ __all__ = ["run_warm"]
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 #: how long a warm server waits for another command before it exits, in seconds
 IDLE_SECONDS = 30 * 60
+#: how long the client waits for the server to fork its command before it runs the command itself, in seconds
+_ANSWER_SECONDS = 60.0
 #: the server's module, as the client starts it
 SERVER_MODULE = "hmlcore._warm.server"
 
@@ -144,15 +146,17 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         }
     ).encode()
     replies = connection.makefile("rb")
+    connection.settimeout(_ANSWER_SECONDS)
     try:
         socket.send_fds(connection, [struct.pack("!I", len(request))], [0, 1, 2])
         connection.sendall(request)
         started = json.loads(replies.readline() or b"{}")
-    except (OSError, ValueError):
-        return None  # the server went away before it forked: run here
+    except (OSError, ValueError):  # no answer in time (a stopped server), or it went away: run here
+        return None  # the server does not fork for a client that has gone
     pid = started.get("pid")
     if not isinstance(pid, int):
         return None
+    connection.settimeout(None)
     print(f"hml: running in a warm interpreter (process {pid}; HML_WARM=false runs without it)", file=sys.stderr, flush=True)
 
     def forward(signum: int, _frame: object) -> None:

@@ -118,6 +118,16 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]] | No
     return request, fds
 
 
+def _gone(connection: socket.socket) -> bool:
+    """Whether the client closed its end (a request still buffered is all that is left of it)."""
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def _send(connection: socket.socket | None, message: dict[str, int]) -> None:
     if connection is not None:
         with contextlib.suppress(OSError):
@@ -131,6 +141,7 @@ class _Server:
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.jobs: dict[int, _Job] = {}
         self.last = time.monotonic()
+        self.stopping = False
 
     def serve(self) -> Command | None:
         """Serve until idle; returns a :class:`Command` only in a forked child, which runs it."""
@@ -144,6 +155,8 @@ class _Server:
                     self._finish(key.data)
                 else:
                     self._client_readable(key.data)
+            if self.stopping and not self.jobs:
+                break
             if self.jobs:
                 self.last = time.monotonic()
             elif time.monotonic() - self.last > self.idle:
@@ -182,9 +195,17 @@ class _Server:
             connection.close()
             return None
         request, fds = received
-        if threading.active_count() > 1:
-            _log("refusing to fork: a thread is running in the server")
+        if _gone(connection):  # it stopped waiting (a server stopped for a while) and ran the command itself
             connection.close()
+            for fd in fds:
+                os.close(fd)
+            return None
+        if threading.active_count() > 1:  # an import between two commands started one: the client runs it itself
+            _log("a thread is running in the server, so forking would not be safe: exiting")
+            connection.close()
+            for fd in fds:
+                os.close(fd)
+            self.stopping = True
             return None
         pid = os.fork()
         if pid == 0:  # the child: drop everything of the server's, then become the command
