@@ -24,6 +24,7 @@ from tests.conftest import run, start_process, stop_group
 
 STEPS = """
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ MESSAGE = "first edition"
 @hml.op()
 def greet() -> str:
     print(f"message: {MESSAGE}; value: {os.environ.get('WARM_TEST_VALUE')}; cwd: {os.getcwd()}", flush=True)
+    print(f"open files at most: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}", flush=True)
     if os.environ.get("WARM_TEST_FAIL"):
         raise RuntimeError("asked to fail")
     gate = os.environ.get("WARM_TEST_WAIT_FOR")
@@ -136,13 +138,16 @@ def test_the_first_run_starts_a_server_and_the_next_runs_in_it_seeing_edits_the_
     (project / "wapp" / "steps.py").write_text(STEPS.replace("first edition", "second edition"))
     elsewhere = project / "elsewhere"
     elsewhere.mkdir()
-    second = run(
-        [sys.executable, str(project / "cli.py"), "pipelines", "loop", "run-all"], cwd=elsewhere, env={**env, "WARM_TEST_VALUE": "two"}
-    )
+    command = [sys.executable, str(project / "cli.py"), "pipelines", "loop", "run-all", "--no-cache"]
+    second = run(command, cwd=elsewhere, env={**env, "WARM_TEST_VALUE": "two"})
     assert second.returncode == 0, second.stderr
     assert "running in a warm interpreter" in second.stderr
     assert f"message: second edition; value: two; cwd: {elsewhere}" in second.stderr + second.stdout
     assert "a warm interpreter is starting" not in second.stderr  # one server, started once
+
+    limited = run(["bash", "-c", 'ulimit -S -n 321 && exec "$@"', "limited", *command], cwd=project, env=env)
+    assert "running in a warm interpreter" in limited.stderr
+    assert "open files at most: 321" in limited.stderr + limited.stdout  # the caller's ulimit, not the server's
 
 
 @pytest.mark.slow
@@ -294,3 +299,18 @@ def test_the_server_forks_no_command_for_a_client_that_stopped_waiting():
         waiting.sendall(b"a whole request")
         assert server_end.recv(100) == b"a whole request"
         assert not _gone(server_end)
+
+
+@pytest.mark.slow
+def test_a_server_that_refused_to_serve_is_not_started_again(wapp):
+    """A server that cannot serve here (no Unix sockets on the file system, a thread at import) writes why."""
+    project, env = wapp
+    assert run_all(project, env).returncode == 0
+    server_up(env)
+    folder = Path(env["HML_CACHE_DIR"]) / "warm"
+    (pid_file,) = folder.glob("*.pid")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    next(folder.glob("*.sock")).unlink()
+    pid_file.with_suffix(".refused").write_text("cannot listen: no Unix sockets here\n")
+    again = run_all(project, env)
+    assert again.returncode == 0 and "a warm interpreter is starting" not in again.stderr

@@ -1,8 +1,8 @@
 """The forked child: becomes the client's command, as a fresh interpreter started the same way would run it.
 
-It takes the client's process group of its own (so a signal the client passes on reaches whatever the command
+It takes a process group of its own (so a signal the client passes on reaches whatever the command
 starts), default signal handlers, the client's standard streams (rebuilt with the client's encodings, line
-buffered on a terminal), working folder, umask, environment, ``sys.path`` and ``sys.argv``. hmlcore's modules
+buffered on a terminal), working folder, umask, resource limits, environment, ``sys.path`` and ``sys.argv``. hmlcore's modules
 are dropped and the import system's caches cleared, so hmlcore and the package are imported afresh and a file
 added since the server started is found; numpy's global random state is seeded anew, as in a fresh process.
 Then the script or module runs as ``__main__``. At exit the child adds to ``<base>.modules`` the library
@@ -15,6 +15,7 @@ import atexit
 import importlib
 import io
 import os
+import resource
 import runpy
 import signal
 import sys
@@ -80,6 +81,8 @@ class Command:
         except OSError as exc:
             raise SystemExit(f"Error: cannot enter the working folder {request['cwd']!r}: {exc.strerror}") from None
         os.umask(int(request["umask"]))
+        _take_limits(request.get("limits", {}))
+        _name_process(request["package"])
         os.environ.clear()
         os.environ.update(request["environ"])
         sys.path[:] = request["path"]
@@ -103,6 +106,26 @@ class Command:
                 write_atomic(self.place.modules, "\n".join(sorted(names | _listed(self.place))) + "\n")
             except OSError:
                 pass
+
+
+def _take_limits(limits: dict[str, list[int]]) -> None:
+    """The caller's resource limits (``ulimit``); one the server may not give (a higher hard limit) stays the server's."""
+    for name, (soft, hard) in limits.items():
+        number = getattr(resource, name, None)
+        if number is not None and resource.getrlimit(number) != (soft, hard):
+            try:
+                resource.setrlimit(number, (soft, hard))
+            except (OSError, ValueError):
+                pass
+
+
+def _name_process(package: str) -> None:
+    """Name the process ``<package>-warm`` in ``ps``/``top`` (the kernel's 15-character name; its command line stays the server's)."""
+    try:
+        with open("/proc/self/comm", "w", encoding="utf-8") as comm:
+            comm.write(f"{package}-warm"[:15])
+    except OSError:
+        pass
 
 
 def _exit_code(code: object) -> int:

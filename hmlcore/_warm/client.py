@@ -13,6 +13,7 @@ import atexit
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import struct
@@ -31,6 +32,12 @@ __all__ = ["run_warm"]
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 #: how long a warm server waits for another command before it exits, in seconds
 IDLE_SECONDS = 30 * 60
+#: the resource limits (``ulimit``) a command takes from its caller
+_LIMITS = {
+    name: getattr(resource, name)
+    for name in ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK")
+    if hasattr(resource, name)
+}
 #: how long the client waits for the server to fork its command before it runs the command itself, in seconds
 _ANSWER_SECONDS = 60.0
 #: the server's module, as the client starts it
@@ -62,7 +69,7 @@ def run_warm(*, package: str) -> int | None:
         connection.connect(place.socket)
     except OSError:
         connection.close()
-        if not _starting(place):
+        if not _starting(place) and not os.path.exists(place.refused):
             atexit.register(_start_server, place, package)
         return None
     with connection:
@@ -142,6 +149,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
             "environ": dict(os.environ),
             "umask": umask,
             "package": package,
+            "limits": {name: resource.getrlimit(number) for name, number in _LIMITS.items()},
             "stdio": [_stream(sys.stdin), _stream(sys.stdout), _stream(sys.stderr)],
         }
     ).encode()

@@ -5,7 +5,8 @@ the same Python (executable, version, flags), the same ``sys.path`` after the sc
 installed distributions (a ``pip install`` or an upgrade gives a new key, hence a new server), the same
 variables that libraries read when they load (``PYTHON*``, ``OMP_*``, ``OPENBLAS_*``, ``LD_*``, the locale),
 and the same code of this package. The key names the server's files in ``<cache>/warm/``, a folder only
-its owner may read: ``<key>.sock`` (the socket), ``.lock``, ``.pid``, ``.modules`` (what to preload), ``.log``.
+its owner may read: ``<key>.sock`` (the socket), ``.lock``, ``.pid``, ``.modules`` (what to preload), ``.log``
+and ``.refused`` (why no server can run for this key, if none can).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def environment_key(environ: Mapping[str, str], path: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Place:
-    """The files of one warm server: ``base`` + ``.sock``, ``.lock``, ``.pid``, ``.modules``, ``.log``."""
+    """The files of one warm server: ``base`` + ``.sock``, ``.lock``, ``.pid``, ``.modules``, ``.log``, ``.refused``."""
 
     base: str
 
@@ -116,6 +117,11 @@ class Place:
     @property
     def log(self) -> str:
         return self.base + ".log"
+
+    @property
+    def refused(self) -> str:
+        """Written by a server that could not serve, with the reason: clients then start no other."""
+        return self.base + ".refused"
 
 
 def _library_roots() -> tuple[str, ...]:

@@ -61,17 +61,27 @@ def _preload(place: Place) -> None:
             names = [line.strip() for line in listing if line.strip()]
     except OSError:
         return
-    failed = 0
+    imported = failed = 0
     for name in names:
         if name in sys.modules:
             continue
         try:
             importlib.import_module(name)
+            imported += 1
         except KeyboardInterrupt:
             raise
         except BaseException:  # noqa: BLE001 - a module that cannot be imported ahead is imported by the child
             failed += 1
-    _log(f"{len(sys.modules)} modules imported ({failed} of the list could not be imported ahead)")
+    if imported or failed:
+        _log(f"imported {imported} modules ahead ({failed} could not be; {len(sys.modules)} in all)")
+
+
+def _refuse(place: Place, reason: str) -> None:
+    """Say in the log and in ``<base>.refused`` why no server runs here, so clients stop starting one."""
+    _log(f"{reason}: exiting")
+    with contextlib.suppress(OSError):
+        with open(place.refused, "w", encoding="utf-8") as note:
+            note.write(reason + "\n")
 
 
 def _bind(place: Place) -> tuple[socket.socket, int]:
@@ -201,7 +211,7 @@ class _Server:
                 os.close(fd)
             return None
         if threading.active_count() > 1:  # an import between two commands started one: the client runs it itself
-            _log("a thread is running in the server, so forking would not be safe: exiting")
+            _refuse(self.place, "an import started a thread, so forking would not be safe")
             connection.close()
             for fd in fds:
                 os.close(fd)
@@ -262,9 +272,13 @@ def main(argv: list[str]) -> Command | None:
         return None
     _preload(place)
     if threading.active_count() > 1:
-        _log("an import started a thread, so forking would not be safe: exiting")
+        _refuse(place, "an import started a thread, so forking would not be safe")
         return None
-    listener, inode = _bind(place)
+    try:
+        listener, inode = _bind(place)
+    except OSError as exc:  # e.g. a cache folder on a file system without Unix sockets
+        _refuse(place, f"cannot listen on {place.socket}: {exc.strerror}")
+        return None
     with open(place.pid, "w") as pid_file:
         pid_file.write(f"{os.getpid()}\n")
     _log(f"serving on {place.socket}")
