@@ -167,7 +167,7 @@ LOG_LEVEL = Variable("HML_LOG_LEVEL", "info", _one_of("debug", "info", "warning"
 # ------------------------------------------------------------------ the command line
 DEBUG = Variable("HML_DEBUG", False, _set, "set (and not 0, false, no or off): print tracebacks with errors (run-all --debug)")
 WARM = Variable[bool | None](
-    "HML_WARM", None, _flag, "false: run-all runs in its own fresh interpreter, never forked from a warm one (default: on, off when CI is set)"
+    "HML_WARM", None, _flag, "false: run-all runs in a fresh interpreter, never forked from a warm one (default: on; off when CI is set)"
 )
 KUBECONFIG = _text_var("KUBECONFIG", "the Kubernetes client configuration (kubectl's variable; default ~/.kube/config)")
 
