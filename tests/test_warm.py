@@ -25,6 +25,7 @@ from tests.conftest import run, start_process, stop_group
 STEPS = """
 import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ MESSAGE = "first edition"
 @hml.op()
 def greet() -> str:
     print(f"message: {MESSAGE}; value: {os.environ.get('WARM_TEST_VALUE')}; cwd: {os.getcwd()}", flush=True)
-    print(f"open files at most: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}", flush=True)
+    print(f"open files at most: {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; temp: {tempfile.gettempdir()}", flush=True)
     if os.environ.get("WARM_TEST_FAIL"):
         raise RuntimeError("asked to fail")
     gate = os.environ.get("WARM_TEST_WAIT_FOR")
@@ -148,6 +149,11 @@ def test_the_first_run_starts_a_server_and_the_next_runs_in_it_seeing_edits_the_
     limited = run(["bash", "-c", 'ulimit -S -n 321 && exec "$@"', "limited", *command], cwd=project, env=env)
     assert "running in a warm interpreter" in limited.stderr
     assert "open files at most: 321" in limited.stderr + limited.stdout  # the caller's ulimit, not the server's
+    temp = project / "temp"
+    temp.mkdir()
+    elsewhere_temp = run(command, cwd=project, env={**env, "TMPDIR": str(temp)})
+    assert "running in a warm interpreter" in elsewhere_temp.stderr
+    assert f"temp: {temp}" in elsewhere_temp.stdout + elsewhere_temp.stderr
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import resource
 import runpy
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from hmlcore._files import write_atomic
@@ -90,6 +91,7 @@ class Command:
         for name in [name for name in sys.modules if name == "hmlcore" or name.startswith("hmlcore.")]:
             del sys.modules[name]
         importlib.invalidate_caches()
+        tempfile.tempdir = None  # found again from this environment's TMPDIR on first use, not the server's
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # the legacy global generator, seeded from the OS as a fresh import seeds it
