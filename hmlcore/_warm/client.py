@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from hmlcore import _env
@@ -76,7 +77,7 @@ def run_warm(*, package: str) -> int | None:
         return _run_there(connection, launch, package)
 
 
-def _enabled(environ: os._Environ[str] | dict[str, str]) -> bool:
+def _enabled(environ: Mapping[str, str]) -> bool:
     try:
         chosen = _env.WARM.get(environ)
     except ConfigError as exc:
