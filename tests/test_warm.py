@@ -115,7 +115,15 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
 
 def server_up(env: dict[str, str]) -> None:
     folder = Path(env["HML_CACHE_DIR"]) / "warm"
-    wait_for(lambda: any(folder.glob("*.sock")), "the warm server's socket")
+    wait_for(lambda: any(folder.glob("*.sock")) and any(folder.glob("*.pid")), "the warm server's socket")
+
+
+def first_run_and_its_server(project: Path, env: dict[str, str]) -> Path:
+    """Run ``run-all`` once (it starts a server as it ends), wait for the server; return its pid file."""
+    assert run_all(project, env).returncode == 0
+    server_up(env)
+    (pid_file,) = (Path(env["HML_CACHE_DIR"]) / "warm").glob("*.pid")
+    return pid_file
 
 
 def alive(pid: int) -> bool:
@@ -208,10 +216,8 @@ def test_stopping_the_caller_stops_the_command_in_the_warm_interpreter(wapp, tmp
 @pytest.mark.slow
 def test_a_server_killed_outright_is_replaced_and_a_removed_socket_stops_its_server(wapp):
     project, env = wapp
-    assert run_all(project, env).returncode == 0
-    server_up(env)
-    folder = Path(env["HML_CACHE_DIR"]) / "warm"
-    (pid_file,) = folder.glob("*.pid")
+    pid_file = first_run_and_its_server(project, env)
+    folder = pid_file.parent
     first_server = int(pid_file.read_text())
     os.kill(first_server, signal.SIGKILL)
     wait_for(lambda: not alive(first_server), "the server's end")
@@ -311,12 +317,9 @@ def test_the_server_forks_no_command_for_a_client_that_stopped_waiting():
 def test_a_server_that_refused_to_serve_is_not_started_again(wapp):
     """A server that cannot serve here (no Unix sockets on the file system, a thread at import) writes why."""
     project, env = wapp
-    assert run_all(project, env).returncode == 0
-    server_up(env)
-    folder = Path(env["HML_CACHE_DIR"]) / "warm"
-    (pid_file,) = folder.glob("*.pid")
+    pid_file = first_run_and_its_server(project, env)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    next(folder.glob("*.sock")).unlink()
+    next(pid_file.parent.glob("*.sock")).unlink()
     pid_file.with_suffix(".refused").write_text("cannot listen: no Unix sockets here\n")
     again = run_all(project, env)
     assert again.returncode == 0 and "a warm interpreter is starting" not in again.stderr
