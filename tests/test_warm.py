@@ -323,3 +323,27 @@ def test_a_server_that_refused_to_serve_is_not_started_again(wapp):
     pid_file.with_suffix(".refused").write_text("cannot listen: no Unix sockets here\n")
     again = run_all(project, env)
     assert again.returncode == 0 and "a warm interpreter is starting" not in again.stderr
+
+
+def test_a_command_ending_as_its_caller_goes_away_does_not_stop_the_server(tmp_path: Path):
+    """Both wake the server at once: it answers the ended command once and keeps serving."""
+    import selectors
+    import socket
+
+    from hmlcore._warm.server import _Job, _Server
+
+    place = Place(str(tmp_path / "key"))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(place.socket)
+    listener.listen()
+    server = _Server(place, listener, os.stat(place.socket).st_ino, idle=0.0)
+    command = subprocess.Popen(["true"])
+    caller, server_end = socket.socketpair()
+    job = _Job(command.pid, os.pidfd_open(command.pid), server_end)
+    server.jobs[command.pid] = job
+    server.selector.register(job.pidfd, selectors.EVENT_READ, job)
+    server.selector.register(server_end, selectors.EVENT_READ, job)
+    wait_for(lambda: not alive(command.pid), "the command's end")
+    caller.close()  # after the command ended: the server hears of the end first, then of the caller
+    assert server.serve() is None  # idle at once once the command is answered, without an error
+    assert not server.jobs

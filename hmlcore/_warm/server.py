@@ -162,7 +162,8 @@ class _Server:
                     if command is not None:
                         return command
                 elif key.fileobj == key.data.pidfd:
-                    self._finish(key.data)
+                    if key.data.pid in self.jobs:
+                        self._finish(key.data)
                 else:
                     self._client_readable(key.data)
             if self.stopping and not self.jobs:
@@ -232,7 +233,8 @@ class _Server:
         return None
 
     def _client_readable(self, job: _Job) -> None:
-        assert job.connection is not None
+        if job.connection is None or job.pid not in self.jobs:  # the command ended in the same wake-up: answered already
+            return
         try:
             data = job.connection.recv(1024)
         except OSError:
@@ -254,6 +256,7 @@ class _Server:
             self.selector.unregister(job.connection)
             _send(job.connection, {"exit": os.waitstatus_to_exitcode(status)})
             job.connection.close()
+            job.connection = None
         del self.jobs[job.pid]
         self.last = time.monotonic()
         if not self.jobs:
