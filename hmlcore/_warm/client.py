@@ -130,6 +130,8 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
     umask = os.umask(0o022)
     os.umask(umask)
     kind, target, argv = launch
+    # a signal this process was started ignoring (``nohup``, a script's background job) stays ignored, as in a fresh run
+    ignored = [signum for signum in _FORWARDED if signal.getsignal(signum) == signal.SIG_IGN]
     request = json.dumps(
         {
             "kind": kind,
@@ -137,6 +139,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
             "argv": argv,
             "path": sys.path,
             "cwd": os.getcwd(),
+            "ignored": [int(signum) for signum in ignored],
             "environ": dict(os.environ),
             "umask": umask,
             "package": package,
@@ -161,7 +164,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         except OSError:
             pass
 
-    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED if signum not in ignored}
     try:
         ended = json.loads(replies.readline() or b"{}")
     except (OSError, ValueError):

@@ -1,0 +1,122 @@
+"""The warm interpreter (hmlcore._warm) against callers that differ from an interactive shell, and against bad clients.
+
+Each test runs a small script the way a console script runs (``python probe.py pipelines probe run-all``): it
+hands itself to a warm server exactly as :meth:`hmlcore.app.HmlApp.start` does, and otherwise does what the
+test asks through ``PROBE_*`` variables, so a server starts in a second or two with no package to bake. Every
+server and child lives in the test's own ``HML_CACHE_DIR`` and is killed by the fixture, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run, start_process, stop_group
+
+PROBE = """
+import os
+import signal
+import sys
+import time
+
+from hmlcore._warm import run_warm
+
+code = run_warm(package="probe")
+if code is not None:
+    raise SystemExit(code)
+print(f"pid {os.getpid()} ignores SIGHUP: {signal.getsignal(signal.SIGHUP) == signal.SIG_IGN}", flush=True)
+gate = os.environ.get("PROBE_WAIT_FOR")
+if gate:
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+print("done", flush=True)
+"""
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """The probe's command line and environment (warm on, a cache of the test's); kills its warm processes afterwards."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    cache = tmp_path / "cache"
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env.update({"HML_WARM": "true", "HML_CACHE_DIR": str(cache)})
+    yield [sys.executable, str(script), "pipelines", "probe", "run-all"], env
+    _kill_warm_processes(str(cache))
+
+
+def _kill_warm_processes(cache: str) -> None:
+    """SIGKILL every server of ``cache`` and every child it forked (they carry the server's command line)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if cache.encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def warm_server(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the probe once (it starts a server at its exit) and wait for the server: its pid and socket."""
+    first = run(command, cwd=Path(command[1]).parent, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    folder = os.path.join(env["HML_CACHE_DIR"], "warm")
+    wait_for(lambda: glob.glob(os.path.join(folder, "*.sock")), "the warm server's socket")
+    (pid_file,) = glob.glob(os.path.join(folder, "*.pid"))
+    (sock,) = glob.glob(os.path.join(folder, "*.sock"))
+    return int(Path(pid_file).read_text()), sock
+
+
+def start_probe(command: list[str], env: dict[str, str], **options) -> tuple[subprocess.Popen, str]:
+    """Start the probe in a session of its own; returns it and its first line (read once the command runs)."""
+    caller = start_process(
+        command, cwd=Path(command[1]).parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options
+    )
+    assert caller.stdout is not None
+    return caller, caller.stdout.readline()
+
+
+def test_a_signal_the_caller_ignores_as_under_nohup_is_ignored_by_the_warm_command_too(probe, tmp_path: Path):
+    """``nohup run-all &`` survives the terminal's hang-up in its own interpreter; it must in a warm one too."""
+    command, env = probe
+    warm_server(command, env)
+    gate = tmp_path / "gate"
+
+    def ignore_hangups() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    caller, first = start_probe(command, {**env, "PROBE_WAIT_FOR": str(gate)}, preexec_fn=ignore_hangups)
+    assert "ignores SIGHUP: True" in first, first  # the command sees the disposition a fresh interpreter would have
+    caller.send_signal(signal.SIGHUP)  # the terminal closes
+    time.sleep(1)
+    gate.touch()
+    out, err = caller.communicate(timeout=60)
+    assert "running in a warm interpreter" in err
+    assert caller.returncode == 0, err
+    assert out == "done\n"
+    stop_group(caller)
