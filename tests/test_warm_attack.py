@@ -11,8 +11,11 @@ from __future__ import annotations
 import glob
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ PROBE = """
 import os
 import signal
 import sys
+import threading
 import time
 
 from hmlcore._warm import run_warm
@@ -120,3 +124,55 @@ def test_a_signal_the_caller_ignores_as_under_nohup_is_ignored_by_the_warm_comma
     assert caller.returncode == 0, err
     assert out == "done\n"
     stop_group(caller)
+
+
+def connect_with_header(sock: str, length: int) -> socket.socket:
+    """A connection to the server that has sent what a client sends first: the request's length and fds 0-2."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(sock)
+    socket.send_fds(connection, [struct.pack("!I", length)], [0, 1, 2])
+    return connection
+
+
+def test_a_request_too_deeply_nested_is_refused_and_the_server_serves_on(probe):
+    command, env = probe
+    server, sock = warm_server(command, env)
+    body = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError, not ValueError
+    with connect_with_header(sock, len(body)) as hostile:
+        hostile.sendall(body)
+        assert hostile.recv(100) == b""  # refused: closed unanswered
+    assert alive(server)
+    after = run(command, cwd=Path(command[1]).parent, env=env, timeout=120)
+    assert after.returncode == 0 and "running in a warm interpreter" in after.stderr, after.stderr
+
+
+@pytest.mark.slow
+def test_a_client_that_sends_its_request_slowly_holds_up_no_other_and_is_cut_off(probe):
+    """A client that sends a byte now and then (a stopped or hostile one) must not keep the server from the others."""
+    command, env = probe
+    server, sock = warm_server(command, env)
+    trickler = connect_with_header(sock, 1000)
+    outcome: list[str] = []
+
+    def trickle() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                trickler.send(b" ")
+            except OSError:
+                outcome.append("cut off")
+                return
+            time.sleep(0.5)
+        outcome.append("sent all it wanted")
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        after = run(command, cwd=Path(command[1]).parent, env=env, timeout=180)
+        assert outcome == [], "the run was served only once the slow client had finished"
+        assert after.returncode == 0 and "running in a warm interpreter" in after.stderr, after.stderr
+        thread.join(timeout=90)
+        assert outcome == ["cut off"]
+        assert alive(server)
+    finally:
+        trickler.close()
