@@ -176,3 +176,18 @@ def test_a_client_that_sends_its_request_slowly_holds_up_no_other_and_is_cut_off
         assert alive(server)
     finally:
         trickler.close()
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_command_whose_server_is_stopped_is_ended_not_left_running_unseen(probe, tmp_path: Path, how: signal.Signals):
+    """Stopping the server (SIGTERM) or killing it must not leave the command running on with nobody to see it end."""
+    command, env = probe
+    server, _sock = warm_server(command, env)
+    caller, first = start_probe(command, {**env, "PROBE_WAIT_FOR": str(tmp_path / "never")})
+    child = int(first.split()[1])
+    assert child != caller.pid and alive(child), first
+    os.kill(server, how)
+    _out, err = caller.communicate(timeout=60)
+    assert caller.returncode == 1
+    assert "the warm interpreter stopped before the command ended" in err
+    wait_for(lambda: not alive(child), "the command's end", timeout=30)

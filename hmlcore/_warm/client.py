@@ -10,9 +10,11 @@ gets (Ctrl-C reaches the child's process group), and exits as the child did.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -31,6 +33,8 @@ __all__ = ["run_warm"]
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 #: how long a warm server waits for another command before it exits, in seconds
 IDLE_SECONDS = 30 * 60
+#: seconds a command whose server went away has to end after SIGTERM, before SIGKILL
+_UNSEEN_SECONDS = 10.0
 #: the server's module, as the client starts it
 SERVER_MODULE = "hmlcore._warm.server"
 
@@ -174,6 +178,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
             signal.signal(signum, handler)
     code = ended.get("exit")
     if not isinstance(code, int):
+        _end_unseen(pid)
         print("Error: the warm interpreter stopped before the command ended (HML_WARM=false runs without it)", file=sys.stderr)
         return 1
     if code < 0:  # the command was killed by a signal: end the same way, as a shell would see it
@@ -181,6 +186,27 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
+
+
+def _end_unseen(pid: int) -> None:
+    """The server went away while the command ran: end the command, which would otherwise run on unseen, its end unknown.
+
+    Its process group gets SIGTERM, as when the caller goes away, and SIGKILL if it has not ended
+    :data:`_UNSEEN_SECONDS` later.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # it has ended already
+    try:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+        ended, _, _ = select.select([pidfd], [], [], _UNSEEN_SECONDS)
+        if not ended:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
 
 
 def _start_server(place: Place, package: str) -> None:
