@@ -243,6 +243,8 @@ class _Server:
             connection.close()
             self.close()
             return Command(request, fds, self.place, set(sys.modules))
+        with contextlib.suppress(OSError):  # the child does it too; either may run first, and a signal may come at once
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         job = _Job(pid, os.pidfd_open(pid), connection)
