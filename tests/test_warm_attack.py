@@ -191,3 +191,39 @@ def test_a_command_whose_server_is_stopped_is_ended_not_left_running_unseen(prob
     assert caller.returncode == 1
     assert "the warm interpreter stopped before the command ended" in err
     wait_for(lambda: not alive(child), "the command's end", timeout=30)
+
+
+IMPOSTOR = """
+import os, pwd, socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+nobody = pwd.getpwnam("nobody")
+os.setgid(nobody.pw_gid)
+os.setuid(nobody.pw_uid)
+listener.listen()  # the credentials a client sees are those of the process that listens
+print("listening", flush=True)
+connection, _ = listener.accept()
+received = b""
+while chunk := connection.recv(1 << 16):
+    received += chunk
+print(f"received {len(received)} bytes", flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
+def test_a_socket_another_user_listens_on_is_never_sent_the_environment(probe, tmp_path: Path):
+    """Whatever put it there (a cache folder under a folder another user controls), a server of another user is not used."""
+    command, env = probe
+    server, sock = warm_server(command, env)
+    os.kill(server, signal.SIGKILL)
+    wait_for(lambda: not alive(server), "the server's end")
+    os.unlink(sock)
+    (tmp_path / "impostor.py").write_text(IMPOSTOR)
+    impostor = start_process([sys.executable, str(tmp_path / "impostor.py"), sock], stdout=subprocess.PIPE, text=True)
+    assert impostor.stdout is not None and impostor.stdout.readline() == "listening\n"
+    after = run(command, cwd=Path(command[1]).parent, env={**env, "SECRET_TOKEN": "s3cr3t"}, timeout=60)
+    assert after.returncode == 0 and after.stdout.endswith("done\n"), after.stderr
+    assert "running in a warm interpreter" not in after.stderr
+    assert impostor.stdout.readline() == "received 0 bytes\n"
+    stop_group(impostor)

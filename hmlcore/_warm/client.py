@@ -62,6 +62,8 @@ def run_warm(*, package: str) -> int | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(place.socket)
+        if not _ours(connection):
+            raise ConnectionRefusedError(f"{place.socket} is another user's")
     except OSError:
         connection.close()
         if not _starting(place):
@@ -101,6 +103,12 @@ def _launch(orig_argv: list[str]) -> tuple[str, str, list[str]] | None:
     if words and not words[0].startswith("-"):
         return "path", os.path.abspath(words[0]), words
     return None
+
+
+def _ours(connection: socket.socket) -> bool:
+    """Whether the server at the other end runs as this user: no other may be sent this environment and terminal."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return bool(struct.unpack("3i", credentials)[1] == os.getuid())
 
 
 def _stdio_open() -> bool:
