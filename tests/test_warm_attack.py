@@ -227,3 +227,14 @@ def test_a_socket_another_user_listens_on_is_never_sent_the_environment(probe, t
     assert "running in a warm interpreter" not in after.stderr
     assert impostor.stdout.readline() == "received 0 bytes\n"
     stop_group(impostor)
+
+
+def test_a_cache_folder_given_relative_to_the_working_folder_gets_a_server(probe, tmp_path: Path):
+    """``HML_CACHE_DIR=cache`` (relative, as the compiled specs take it) must not make every run start a server that fails."""
+    command, env = probe
+    env = {**env, "HML_CACHE_DIR": "cache"}  # the fixture's cache folder, seen from tmp_path
+    first = run(command, cwd=tmp_path, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    wait_for(lambda: list((tmp_path / "cache" / "warm").glob("*.sock")), "the warm server's socket")
+    after = run(command, cwd=tmp_path, env=env, timeout=120)
+    assert after.returncode == 0 and "running in a warm interpreter" in after.stderr, after.stderr
