@@ -238,3 +238,24 @@ def test_a_cache_folder_given_relative_to_the_working_folder_gets_a_server(probe
     wait_for(lambda: list((tmp_path / "cache" / "warm").glob("*.sock")), "the warm server's socket")
     after = run(command, cwd=tmp_path, env=env, timeout=120)
     assert after.returncode == 0 and "running in a warm interpreter" in after.stderr, after.stderr
+
+
+def state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2]
+
+
+def test_ctrl_z_stops_the_warm_command_with_its_caller_and_fg_goes_on(probe, tmp_path: Path):
+    """Ctrl-Z (SIGTSTP to the caller) pauses a fresh run; a warm command must not go on training, printing to the terminal."""
+    command, env = probe
+    warm_server(command, env)
+    gate = tmp_path / "gate"
+    caller, first = start_probe(command, {**env, "PROBE_WAIT_FOR": str(gate)})
+    child = int(first.split()[1])
+    caller.send_signal(signal.SIGTSTP)
+    wait_for(lambda: state(caller.pid) == "T" and state(child) == "T", "the caller and the command stopped", timeout=30)
+    caller.send_signal(signal.SIGCONT)  # fg
+    wait_for(lambda: state(caller.pid) != "T" and state(child) != "T", "the caller and the command going on", timeout=30)
+    gate.touch()
+    out, err = caller.communicate(timeout=60)
+    assert caller.returncode == 0 and out == "done\n", err

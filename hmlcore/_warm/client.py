@@ -176,7 +176,16 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         except OSError:
             pass
 
+    def suspend(_signum: int, _frame: object) -> None:  # Ctrl-Z: the command stops with this process, goes on with it
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # stopped here until ``fg`` or ``bg`` sends SIGCONT
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGCONT)
+
     previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED if signum not in ignored}
+    if signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
     try:
         ended = json.loads(replies.readline() or b"{}")
     except (OSError, ValueError):
