@@ -38,7 +38,8 @@ class Command:
 
     Args:
         request: what the client sent: ``kind`` (``"path"`` or ``"module"``), ``target``, ``argv``, ``path``,
-            ``cwd``, ``environ``, ``umask``, ``package``, ``stdio`` (encoding and errors of each stream).
+            ``cwd``, ``environ``, ``umask``, ``package``, ``stdio`` (encoding and errors of each stream), ``ignored``
+            (the signals the client was started ignoring).
         fds: the client's standard input, output and error.
         place: the server's files.
         preloaded: the modules the server had imported when it forked.
@@ -73,6 +74,8 @@ class Command:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in _RESET:
             signal.signal(signum, signal.SIG_DFL)
+        for signum in request.get("ignored", []):  # those the caller was started ignoring, as a fresh interpreter keeps them
+            signal.signal(signum, signal.SIG_IGN)
         for target, fd in enumerate(self.fds):
             os.dup2(fd, target)
             os.close(fd)

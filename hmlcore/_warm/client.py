@@ -10,10 +10,12 @@ gets (Ctrl-C reaches the child's process group), and exits as the child did.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -41,6 +43,8 @@ _LIMITS = {
 }
 #: how long the client waits for the server to fork its command before it runs the command itself, in seconds
 _ANSWER_SECONDS = 60.0
+#: seconds a command whose server went away has to end after SIGTERM, before SIGKILL
+_UNSEEN_SECONDS = 10.0
 #: the server's module, as the client starts it
 SERVER_MODULE = "hmlcore._warm.server"
 
@@ -68,6 +72,8 @@ def run_warm(*, package: str) -> int | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(place.socket)
+        if not _ours(connection):
+            raise ConnectionRefusedError(f"{place.socket} is another user's")
     except OSError:
         connection.close()
         if not _starting(place) and not os.path.exists(place.refused):
@@ -109,6 +115,12 @@ def _launch(orig_argv: list[str]) -> tuple[str, str, list[str]] | None:
     return None
 
 
+def _ours(connection: socket.socket) -> bool:
+    """Whether the server at the other end runs as this user: no other may be sent this environment and terminal."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return bool(struct.unpack("3i", credentials)[1] == os.getuid())
+
+
 def _stdio_open() -> bool:
     try:
         for fd in (0, 1, 2):
@@ -140,6 +152,8 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
     umask = os.umask(0o022)
     os.umask(umask)
     kind, target, argv = launch
+    # a signal this process was started ignoring (``nohup``, a script's background job) stays ignored, as in a fresh run
+    ignored = [signum for signum in _FORWARDED if signal.getsignal(signum) == signal.SIG_IGN]
     request = json.dumps(
         {
             "kind": kind,
@@ -147,6 +161,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
             "argv": argv,
             "path": sys.path,
             "cwd": os.getcwd(),
+            "ignored": [int(signum) for signum in ignored],
             "environ": dict(os.environ),
             "umask": umask,
             "package": package,
@@ -174,7 +189,16 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         except OSError:
             pass
 
-    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    def suspend(_signum: int, _frame: object) -> None:  # Ctrl-Z: the command stops with this process, goes on with it
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # stopped here until ``fg`` or ``bg`` sends SIGCONT
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGCONT)
+
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED if signum not in ignored}
+    if signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
     try:
         ended = json.loads(replies.readline() or b"{}")
     except (OSError, ValueError):
@@ -184,6 +208,7 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
             signal.signal(signum, handler)
     code = ended.get("exit")
     if not isinstance(code, int):
+        _end_unseen(pid)
         print("Error: the warm interpreter stopped before the command ended (HML_WARM=false runs without it)", file=sys.stderr)
         return 1
     if code < 0:  # the command was killed by a signal: end the same way, as a shell would see it
@@ -191,6 +216,27 @@ def _run_there(connection: socket.socket, launch: tuple[str, str, list[str]], pa
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
+
+
+def _end_unseen(pid: int) -> None:
+    """The server went away while the command ran: end the command, which would otherwise run on unseen, its end unknown.
+
+    Its process group gets SIGTERM, as when the caller goes away, and SIGKILL if it has not ended
+    :data:`_UNSEEN_SECONDS` later.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # it has ended already
+    try:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+        ended, _, _ = select.select([pidfd], [], [], _UNSEEN_SECONDS)
+        if not ended:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
 
 
 def _start_server(place: Place, package: str) -> None:

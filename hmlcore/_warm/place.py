@@ -87,7 +87,7 @@ class Place:
         The folder is ``<cache>/warm`` (:func:`hmlcore._env.cache_dir`), made with mode 0700; a folder that
         another user owns or others may write, or a socket path too long for the system, gives ``None``.
         """
-        folder = os.path.join(_env.cache_dir(environ), "warm")
+        folder = os.path.abspath(os.path.join(_env.cache_dir(environ), "warm"))  # the server runs in another folder
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             info = os.stat(folder)

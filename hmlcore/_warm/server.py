@@ -27,7 +27,7 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hmlcore._warm.child import Command, end_now
@@ -37,7 +37,7 @@ __all__ = ["main"]
 
 #: the largest request a client may send (its environment is most of it)
 _MAX_REQUEST = 16 * 1024 * 1024
-#: seconds a client has to send its whole request once connected
+#: seconds a client has to send its whole request once connected (clients are read side by side)
 _REQUEST_SECONDS = 10.0
 #: seconds between two looks at the socket file and the idle time
 _TICK = 5.0
@@ -96,36 +96,55 @@ def _bind(place: Place) -> tuple[socket.socket, int]:
     return listener, os.stat(place.socket).st_ino
 
 
-def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """The request and the three file descriptors of one client, or ``None`` if it is not a valid one."""
-    connection.settimeout(_REQUEST_SECONDS)
-    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    if struct.unpack("3i", credentials)[1] != os.getuid():
-        return None
-    fds: list[int] = []
+@dataclass
+class _Arriving:
+    """A client whose request is still arriving: what came of it so far, and by when the rest must have come."""
+
+    connection: socket.socket
+    deadline: float
+    fds: list[int] = field(default_factory=list)
+    length: int | None = None
+    body: bytearray = field(default_factory=bytearray)
+
+    def close(self) -> None:
+        self.connection.close()
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
+def _read(arriving: _Arriving) -> dict[str, Any] | None:
+    """Read what has come of a client's request, without waiting: the request once all of it is in, else ``None``.
+
+    Clients are read a little at a time, side by side, so one that sends slowly or not at all holds up no other.
+
+    Raises:
+        OSError: the connection failed.
+        ValueError: it is not a valid request (no file descriptors, too long, not a JSON object, the client left).
+    """
     try:
-        header, fds, _flags, _address = socket.recv_fds(connection, 4, 3)
-        if len(header) != 4 or len(fds) != 3:
-            raise ValueError("no header or no file descriptors")
-        (length,) = struct.unpack("!I", header)
-        if length > _MAX_REQUEST:
-            raise ValueError(f"a request of {length} bytes")
-        body = bytearray()
-        while len(body) < length:
-            chunk = connection.recv(min(1 << 20, length - len(body)))
+        if arriving.length is None:
+            header, arriving.fds, _flags, _address = socket.recv_fds(arriving.connection, 4, 3)
+            if len(header) != 4 or len(arriving.fds) != 3:
+                raise ValueError("no header or no file descriptors")
+            (arriving.length,) = struct.unpack("!I", header)
+            if arriving.length > _MAX_REQUEST:
+                raise ValueError(f"a request of {arriving.length} bytes")
+        while len(arriving.body) < arriving.length:
+            chunk = arriving.connection.recv(min(1 << 20, arriving.length - len(arriving.body)))
             if not chunk:
                 raise ValueError("the client went away")
-            body += chunk
-        request = json.loads(body)
-        if not isinstance(request, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        _log(f"a request was refused: {exc}")
-        for fd in fds:
-            os.close(fd)
+            arriving.body += chunk
+    except BlockingIOError:
         return None
-    connection.settimeout(None)
-    return request, fds
+    try:
+        request = json.loads(arriving.body)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if not isinstance(request, dict):
+        raise ValueError("not a JSON object")
+    return request
 
 
 def _gone(connection: socket.socket) -> bool:
@@ -150,15 +169,19 @@ class _Server:
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.jobs: dict[int, _Job] = {}
+        self.arriving: list[_Arriving] = []
         self.last = time.monotonic()
         self.stopping = False
 
     def serve(self) -> Command | None:
         """Serve until idle; returns a :class:`Command` only in a forked child, which runs it."""
         while True:
-            for key, _events in self.selector.select(timeout=_TICK):
+            now = time.monotonic()
+            for key, _events in self.selector.select(timeout=min([_TICK, *(max(0.0, a.deadline - now) for a in self.arriving)])):
                 if key.data is None:
-                    command = self._accept()
+                    self._accept()
+                elif isinstance(key.data, _Arriving):
+                    command = self._arrived(key.data)
                     if command is not None:
                         return command
                 elif key.fileobj == key.data.pidfd:
@@ -166,6 +189,9 @@ class _Server:
                         self._finish(key.data)
                 else:
                     self._client_readable(key.data)
+            for late in [a for a in self.arriving if a.deadline <= time.monotonic()]:
+                _log(f"a request was refused: not all of it came within {_REQUEST_SECONDS:g}s")
+                self._drop(late)
             if self.stopping and not self.jobs:
                 break
             if self.jobs:
@@ -185,6 +211,8 @@ class _Server:
     def close(self) -> None:
         self.selector.close()
         self.listener.close()
+        for arriving in self.arriving:
+            arriving.close()
         for job in self.jobs.values():
             os.close(job.pidfd)
             if job.connection is not None:
@@ -196,16 +224,40 @@ class _Server:
         except OSError:
             return False
 
-    def _accept(self) -> Command | None:
+    def _accept(self) -> None:
+        """Take a new client; its request is read by :meth:`_arrived` as it comes (within ``_REQUEST_SECONDS``)."""
         try:
             connection, _ = self.listener.accept()
         except OSError:
-            return None
-        received = _receive(connection)
-        if received is None:
+            return
+        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", credentials)[1] != os.getuid():
             connection.close()
+            return
+        connection.setblocking(False)
+        arriving = _Arriving(connection, time.monotonic() + _REQUEST_SECONDS)
+        self.arriving.append(arriving)
+        self.selector.register(connection, selectors.EVENT_READ, arriving)
+
+    def _drop(self, arriving: _Arriving) -> None:
+        self.selector.unregister(arriving.connection)
+        self.arriving.remove(arriving)
+        arriving.close()
+
+    def _arrived(self, arriving: _Arriving) -> Command | None:
+        """Read more of a client's request; once it is all in, fork its command (in the child: return it)."""
+        try:
+            request = _read(arriving)
+        except (OSError, ValueError) as exc:
+            _log(f"a request was refused: {exc}")
+            self._drop(arriving)
             return None
-        request, fds = received
+        if request is None:
+            return None
+        self.selector.unregister(arriving.connection)
+        self.arriving.remove(arriving)
+        connection, fds = arriving.connection, arriving.fds
+        connection.setblocking(True)
         if _gone(connection):  # it stopped waiting (a server stopped for a while) and ran the command itself
             connection.close()
             for fd in fds:
@@ -223,6 +275,8 @@ class _Server:
             connection.close()
             self.close()
             return Command(request, fds, self.place, set(sys.modules))
+        with contextlib.suppress(OSError):  # the child does it too; either may run first, and a signal may come at once
+            os.setpgid(pid, pid)
         for fd in fds:
             os.close(fd)
         job = _Job(pid, os.pidfd_open(pid), connection)
