@@ -268,3 +268,13 @@ def test_a_variable_a_library_reads_when_imported_gives_another_server(variable:
 
     path = ["", *sys.path[1:]]
     assert environment_key({variable: "1"}, path) != environment_key({}, path)
+
+
+def test_a_run_from_a_removed_working_folder_runs_as_a_fresh_one_does(probe, tmp_path: Path):
+    command, env = probe
+    warm_server(command, env)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    shell = f'cd "{gone}" && rmdir "{gone}" && exec "$@"'
+    after = run(["bash", "-c", shell, "removed", *command], cwd=tmp_path, env=env, timeout=120)
+    assert after.returncode == 0 and after.stdout.endswith("done\n"), after.stderr
