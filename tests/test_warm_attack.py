@@ -259,3 +259,22 @@ def test_ctrl_z_stops_the_warm_command_with_its_caller_and_fg_goes_on(probe, tmp
     gate.touch()
     out, err = caller.communicate(timeout=60)
     assert caller.returncode == 0 and out == "done\n", err
+
+
+@pytest.mark.parametrize("variable", ["SKLEARN_ASSUME_FINITE", "PANDAS_COPY_ON_WRITE", "SCIPY_ARRAY_API", "MPLBACKEND"])
+def test_a_variable_a_library_reads_when_imported_gives_another_server(variable: str):
+    """scikit-learn reads ``SKLEARN_ASSUME_FINITE`` once, at import: a server that imported it without it cannot serve."""
+    from hmlcore._warm.place import environment_key
+
+    path = ["", *sys.path[1:]]
+    assert environment_key({variable: "1"}, path) != environment_key({}, path)
+
+
+def test_a_run_from_a_removed_working_folder_runs_as_a_fresh_one_does(probe, tmp_path: Path):
+    command, env = probe
+    warm_server(command, env)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    shell = f'cd "{gone}" && rmdir "{gone}" && exec "$@"'
+    after = run(["bash", "-c", shell, "removed", *command], cwd=tmp_path, env=env, timeout=120)
+    assert after.returncode == 0 and after.stdout.endswith("done\n"), after.stderr

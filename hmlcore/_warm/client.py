@@ -63,7 +63,7 @@ def run_warm(*, package: str) -> int | None:
     Raises:
         SystemExit: ``HML_WARM`` holds something other than a boolean (a one-line message).
     """
-    if not _enabled(os.environ) or not _is_run_all(sys.argv):
+    if not _enabled(os.environ) or not _is_run_all(sys.argv) or not _folder_exists():
         return None
     launch = _launch(sys.orig_argv)
     place = Place.find(os.environ, sys.path) if launch is not None else None
@@ -119,6 +119,15 @@ def _ours(connection: socket.socket) -> bool:
     """Whether the server at the other end runs as this user: no other may be sent this environment and terminal."""
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return bool(struct.unpack("3i", credentials)[1] == os.getuid())
+
+
+def _folder_exists() -> bool:
+    """Whether the working folder still exists (a removed one runs here, where the command may not need it)."""
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
 
 
 def _stdio_open() -> bool:

@@ -46,6 +46,14 @@ _LOAD_TIME_PREFIXES = (
     "LC_",
     "LANG",
     "TZ",
+    # the libraries a model package uses that read settings when imported (scikit-learn's config, pandas' modes...)
+    "SKLEARN_",
+    "PANDAS_",
+    "NPY_",
+    "NUMPY_",
+    "SCIPY_",
+    "JOBLIB_",
+    "MPL",
 )
 #: the longest socket path Linux accepts (sun_path holds 108 bytes with the terminating zero)
 _MAX_SOCKET_PATH = 107
