@@ -99,7 +99,9 @@ def stop_warm_servers(cache: Path) -> None:
     """SIGTERM the warm servers kept in ``cache`` (their pid files say which)."""
     for pid_file in (cache / "warm").glob("*.pid"):
         try:
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            pid = int(pid_file.read_text())
+            if str(cache).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():  # that server, not a process that took its pid
+                os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
             pass
 

@@ -252,7 +252,9 @@ def _start_server(place: Place, package: str) -> None:
     """At this process's exit: write what it imported and start a server that imports it (never fails the run)."""
     try:
         write_atomic(place.modules, "\n".join(preloadable(sys.modules, exclude=[package])) + "\n")
-        with open(place.log, "wb") as log:
+        # appended, so an earlier server's last words (a traceback) stay readable; started afresh past 1 MiB
+        mode = "wb" if os.path.exists(place.log) and os.path.getsize(place.log) > 1 << 20 else "ab"
+        with open(place.log, mode) as log:
             subprocess.Popen(
                 [sys.executable, "-m", SERVER_MODULE, place.base, str(IDLE_SECONDS)],
                 stdin=subprocess.DEVNULL,
