@@ -1,13 +1,13 @@
 """The forked child: becomes the client's command, as a fresh interpreter started the same way would run it.
 
 It takes a process group of its own (so a signal the client passes on reaches whatever the command
-starts), default signal handlers, the client's standard streams (rebuilt with the client's encodings, line
-buffered on a terminal), working folder, umask, resource limits, environment, ``sys.path`` and ``sys.argv``. hmlcore's modules
-are dropped and the import system's caches cleared, so hmlcore and the package are imported afresh and a file
-added since the server started is found; numpy's global random state is seeded anew, as in a fresh process.
-Then the script or module runs as ``__main__``. At exit the child adds to ``<base>.modules`` the library
-modules it imported that the server had not, for the server to import before the next command.
-"""
+starts), default signal handlers (but for those the client was started ignoring, which stay ignored), the
+client's standard streams (rebuilt with the client's encodings, line buffered on a terminal), working folder,
+umask, resource limits, environment, ``sys.path`` and ``sys.argv``. hmlcore's modules are dropped and the
+import system's caches cleared, so hmlcore and the package are imported afresh and a file added since the
+server started is found; numpy's global random state is seeded anew, as in a fresh process. Then the script
+or module runs as ``__main__``. At exit the child adds to ``<base>.modules`` the library modules it imported
+that the server had not, for the server to import before the next command."""
 
 from __future__ import annotations
 

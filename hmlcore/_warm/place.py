@@ -54,6 +54,8 @@ _LOAD_TIME_PREFIXES = (
     "SCIPY_",
     "JOBLIB_",
     "MPL",
+    "ARROW_",
+    "XGBOOST_",
 )
 #: the longest socket path Linux accepts (sun_path holds 108 bytes with the terminating zero)
 _MAX_SOCKET_PATH = 107
