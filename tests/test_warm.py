@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from hmlcore._warm import client
 from hmlcore._warm.place import Place, environment_key, preloadable
+from tests._warm import alive, server_up, stop_warm_processes, wait_for, warm_env
 from tests.conftest import run, start_process, stop_group
 
 STEPS = """
@@ -78,21 +78,8 @@ def wapp(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     (project / "wapp" / "start.py").write_text(START)
     (project / "cli.py").write_text("from wapp.start import main\n\nmain()\n")
     cache = tmp_path / "cache"
-    env = {key: value for key, value in os.environ.items() if key != "CI"}
-    env.update({"HML_WARM": "true", "HML_CACHE_DIR": str(cache), "HML_HOME": str(tmp_path / "home"), "PYTHONPATH": str(project)})
-    yield project, env
-    _stop_warm_processes(str(cache))
-
-
-def _stop_warm_processes(cache: str) -> None:
-    """SIGKILL every server of ``cache`` and every child it forked (they carry the server's command line)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if cache.encode() in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
+    yield project, warm_env(cache, HML_HOME=str(tmp_path / "home"), PYTHONPATH=str(project))
+    stop_warm_processes(str(cache))
 
 
 def run_all(project: Path, env: dict[str, str], *extra: str, **more: str) -> subprocess.CompletedProcess:
@@ -104,34 +91,10 @@ def run_all(project: Path, env: dict[str, str], *extra: str, **more: str) -> sub
     )
 
 
-def wait_for(predicate, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
-
-
-def server_up(env: dict[str, str]) -> None:
-    folder = Path(env["HML_CACHE_DIR"]) / "warm"
-    wait_for(lambda: any(folder.glob("*.sock")) and any(folder.glob("*.pid")), "the warm server's socket")
-
-
 def first_run_and_its_server(project: Path, env: dict[str, str]) -> Path:
     """Run ``run-all`` once (it starts a server as it ends), wait for the server; return its pid file."""
     assert run_all(project, env).returncode == 0
-    server_up(env)
-    (pid_file,) = (Path(env["HML_CACHE_DIR"]) / "warm").glob("*.pid")
-    return pid_file
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2] != "Z"
+    return server_up(env)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ server and child lives in the test's own ``HML_CACHE_DIR`` and is killed by the 
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import socket
@@ -17,11 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._warm import alive, server_up, stop_warm_processes, wait_for, warm_env
 from tests.conftest import run, start_process, stop_group
 
 PROBE = """
@@ -51,49 +51,16 @@ def probe(tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     cache = tmp_path / "cache"
-    env = {key: value for key, value in os.environ.items() if key != "CI"}
-    env.update({"HML_WARM": "true", "HML_CACHE_DIR": str(cache)})
-    yield [sys.executable, str(script), "pipelines", "probe", "run-all"], env
-    _kill_warm_processes(str(cache))
-
-
-def _kill_warm_processes(cache: str) -> None:
-    """SIGKILL every server of ``cache`` and every child it forked (they carry the server's command line)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if cache.encode() in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2] != "Z"
+    yield [sys.executable, str(script), "pipelines", "probe", "run-all"], warm_env(cache)
+    stop_warm_processes(str(cache))
 
 
 def warm_server(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run the probe once (it starts a server at its exit) and wait for the server: its pid and socket."""
     first = run(command, cwd=Path(command[1]).parent, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
-    folder = os.path.join(env["HML_CACHE_DIR"], "warm")
-    wait_for(lambda: glob.glob(os.path.join(folder, "*.sock")), "the warm server's socket")
-    (pid_file,) = glob.glob(os.path.join(folder, "*.pid"))
-    (sock,) = glob.glob(os.path.join(folder, "*.sock"))
-    return int(Path(pid_file).read_text()), sock
+    pid_file = server_up(env)
+    return int(pid_file.read_text()), str(pid_file.with_suffix(".sock"))
 
 
 def start_probe(command: list[str], env: dict[str, str], **options) -> tuple[subprocess.Popen, str]:
