@@ -310,3 +310,17 @@ def test_a_command_ending_as_its_caller_goes_away_does_not_stop_the_server(tmp_p
     caller.close()  # after the command ended: the server hears of the end first, then of the caller
     assert server.serve() is None  # idle at once once the command is answered, without an error
     assert not server.jobs
+
+
+@pytest.mark.slow
+def test_warm_lists_the_servers_and_stops_them(wapp):
+    project, env = wapp
+    server = int(first_run_and_its_server(project, env).read_text())
+    listed = run([sys.executable, str(project / "cli.py"), "warm"], cwd=project, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert re.fullmatch(rf"process {server}: key \w+, \d+ MB, up \d+ min \(this environment\)\n", listed.stdout), listed.stdout
+    stopped = run([sys.executable, str(project / "cli.py"), "warm", "--stop"], cwd=project, env=env)
+    assert stopped.returncode == 0 and stopped.stdout.startswith(f"stopped process {server} (key ")
+    wait_for(lambda: not alive(server), "the server's end", timeout=60)
+    after = run([sys.executable, str(project / "cli.py"), "warm"], cwd=project, env=env)
+    assert after.stdout == "no warm interpreter runs\n"

@@ -11,13 +11,16 @@ and ``.refused`` (why no server can run for this key, if none can).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import site
 import stat
 import sys
 import sysconfig
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from pathlib import Path
 from hmlcore import _env
 from hmlcore._machine import installed_distributions
 
-__all__ = ["Place", "environment_key", "preloadable"]
+__all__ = ["Place", "Server", "describe", "environment_key", "preloadable", "servers"]
 
 #: bumped when client and server stop understanding each other's messages
 PROTOCOL = 1
@@ -97,7 +100,7 @@ class Place:
         The folder is ``<cache>/warm`` (:func:`hmlcore._env.cache_dir`), made with mode 0700; a folder that
         another user owns or others may write, or a socket path too long for the system, gives ``None``.
         """
-        folder = os.path.abspath(os.path.join(_env.cache_dir(environ), "warm"))  # the server runs in another folder
+        folder = _folder(environ)
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             info = os.stat(folder)
@@ -134,6 +137,11 @@ class Place:
         return self.base + ".refused"
 
 
+def _folder(environ: Mapping[str, str]) -> str:
+    """``<cache>/warm``, absolute (a server runs in another folder than its caller)."""
+    return os.path.abspath(os.path.join(_env.cache_dir(environ), "warm"))
+
+
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
@@ -166,3 +174,48 @@ def preloadable(modules: Mapping[str, object], *, exclude: Iterable[str] = ()) -
         if isinstance(file, str) and file.startswith(roots):  # as imported: under a sys.path entry, never resolved
             chosen.append(name)
     return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A warm server that runs: its place, process id, start time (epoch seconds) and resident memory in bytes."""
+
+    place: Place
+    pid: int
+    started: float
+    memory: int
+
+    def stop(self) -> None:
+        """SIGTERM it (commands it runs go on to their end) and remove its socket, so no new command reaches it."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.place.socket)
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGTERM)
+
+
+def servers(environ: Mapping[str, str]) -> list[Server]:
+    """The warm servers of this user's cache folder (``environ``'s) that run, oldest first.
+
+    A server counts when its pid file names a live process whose command line is that server's (not a
+    process that took the pid of one that ended).
+    """
+    folder = _folder(environ)
+    found = []
+    for pid_file in sorted(Path(folder).glob("*.pid")):
+        place = Place(str(pid_file.with_suffix("")))
+        try:
+            pid = int(pid_file.read_text())
+            if place.base.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (OSError, ValueError):
+            continue
+        rss = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), "0")
+        found.append(Server(place, pid, pid_file.stat().st_mtime, int(rss) * 1024))
+    return sorted(found, key=lambda server: server.started)
+
+
+def describe(server: Server, *, now: float | None = None) -> str:
+    """One line for ``server``: its process, key, memory and how long it has run."""
+    minutes = int(((time.time() if now is None else now) - server.started) // 60)
+    return f"process {server.pid}: key {os.path.basename(server.place.base)}, {server.memory / 2**20:.0f} MB, up {minutes} min"

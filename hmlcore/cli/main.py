@@ -7,8 +7,10 @@
     <entrypoint> pipelines <pipeline> compile [-o FILE]
     <entrypoint> inference run-dev | run-prod
     <entrypoint> models list | show VERSION | promote VERSION | rollback
+    <entrypoint> warm [--stop]
 
-The groups live in :mod:`hmlcore.cli.pipelines`, :mod:`hmlcore.cli.inference` and :mod:`hmlcore.cli.models`
+The groups live in :mod:`hmlcore.cli.pipelines`, :mod:`hmlcore.cli.inference`, :mod:`hmlcore.cli.models` and
+:mod:`hmlcore.cli.warm`
 (what they share, in :mod:`hmlcore.cli._common`). Any
 :class:`~hmlcore.errors.HmlError` becomes a one-line ``Error: ...`` and exit code 1; any other exception
 in a command does too, with its type (set ``HML_DEBUG=1`` to see the traceback).
@@ -23,6 +25,7 @@ from hmlcore.cli.inference import inference_group
 from hmlcore.cli.models import models_group
 from hmlcore.cli.monitor import monitor_group
 from hmlcore.cli.pipelines import pipelines_group
+from hmlcore.cli.warm import warm_command
 
 __all__ = ["HmlCliError", "build_cli", "guard", "registered_model"]
 
@@ -39,4 +42,5 @@ def build_cli(app: CliApp) -> click.Group:
     root.add_command(inference_group(app))
     root.add_command(monitor_group(app))
     root.add_command(models_group(app))
+    root.add_command(warm_command())
     return root
