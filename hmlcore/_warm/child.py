@@ -22,7 +22,6 @@ import sys
 import tempfile
 from typing import Any
 
-from hmlcore._files import write_atomic
 from hmlcore._warm.place import Place, preloadable
 
 __all__ = ["Command", "end_now"]
@@ -108,7 +107,7 @@ class Command:
         names = set(preloadable(sys.modules, exclude=[self.request["package"]]))
         if names - self.preloaded:
             try:
-                write_atomic(self.place.modules, "\n".join(sorted(names | _listed(self.place))) + "\n")
+                self.place.write_modules(names.union(self.place.read_modules()))
             except OSError:
                 pass
 
@@ -160,14 +159,6 @@ def end_now() -> None:
         signal.signal(-_OUTCOME[0], signal.SIG_DFL)
         os.kill(os.getpid(), -_OUTCOME[0])
     os._exit(_OUTCOME[0])
-
-
-def _listed(place: Place) -> set[str]:
-    try:
-        with open(place.modules, encoding="utf-8") as listing:
-            return {line.strip() for line in listing if line.strip()}
-    except OSError:
-        return set()
 
 
 def _reopen_stdio(stdio: list[list[str]], *, unbuffered: bool) -> None:

@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hmlcore import _env
-from hmlcore._files import write_atomic
-from hmlcore._warm.place import Place, preloadable
+from hmlcore._warm.place import Place, peer_is_this_user, preloadable
 from hmlcore.errors import ConfigError
 
 __all__ = ["run_warm"]
@@ -72,7 +71,7 @@ def run_warm(*, package: str) -> int | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(place.socket)
-        if not _ours(connection):
+        if not peer_is_this_user(connection):
             raise ConnectionRefusedError(f"{place.socket} is another user's")
     except OSError:
         connection.close()
@@ -113,12 +112,6 @@ def _launch(orig_argv: list[str]) -> tuple[str, str, list[str]] | None:
     if words and not words[0].startswith("-"):
         return "path", os.path.abspath(words[0]), words
     return None
-
-
-def _ours(connection: socket.socket) -> bool:
-    """Whether the server at the other end runs as this user: no other may be sent this environment and terminal."""
-    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return bool(struct.unpack("3i", credentials)[1] == os.getuid())
 
 
 def _folder_exists() -> bool:
@@ -251,7 +244,7 @@ def _end_unseen(pid: int) -> None:
 def _start_server(place: Place, package: str) -> None:
     """At this process's exit: write what it imported and start a server that imports it (never fails the run)."""
     try:
-        write_atomic(place.modules, "\n".join(preloadable(sys.modules, exclude=[package])) + "\n")
+        place.write_modules(preloadable(sys.modules, exclude=[package]))
         # appended, so an earlier server's last words (a traceback) stay readable; started afresh past 1 MiB
         mode = "wb" if os.path.exists(place.log) and os.path.getsize(place.log) > 1 << 20 else "ab"
         with open(place.log, mode) as log:

@@ -17,7 +17,9 @@ import json
 import os
 import signal
 import site
+import socket
 import stat
+import struct
 import sys
 import sysconfig
 import time
@@ -26,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hmlcore import _env
+from hmlcore._files import write_atomic
 from hmlcore._machine import installed_distributions
 
-__all__ = ["Place", "Server", "describe", "environment_key", "preloadable", "servers"]
+__all__ = ["Place", "Server", "describe", "environment_key", "peer_is_this_user", "preloadable", "servers"]
 
 #: bumped when client and server stop understanding each other's messages
 PROTOCOL = 1
@@ -131,10 +134,36 @@ class Place:
     def log(self) -> str:
         return self.base + ".log"
 
+    def read_modules(self) -> list[str]:
+        """The modules ``<base>.modules`` lists for a server to import ahead (none if there is no list yet)."""
+        try:
+            with open(self.modules, encoding="utf-8") as listing:
+                return [line.strip() for line in listing if line.strip()]
+        except OSError:
+            return []
+
+    def write_modules(self, names: Iterable[str]) -> None:
+        """Replace the list of modules to import ahead with ``names``, atomically.
+
+        Raises:
+            OSError: it cannot be written.
+        """
+        write_atomic(self.modules, "".join(f"{name}\n" for name in sorted(set(names))))
+
     @property
     def refused(self) -> str:
         """Written by a server that could not serve, with the reason: clients then start no other."""
         return self.base + ".refused"
+
+
+def peer_is_this_user(connection: socket.socket) -> bool:
+    """Whether the process at the other end of a Unix socket runs as this user (SO_PEERCRED).
+
+    The client sends a server its environment and terminal, and a server runs what a client sends: neither
+    talks to another user's process.
+    """
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return bool(struct.unpack("3i", credentials)[1] == os.getuid())
 
 
 def _folder(environ: Mapping[str, str]) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hmlcore._warm.child import Command, end_now
-from hmlcore._warm.place import Place
+from hmlcore._warm.place import Place, peer_is_this_user
 
 __all__ = ["main"]
 
@@ -56,11 +56,7 @@ def _log(message: str) -> None:
 
 def _preload(place: Place) -> None:
     """Import every module ``place.modules`` lists that this process has not imported yet."""
-    try:
-        with open(place.modules, encoding="utf-8") as listing:
-            names = [line.strip() for line in listing if line.strip()]
-    except OSError:
-        return
+    names = place.read_modules()
     imported = failed = 0
     for name in names:
         if name in sys.modules:
@@ -82,6 +78,14 @@ def _refuse(place: Place, reason: str) -> None:
     with contextlib.suppress(OSError):
         with open(place.refused, "w", encoding="utf-8") as note:
             note.write(reason + "\n")
+
+
+def _unsafe_to_fork(place: Place) -> bool:
+    """Whether an import started a thread (a fork would copy its locks, not it): if so, refuse to serve here."""
+    if threading.active_count() == 1:
+        return False
+    _refuse(place, "an import started a thread, so forking would not be safe")
+    return True
 
 
 def _bind(place: Place) -> tuple[socket.socket, int]:
@@ -230,8 +234,7 @@ class _Server:
             connection, _ = self.listener.accept()
         except OSError:
             return
-        credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        if struct.unpack("3i", credentials)[1] != os.getuid():
+        if not peer_is_this_user(connection):
             connection.close()
             return
         connection.setblocking(False)
@@ -254,22 +257,17 @@ class _Server:
             return None
         if request is None:
             return None
+        if _gone(arriving.connection):  # it stopped waiting (a server stopped for a while) and ran the command itself
+            self._drop(arriving)
+            return None
+        if _unsafe_to_fork(self.place):  # an import between two commands started a thread: the client runs it itself
+            self._drop(arriving)
+            self.stopping = True
+            return None
         self.selector.unregister(arriving.connection)
         self.arriving.remove(arriving)
         connection, fds = arriving.connection, arriving.fds
         connection.setblocking(True)
-        if _gone(connection):  # it stopped waiting (a server stopped for a while) and ran the command itself
-            connection.close()
-            for fd in fds:
-                os.close(fd)
-            return None
-        if threading.active_count() > 1:  # an import between two commands started one: the client runs it itself
-            _refuse(self.place, "an import started a thread, so forking would not be safe")
-            connection.close()
-            for fd in fds:
-                os.close(fd)
-            self.stopping = True
-            return None
         pid = os.fork()
         if pid == 0:  # the child: drop everything of the server's, then become the command
             connection.close()
@@ -328,8 +326,7 @@ def main(argv: list[str]) -> Command | None:
         _log("another server holds the lock: exiting")
         return None
     _preload(place)
-    if threading.active_count() > 1:
-        _refuse(place, "an import started a thread, so forking would not be safe")
+    if _unsafe_to_fork(place):
         return None
     try:
         listener, inode = _bind(place)
